@@ -1,0 +1,19 @@
+"""Start the bot: NoneBot2 + OneBot v11 + nailong_bot.
+
+OneBot implementations (NapCat, Lagrange.OneBot, LLOneBot) connect by reverse WebSocket to
+ws://HOST:PORT/onebot/v11/ws. Settings come from the environment or `.env` (see `.env.example`).
+"""
+
+import sys
+
+import nonebot
+from nonebot.adapters.onebot.v11 import Adapter as OneBotV11Adapter
+
+nonebot.init()
+nonebot.get_driver().register_adapter(OneBotV11Adapter)
+if nonebot.load_plugin("nailong_bot") is None:
+    # NoneBot only logs a plugin that fails to import (e.g. a bad setting); without it the bot is useless.
+    sys.exit("nailong_bot 加载失败，原因见上方日志 / nailong_bot failed to load, see the log above")
+
+if __name__ == "__main__":
+    nonebot.run()

@@ -1,0 +1,47 @@
+"""Act on a hit: recall the message, reply with a warning, mute the sender, as configured."""
+
+from __future__ import annotations
+
+from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent, Message, MessageSegment
+from nonebot.exception import AdapterException
+from nonebot.log import logger
+
+from .images import CheckedImage
+from .storage import GroupSettings
+
+
+async def act(
+    bot: Bot,
+    event: GroupMessageEvent,
+    hit: CheckedImage,
+    *,
+    settings: GroupSettings,
+    reply_text: str,
+    mute_seconds: int,
+) -> None:
+    """Never raises for a failed action: it is logged, and a failed recall falls back to a reply."""
+    where = (
+        f"group={event.group_id} message={event.message_id} user={event.user_id} "
+        f"score={hit.decision.score:.3f}"
+    )
+    reply = settings.action.replies
+    if settings.action.recalls:
+        try:
+            await bot.delete_msg(message_id=event.message_id)
+            logger.info(f"已撤回奶龙图片 / recalled: {where}")
+        except AdapterException as error:
+            # Usually the bot is not a group admin; a reply still warns the group.
+            logger.warning(f"撤回失败，改为回复 / recall failed, replying instead: {where}: {error}")
+            reply = True
+    if reply:
+        message = Message([MessageSegment.reply(event.message_id), MessageSegment.text(reply_text)])
+        try:
+            await bot.send_group_msg(group_id=event.group_id, message=message)
+        except AdapterException as error:
+            logger.warning(f"回复失败 / reply failed: {where}: {error}")
+    if mute_seconds > 0:
+        try:
+            await bot.set_group_ban(group_id=event.group_id, user_id=event.user_id, duration=mute_seconds)
+            logger.info(f"已禁言 {mute_seconds} 秒 / muted for {mute_seconds}s: {where}")
+        except AdapterException as error:
+            logger.warning(f"禁言失败 / mute failed: {where}: {error}")

@@ -1,0 +1,51 @@
+"""Settings read from the environment or `.env` (every one is listed in `.env.example`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+
+DEFAULT_REPLY_TEXT = "检测到奶龙图片，请不要发奶龙哦～ / Nailong image detected, please don't post it."
+
+
+class Config(BaseModel):
+    # None: the bundled model (its checksum is verified).
+    nailong_model_path: Path | None = None
+    # None: the threshold recommended in the model's metadata.
+    nailong_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    nailong_recall: bool = True
+    nailong_reply: bool = True
+    nailong_reply_text: str = DEFAULT_REPLY_TEXT
+    nailong_mute_seconds: int = Field(default=0, ge=0, le=30 * 24 * 3600)
+    nailong_default_enabled: bool = True
+    # None: nonebot_plugin_localstore's data directory for this plugin.
+    nailong_data_dir: Path | None = None
+    # None: CUDA when onnxruntime offers it, else CPU.
+    nailong_onnx_providers: list[str] | None = None
+    # One intra-op thread is steadier than two on a busy 2-core server.
+    nailong_onnx_threads: int = Field(default=1, ge=1)
+    # Images decoded and classified at once (each in its own worker thread).
+    nailong_workers: int = Field(default=2, ge=1)
+    nailong_max_downloads: int = Field(default=4, ge=1)
+    nailong_max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    nailong_max_pixels: int = Field(default=40_000_000, ge=1)
+    nailong_max_frames: int = Field(default=8, ge=1, le=64)
+    nailong_connect_timeout: float = Field(default=5.0, gt=0)
+    nailong_read_timeout: float = Field(default=15.0, gt=0)
+    nailong_fetch_retries: int = Field(default=2, ge=0, le=5)
+    nailong_cache_size: int = Field(default=4096, ge=0)
+    nailong_cache_ttl: float = Field(default=24 * 3600, gt=0)
+
+    @field_validator("nailong_onnx_providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: object) -> object:
+        # `.env` values that are not JSON arrive as plain strings: accept "A,B" as well as ["A","B"].
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()] or None
+        return value
+
+    @field_validator("nailong_model_path", "nailong_threshold", "nailong_data_dir", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if value == "" else value

@@ -1,0 +1,329 @@
+"""Corrections: admins' verdicts on images the model got wrong. They override the model for the
+image and its near-identical copies, and are kept as training data.
+
+Layout under the feedback folder, ready for ``trainer train --data <base> --data <feedback>``::
+
+    nailong/<id>.<ext>    other/<id>.<ext>     the corrected images (ImageFolder layout)
+    corrections.csv       every add / replace / undo, in order
+    .retired/<label>/     files of undone or superseded corrections (hidden: not training data)
+
+``corrections.csv`` is the single source of truth: loading replays it, so the files and the index
+can never disagree with the log, and no second index has to be kept in step.
+
+An image is identified by the pHash of its first frame (animated images: the first frame, which
+``decode_frames`` always samples, so the pipeline's frames hash the same way). Nearly flat images
+(solid colours) all hash alike, so their corrections match only the exact bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from nonebot.log import logger
+
+from nailong_vision.decode import decode_frames
+from nailong_vision.phash import hamming, phash
+
+Label = Literal["nailong", "other"]
+LABELS: tuple[Label, ...] = ("nailong", "other")
+
+CSV_FILE = "corrections.csv"
+RETIRED_DIR = ".retired"
+CSV_COLUMNS = ("time", "action", "id", "label", "group_id", "user_id", "score", "model_version", "file", "phash")
+
+DEFAULT_MAX_DISTANCE = 6
+# Below this spread of grey levels (0..255, 32×32 thumbnail) a pHash is rounding noise.
+_FLAT_STD = 2.0
+# Formats the trainer reads as they are; anything else is saved as PNG of its first frame.
+_KEPT_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "AVIF": "avif"}
+
+
+@dataclass(frozen=True)
+class Correction:
+    """An admin's verdict on one image."""
+
+    id: str  # first 16 hex digits of the image's sha256; also the file's stem
+    label: Label
+    phash: int | None  # None: a nearly flat image, matched by exact bytes only
+    file: str  # path of the training image, relative to the feedback folder
+    time: str  # ISO 8601
+    group_id: int
+    user_id: int
+    score: float | None  # the model's score when the admin corrected it
+    model_version: str
+
+
+def image_id(image_bytes: bytes) -> str:
+    return hashlib.sha256(image_bytes).hexdigest()[:16]
+
+
+def frame_hash(frame: Image.Image) -> int | None:
+    """pHash of a frame, or None when the frame is too flat for a pHash to tell images apart."""
+    thumbnail = np.asarray(frame.convert("L").resize((32, 32), Image.Resampling.BILINEAR), dtype=np.float64)
+    return None if thumbnail.std() < _FLAT_STD else phash(frame)
+
+
+class Corrections:
+    def __init__(self, feedback_dir: Path, *, max_distance: int = DEFAULT_MAX_DISTANCE) -> None:
+        """Open (or create) the feedback folder and replay its log. Blocks on file I/O."""
+        self.feedback_dir = feedback_dir
+        self.max_distance = max_distance
+        self.csv_path = feedback_dir / CSV_FILE
+        self._lock = threading.Lock()
+        self._by_id: dict[str, Correction] = {}  # insertion order: oldest first
+        # Rebuilt on every change and swapped in whole, so lookup() reads it without the lock.
+        self._hashes: tuple[np.ndarray, list[Correction]] = (np.empty(0, np.uint64), [])
+        self._load()
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def counts(self) -> dict[str, int]:
+        """Active corrections per label."""
+        counts = dict.fromkeys(LABELS, 0)
+        with self._lock:
+            for correction in self._by_id.values():
+                counts[correction.label] += 1
+        return counts
+
+    def lookup(
+        self, frames_or_hash: Sequence[Image.Image] | Image.Image | int | None, *, image_bytes: bytes | None = None
+    ) -> Correction | None:
+        """The correction that decides this image: the exact bytes (when given) first, else the
+        nearest pHash within ``max_distance`` bits (the newest on a tie). Frames: only the first is
+        hashed. Fast: one vectorised pass over all corrections."""
+        if image_bytes is not None and (exact := self._by_id.get(image_id(image_bytes))) is not None:
+            return exact
+        if isinstance(frames_or_hash, int) or frames_or_hash is None:
+            query = frames_or_hash
+        else:
+            first = frames_or_hash if isinstance(frames_or_hash, Image.Image) else frames_or_hash[0]
+            query = frame_hash(first)
+        hashes, corrections = self._hashes
+        if query is None or not corrections:
+            return None
+        distances = _popcount(hashes ^ np.uint64(query))
+        newest_nearest = len(distances) - 1 - int(np.argmin(distances[::-1]))
+        return corrections[newest_nearest] if distances[newest_nearest] <= self.max_distance else None
+
+    def add(
+        self,
+        image_bytes: bytes,
+        *,
+        label: Label,
+        group_id: int,
+        user_id: int,
+        score: float | None,
+        model_version: str,
+    ) -> Correction:
+        """Record a verdict and save the image as training data. It replaces an earlier correction
+        of the same bytes, and of near-identical images with the other label (the newest word
+        wins). Raises ImageDecodeError for anything that is not an image; nothing is written then."""
+        if label not in LABELS:
+            raise ValueError(f"label must be one of {LABELS}: {label!r}")
+        first = decode_frames(image_bytes, max_frames=1)[0]
+        new = Correction(
+            id=image_id(image_bytes),
+            label=label,
+            phash=frame_hash(first),
+            file=f"{label}/{image_id(image_bytes)}.{_extension(image_bytes)}",
+            time=datetime.now().astimezone().isoformat(timespec="seconds"),
+            group_id=group_id,
+            user_id=user_id,
+            score=None if score is None else float(score),
+            model_version=model_version,
+        )
+        with self._lock:
+            for old in self._superseded_by(new):
+                retired = self._retire(old) if old.file != new.file else old.file
+                self._append_row("replace", old, file=retired, group_id=group_id, user_id=user_id)
+                del self._by_id[old.id]
+            self._save_image(new, image_bytes, first)
+            self._append_row("add", new)
+            self._by_id[new.id] = new
+            self._rebuild_hashes()
+        return new
+
+    def undo(
+        self,
+        image_bytes: bytes | None = None,
+        *,
+        correction_id: str | None = None,
+        group_id: int = 0,
+        user_id: int = 0,
+    ) -> Correction | None:
+        """Remove a correction, given its id or an image it decides (exact bytes, else nearest
+        pHash). Its file leaves the training folder for ``.retired/``. None if nothing matched;
+        ImageDecodeError for bytes that are neither a corrected image nor decodable."""
+        if (image_bytes is None) == (correction_id is None):
+            raise ValueError("give exactly one of image_bytes / correction_id")
+        with self._lock:
+            if correction_id is not None:
+                target = self._by_id.get(correction_id)
+            else:
+                target = self.lookup(decode_frames(image_bytes, max_frames=1), image_bytes=image_bytes)
+            if target is None:
+                return None
+            retired = self._retire(target)
+            self._append_row("undo", target, file=retired, group_id=group_id, user_id=user_id)
+            del self._by_id[target.id]
+            self._rebuild_hashes()
+        return target
+
+    def _superseded_by(self, new: Correction) -> list[Correction]:
+        superseded = [old for old in self._by_id.values() if old.id == new.id]
+        if new.phash is not None:
+            superseded += [
+                old
+                for old in self._by_id.values()
+                if old.id != new.id
+                and old.label != new.label
+                and old.phash is not None
+                and hamming(old.phash, new.phash) <= self.max_distance
+            ]
+        return superseded
+
+    def _rebuild_hashes(self) -> None:
+        hashed = [c for c in self._by_id.values() if c.phash is not None]
+        self._hashes = (np.array([c.phash for c in hashed], dtype=np.uint64), hashed)
+
+    def _save_image(self, correction: Correction, image_bytes: bytes, first: Image.Image) -> None:
+        target = self.feedback_dir / correction.file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # The temporary file sits outside the label folders so a training run never picks it up.
+        tmp = self.feedback_dir / f".{correction.id}.tmp"
+        if correction.file.endswith(".png") and _format(image_bytes) != "PNG":
+            first.save(tmp, format="PNG")
+        else:
+            tmp.write_bytes(image_bytes)
+        os.replace(tmp, target)
+
+    def _retire(self, correction: Correction) -> str:
+        """Move a correction's file out of the training folder; returns where it went."""
+        retired = f"{RETIRED_DIR}/{correction.file}"
+        source = self.feedback_dir / correction.file
+        if source.exists():
+            (self.feedback_dir / retired).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, self.feedback_dir / retired)
+        return retired
+
+    def _append_row(self, action: str, correction: Correction, **changes: object) -> None:
+        row = {
+            "time": correction.time,
+            "action": action,
+            "id": correction.id,
+            "label": correction.label,
+            "group_id": correction.group_id,
+            "user_id": correction.user_id,
+            "score": "" if correction.score is None else f"{correction.score:.6f}",
+            "model_version": correction.model_version,
+            "file": correction.file,
+            "phash": "" if correction.phash is None else f"{correction.phash:016x}",
+        }
+        if action != "add":
+            row.update(time=datetime.now().astimezone().isoformat(timespec="seconds"), **changes)
+        new_file = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
+        with self.csv_path.open("a", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _load(self) -> None:
+        """Replay the log. Unreadable rows are skipped with a warning; an unrecognisable log is
+        set aside (its images stay in the folder) and a new one is started."""
+        for label in LABELS:
+            (self.feedback_dir / label).mkdir(parents=True, exist_ok=True)
+        if not self.csv_path.exists():
+            return
+        with self.csv_path.open("rb+") as handle:
+            # A crash mid-append can leave a last line without its newline; end it before appending.
+            size = handle.seek(0, os.SEEK_END)
+            if size:
+                handle.seek(size - 1)
+                if handle.read(1) != b"\n":
+                    handle.write(b"\n")
+        try:
+            with self.csv_path.open(encoding="utf-8", newline="") as handle:
+                reader = csv.DictReader(handle)
+                if reader.fieldnames is not None and tuple(reader.fieldnames) != CSV_COLUMNS:
+                    raise ValueError(f"unexpected columns {reader.fieldnames}")
+                rows = list(reader)
+        except (ValueError, UnicodeDecodeError, csv.Error) as error:
+            aside = self.csv_path.with_name(f"{CSV_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(self.csv_path, aside)
+            logger.warning(
+                f"纠错记录无法读取，已移到 {aside}，重新开始记录 / corrections log unreadable ({error}); "
+                f"moved to {aside}, starting a new one"
+            )
+            return
+        skipped = 0
+        for row in rows:
+            try:
+                correction = _correction_from_row(row)
+            except (ValueError, TypeError, KeyError):
+                skipped += 1
+                continue
+            if row["action"] == "add":
+                self._by_id.pop(correction.id, None)  # re-added: moves to the newest position
+                self._by_id[correction.id] = correction
+            elif row["action"] in ("replace", "undo"):
+                self._by_id.pop(correction.id, None)
+            else:
+                skipped += 1
+        if skipped:
+            logger.warning(
+                f"纠错记录中有 {skipped} 行无法读取，已跳过 / skipped {skipped} unreadable rows in {self.csv_path}"
+            )
+        self._rebuild_hashes()
+
+
+def _correction_from_row(row: dict[str, str]) -> Correction:
+    if None in row or None in row.values():
+        raise ValueError("wrong number of fields")
+    label = row["label"]
+    if label not in LABELS:
+        raise ValueError(f"unknown label {label!r}")
+    return Correction(
+        id=row["id"],
+        label=label,
+        phash=int(row["phash"], 16) if row["phash"] else None,
+        file=row["file"],
+        time=row["time"],
+        group_id=int(row["group_id"]),
+        user_id=int(row["user_id"]),
+        score=float(row["score"]) if row["score"] else None,
+        model_version=row["model_version"],
+    )
+
+
+_BITS_IN_BYTE = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint8)
+
+
+def _popcount(values: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 (a byte table: np.bitwise_count needs numpy 2, we support 1.26)."""
+    return _BITS_IN_BYTE[values.view(np.uint8)].reshape(-1, 8).sum(axis=1, dtype=np.int64)
+
+
+def _format(image_bytes: bytes) -> str | None:
+    with Image.open(io.BytesIO(image_bytes)) as image:
+        return image.format
+
+
+def _extension(image_bytes: bytes) -> str:
+    return _KEPT_FORMATS.get(_format(image_bytes) or "", "png")

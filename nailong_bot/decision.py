@@ -1,0 +1,65 @@
+"""Decide: image bytes → P(nailong), the one step every image goes through.
+
+Overrides run on the decoded frames before the model; the first one that returns a decision wins.
+That is the hook for admins' corrections (looked up by perceptual hash) and similar rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+from PIL import Image
+
+from nailong_vision.classifier import Classifier
+from nailong_vision.decode import decode_frames
+from nailong_vision.preprocess import preprocess
+
+Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class Decision:
+    # P(nailong); for an animated image the highest over its sampled frames.
+    score: float
+    # Who decided: "model", "cache", or the name an override gives itself.
+    source: str
+
+
+# (image bytes, decoded RGB frames) → a decision, or None to let the next step decide.
+Override = Callable[[bytes, list[Image.Image]], Awaitable[Decision | None]]
+
+
+class Decider:
+    """Decodes and classifies in a bounded pool of worker threads, never on the event loop."""
+
+    def __init__(self, classifier: Classifier, *, workers: int, max_frames: int, max_pixels: int) -> None:
+        self.classifier = classifier
+        self.overrides: list[Override] = []
+        self._decode = partial(
+            decode_frames, max_frames=max_frames, max_pixels=max_pixels, draft_size=classifier.info.spec.size
+        )
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nailong")
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def decide(self, data: bytes) -> Decision:
+        """Raises :class:`~nailong_vision.decode.ImageDecodeError` for bytes that are not a usable image."""
+        frames = await self._in_worker(self._decode, data)
+        for override in self.overrides:
+            decision = await override(data, frames)
+            if decision is not None:
+                return decision
+        return Decision(score=await self._in_worker(self._score, frames), source="model")
+
+    def _score(self, frames: list[Image.Image]) -> float:
+        batch = preprocess(frames, self.classifier.info.spec)
+        return float(self.classifier.nailong_scores(batch).max())
+
+    async def _in_worker(self, function: Callable[..., Result], *args: object) -> Result:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)

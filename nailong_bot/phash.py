@@ -1,0 +1,37 @@
+"""Perceptual hash (64-bit DCT pHash): near-identical images get hashes a few bits apart.
+
+Used by the trainer to keep near-duplicate frames on one side of the validation split, and by the
+plugin to apply an admin's correction to re-encoded or resized reposts of the same image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+_SIDE = 32
+_KEEP = 8
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    x = np.arange(n)[None, :]
+    matrix = np.cos(np.pi * (2 * x + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    matrix[0] /= np.sqrt(2.0)
+    return matrix
+
+
+_DCT = _dct_matrix(_SIDE)
+
+
+def phash(image: Image.Image) -> int:
+    """64-bit perceptual hash of an image (greyscale 32×32 DCT, low 8×8 band above its median)."""
+    grey = np.asarray(image.convert("L").resize((_SIDE, _SIDE), Image.Resampling.BILINEAR), dtype=np.float64)
+    low = (_DCT @ grey @ _DCT.T)[:_KEEP, :_KEEP].ravel()
+    bits = low > np.median(low[1:])
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits between two hashes."""
+    return (a ^ b).bit_count()

@@ -1,0 +1,45 @@
+"""The NoneBot side of the plugin: metadata, settings, start-up and shutdown."""
+
+from nonebot import get_driver, get_plugin_config, require
+from nonebot.log import logger
+from nonebot.plugin import PluginMetadata
+
+require("nonebot_plugin_localstore")
+
+import nonebot_plugin_localstore as localstore  # noqa: E402
+
+from nailong_vision.classifier import ModelError  # noqa: E402
+
+from . import pipeline  # noqa: E402, F401  (registers the image matcher)
+from . import runtime  # noqa: E402
+from .commands import help_text  # noqa: E402
+from .config import Config  # noqa: E402
+
+__plugin_meta__ = PluginMetadata(
+    name="奶龙守卫",
+    description="自动识别群里的奶龙图片（含动图、表情），撤回并提醒；群管理用命令开关和调整 / "
+    "Recalls nailong images posted in QQ groups",
+    usage="在群里发送图片时自动检测，命中后按本群设置撤回和/或回复警告。\n" + help_text(),
+    type="application",
+    config=Config,
+    supported_adapters={"~onebot.v11"},
+)
+
+plugin_config = get_plugin_config(Config)
+driver = get_driver()
+
+
+@driver.on_startup
+async def _start() -> None:
+    data_dir = plugin_config.nailong_data_dir or localstore.get_plugin_data_dir()
+    try:
+        await runtime.start(plugin_config, data_dir)
+    except ModelError as error:
+        # Fail fast: a guard that silently checks nothing is worse than a bot that does not start.
+        logger.error(f"奶龙守卫无法启动 / nailong_bot cannot start: {error}")
+        raise
+
+
+@driver.on_shutdown
+async def _stop() -> None:
+    await runtime.stop()

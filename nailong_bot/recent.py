@@ -1,0 +1,204 @@
+"""Recent images: the images the bot decided lately, kept on disk so an admin's correction can
+refer to a message even after the bot recalled it.
+
+Layout under the store's directory: ``index.json`` (entries, oldest first, and warning → image
+message links) and ``images/<sha256>`` (each distinct image once). Bounded by count, total bytes
+and age; the oldest entries go first. Methods are synchronous and block on file I/O: call them from
+a worker thread. They are safe to call from several threads at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nonebot.log import logger
+
+INDEX_FILE = "index.json"
+IMAGES_DIR = "images"
+_FORMAT_VERSION = 1
+
+DEFAULT_MAX_IMAGES = 500
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+DEFAULT_MAX_AGE = 3 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class RecentImage:
+    """One decided image of a message (a message may hold several)."""
+
+    message_id: int
+    group_id: int
+    image_key: str  # the pipeline's identity of the image within the message
+    sha256: str  # content hash: the stored file's name
+    size: int
+    score: float | None  # model score; None when a correction decided, not the model
+    model_version: str
+    hit: bool  # decided as nailong
+    stored_at: float  # wall-clock seconds (the store outlives restarts)
+
+
+class RecentImages:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_images: int = DEFAULT_MAX_IMAGES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_age: float = DEFAULT_MAX_AGE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Open (or create) the store in ``directory`` and load its index."""
+        self.directory = directory
+        self.max_images = max_images
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self._clock = clock
+        self._images_dir = directory / IMAGES_DIR
+        self._index_path = directory / INDEX_FILE
+        self._lock = threading.Lock()
+        self._entries: list[RecentImage] = []  # oldest first
+        self._warnings: dict[int, int] = {}  # bot's warning message id → image message id
+        self._load()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of the distinct stored images."""
+        return sum({entry.sha256: entry.size for entry in self._entries}.values())
+
+    def remember(
+        self,
+        message_id: int,
+        group_id: int,
+        image_bytes: bytes,
+        *,
+        image_key: str,
+        score: float | None,
+        model_version: str,
+        hit: bool,
+    ) -> None:
+        """Store a decided image; the same (message, image_key) remembered again replaces the old one."""
+        if len(image_bytes) > self.max_bytes or self.max_images <= 0:
+            return
+        sha256 = hashlib.sha256(image_bytes).hexdigest()
+        entry = RecentImage(
+            message_id=message_id,
+            group_id=group_id,
+            image_key=image_key,
+            sha256=sha256,
+            size=len(image_bytes),
+            score=None if score is None else float(score),
+            model_version=model_version,
+            hit=hit,
+            stored_at=self._clock(),
+        )
+        with self._lock:
+            path = self._images_dir / sha256
+            if not path.exists():
+                _write_atomically(path, image_bytes)
+            replaced = [old for old in self._entries if (old.message_id, old.image_key) == (message_id, image_key)]
+            self._entries = [old for old in self._entries if old not in replaced]
+            self._entries.append(entry)
+            self._evict()
+            self._delete_unreferenced({old.sha256 for old in replaced})
+            self._save()
+
+    def link_reply(self, warning_message_id: int, message_id: int) -> None:
+        """Let a reply to the bot's warning find the images of the message it warned about."""
+        with self._lock:
+            self._warnings[warning_message_id] = message_id
+            self._save()
+
+    def lookup(self, message_id: int) -> list[RecentImage]:
+        """The images of a message, given its id or the id of the bot's warning about it."""
+        with self._lock:
+            found = self._images_of(message_id)
+            if not found and message_id in self._warnings:
+                found = self._images_of(self._warnings[message_id])
+            return found
+
+    def read(self, entry: RecentImage) -> bytes:
+        """The stored bytes; FileNotFoundError if the image was evicted since it was looked up."""
+        return (self._images_dir / entry.sha256).read_bytes()
+
+    def _images_of(self, message_id: int) -> list[RecentImage]:
+        oldest_kept = self._clock() - self.max_age
+        return [e for e in self._entries if e.message_id == message_id and e.stored_at >= oldest_kept]
+
+    def _evict(self) -> None:
+        """Drop the oldest entries until every bound holds, with the files nothing else refers to."""
+        sizes = {entry.sha256: entry.size for entry in self._entries}
+        references = Counter(entry.sha256 for entry in self._entries)
+        total = sum(sizes.values())
+        oldest_kept = self._clock() - self.max_age
+        dropped = 0
+        for entry in self._entries:
+            within_bounds = len(self._entries) - dropped <= self.max_images and total <= self.max_bytes
+            if within_bounds and entry.stored_at >= oldest_kept:
+                break
+            dropped += 1
+            references[entry.sha256] -= 1
+            if references[entry.sha256] == 0:
+                total -= entry.size
+        if dropped:
+            evicted, self._entries = self._entries[:dropped], self._entries[dropped:]
+            self._delete_unreferenced({entry.sha256 for entry in evicted})
+            kept_messages = {entry.message_id for entry in self._entries}
+            self._warnings = {w: m for w, m in self._warnings.items() if m in kept_messages}
+
+    def _delete_unreferenced(self, sha256s: set[str]) -> None:
+        for sha256 in sha256s - {entry.sha256 for entry in self._entries}:
+            (self._images_dir / sha256).unlink(missing_ok=True)
+
+    def _load(self) -> None:
+        """Read the index; a corrupt one is set aside (kept for inspection) and the store starts empty."""
+        self._images_dir.mkdir(parents=True, exist_ok=True)
+        if self._index_path.exists():
+            try:
+                raw = json.loads(self._index_path.read_text(encoding="utf-8"))
+                self._entries = [RecentImage(**entry) for entry in raw["images"]]
+                self._warnings = {int(w): int(m) for w, m in raw["warnings"].items()}
+            except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as error:
+                aside = self._index_path.with_name(f"{INDEX_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+                os.replace(self._index_path, aside)
+                self._entries, self._warnings = [], {}
+                logger.warning(
+                    f"近期图片索引已损坏，已移到 {aside}，重新开始记录 / recent-images index corrupted "
+                    f"({error!r}); moved to {aside}, starting empty"
+                )
+        # Files no entry refers to (left by a crash or a discarded index) would escape the byte bound.
+        referenced = {entry.sha256 for entry in self._entries}
+        for path in self._images_dir.iterdir():
+            if path.name not in referenced:
+                path.unlink(missing_ok=True)
+        present = {path.name for path in self._images_dir.iterdir()}
+        self._entries = [entry for entry in self._entries if entry.sha256 in present]
+        with self._lock:
+            self._evict()
+            self._save()
+
+    def _save(self) -> None:
+        snapshot = {
+            "version": _FORMAT_VERSION,
+            "images": [asdict(entry) for entry in self._entries],
+            "warnings": {str(w): m for w, m in self._warnings.items()},
+        }
+        _write_atomically(self._index_path, json.dumps(snapshot, ensure_ascii=False).encode("utf-8"))
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    # tmp + os.replace: a crash leaves the old file or none, never half a file. No fsync: losing the
+    # last few entries on power loss is harmless for a cache of recent images.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

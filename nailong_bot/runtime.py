@@ -1,0 +1,113 @@
+"""What lives from start-up to shutdown: the model session, the HTTP client, the cache, settings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nonebot.log import logger
+
+from nailong_vision.classifier import Classifier, ModelError, bundled_model_path, verify_checksum
+
+from .cache import TTLCache
+from .config import Config
+from .decision import Decider, Decision
+from .fetch import Fetcher
+from .storage import Action, GroupSettings, SettingsStore
+
+
+@dataclass
+class GroupStats:
+    """Images checked and hits per group since start-up."""
+
+    checked: Counter[int] = field(default_factory=Counter)
+    hits: Counter[int] = field(default_factory=Counter)
+
+
+@dataclass
+class Runtime:
+    config: Config
+    classifier: Classifier
+    decider: Decider
+    fetcher: Fetcher
+    cache: TTLCache[Decision]
+    store: SettingsStore
+    # Bounds the images between download and decision, and so the bytes held in memory.
+    in_flight: asyncio.Semaphore
+    stats: GroupStats = field(default_factory=GroupStats)
+
+
+_current: Runtime | None = None
+
+
+def get_runtime() -> Runtime | None:
+    """The running plugin's state, or None before start-up (or after a failed one)."""
+    return _current
+
+
+def load_classifier(config: Config) -> Classifier:
+    """The configured model, or the bundled one after checking its checksum. Raises ModelError."""
+    path = config.nailong_model_path or bundled_model_path()
+    if path.is_file():
+        verify_checksum(path, required=config.nailong_model_path is None)
+    classifier = Classifier(
+        path, providers=config.nailong_onnx_providers, threads=config.nailong_onnx_threads
+    )
+    try:
+        classifier.warm_up()
+    except Exception as error:  # onnxruntime's errors are untyped
+        raise ModelError(f"模型无法运行 / model fails on a test input: {path}: {error}") from error
+    return classifier
+
+
+async def start(config: Config, data_dir: Path) -> Runtime:
+    """Load the model and settings; raises ModelError with a clear message when the model is unusable."""
+    global _current
+    if _current is not None:
+        await stop()
+    classifier = await asyncio.to_thread(load_classifier, config)
+    info = classifier.info
+    defaults = GroupSettings(
+        enabled=config.nailong_default_enabled,
+        threshold=info.threshold if config.nailong_threshold is None else config.nailong_threshold,
+        action=Action.from_flags(config.nailong_recall, config.nailong_reply),
+    )
+    store = SettingsStore(data_dir, defaults)
+    store.load()
+    _current = Runtime(
+        config=config,
+        classifier=classifier,
+        decider=Decider(
+            classifier,
+            workers=config.nailong_workers,
+            max_frames=config.nailong_max_frames,
+            max_pixels=config.nailong_max_pixels,
+        ),
+        fetcher=Fetcher(
+            max_bytes=config.nailong_max_image_bytes,
+            connect_timeout=config.nailong_connect_timeout,
+            read_timeout=config.nailong_read_timeout,
+            retries=config.nailong_fetch_retries,
+            max_concurrent=config.nailong_max_downloads,
+        ),
+        cache=TTLCache(config.nailong_cache_size, config.nailong_cache_ttl),
+        store=store,
+        in_flight=asyncio.Semaphore(config.nailong_max_downloads + config.nailong_workers),
+    )
+    logger.info(
+        f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
+        f"labels={list(info.labels)}, input={info.spec.size}, threshold={defaults.threshold}, "
+        f"providers={list(info.providers)}; settings in {store.path}"
+    )
+    return _current
+
+
+async def stop() -> None:
+    global _current
+    if _current is None:
+        return
+    runtime, _current = _current, None
+    await runtime.fetcher.aclose()
+    runtime.decider.shutdown()

@@ -1,0 +1,165 @@
+"""Classify: one onnxruntime session, created at start-up and reused, scoring P(nailong) per image.
+
+Everything about the input (size, mean/std, resize) and output (labels, positive label,
+recommended threshold) is read from the model file's metadata, written by the trainer's export.
+A model without metadata falls back to the defaults of the original export script: 224×224,
+ImageNet mean/std, bilinear, label 0 = nailong, threshold 0.5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .preprocess import PreprocessSpec
+
+POSITIVE_LABEL = "nailong"
+DEFAULT_THRESHOLD = 0.5
+# Label orders of the two model kinds when the metadata does not name them (label 0 = nailong).
+DEFAULT_LABELS = {2: ("nailong", "other"), 5: ("nailong", "emoji", "anime", "others", "long")}
+MODEL_FILE = "nailong.onnx"
+
+
+class ModelError(RuntimeError):
+    """The model cannot be used; the message says what to do about it."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    name: str
+    version: str
+    labels: tuple[str, ...]
+    positive_index: int
+    threshold: float
+    spec: PreprocessSpec
+    providers: tuple[str, ...]
+
+
+def bundled_model_path() -> Path:
+    """The model shipped in the installed plugin (`nailong_bot/models/`), else the checkout's `models/`."""
+    root = Path(__file__).resolve().parent.parent
+    installed = root / "nailong_bot" / "models" / MODEL_FILE
+    return installed if installed.exists() else root / "models" / MODEL_FILE
+
+
+def checksum_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.name + ".sha256")
+
+
+def verify_checksum(model_path: Path, *, required: bool) -> None:
+    """Compare the model with its `<model>.sha256` (hex digest, optionally followed by a name)."""
+    sidecar = checksum_path(model_path)
+    if not sidecar.exists():
+        if required:
+            raise ModelError(f"模型校验文件缺失 / checksum file missing: {sidecar}")
+        return
+    expected = sidecar.read_text(encoding="utf-8").split()[0].lower() if sidecar.stat().st_size else ""
+    digest = hashlib.sha256()
+    with model_path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise ModelError(
+            f"模型文件校验失败（文件损坏或不完整），请重新下载/安装 / model checksum mismatch "
+            f"(corrupted or partial file): {model_path} sha256={digest.hexdigest()} expected={expected}"
+        )
+
+
+def default_providers() -> list[str]:
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _session_options(threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle worker threads must not spin on a CPU shared with the bot and other plugins.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    input_shape = session.get_inputs()[0].shape
+    if "input_size" not in metadata and isinstance(input_shape[-1], int):
+        metadata["input_size"] = str(input_shape[-1])
+    num_classes = session.get_outputs()[0].shape[-1]
+    try:
+        spec = PreprocessSpec.from_metadata(metadata)
+        labels = tuple(json.loads(metadata["labels"])) if "labels" in metadata else None
+        threshold = float(metadata.get("threshold", DEFAULT_THRESHOLD))
+    except (ValueError, TypeError, KeyError) as error:
+        raise ModelError(f"模型元数据无法解析 / unreadable model metadata in {path}: {error}") from error
+    if labels is None:
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ModelError(f"无法确定模型的类别 / cannot tell the classes of {path}: output shape {num_classes}")
+        labels = DEFAULT_LABELS.get(num_classes, (POSITIVE_LABEL, *(f"class{i}" for i in range(1, num_classes))))
+    if isinstance(num_classes, int) and num_classes != len(labels):
+        raise ModelError(f"模型输出 {num_classes} 类，但元数据有 {len(labels)} 个标签 / labels do not match outputs: {path}")
+    positive = metadata.get("positive_label", POSITIVE_LABEL)
+    if positive not in labels:
+        raise ModelError(f"标签中没有 {positive!r} / positive label {positive!r} not in labels {labels}: {path}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ModelError(f"模型推荐阈值不在 0..1 之间 / recommended threshold {threshold} outside 0..1: {path}")
+    return ModelInfo(
+        path=path,
+        name=metadata.get("model_name", path.stem),
+        version=metadata.get("version", "unknown"),
+        labels=labels,
+        positive_index=labels.index(positive),
+        threshold=threshold,
+        spec=spec,
+        providers=tuple(session.get_providers()),
+    )
+
+
+class Classifier:
+    """Scores batches of preprocessed frames. ``session.run`` is thread-safe and releases the GIL."""
+
+    def __init__(self, path: Path, *, providers: list[str] | None = None, threads: int = 1) -> None:
+        if not path.is_file():
+            raise ModelError(
+                f"找不到模型文件 / model file not found: {path}. "
+                "设置 NAILONG_MODEL_PATH 或重新安装插件 / set NAILONG_MODEL_PATH or reinstall the plugin."
+            )
+        try:
+            self._session = ort.InferenceSession(
+                str(path), sess_options=_session_options(threads), providers=providers or default_providers()
+            )
+        except Exception as error:  # onnxruntime raises its own untyped errors for unreadable files
+            raise ModelError(f"无法读取模型 / cannot load model {path}: {error}") from error
+        self.info = _read_info(path, self._session)
+        self._input = self._session.get_inputs()[0].name
+        self._output = self._session.get_outputs()[0].name
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw model outputs for a float32 NCHW batch."""
+        (logits,) = self._session.run([self._output], {self._input: batch})
+        return logits
+
+    def nailong_scores(self, batch: np.ndarray) -> np.ndarray:
+        """P(nailong) for each row of a float32 NCHW batch."""
+        return softmax(self.logits(batch).astype(np.float64))[:, self.info.positive_index]
+
+    def warm_up(self) -> None:
+        """One forward at start-up, so the first real image does not pay for allocations."""
+        size = self.info.spec.size
+        self.nailong_scores(np.zeros((1, 3, size, size), dtype=np.float32))

@@ -1,0 +1,285 @@
+"""The model contract: metadata read from the file, defaults without it, 2 and 5 classes, checksums."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, features
+
+from nailong_bot.config import Config
+from nailong_bot.decision import Decider
+from nailong_bot.runtime import load_classifier
+from nailong_vision import classifier as classifier_module
+from nailong_vision.classifier import Classifier, ModelError, bundled_model_path, default_providers
+from nailong_vision.decode import ImageDecodeError
+from nailong_vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess
+from nailong_testkit import (
+    BLUE,
+    FIVE_LABELS,
+    WHITE,
+    YELLOW,
+    animated_gif,
+    build_tiny_model,
+    still,
+    write_checksum,
+)
+
+
+def scores(model: Classifier, *colors: tuple[int, int, int]) -> list[float]:
+    frames = [Image.new("RGB", (64, 64), color) for color in colors]
+    return model.nailong_scores(preprocess(frames, model.info.spec)).tolist()
+
+
+def test_metadata_is_read_from_the_model(tmp_path) -> None:
+    model = Classifier(build_tiny_model(tmp_path / "m.onnx", size=96, threshold=0.65))
+    info = model.info
+    assert (info.name, info.version, info.labels, info.positive_index) == (
+        "tiny-test",
+        "0.0.1",
+        ("nailong", "other"),
+        0,
+    )
+    assert (info.spec.size, info.spec.mean, info.spec.std, info.spec.resize) == (
+        96,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "bilinear",
+    )
+    assert info.threshold == 0.65
+    assert info.providers == ("CPUExecutionProvider",)
+
+
+def test_yellow_scores_as_nailong_in_one_batch(tmp_path) -> None:
+    model = Classifier(build_tiny_model(tmp_path / "m.onnx"))
+    yellow, white, blue = scores(model, YELLOW, WHITE, BLUE)
+    assert yellow > 0.95 and white < 0.05 and blue < 0.05
+
+
+def test_no_metadata_falls_back_to_the_documented_defaults(tmp_path) -> None:
+    info = Classifier(build_tiny_model(tmp_path / "bare.onnx", metadata=False)).info
+    assert (info.spec.size, info.spec.mean, info.spec.std, info.spec.resize) == (
+        224,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "bilinear",
+    )
+    assert (info.labels, info.positive_index, info.threshold) == (("nailong", "other"), 0, 0.5)
+    assert (info.name, info.version) == ("bare", "unknown")
+
+
+def test_five_class_model(tmp_path) -> None:
+    model = Classifier(build_tiny_model(tmp_path / "five.onnx", labels=FIVE_LABELS))
+    assert model.info.labels == tuple(FIVE_LABELS)
+    yellow, blue = scores(model, YELLOW, BLUE)
+    assert yellow > 0.9 and blue < 0.05  # P(nailong) out of a softmax over five classes
+
+
+def test_five_class_model_without_metadata(tmp_path) -> None:
+    info = Classifier(build_tiny_model(tmp_path / "five-bare.onnx", labels=FIVE_LABELS, metadata=False)).info
+    assert info.labels == ("nailong", "emoji", "anime", "others", "long") and info.positive_index == 0
+
+
+def test_positive_label_is_looked_up_not_assumed_first(tmp_path) -> None:
+    # The tiny model's yellow detector is output 0, here labelled "other".
+    model = Classifier(build_tiny_model(tmp_path / "swapped.onnx", labels=["other", "nailong"]))
+    assert model.info.positive_index == 1
+    assert scores(model, YELLOW)[0] < 0.05
+
+
+@pytest.mark.parametrize(
+    ("props", "message"),
+    [
+        ({"labels": "nailong,other"}, "unreadable model metadata"),
+        ({"labels": '["a", "b", "c"]'}, "labels do not match outputs"),
+        ({"labels": '["cat", "dog"]'}, "positive label 'nailong' not in labels"),
+        ({"threshold": "1.5"}, "outside 0..1"),
+        ({"input_size": "big"}, "unreadable model metadata"),
+    ],
+)
+def test_bad_metadata_is_a_clear_error(tmp_path, props: dict, message: str) -> None:
+    import onnx
+
+    path = build_tiny_model(tmp_path / "bad.onnx")
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key in props:
+            prop.value = props[prop.key]
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError, match=message):
+        Classifier(path)
+
+
+def test_missing_and_unreadable_model_files(tmp_path) -> None:
+    with pytest.raises(ModelError, match="model file not found"):
+        Classifier(tmp_path / "nowhere.onnx")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"this is not a model")
+    with pytest.raises(ModelError, match="cannot load model"):
+        Classifier(garbage)
+
+
+def test_bundled_model_checksum_is_verified(tmp_path, monkeypatch) -> None:
+    model = build_tiny_model(tmp_path / "nailong.onnx")
+    monkeypatch.setattr("nailong_bot.runtime.bundled_model_path", lambda: model)
+    bundled = Config(nailong_onnx_providers=["CPUExecutionProvider"])
+    with pytest.raises(ModelError, match="checksum file missing"):
+        load_classifier(bundled)
+    write_checksum(model)
+    assert load_classifier(bundled).info.path == model
+    model.write_bytes(model.read_bytes() + b"\0")
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        load_classifier(bundled)
+
+
+def test_own_model_checksum_is_optional_but_checked_when_present(tmp_path) -> None:
+    model = build_tiny_model(tmp_path / "own.onnx")
+    load_classifier(Config(nailong_model_path=model))
+    (tmp_path / "own.onnx.sha256").write_text("0" * 64)
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        load_classifier(Config(nailong_model_path=model))
+
+
+def test_bundled_model_location() -> None:
+    path = bundled_model_path()
+    assert path.name == "nailong.onnx" and path.parent.name == "models"
+
+
+def test_default_providers_fall_back_to_cpu(monkeypatch) -> None:
+    assert default_providers()[-1] == "CPUExecutionProvider"
+    monkeypatch.setattr(
+        classifier_module.ort,
+        "get_available_providers",
+        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    assert default_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_threshold_setting_overrides_the_model(tmp_path) -> None:
+    config = Config(nailong_threshold=0.85)
+    assert config.nailong_threshold == 0.85
+    assert Config(nailong_threshold="").nailong_threshold is None
+    with pytest.raises(ValueError):
+        Config(nailong_threshold=1.5)
+    assert Config(
+        nailong_onnx_providers="CUDAExecutionProvider, CPUExecutionProvider"
+    ).nailong_onnx_providers == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+
+
+# --- decode → decide: every format and mode the chat sends ---------------------------------------
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def yellow_cmyk_jpeg() -> bytes:
+    return encoded(Image.new("RGB", (64, 64), YELLOW).convert("CMYK"), "JPEG")
+
+
+def hidden_yellow_png() -> bytes:
+    """Fully transparent pixels whose colour channels are yellow: on white it is a blank sticker."""
+    return encoded(Image.new("RGBA", (64, 64), (*YELLOW, 0)), "PNG")
+
+
+def sticker_png() -> bytes:
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    image.paste((*YELLOW, 255), (4, 4, 60, 60))
+    return encoded(image, "PNG")
+
+
+def palette_png(color) -> bytes:
+    return encoded(Image.new("RGB", (64, 64), color).convert("P", palette=Image.Palette.ADAPTIVE), "PNG")
+
+
+def transparent_palette_gif() -> bytes:
+    """A GIF whose transparent palette entry is yellow: it must come out white."""
+    image = Image.new("P", (64, 64), 0)
+    image.putpalette([*YELLOW, *WHITE] + [0] * 762)
+    return encoded(image, "GIF", transparency=0)
+
+
+def animated_webp(colors) -> bytes:
+    frames = [Image.new("RGB", (64, 64), color) for color in colors]
+    return encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=50, lossless=True)
+
+
+FORMATS = {
+    "jpeg": (lambda: still(YELLOW, "JPEG"), True),
+    "png": (lambda: still(YELLOW, "PNG"), True),
+    "bmp": (lambda: still(YELLOW, "BMP"), True),
+    "webp": (lambda: still(YELLOW, "WEBP"), True),
+    "gif": (lambda: animated_gif([YELLOW, YELLOW]), True),
+    "animated-webp-one-yellow-frame": (lambda: animated_webp([WHITE, WHITE, YELLOW, WHITE]), True),
+    "cmyk-jpeg": (yellow_cmyk_jpeg, True),
+    "palette-png": (lambda: palette_png(YELLOW), True),
+    "greyscale-png": (lambda: encoded(Image.new("L", (64, 64), 200), "PNG"), False),
+    "16-bit-png": (lambda: encoded(Image.fromarray(np.full((64, 64), 50000, dtype=np.uint16)), "PNG"), False),
+    "sticker-png": (sticker_png, True),
+    "transparent-composited-on-white": (hidden_yellow_png, False),
+    "transparent-palette-gif": (transparent_palette_gif, False),
+    "white-jpeg": (lambda: still(WHITE, "JPEG"), False),
+}
+
+
+@pytest.mark.parametrize("kind", list(FORMATS))
+async def test_formats_and_modes(tmp_path, kind: str) -> None:
+    make, is_nailong = FORMATS[kind]
+    decider = Decider(
+        Classifier(build_tiny_model(tmp_path / "m.onnx")), workers=1, max_frames=8, max_pixels=40_000_000
+    )
+    decision = await decider.decide(make())
+    assert (decision.score >= 0.7) == is_nailong, decision
+    decider.shutdown()
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow build cannot read AVIF")
+async def test_avif(tmp_path) -> None:
+    decider = Decider(
+        Classifier(build_tiny_model(tmp_path / "m.onnx")), workers=1, max_frames=8, max_pixels=40_000_000
+    )
+    assert (await decider.decide(still(YELLOW, "AVIF"))).score >= 0.7
+    decider.shutdown()
+
+
+async def test_large_jpeg_is_decoded_at_draft_size(tmp_path) -> None:
+    from nailong_vision.decode import decode_frames
+
+    photo = still(YELLOW, "JPEG", size=(4000, 3000))
+    (frame,) = decode_frames(photo, draft_size=64)
+    assert frame.size[0] < 1000  # decoded at 1/8 scale, still ≥ the model's input size
+    assert min(frame.size) >= 64
+
+
+async def test_pixel_cap_rejects_before_decoding(tmp_path) -> None:
+    decider = Decider(
+        Classifier(build_tiny_model(tmp_path / "m.onnx")), workers=1, max_frames=8, max_pixels=1_000
+    )
+    with pytest.raises(ImageDecodeError, match="too large"):
+        await decider.decide(still(YELLOW, "PNG"))
+    decider.shutdown()
+
+
+async def test_override_decides_before_the_model(tmp_path) -> None:
+    from nailong_bot.decision import Decision
+
+    decider = Decider(
+        Classifier(build_tiny_model(tmp_path / "m.onnx")), workers=1, max_frames=8, max_pixels=40_000_000
+    )
+    seen = []
+
+    async def corrections(data: bytes, frames: list) -> Decision | None:
+        seen.append((len(data), len(frames)))
+        return Decision(score=0.0, source="correction") if frames[0].getpixel((0, 0))[2] < 100 else None
+
+    decider.overrides.append(corrections)
+    assert await decider.decide(still(YELLOW)) == Decision(0.0, "correction")
+    assert (await decider.decide(still(BLUE))).source == "model"
+    assert len(seen) == 2
+    decider.shutdown()

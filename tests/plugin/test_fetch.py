@@ -1,0 +1,132 @@
+"""The downloader on its own, against a real local HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+
+import pytest
+
+from nailong_bot.fetch import FetchError, Fetcher, make_ssl_context
+from nailong_testkit import YELLOW, ImageServer, free_port, still
+
+
+def fetcher(**overrides) -> Fetcher:
+    settings = dict(
+        max_bytes=1024 * 1024,
+        connect_timeout=1.0,
+        read_timeout=0.5,
+        retries=0,
+        max_concurrent=4,
+        retry_delay=0.01,
+    )
+    return Fetcher(**{**settings, **overrides})
+
+
+async def test_downloads_an_image(image_server) -> None:
+    data = still(YELLOW)
+    client = fetcher()
+    assert await client.fetch(image_server.add("plain.jpg", data)) == data
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/a.jpg", "file:///etc/passwd", "/local/path.jpg", "data:,x"]
+)
+async def test_only_http_and_https(url: str) -> None:
+    client = fetcher()
+    with pytest.raises(FetchError, match="unsupported URL scheme"):
+        await client.fetch(url)
+    await client.aclose()
+
+
+async def test_client_errors_are_not_retried(image_server) -> None:
+    client = fetcher(retries=2)
+    before = image_server.requests["/status/404"]
+    with pytest.raises(FetchError, match="HTTP 404"):
+        await client.fetch(image_server.url("status/404"))
+    assert image_server.requests["/status/404"] - before == 1
+    await client.aclose()
+
+
+async def test_server_errors_are_retried(image_server) -> None:
+    client = fetcher(retries=2)
+    before = image_server.requests["/status/503"]
+    with pytest.raises(FetchError, match="HTTP 503"):
+        await client.fetch(image_server.url("status/503"))
+    assert image_server.requests["/status/503"] - before == 3
+    await client.aclose()
+
+
+async def test_time_out_is_retried_then_given_up(image_server) -> None:
+    client = fetcher(retries=1)
+    started = time.monotonic()
+    before = image_server.requests["/slow"]
+    with pytest.raises(FetchError, match="timed out|too slow"):
+        await client.fetch(image_server.url("slow?s=3"))
+    assert image_server.requests["/slow"] - before == 2
+    assert time.monotonic() - started < 2.5
+    await client.aclose()
+
+
+async def test_connection_reset(image_server) -> None:
+    client = fetcher()
+    with pytest.raises(FetchError, match="network error") as caught:
+        await client.fetch(image_server.url("reset"))
+    assert caught.value.retryable
+    await client.aclose()
+
+
+async def test_nothing_listening() -> None:
+    client = fetcher()
+    with pytest.raises(FetchError, match="network error"):
+        await client.fetch(f"http://127.0.0.1:{free_port()}/a.jpg")
+    await client.aclose()
+
+
+async def test_body_over_the_cap_is_abandoned_early(image_server) -> None:
+    client = fetcher(max_bytes=256 * 1024)
+    with pytest.raises(FetchError, match="too large"):
+        await client.fetch(image_server.url("huge"))
+    await asyncio.sleep(0.2)
+    # The server could write 128 MB; the client stopped reading right after the cap.
+    assert image_server.huge_bytes_sent < 16 * 1024 * 1024
+    with pytest.raises(FetchError, match="too large"):
+        await client.fetch(image_server.url("huge-declared"))
+    await client.aclose()
+
+
+async def test_downloads_at_once_are_bounded() -> None:
+    client = fetcher(max_concurrent=2, read_timeout=2.0)
+    with ImageServer() as server:  # its own server: others' slow requests would count here
+        results = await asyncio.gather(*(client.fetch(server.url(f"slow?s=0.2&n={i}")) for i in range(6)))
+        assert len(results) == 6
+        assert server.max_active == 2
+    await client.aclose()
+
+
+async def test_tls_failure_on_qq_hosts_retries_over_http(image_server, caplog_loguru) -> None:
+    # A plain-HTTP port answers a TLS handshake with garbage: the same failure as QQ's CDN gives.
+    url = image_server.add("tls.jpg", still(YELLOW)).replace("http://", "https://")
+    client = fetcher(http_fallback_hosts=frozenset({"127.0.0.1"}))
+    assert await client.fetch(url) == still(YELLOW)
+    assert any("retrying over http" in line for line in caplog_loguru)
+    await client.aclose()
+
+
+async def test_tls_failure_elsewhere_is_a_clear_error(image_server) -> None:
+    url = image_server.add("tls-other.jpg", still(YELLOW)).replace("http://", "https://")
+    client = fetcher(http_fallback_hosts=frozenset(), retries=2)
+    with pytest.raises(FetchError, match="TLS error") as caught:
+        await client.fetch(url)
+    assert caught.value.tls and not caught.value.retryable
+    assert image_server.requests["/img/tls-other.jpg"] == 0
+    await client.aclose()
+
+
+def test_ssl_context_verifies_and_offers_the_qq_cdn_ciphers() -> None:
+    context = make_ssl_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    names = {cipher["name"] for cipher in context.get_ciphers()}
+    assert {"AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256"} <= names

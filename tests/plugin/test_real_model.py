@@ -1,0 +1,41 @@
+"""The bundled model on a handful of real chat images (tests/plugin/fixtures/README.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nailong_bot.config import Config
+from nailong_bot.decision import Decider
+from nailong_bot.runtime import load_classifier
+from nailong_vision.classifier import bundled_model_path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NAILONG = ["nailong-still-1.jpg", "nailong-still-2.jpg", "nailong-still-3.jpg", "nailong-animated.gif"]
+OTHER = ["other-panda-meme.jpg", "other-anime-girl.jpg", "other-icon.jpg"]
+
+pytestmark = pytest.mark.skipif(
+    not bundled_model_path().is_file(),
+    reason=f"no bundled model yet at {bundled_model_path()} (train and export one: see trainer/)",
+)
+
+
+@pytest.fixture(scope="module")
+def decider():
+    classifier = load_classifier(Config(nailong_onnx_providers=["CPUExecutionProvider"]))  # checksum verified
+    decider = Decider(classifier, workers=1, max_frames=8, max_pixels=40_000_000)
+    yield decider
+    decider.shutdown()
+
+
+@pytest.mark.parametrize("name", NAILONG)
+async def test_nailong_images_are_hits(decider, name: str) -> None:
+    decision = await decider.decide((FIXTURES / name).read_bytes())
+    assert decision.score >= decider.classifier.info.threshold, decision
+
+
+@pytest.mark.parametrize("name", OTHER)
+async def test_other_images_are_not(decider, name: str) -> None:
+    decision = await decider.decide((FIXTURES / name).read_bytes())
+    assert decision.score < decider.classifier.info.threshold, decision

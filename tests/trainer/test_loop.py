@@ -1,0 +1,105 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainer.config import load_config
+from trainer.data import TrainSet, prepare_data
+from trainer.loop import get_lr, train
+from trainer.model import build_model, parameter_groups
+
+from .conftest import tiny_config
+
+
+def test_lr_schedule_at_known_steps():
+    cfg = load_config(None, ["learning_rate=0.001", "min_lr=0.0001", "warmup_iters=10", "lr_decay_iters=110"])
+    assert get_lr(0, cfg) == pytest.approx(0.001 / 11)
+    assert get_lr(9, cfg) == pytest.approx(0.001 * 10 / 11)
+    assert get_lr(10, cfg) == pytest.approx(0.001)
+    assert get_lr(60, cfg) == pytest.approx(0.0001 + 0.5 * 0.0009)
+    assert get_lr(110, cfg) == pytest.approx(0.0001)
+    assert get_lr(500, cfg) == pytest.approx(0.0001)
+    decay = [get_lr(s, cfg) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(decay, decay[1:]))
+
+
+def test_weight_decay_skips_norms_and_biases():
+    model = build_model("convnext_atto", 2)
+    decay, no_decay = parameter_groups(model, 0.05)
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
+
+
+def test_a_few_optimizer_steps_lower_the_loss(tmp_path, image_root):
+    cfg = tiny_config(tmp_path, image_root)
+    data = prepare_data(cfg)
+    batch = torch.stack([TrainSet(data, cfg)[(i, (0, 0, i))][0] for i in range(8)])
+    targets = torch.tensor([int(data.train_targets[i]) for i in range(8)])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        loss = F.cross_entropy(model(batch), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.7
+
+
+def states_equal(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        x, y = a[key], b[key]
+        if isinstance(x, dict):
+            if not states_equal(x, y):
+                return False
+        elif isinstance(x, torch.Tensor):
+            if not torch.equal(x, y):
+                return False
+        elif isinstance(x, (list, tuple)) and x and isinstance(x[0], dict):
+            if not all(states_equal(p, q) for p, q in zip(x, y)):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def test_interrupted_run_resumes_to_the_identical_state(tmp_path, image_root):
+    straight = tiny_config(tmp_path / "a", image_root, "max_steps=4", "eval_every=2", "save_every=100")
+    train(straight)
+    reference = torch.load(tmp_path / "a" / "ckpt" / "last.pt", weights_only=False)
+
+    interrupted = tiny_config(tmp_path / "b", image_root, "max_steps=4", "eval_every=2", "save_every=100")
+
+    def ctrl_c(step, metrics):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, on_eval=ctrl_c)
+    saved = torch.load(tmp_path / "b" / "ckpt" / "last.pt", weights_only=False)
+    assert saved["state"]["step"] == 2
+    state = train(interrupted)
+    resumed = torch.load(tmp_path / "b" / "ckpt" / "last.pt", weights_only=False)
+
+    assert state.step == 4
+    assert states_equal(reference["model"], resumed["model"])
+    assert states_equal(reference["optimizer"], resumed["optimizer"])
+    assert reference["scaler"] == resumed["scaler"]
+    assert reference["state"] == resumed["state"]
+    assert torch.equal(reference["rng"]["torch"], resumed["rng"]["torch"])
+
+
+def test_accumulation_and_bf16_autocast_on_cpu(tmp_path, image_root):
+    cfg = tiny_config(tmp_path, image_root, "max_steps=2", "eval_every=2", "gradient_accumulation_steps=2",
+                      "enable_amp=true", "amp_dtype=bfloat16")
+    seen = []
+    state = train(cfg, on_eval=lambda step, metrics: seen.append(metrics))
+    assert state.step == 2
+    assert math.isfinite(seen[-1]["nailong_f1"])
+    assert (tmp_path / "ckpt" / "best.pt").exists()
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))

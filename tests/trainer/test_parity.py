@@ -1,0 +1,44 @@
+"""The plugin and the trainer must feed the model identical inputs and get identical scores."""
+
+import numpy as np
+import torch
+
+from nailong_vision.classifier import Classifier
+from nailong_vision.decode import decode_frames
+from nailong_vision.preprocess import preprocess
+from trainer.data import prepare_data, scan_imagefolder, val_batches
+from trainer.export import load_checkpoint
+from trainer.loop import predict_validation
+
+
+def test_validation_inputs_equal_the_plugins_preprocessing(trained):
+    cfg, _, _ = trained
+    data = prepare_data(cfg)
+    inputs = torch.cat(list(val_batches(data, 64))).numpy()
+    for file_index, source in enumerate(data.val_sources):
+        frames = decode_frames(open(source, "rb").read(), max_frames=cfg.eval_frames, draft_size=cfg.image_size)
+        plugin_input = preprocess(frames, data.spec)
+        assert np.array_equal(plugin_input, inputs[data.val_file == file_index]), source
+
+
+def test_animated_image_is_validated_on_the_frames_the_plugin_samples(trained):
+    cfg, _, _ = trained
+    data = prepare_data(cfg)
+    animated = [s for s in data.val_sources if s.endswith(".gif")] or [
+        r.source for r in scan_imagefolder(cfg.data[0]) if r.source.endswith(".gif")]
+    frames = decode_frames(open(animated[0], "rb").read(), max_frames=cfg.eval_frames)
+    assert len(frames) == min(5, cfg.eval_frames)
+
+
+def test_plugin_scores_equal_the_trainers_validation_scores(trained):
+    cfg, best, onnx_path = trained
+    data = prepare_data(cfg)
+    model, _ = load_checkpoint(best)
+    trainer_probs = predict_validation(model, data, torch.device("cpu"), cfg)[:, data.positive_index]
+    classifier = Classifier(onnx_path, providers=["CPUExecutionProvider"])
+    assert classifier.info.spec == data.spec
+    assert list(classifier.info.labels) == data.labels
+    for file_index, source in enumerate(data.val_sources):
+        frames = decode_frames(open(source, "rb").read(), max_frames=cfg.eval_frames, draft_size=cfg.image_size)
+        plugin_score = classifier.nailong_scores(preprocess(frames, classifier.info.spec)).max()
+        assert abs(plugin_score - trainer_probs[file_index]) < 1e-4, source

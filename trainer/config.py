@@ -1,0 +1,136 @@
+"""Run configuration: one dataclass, loaded from YAML and overridden by ``key=value`` arguments.
+
+Key names follow the original training scripts where they exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentations; each one can be switched off by setting its probability to 0."""
+
+    crop_scale_min: float = 0.35  # random resized crop: smallest kept area fraction
+    hflip: float = 0.5  # horizontal flip
+    mirror_half: float = 0.1  # mirror one half onto the other
+    color_mask: float = 0.25  # tint the whole image with a random colour (yellow alone ≠ nailong)
+    color_mask_yellow: float = 0.5  # share of tints on negatives that are yellow
+    paste_nailong: float = 0.15  # paste a nailong crop into a negative, which becomes positive
+    color_jitter: float = 0.8  # brightness/contrast/saturation jitter
+    jitter_strength: float = 0.3
+    grayscale: float = 0.05
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: list[str] = field(default_factory=lambda: ["../shared/datasets/nailong-binary"])
+    hf_dataset: str | None = None  # e.g. refoundd/NailongClassification (needs internet)
+    hf_data_dir: str | None = None  # with hf_dataset=imagefolder: a local folder
+    labels: list[str] | None = None  # default: positive label first, then the rest sorted
+    positive_label: str = "nailong"
+    image_size: int = 160
+    train_frames: int = 4  # frames an animated training image contributes
+    eval_frames: int = 8  # frames the plugin samples (validation decodes like the plugin)
+    val_fraction: float = 0.2
+    group_distance: int = 6  # pHash bits: images closer than this stay on one side of the split
+    holdout_families: list[str] = field(default_factory=list)  # source folders kept for validation
+    cache_dir: str = ".cache/trainer"
+    num_workers: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # model
+    model: str = "convnext_atto"
+    pretrained: bool = False
+    init_checkpoint: str | None = None
+    drop_path_rate: float = 0.1
+    # optimisation
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    enable_amp: bool = True
+    amp_dtype: str = "bfloat16"  # bfloat16 | float16 (float16 uses a GradScaler)
+    batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.05
+    max_grad_norm: float = 1.0
+    label_smoothing: float = 0.1
+    max_steps: int = 6000
+    warmup_iters: int = 300
+    lr_decay_iters: int = 6000
+    min_lr: float = 1e-5
+    enable_compile: bool = False
+    enable_cudnn_benchmark: bool = True
+    # bookkeeping
+    seed: int = 1337
+    eval_every: int = 200
+    save_every: int = 200
+    checkpoint_dir: str = "runs/shipped/checkpoints"
+    tensorboard_dir: str = "runs/shipped/tensorboard"
+    precision_target: float = 0.99  # the recommended threshold aims for this nailong precision
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: str, hint: typing.Any):
+    """Parse a command-line string the way YAML would, then check it fits the field's type."""
+    parsed = yaml.safe_load(value)
+    origin = typing.get_origin(hint)
+    if origin is tuple and isinstance(parsed, list):
+        return tuple(parsed)
+    if hint is float and isinstance(parsed, int):
+        return float(parsed)
+    return parsed
+
+
+def _build(cls, values: dict):
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown config keys / 未知配置项: {sorted(unknown)}")
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, value or {})
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """A config saved in a checkpoint (``TrainConfig.to_dict()``) back as a TrainConfig."""
+    return _build(TrainConfig, values)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Config from a YAML file (optional) plus ``key=value`` overrides (``augment.hflip=0`` works)."""
+    values: dict = {}
+    if path is not None:
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    hints = typing.get_type_hints(TrainConfig)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"override must look like key=value, got {item!r}")
+        head, _, sub = key.partition(".")
+        if head not in hints:
+            raise ValueError(f"unknown config key / 未知配置项: {head!r}")
+        if sub:
+            sub_hints = typing.get_type_hints(hints[head])
+            if sub not in sub_hints:
+                raise ValueError(f"unknown config key / 未知配置项: {key!r}")
+            values.setdefault(head, {})[sub] = _coerce(raw, sub_hints[sub])
+        else:
+            values[head] = _coerce(raw, hints[head])
+    return _build(TrainConfig, values)

@@ -1,0 +1,135 @@
+"""evaluate: a model on labelled folders → confusion matrix, per-class P/R/F1, the nailong PR
+curve and a threshold table, written as JSON, Markdown and PNG plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from nailong_vision.decode import ImageDecodeError
+
+from .data import scan_imagefolder
+from .metrics import binary_at, confusion_matrix, per_class, pr_curve
+from .scoring import load_scorer
+
+log = logging.getLogger(__name__)
+
+TABLE_THRESHOLDS = [0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
+
+
+def evaluate_command(model: str, data_dirs: list[str], out: str, threshold: float | None = None) -> dict:
+    scorer = load_scorer(model)
+    threshold = scorer.threshold if threshold is None else threshold
+    records = [r for root in data_dirs for r in scan_imagefolder(root)]
+    positive = scorer.labels[scorer.positive_index]
+    # Folder labels the model does not know (e.g. "other" for a 5-class model) count as "not nailong".
+    classes = scorer.labels if {r.label for r in records} <= set(scorer.labels) else [positive, "other"]
+    scores, truths, predictions, sources, failures = [], [], [], [], []
+    for record in records:
+        try:
+            probs = scorer.score_bytes(record.read())
+        except (OSError, ImageDecodeError) as error:
+            failures.append(f"{record.source}: {error}")
+            continue
+        verdict = scorer.verdict(probs, threshold)
+        scores.append(probs[scorer.positive_index])
+        truths.append(classes.index(record.label) if record.label in classes else classes.index("other"))
+        predictions.append(classes.index(verdict) if verdict in classes else classes.index("other"))
+        sources.append(record.source)
+    score, truth, prediction = np.array(scores), np.array(truths), np.array(predictions)
+    is_positive = truth == classes.index(positive)
+    matrix = confusion_matrix(truth, prediction, len(classes))
+    precision, recall, thresholds, average_precision = pr_curve(is_positive, score)
+    report = {
+        "model": scorer.name,
+        "data": data_dirs,
+        "images": int(len(score)),
+        "unreadable": failures,
+        "threshold": threshold,
+        "classes": classes,
+        "confusion_matrix": matrix.tolist(),
+        "per_class": per_class(matrix, classes),
+        "nailong": binary_at(is_positive, score, threshold),
+        "average_precision": average_precision,
+        "threshold_table": [binary_at(is_positive, score, t) for t in sorted({*TABLE_THRESHOLDS, threshold})],
+        "false_positives": [sources[i] for i in np.argsort(-score) if not is_positive[i] and score[i] >= threshold],
+        "false_negatives": [sources[i] for i in np.argsort(score) if is_positive[i] and score[i] < threshold],
+    }
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    (out_dir / "report.md").write_text(markdown(report), encoding="utf-8")
+    plot(out_dir, matrix, classes, precision, recall, thresholds, threshold)
+    log.info("nailong at %.3f: P %.4f R %.4f F1 %.4f FPR %.4f; report in %s", threshold, report["nailong"]["precision"],
+             report["nailong"]["recall"], report["nailong"]["f1"], report["nailong"]["false_positive_rate"], out_dir)
+    return report
+
+
+def markdown(report: dict) -> str:
+    nailong = report["nailong"]
+    lines = [
+        f"# 评估报告 / Evaluation: {report['model']}",
+        "",
+        f"数据 / data: {', '.join(report['data'])} — {report['images']} images "
+        f"({len(report['unreadable'])} unreadable)",
+        "",
+        f"阈值 / threshold **{report['threshold']:.4f}**: nailong precision {nailong['precision']:.4f}, "
+        f"recall {nailong['recall']:.4f}, F1 **{nailong['f1']:.4f}**, false-positive rate "
+        f"{nailong['false_positive_rate']:.4f}; average precision {report['average_precision']:.4f}",
+        "",
+        "## 混淆矩阵 / Confusion matrix (rows: truth, columns: prediction)",
+        "",
+        "| | " + " | ".join(report["classes"]) + " |",
+        "|---" * (len(report["classes"]) + 1) + "|",
+    ]
+    for name, row in zip(report["classes"], report["confusion_matrix"]):
+        lines.append(f"| **{name}** | " + " | ".join(str(v) for v in row) + " |")
+    lines += ["", "## 各类 / Per class", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for name, m in report["per_class"].items():
+        lines.append(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |")
+    lines += ["", "## 阈值表 / Threshold table (nailong)", "", "| threshold | precision | recall | F1 | FPR |",
+              "|---|---|---|---|---|"]
+    for row in report["threshold_table"]:
+        lines.append(f"| {row['threshold']:.4f} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
+                     f"{row['false_positive_rate']:.4f} |")
+    for title, key in (("误判 / False positives", "false_positives"), ("漏判 / False negatives", "false_negatives")):
+        lines += ["", f"## {title} ({len(report[key])})", ""] + [f"- {s}" for s in report[key][:50]]
+    lines += ["", "![confusion](confusion.png) ![pr](pr_curve.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(out_dir: Path, matrix: np.ndarray, classes: list[str], precision: np.ndarray, recall: np.ndarray,
+         thresholds: np.ndarray, threshold: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(1.2 * len(classes) + 2, 1.2 * len(classes) + 1.5))
+    axis.imshow(matrix, cmap="Blues")
+    for (row, column), value in np.ndenumerate(matrix):
+        axis.text(column, row, str(value), ha="center", va="center")
+    axis.set_xticks(range(len(classes)), classes)
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("prediction")
+    axis.set_ylabel("truth")
+    figure.tight_layout()
+    figure.savefig(out_dir / "confusion.png", dpi=100)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(5, 4))
+    axis.plot(recall, precision, label="nailong")
+    chosen = np.nonzero(thresholds >= threshold)[0]
+    if len(chosen):
+        axis.scatter([recall[chosen[-1]]], [precision[chosen[-1]]], color="red", label=f"threshold {threshold:.3f}")
+    axis.set_xlabel("recall")
+    axis.set_ylabel("precision")
+    axis.set_xlim(0, 1.02)
+    axis.set_ylim(0, 1.02)
+    axis.legend(loc="lower left")
+    figure.tight_layout()
+    figure.savefig(out_dir / "pr_curve.png", dpi=100)
+    plt.close(figure)
