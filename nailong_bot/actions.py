@@ -18,13 +18,16 @@ async def act(
     settings: GroupSettings,
     reply_text: str,
     mute_seconds: int,
-) -> None:
-    """Never raises for a failed action: it is logged, and a failed recall falls back to a reply."""
+) -> int | None:
+    """The warning's message id, if one was sent (replies to it can then find the image).
+
+    Never raises for a failed action: it is logged, and a failed recall falls back to a reply."""
     where = (
         f"group={event.group_id} message={event.message_id} user={event.user_id} "
         f"score={hit.decision.score:.3f}"
     )
     reply = settings.action.replies
+    warning_id = None
     if settings.action.recalls:
         try:
             await bot.delete_msg(message_id=event.message_id)
@@ -36,7 +39,8 @@ async def act(
     if reply:
         message = Message([MessageSegment.reply(event.message_id), MessageSegment.text(reply_text)])
         try:
-            await bot.send_group_msg(group_id=event.group_id, message=message)
+            sent = await bot.send_group_msg(group_id=event.group_id, message=message)
+            warning_id = sent.get("message_id") if isinstance(sent, dict) else None
         except AdapterException as error:
             logger.warning(f"回复失败 / reply failed: {where}: {error}")
     if mute_seconds > 0:
@@ -45,3 +49,4 @@ async def act(
             logger.info(f"已禁言 {mute_seconds} 秒 / muted for {mute_seconds}s: {where}")
         except AdapterException as error:
             logger.warning(f"禁言失败 / mute failed: {where}: {error}")
+    return warning_id

@@ -1,10 +1,13 @@
 """`/nailong <sub-command>` (alias `/奶龙`) for group owners, admins and superusers.
 
 Sub-commands are registered with :func:`subcommand`; adding one is a decorated function here.
+Corrections (`wrong`, `miss`, `undo`) are sent as a reply to the image's message or to the bot's
+warning about it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +18,8 @@ from nonebot.log import logger
 from nonebot.params import CommandArg
 from nonebot.permission import SUPERUSER
 
+from .corrections import Correction, Label
+from .recent import RecentImage
 from .runtime import Runtime, get_runtime
 from .storage import Action
 
@@ -33,6 +38,12 @@ ACTION_LABELS = {
 REFUSAL = (
     "只有群主、管理员和超级用户可以使用这个命令 / Only the group owner, admins and superusers can use this."
 )
+SUPERUSER_REFUSAL = "只有超级用户可以使用这个命令 / Only superusers can use this."
+# What a correction to each label means, for the confirmation.
+CORRECTED = {
+    "other": ("这不是奶龙，以后相同的图片不再处理", "not nailong; from now on such images are let through"),
+    "nailong": ("这是奶龙，以后相同的图片都会处理", "nailong; from now on such images are acted on"),
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,11 @@ class SubCommand:
     names: tuple[str, ...]
     usage: str
     handler: Handler
+    superuser_only: bool
+
+
+class CommandFailed(Exception):
+    """Ends a sub-command with a one-line explanation (its message) instead of an answer."""
 
 
 SUBCOMMANDS: dict[str, SubCommand] = {}
@@ -58,11 +74,11 @@ SUBCOMMANDS: dict[str, SubCommand] = {}
 _REGISTERED: list[SubCommand] = []
 
 
-def subcommand(*names: str, usage: str) -> Callable[[Handler], Handler]:
+def subcommand(*names: str, usage: str, superuser_only: bool = False) -> Callable[[Handler], Handler]:
     """Register ``handler`` under every name in ``names`` (English and Chinese)."""
 
     def register(handler: Handler) -> Handler:
-        entry = SubCommand(names, usage, handler)
+        entry = SubCommand(names, usage, handler, superuser_only)
         _REGISTERED.append(entry)
         for name in names:
             SUBCOMMANDS[name.lower()] = entry
@@ -80,7 +96,9 @@ def format_threshold(value: float) -> str:
 def help_text() -> str:
     lines = ["奶龙守卫命令（群主/管理员/超级用户可用）/ nailong guard commands:"]
     lines += [f"/nailong {entry.usage}" for entry in _REGISTERED]
-    lines.append("中文别名 / Chinese aliases: /奶龙 开启|关闭|阈值 0.85|动作 撤回|回复|都要|状态|帮助")
+    lines.append(
+        "中文别名 / Chinese aliases: /奶龙 开启|关闭|阈值 0.85|动作 撤回|回复|都要|状态|误判|漏判|撤销|反馈|帮助"
+    )
     return "\n".join(lines)
 
 
@@ -144,6 +162,126 @@ async def _status(call: Invocation) -> str:
     )
 
 
+async def _replied_images(call: Invocation) -> list[tuple[RecentImage, bytes]]:
+    """This group's kept images of the message the command replies to (the image's own message or
+    the bot's warning about it), with their bytes. Raises CommandFailed when there are none."""
+    if call.event.reply is None:
+        raise CommandFailed(
+            "请回复图片消息或机器人的警告来使用这个命令 / Send this as a reply to the image's message "
+            "or to the bot's warning."
+        )
+    recent, group = call.runtime.recent, call.event.group_id
+    entries = await asyncio.to_thread(recent.lookup, call.event.reply.message_id)
+    entries = [entry for entry in entries if entry.group_id == group]
+    if not entries:
+        raise CommandFailed(
+            "找不到这条消息里检查过的图片（只保留最近的图片）/ No checked image of that message is kept "
+            "(only recent ones are)."
+        )
+    try:
+        return list(zip(entries, await asyncio.to_thread(lambda: [recent.read(e) for e in entries])))
+    except FileNotFoundError:
+        raise CommandFailed("这张图片已从近期记录中清除 / That image was dropped from the recent images.") from None
+
+
+async def _change_corrections(call: Invocation, change: Callable[[], list[Correction]]) -> list[Correction]:
+    """Run ``change`` (which adds or undoes corrections) in a thread, then forget cached decisions."""
+    try:
+        return await asyncio.to_thread(change)
+    except OSError as error:
+        logger.error(f"保存纠错失败 / saving a correction failed: group={call.event.group_id}: {error}")
+        raise CommandFailed("保存纠错失败，请查看日志 / Saving the correction failed; see the log.") from error
+    finally:
+        # Cached decisions may contradict the change, for this image or for near-copies cached
+        # under other keys. Corrections are rare, so the whole cache goes: simpler than consulting
+        # corrections before the cache, which a repost known by its file name passes with no bytes.
+        call.runtime.cache.clear()
+
+
+async def _correct(call: Invocation, label: Label) -> str:
+    images = await _replied_images(call)
+    # Of a message's several images, correct the ones the bot decided the other way.
+    contradicted = [(entry, data) for entry, data in images if entry.hit != (label == "nailong")] or images
+    corrections, event = call.runtime.corrections, call.event
+
+    def add() -> list[Correction]:
+        return [
+            corrections.add(
+                data,
+                label=label,
+                group_id=event.group_id,
+                user_id=event.user_id,
+                score=entry.score,
+                model_version=entry.model_version,
+            )
+            for entry, data in contradicted
+        ]
+
+    added = await _change_corrections(call, add)
+    logger.info(
+        f"已记录纠错 / corrected as {label}: {[c.id for c in added]} group={event.group_id} "
+        f"user={event.user_id} message={event.reply.message_id}"
+    )
+    zh, en = CORRECTED[label]
+    if len(added) == 1:
+        return f"已记录：{zh} / Recorded: {en}."
+    return f"已记录 {len(added)} 张图片：{zh} / Recorded {len(added)} images: {en}."
+
+
+@subcommand(
+    "wrong", "误判", usage="wrong | 误判 — 回复误判的图片或机器人的警告：这不是奶龙 / reply: this was not nailong"
+)
+async def _wrong(call: Invocation) -> str:
+    return await _correct(call, "other")
+
+
+@subcommand("miss", "漏判", usage="miss | 漏判 — 回复漏掉的图片：这是奶龙 / reply: this was nailong")
+async def _miss(call: Invocation) -> str:
+    return await _correct(call, "nailong")
+
+
+@subcommand(
+    "undo",
+    "撤销",
+    usage="undo | 撤销 — 回复图片或警告，撤销对它的纠错（仅超级用户）/ reply: undo its correction (superusers)",
+    superuser_only=True,
+)
+async def _undo(call: Invocation) -> str:
+    images = await _replied_images(call)
+    corrections, event = call.runtime.corrections, call.event
+
+    def undo() -> list[Correction]:
+        undone = [corrections.undo(data, group_id=event.group_id, user_id=event.user_id) for _, data in images]
+        return [correction for correction in undone if correction is not None]
+
+    undone = await _change_corrections(call, undo)
+    if not undone:
+        return "这张图片没有纠错记录 / That image has no correction."
+    logger.info(
+        f"已撤销纠错 / corrections undone: {[c.id for c in undone]} group={event.group_id} user={event.user_id}"
+    )
+    return "已撤销纠错，重新由模型判断 / Correction undone: the model decides again."
+
+
+@subcommand(
+    "feedback",
+    "反馈",
+    usage="feedback | 反馈 — 纠错数据的数量和目录（仅超级用户）/ corrections saved for retraining (superusers)",
+    superuser_only=True,
+)
+async def _feedback(call: Invocation) -> str:
+    corrections = call.runtime.corrections
+    counts = await asyncio.to_thread(corrections.counts)
+    return "\n".join(
+        [
+            f"纠错图片 / corrected images: 是奶龙 (nailong) {counts['nailong']}，不是奶龙 (other) {counts['other']}",
+            f"目录 / folder: {corrections.feedback_dir.absolute()}",
+            "重新训练时把这个目录加入 trainer 配置的 data: 列表 / To retrain, add this folder to the "
+            "trainer config's data: list.",
+        ]
+    )
+
+
 @subcommand("help", "帮助", usage="help | 帮助 — 显示本帮助 / this help")
 async def _help(call: Invocation) -> str:
     return help_text()
@@ -165,8 +303,12 @@ async def _dispatch(bot: Bot, event: GroupMessageEvent, arg: Message = CommandAr
     entry = SUBCOMMANDS.get(words[0].lower()) if words else SUBCOMMANDS["help"]
     if entry is None:
         await nailong_command.finish(f"未知的子命令 / unknown sub-command: {words[0]!r}\n{help_text()}")
+    if entry.superuser_only and not await SUPERUSER(bot, event):
+        await nailong_command.finish(SUPERUSER_REFUSAL)
     try:
         answer = await entry.handler(Invocation(bot, event, words[1:], runtime))
+    except CommandFailed as failure:
+        answer = str(failure)
     except OSError as error:
         logger.error(f"保存群设置失败 / saving settings failed: group={event.group_id}: {error}")
         answer = "保存设置失败，设置未改变，请查看日志 / Saving failed, nothing changed; see the log."

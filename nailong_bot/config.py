@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator
 
+from . import recent
+
 DEFAULT_REPLY_TEXT = "检测到奶龙图片，请不要发奶龙哦～ / Nailong image detected, please don't post it."
 
 
@@ -36,6 +38,10 @@ class Config(BaseModel):
     nailong_fetch_retries: int = Field(default=2, ge=0, le=5)
     nailong_cache_size: int = Field(default=4096, ge=0)
     nailong_cache_ttl: float = Field(default=24 * 3600, gt=0)
+    # Decided images kept on disk so admins can correct them by replying; 0 images: keep none.
+    nailong_recent_max_images: int = Field(default=recent.DEFAULT_MAX_IMAGES, ge=0)
+    nailong_recent_max_bytes: int = Field(default=recent.DEFAULT_MAX_BYTES, ge=0)
+    nailong_recent_max_age_hours: float = Field(default=recent.DEFAULT_MAX_AGE / 3600, gt=0)
 
     @field_validator("nailong_onnx_providers", mode="before")
     @classmethod

@@ -1,7 +1,7 @@
 """Corrections: admins' verdicts on images the model got wrong. They override the model for the
 image and its near-identical copies, and are kept as training data.
 
-Layout under the feedback folder, ready for ``trainer train --data <base> --data <feedback>``::
+Layout under the feedback folder, ready to be listed in the trainer config's ``data:`` beside the base data::
 
     nailong/<id>.<ext>    other/<id>.<ext>     the corrected images (ImageFolder layout)
     corrections.csv       every add / replace / undo, in order
@@ -17,6 +17,7 @@ An image is identified by the pHash of its first frame (animated images: the fir
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -36,6 +37,8 @@ from nonebot.log import logger
 
 from nailong_vision.decode import decode_frames
 from nailong_vision.phash import hamming, phash
+
+from .decision import Decision, Override
 
 Label = Literal["nailong", "other"]
 LABELS: tuple[Label, ...] = ("nailong", "other")
@@ -291,6 +294,19 @@ class Corrections:
                 f"纠错记录中有 {skipped} 行无法读取，已跳过 / skipped {skipped} unreadable rows in {self.csv_path}"
             )
         self._rebuild_hashes()
+
+
+def correction_override(corrections: Corrections) -> Override:
+    """The decider override through which corrections decide their images before the model does."""
+
+    async def decide_by_correction(image_bytes: bytes, frames: list[Image.Image]) -> Decision | None:
+        # Hashing the bytes and the first frame is CPU work: off the event loop.
+        correction = await asyncio.to_thread(corrections.lookup, frames, image_bytes=image_bytes)
+        if correction is None:
+            return None
+        return Decision(1.0 if correction.label == "nailong" else 0.0, source=f"correction:{correction.id}")
+
+    return decide_by_correction
 
 
 def _correction_from_row(row: dict[str, str]) -> Correction:

@@ -28,6 +28,8 @@ class Decision:
     score: float
     # Who decided: "model", "cache", or the name an override gives itself.
     source: str
+    # What the model said, kept through the cache; None when an override decided without the model.
+    model_score: float | None = None
 
 
 # (image bytes, decoded RGB frames) → a decision, or None to let the next step decide.
@@ -55,7 +57,8 @@ class Decider:
             decision = await override(data, frames)
             if decision is not None:
                 return decision
-        return Decision(score=await self._in_worker(self._score, frames), source="model")
+        score = await self._in_worker(self._score, frames)
+        return Decision(score=score, source="model", model_score=score)
 
     def _score(self, frames: list[Image.Image]) -> float:
         batch = preprocess(frames, self.classifier.info.spec)

@@ -1,10 +1,12 @@
-"""The path of an image: group message → image bytes (cache first) → decision → action."""
+"""The path of an image: group message → image bytes (cache first) → decision → action, and the
+decided images kept a while, so admins can correct the bot by replying to the message or warning."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+from dataclasses import replace
 
 from nonebot import on_message
 from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent
@@ -15,7 +17,6 @@ from nailong_vision.decode import ImageDecodeError
 
 from .actions import act
 from .cache import content_key
-from .decision import Decision
 from .fetch import FetchError
 from .images import CheckedImage, ImageRef, image_refs
 from .runtime import Runtime, get_runtime
@@ -51,14 +52,14 @@ async def check_image(
 ) -> CheckedImage | None:
     """Decide one image; None (logged) when it cannot be fetched or decoded. Never raises."""
     if ref.key and (cached := runtime.cache.get(ref.key)):
-        return CheckedImage(ref, Decision(cached.score, "cache"), None)
+        return CheckedImage(ref, replace(cached, source="cache"), None)
     where = f"group={event.group_id} message={event.message_id} file={ref.file or ref.url}"
     try:
         async with runtime.in_flight:
             data = await _image_bytes(bot, ref, runtime)
             key = content_key(data)
             cached = runtime.cache.get(key)
-            decision = Decision(cached.score, "cache") if cached else await runtime.decider.decide(data)
+            decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data)
             runtime.cache.put(key, decision)
     except FetchError as error:
         logger.warning(f"图片下载失败，已跳过 / image download failed, skipped: {where}: {error.reason}")
@@ -84,24 +85,65 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
     settings = runtime.store.get(event.group_id)
     runtime.stats.checked[event.group_id] += len(checked)
     hit = max(checked, key=lambda c: c.decision.score, default=None)
-    if hit is None or hit.decision.score < settings.threshold:
-        return None
-    runtime.stats.hits[event.group_id] += 1
-    logger.warning(
-        f"发现奶龙图片 / nailong image: group={event.group_id} message={event.message_id} "
-        f"user={event.user_id} score={hit.decision.score:.3f} threshold={settings.threshold} "
-        f"source={hit.decision.source} action={settings.action.value}"
-    )
-    config = runtime.config
-    await act(
-        bot,
-        event,
-        hit,
-        settings=settings,
-        reply_text=config.nailong_reply_text,
-        mute_seconds=config.nailong_mute_seconds,
-    )
+    if hit is not None and hit.decision.score < settings.threshold:
+        hit = None
+    warning_id = None
+    if hit is not None:
+        runtime.stats.hits[event.group_id] += 1
+        logger.warning(
+            f"发现奶龙图片 / nailong image: group={event.group_id} message={event.message_id} "
+            f"user={event.user_id} score={hit.decision.score:.3f} threshold={settings.threshold} "
+            f"source={hit.decision.source} action={settings.action.value}"
+        )
+        config = runtime.config
+        warning_id = await act(
+            bot,
+            event,
+            hit,
+            settings=settings,
+            reply_text=config.nailong_reply_text,
+            mute_seconds=config.nailong_mute_seconds,
+        )
+    await _remember(event, checked, settings.threshold, warning_id, runtime)
     return hit
+
+
+async def _remember(
+    event: GroupMessageEvent,
+    checked: list[CheckedImage],
+    threshold: float,
+    warning_id: int | None,
+    runtime: Runtime,
+) -> None:
+    """Keep the decided images for corrections; called after acting, so it never delays a recall.
+    A failed write is logged: it costs the chance to correct this message, nothing else."""
+    recent, version = runtime.recent, runtime.classifier.info.version
+
+    def remember_all() -> None:
+        for image in checked:
+            hit = image.decision.score >= threshold
+            if image.data is not None:
+                recent.remember(
+                    event.message_id,
+                    event.group_id,
+                    image.data,
+                    image_key=image.ref.key or content_key(image.data),
+                    score=image.decision.model_score,
+                    model_version=version,
+                    hit=hit,
+                )
+            elif image.ref.key is not None:
+                recent.remember_repost(event.message_id, event.group_id, image_key=image.ref.key, hit=hit)
+        if warning_id is not None:
+            recent.link_reply(warning_id, event.message_id)
+
+    try:
+        await asyncio.to_thread(remember_all)
+    except OSError as error:
+        logger.warning(
+            f"无法保存近期图片，这条消息将无法纠错 / could not keep the recent images, this message cannot "
+            f"be corrected: group={event.group_id} message={event.message_id}: {error}"
+        )
 
 
 async def _should_check(bot: Bot, event: GroupMessageEvent) -> bool:

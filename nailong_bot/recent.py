@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from nonebot.log import logger
@@ -106,12 +106,19 @@ class RecentImages:
             path = self._images_dir / sha256
             if not path.exists():
                 _write_atomically(path, image_bytes)
-            replaced = [old for old in self._entries if (old.message_id, old.image_key) == (message_id, image_key)]
-            self._entries = [old for old in self._entries if old not in replaced]
-            self._entries.append(entry)
-            self._evict()
-            self._delete_unreferenced({old.sha256 for old in replaced})
-            self._save()
+            self._add(entry)
+
+    def remember_repost(self, message_id: int, group_id: int, *, image_key: str, hit: bool) -> bool:
+        """Store an image that was decided without its bytes (a repost the cache knew by
+        ``image_key``) under its new message, sharing the latest stored copy with that key.
+        False when no copy is stored any more."""
+        with self._lock:
+            earlier = next((e for e in reversed(self._entries) if e.image_key == image_key), None)
+            if earlier is None:
+                return False
+            again = replace(earlier, message_id=message_id, group_id=group_id, hit=hit, stored_at=self._clock())
+            self._add(again)
+            return True
 
     def link_reply(self, warning_message_id: int, message_id: int) -> None:
         """Let a reply to the bot's warning find the images of the message it warned about."""
@@ -130,6 +137,16 @@ class RecentImages:
     def read(self, entry: RecentImage) -> bytes:
         """The stored bytes; FileNotFoundError if the image was evicted since it was looked up."""
         return (self._images_dir / entry.sha256).read_bytes()
+
+    def _add(self, entry: RecentImage) -> None:
+        """Append an entry whose file is stored, replacing the same (message, image_key); under the lock."""
+        key = (entry.message_id, entry.image_key)
+        replaced = [old for old in self._entries if (old.message_id, old.image_key) == key]
+        self._entries = [old for old in self._entries if old not in replaced]
+        self._entries.append(entry)
+        self._evict()
+        self._delete_unreferenced({old.sha256 for old in replaced})
+        self._save()
 
     def _images_of(self, message_id: int) -> list[RecentImage]:
         oldest_kept = self._clock() - self.max_age

@@ -1,4 +1,5 @@
-"""What lives from start-up to shutdown: the model session, the HTTP client, the cache, settings."""
+"""What lives from start-up to shutdown: the model session, the HTTP client, the cache, settings,
+the recent images and the admins' corrections."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from nailong_vision.classifier import Classifier, ModelError, bundled_model_path
 
 from .cache import TTLCache
 from .config import Config
+from .corrections import Corrections, correction_override
 from .decision import Decider, Decision
 from .fetch import Fetcher
+from .recent import RecentImages
 from .storage import Action, GroupSettings, SettingsStore
 
 
@@ -34,6 +37,8 @@ class Runtime:
     fetcher: Fetcher
     cache: TTLCache[Decision]
     store: SettingsStore
+    recent: RecentImages
+    corrections: Corrections
     # Bounds the images between download and decision, and so the bytes held in memory.
     in_flight: asyncio.Semaphore
     stats: GroupStats = field(default_factory=GroupStats)
@@ -76,15 +81,25 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     )
     store = SettingsStore(data_dir, defaults)
     store.load()
+    recent = await asyncio.to_thread(
+        RecentImages,
+        data_dir / "recent",
+        max_images=config.nailong_recent_max_images,
+        max_bytes=config.nailong_recent_max_bytes,
+        max_age=config.nailong_recent_max_age_hours * 3600,
+    )
+    corrections = await asyncio.to_thread(Corrections, data_dir / "feedback")
+    decider = Decider(
+        classifier,
+        workers=config.nailong_workers,
+        max_frames=config.nailong_max_frames,
+        max_pixels=config.nailong_max_pixels,
+    )
+    decider.overrides.append(correction_override(corrections))
     _current = Runtime(
         config=config,
         classifier=classifier,
-        decider=Decider(
-            classifier,
-            workers=config.nailong_workers,
-            max_frames=config.nailong_max_frames,
-            max_pixels=config.nailong_max_pixels,
-        ),
+        decider=decider,
         fetcher=Fetcher(
             max_bytes=config.nailong_max_image_bytes,
             connect_timeout=config.nailong_connect_timeout,
@@ -94,12 +109,15 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         ),
         cache=TTLCache(config.nailong_cache_size, config.nailong_cache_ttl),
         store=store,
+        recent=recent,
+        corrections=corrections,
         in_flight=asyncio.Semaphore(config.nailong_max_downloads + config.nailong_workers),
     )
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
         f"labels={list(info.labels)}, input={info.spec.size}, threshold={defaults.threshold}, "
-        f"providers={list(info.providers)}; settings in {store.path}"
+        f"providers={list(info.providers)}; settings in {store.path}, "
+        f"{len(corrections)} corrections in {corrections.feedback_dir}"
     )
     return _current
 

@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="评估 / evaluate",
                                    description="混淆矩阵、各类 P/R/F1、PR 曲线、阈值表。/ Confusion matrix, per-class P/R/F1, PR curve, threshold table.")
     evaluate.add_argument("--model", required=True, help="model.onnx 或 / or checkpoint .pt")
-    evaluate.add_argument("--data", nargs="+", required=True, help="ImageFolder 目录 / folders (<label>/*.jpg)")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", nargs="+", help="ImageFolder 目录 / folders (<label>/*.jpg)")
+    source.add_argument("--val-of", metavar="CONFIG", help="训练配置的验证集（按近重复分组）/ the grouped validation split of a training config")
     evaluate.add_argument("--out", default="runs/evaluate", help="报告目录 / report directory")
     evaluate.add_argument("--threshold", type=float, help="判定阈值，默认取模型推荐值 / threshold (default: the model's)")
 
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "evaluate":
         from .evaluate import evaluate_command
 
-        evaluate_command(args.model, args.data, args.out, args.threshold)
+        evaluate_command(args.model, args.data, args.out, args.threshold, args.val_of)
     elif args.command == "export":
         from .export import export_command
 

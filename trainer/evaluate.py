@@ -11,7 +11,8 @@ import numpy as np
 
 from nailong_vision.decode import ImageDecodeError
 
-from .data import scan_imagefolder
+from .config import load_config
+from .data import ImageRecord, load_records, prepare_data, scan_imagefolder
 from .metrics import binary_at, confusion_matrix, per_class, pr_curve
 from .scoring import load_scorer
 
@@ -20,14 +21,25 @@ log = logging.getLogger(__name__)
 TABLE_THRESHOLDS = [0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
 
 
-def evaluate_command(model: str, data_dirs: list[str], out: str, threshold: float | None = None) -> dict:
+def validation_records(config: str) -> list[ImageRecord]:
+    """The validation side of a training config's grouped split (what the model card reports)."""
+    data = prepare_data(load_config(config))
+    by_source = {r.source: r for r in load_records(load_config(config))}
+    return [by_source[source] for source in data.val_sources]
+
+
+def evaluate_command(model: str, data_dirs: list[str] | None, out: str, threshold: float | None = None,
+                     val_of: str | None = None) -> dict:
     scorer = load_scorer(model)
     threshold = scorer.threshold if threshold is None else threshold
-    records = [r for root in data_dirs for r in scan_imagefolder(root)]
+    if val_of:
+        records, data_dirs = validation_records(val_of), [f"validation split of {val_of}"]
+    else:
+        records = [r for root in data_dirs for r in scan_imagefolder(root)]
     positive = scorer.labels[scorer.positive_index]
     # Folder labels the model does not know (e.g. "other" for a 5-class model) count as "not nailong".
     classes = scorer.labels if {r.label for r in records} <= set(scorer.labels) else [positive, "other"]
-    scores, truths, predictions, sources, failures = [], [], [], [], []
+    scores, truths, predictions, kept, failures = [], [], [], [], []
     for record in records:
         try:
             probs = scorer.score_bytes(record.read())
@@ -38,7 +50,8 @@ def evaluate_command(model: str, data_dirs: list[str], out: str, threshold: floa
         scores.append(probs[scorer.positive_index])
         truths.append(classes.index(record.label) if record.label in classes else classes.index("other"))
         predictions.append(classes.index(verdict) if verdict in classes else classes.index("other"))
-        sources.append(record.source)
+        kept.append(record)
+    sources = [r.source for r in kept]
     score, truth, prediction = np.array(scores), np.array(truths), np.array(predictions)
     is_positive = truth == classes.index(positive)
     matrix = confusion_matrix(truth, prediction, len(classes))
@@ -55,6 +68,7 @@ def evaluate_command(model: str, data_dirs: list[str], out: str, threshold: floa
         "nailong": binary_at(is_positive, score, threshold),
         "average_precision": average_precision,
         "threshold_table": [binary_at(is_positive, score, t) for t in sorted({*TABLE_THRESHOLDS, threshold})],
+        "per_family": per_family(kept, is_positive, score >= threshold),
         "false_positives": [sources[i] for i in np.argsort(-score) if not is_positive[i] and score[i] >= threshold],
         "false_negatives": [sources[i] for i in np.argsort(score) if is_positive[i] and score[i] < threshold],
     }
@@ -66,6 +80,22 @@ def evaluate_command(model: str, data_dirs: list[str], out: str, threshold: floa
     log.info("nailong at %.3f: P %.4f R %.4f F1 %.4f FPR %.4f; report in %s", threshold, report["nailong"]["precision"],
              report["nailong"]["recall"], report["nailong"]["f1"], report["nailong"]["false_positive_rate"], out_dir)
     return report
+
+
+def per_family(records: list[ImageRecord], is_positive: np.ndarray, hit: np.ndarray) -> dict[str, dict]:
+    """Hits per image family (clip or sticker collection, from MANIFEST.csv), worst first: shows
+    whether errors are spread out or come from one kind of image."""
+    families: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        if record.family:
+            families.setdefault(record.family, []).append(index)
+    table = {
+        family: {"images": len(members), "nailong": int(is_positive[members].sum()),
+                 "hit_rate": float(hit[members].mean())}
+        for family, members in families.items()
+        if len(members) >= 5
+    }
+    return dict(sorted(table.items(), key=lambda item: -abs(item[1]["hit_rate"] - (item[1]["nailong"] > 0))))
 
 
 def markdown(report: dict) -> str:
@@ -95,6 +125,11 @@ def markdown(report: dict) -> str:
     for row in report["threshold_table"]:
         lines.append(f"| {row['threshold']:.4f} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
                      f"{row['false_positive_rate']:.4f} |")
+    if report["per_family"]:
+        lines += ["", "## 各系列 / Per family (≥ 5 images; hit rate = share flagged as nailong)", "",
+                  "| family | images | nailong | hit rate |", "|---|---|---|---|"]
+        for family, row in report["per_family"].items():
+            lines.append(f"| {family} | {row['images']} | {row['nailong']} | {row['hit_rate']:.3f} |")
     for title, key in (("误判 / False positives", "false_positives"), ("漏判 / False negatives", "false_negatives")):
         lines += ["", f"## {title} ({len(report[key])})", ""] + [f"- {s}" for s in report[key][:50]]
     lines += ["", "![confusion](confusion.png) ![pr](pr_curve.png)", ""]

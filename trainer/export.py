@@ -123,6 +123,9 @@ def export_command(checkpoint_path: str, out: str, opset: int = 20, precision_ta
     write_metadata(out_path, build_metadata(checkpoint, threshold, metrics, version))
     digest = sha256_file(out_path)
     out_path.with_name(out_path.name + ".sha256").write_text(digest + "\n")
+    # Weights without optimizer state, for fine-tuning (`init_checkpoint=`) from the shipped model.
+    torch.save({key: checkpoint[key] for key in ("model", "config", "labels", "spec", "data_summary", "state")},
+               out_path.with_suffix(".pt"))
     log.info("exported %s (%.1f MB, max |Δlogit| %.1e, threshold %.4f, %.1fs)", out_path,
              out_path.stat().st_size / 1e6, difference, threshold, time.perf_counter() - started)
     if int8:

@@ -137,8 +137,12 @@ def train(cfg: TrainConfig, data: PreparedData | None = None, on_eval=None) -> R
         torch.backends.cudnn.allow_tf32 = True
     seed_everything(cfg.seed + rank)
 
-    # ---- data
+    # ---- data (under DDP rank 0 decodes into the shared cache first; the others then read it)
+    if distributed and not is_main:
+        dist.barrier()
     data = data or prepare_data(cfg)
+    if distributed and is_main:
+        dist.barrier()
     if is_main:
         log.info("data: %s", data.summary)
     train_set = TrainSet(data, cfg)

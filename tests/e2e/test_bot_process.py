@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from bot_process import start_bot, wait_for_exit
 from nailong_testkit import (
+    BAD_INPUTS,
     BLUE,
     SUPERUSER,
     YELLOW,
@@ -134,6 +136,20 @@ async def test_broken_download_then_next_message(onebot: FakeOneBot, image_serve
     await onebot.post(image_event(good, group_id=108, message_id=5011))
     await onebot.wait_for("delete_msg", message_id=5011)
     assert onebot.process.poll() is None  # type: ignore[attr-defined]
+
+
+async def test_bad_input_keeps_memory_bounded(onebot: FakeOneBot, image_server) -> None:
+    for message_id, make_url in enumerate(BAD_INPUTS.values(), start=5100):
+        await onebot.post(image_event(make_url(image_server), group_id=109, message_id=message_id))
+    good = image_server.add("e2e-after-bad-input.jpg", still(YELLOW, size=(20, 20)))
+    await onebot.post(image_event(good, group_id=109, message_id=5199))
+    await onebot.wait_for("delete_msg", timeout=30, message_id=5199)
+    await asyncio.sleep(2.5)  # the slow download gives up after its time-out
+    assert [p["message_id"] for _, p in onebot.actions("delete_msg") if p["message_id"] >= 5100] == [5199]
+    assert onebot.process.poll() is None  # type: ignore[attr-defined]
+    status = Path(f"/proc/{onebot.process.pid}/status").read_text()  # type: ignore[attr-defined]
+    peak_kib = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
+    assert peak_kib < 400 * 1024
 
 
 async def test_connection_without_the_token_is_refused(onebot: FakeOneBot) -> None:

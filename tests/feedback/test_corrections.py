@@ -13,9 +13,15 @@ from PIL import Image, ImageDraw
 from nailong_vision.decode import ImageDecodeError, decode_frames
 from nailong_vision.phash import hamming, phash
 
-from .conftest import corrections
-
-Corrections = corrections.Corrections
+from nailong_bot.corrections import (
+    CSV_COLUMNS,
+    CSV_FILE,
+    DEFAULT_MAX_DISTANCE,
+    RETIRED_DIR,
+    Correction,
+    Corrections,
+    frame_hash,
+)
 
 
 def scene(seed: int, side: int = 256) -> Image.Image:
@@ -48,7 +54,7 @@ def repost(data: bytes) -> bytes:
     return encode(image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS), "JPEG", quality=60)
 
 
-def correct(store: Corrections, data: bytes, label: str = "other", **meta) -> corrections.Correction:
+def correct(store: Corrections, data: bytes, label: str = "other", **meta) -> Correction:
     meta = {"group_id": 1001, "user_id": 2002, "score": 0.93, "model_version": "v1", **meta}
     return store.add(data, label=label, **meta)
 
@@ -61,10 +67,10 @@ def csv_rows(store: Corrections) -> list[dict[str, str]]:
 def test_solid_colours_collide_in_phash_so_they_get_no_hash_while_test_scenes_stay_apart():
     # A solid colour's pHash is rounding noise: white and grey, white and blue land a few bits apart.
     solids = [Image.new("RGB", (64, 48), colour) for colour in [(255, 255, 255), (128, 128, 128), (3, 90, 200)]]
-    assert max(hamming(phash(solids[0]), phash(other)) for other in solids[1:]) <= corrections.DEFAULT_MAX_DISTANCE
-    assert all(corrections.frame_hash(image) is None for image in solids)
+    assert max(hamming(phash(solids[0]), phash(other)) for other in solids[1:]) <= DEFAULT_MAX_DISTANCE
+    assert all(frame_hash(image) is None for image in solids)
     scenes = [phash(scene(seed)) for seed in range(12)]
-    assert min(hamming(a, b) for a, b in itertools.combinations(scenes, 2)) > corrections.DEFAULT_MAX_DISTANCE
+    assert min(hamming(a, b) for a, b in itertools.combinations(scenes, 2)) > DEFAULT_MAX_DISTANCE
 
 
 def test_a_correction_decides_the_image_its_reposts_but_not_unrelated_images(tmp_path):
@@ -116,7 +122,7 @@ def test_a_newer_correction_of_the_same_image_replaces_the_older(tmp_path):
     assert store.counts() == {"nailong": 1, "other": 0}
     assert not (tmp_path / older.file).exists()
     assert (tmp_path / newer.file).exists()
-    assert (tmp_path / corrections.RETIRED_DIR / older.file).exists()
+    assert (tmp_path / RETIRED_DIR / older.file).exists()
 
     # A repost corrected the other way round replaces it too: the newest word wins.
     newest = correct(store, repost(data), "other")
@@ -135,7 +141,7 @@ def test_undo_by_image_and_by_id(tmp_path):
     assert store.undo(repost(data), group_id=1001, user_id=10000) == correction
     assert store.lookup(decode_frames(data)) is None
     assert not (tmp_path / correction.file).exists()
-    assert (tmp_path / corrections.RETIRED_DIR / correction.file).exists()
+    assert (tmp_path / RETIRED_DIR / correction.file).exists()
     assert store.undo(data) is None
 
     assert store.undo(correction_id=kept.id, user_id=10000) == kept
@@ -182,7 +188,7 @@ def test_feedback_folder_is_an_imagefolder_with_a_csv_log(tmp_path):
             assert image.format == expected_formats[path.suffix]
         assert decode_frames(path.read_bytes())
     rows = csv_rows(store)
-    assert tuple(rows[0]) == corrections.CSV_COLUMNS
+    assert tuple(rows[0]) == CSV_COLUMNS
     assert [(row["label"], row["file"], row["group_id"], row["user_id"]) for row in rows] == [
         (c.label, c.file, "1001", "2002") for c in added
     ]
@@ -221,15 +227,15 @@ def test_unreadable_rows_are_skipped_and_a_foreign_log_is_set_aside(tmp_path):
         logger.remove(sink)
     assert any("skipped 1 unreadable rows" in message for message in messages)
     assert any("corrections log unreadable" in message for message in messages)
-    assert len(list(tmp_path.glob(f"{corrections.CSV_FILE}.corrupt-*"))) == 1
+    assert len(list(tmp_path.glob(f"{CSV_FILE}.corrupt-*"))) == 1
 
 
 def test_lookup_is_fast_for_thousands_of_corrections(tmp_path):
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 2**63, size=5000, dtype=np.int64).astype(np.uint64) * 2 + 1
-    with (tmp_path / corrections.CSV_FILE).open("w", encoding="utf-8", newline="") as handle:
+    with (tmp_path / CSV_FILE).open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(corrections.CSV_COLUMNS)
+        writer.writerow(CSV_COLUMNS)
         for index, value in enumerate(hashes.tolist()):
             row = ["2025-01-01T00:00:00", "add", f"{index:016x}", "other", 1, 2, "0.5", "v1", "x", f"{value:016x}"]
             writer.writerow(row)

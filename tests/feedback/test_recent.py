@@ -6,9 +6,7 @@ import os
 import pytest
 from nonebot.log import logger
 
-from .conftest import recent
-
-RecentImages = recent.RecentImages
+from nailong_bot.recent import IMAGES_DIR, INDEX_FILE, RecentImages
 
 
 class Clock:
@@ -29,7 +27,7 @@ def remember(store: RecentImages, message_id: int, data: bytes, *, key: str = "a
 
 
 def stored_files(store: RecentImages) -> list[str]:
-    return sorted(path.name for path in (store.directory / recent.IMAGES_DIR).iterdir())
+    return sorted(path.name for path in (store.directory / IMAGES_DIR).iterdir())
 
 
 def test_lookup_by_image_message_and_by_warning(tmp_path):
@@ -64,6 +62,22 @@ def test_remembering_the_same_image_of_a_message_again_replaces_it(tmp_path):
     remember(store, 1, blob(2), hit=False)
     assert [(e.hit, store.read(e)) for e in store.lookup(1)] == [(False, blob(2))]
     assert len(stored_files(store)) == 1
+
+
+def test_a_repost_without_bytes_shares_the_latest_copy_with_its_key(tmp_path):
+    clock = Clock()
+    store = RecentImages(tmp_path, max_images=2, clock=clock)
+    remember(store, 1, blob(1), key="md5:x")
+    clock.now += 10
+    assert store.remember_repost(2, 43, image_key="md5:x", hit=False)
+    (repost,) = store.lookup(2)
+    assert (repost.group_id, repost.hit, repost.score, repost.stored_at) == (43, False, 0.9, clock.now)
+    assert store.read(repost) == blob(1)
+    assert not store.remember_repost(3, 43, image_key="md5:unknown", hit=True)
+
+    remember(store, 3, blob(3))  # the first message goes; its file stays for the repost
+    assert store.lookup(1) == [] and store.read(store.lookup(2)[0]) == blob(1)
+    assert len(stored_files(store)) == 2
 
 
 def test_count_limit_evicts_oldest_and_deletes_their_files(tmp_path):
@@ -122,7 +136,7 @@ def test_index_survives_a_restart_and_warning_links_follow_eviction(tmp_path):
     assert reopened.read(reopened.lookup(92)[0]) == blob(2)
 
     remember(reopened, 3, blob(3))
-    index = json.loads((tmp_path / recent.INDEX_FILE).read_text(encoding="utf-8"))
+    index = json.loads((tmp_path / INDEX_FILE).read_text(encoding="utf-8"))
     assert index["warnings"] == {"92": 2}
 
 
@@ -139,7 +153,7 @@ def test_smaller_limits_after_a_restart_apply_at_once(tmp_path):
 def test_a_corrupt_index_is_set_aside_and_the_store_starts_empty(tmp_path, garbage):
     store = RecentImages(tmp_path)
     remember(store, 1, blob(1))
-    (tmp_path / recent.INDEX_FILE).write_text(garbage, encoding="utf-8")
+    (tmp_path / INDEX_FILE).write_text(garbage, encoding="utf-8")
 
     messages: list[str] = []
     sink = logger.add(messages.append, level="WARNING")
@@ -150,7 +164,7 @@ def test_a_corrupt_index_is_set_aside_and_the_store_starts_empty(tmp_path, garba
 
     assert len(reopened) == 0
     assert stored_files(reopened) == []  # files of the lost index do not linger outside the byte bound
-    aside = [name for name in os.listdir(tmp_path) if name.startswith(f"{recent.INDEX_FILE}.corrupt-")]
+    aside = [name for name in os.listdir(tmp_path) if name.startswith(f"{INDEX_FILE}.corrupt-")]
     assert len(aside) == 1
     assert (tmp_path / aside[0]).read_text(encoding="utf-8") == garbage
     assert any("recent-images index corrupted" in message for message in messages)

@@ -25,7 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "superusers": {str(SUPERUSER)},
         "command_start": {"/"},
         "command_sep": {"."},
-        "log_level": "INFO",
+        "log_level": "WARNING",
         "localstore_data_dir": str(_workdir / "localstore"),
         "nailong_model_path": str(TINY_MODEL),
         "nailong_threshold": None,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 YELLOW = (255, 220, 0)
 BLUE = (40, 90, 220)
@@ -111,6 +111,33 @@ def write_checksum(model_path: Path) -> Path:
 def still(color: tuple[int, int, int], fmt: str = "JPEG", size: tuple[int, int] = (96, 96)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def patterned(
+    color: tuple[int, int, int], seed: int, fmt: str = "JPEG", size: tuple[int, int] = (160, 160)
+) -> bytes:
+    """Shapes in shades of ``color``: the tiny model scores it like ``color``, and unlike a flat
+    image it has a perceptual hash, far from other seeds' (same seed, other colour: the same hash)."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", size, color)
+    draw = ImageDraw.Draw(image)
+    for _ in range(8):
+        x0, y0 = (int(v) for v in rng.integers(0, size[0] - 30, 2))
+        w, h = (int(v) for v in rng.integers(20, size[0] // 2, 2))
+        shade = tuple(int(c * s) for c, s in zip(color, rng.uniform(0.55, 1.0, 3)))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x0 + w, y0 + h], fill=shade)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def reposted(data: bytes) -> bytes:
+    """What a repost does to an image: half the size, re-encoded as JPEG at quality 60."""
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    buffer = io.BytesIO()
+    half = image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS)
+    half.save(buffer, "JPEG", quality=60)
     return buffer.getvalue()
 
 
@@ -456,12 +483,25 @@ def group_event(
     role: str = "member",
     message_id: int | None = None,
     self_id: int = 42,
+    reply_to: int | None = None,
 ):
-    """The same payload as a parsed GroupMessageEvent, for nonebug tests."""
-    from nonebot.adapters.onebot.v11 import GroupMessageEvent
+    """The same payload as a parsed GroupMessageEvent, for nonebug tests; ``reply_to``: the message
+    it replies to, filled in as the adapter does (from get_msg) before any handler runs."""
+    from nonebot.adapters.onebot.v11 import GroupMessageEvent, Message
+    from nonebot.adapters.onebot.v11.event import Reply, Sender
     from nonebot.compat import type_validate_python
 
     payload = group_message_payload(
         segments, self_id=self_id, group_id=group_id, user_id=user_id, role=role, message_id=message_id
     )
-    return type_validate_python(GroupMessageEvent, payload)
+    event = type_validate_python(GroupMessageEvent, payload)
+    if reply_to is not None:
+        event.reply = Reply(
+            time=payload["time"],
+            message_type="group",
+            message_id=reply_to,
+            real_id=reply_to,
+            sender=Sender(),
+            message=Message(),
+        )
+    return event

@@ -148,7 +148,9 @@ async def test_help_and_unknown_subcommand(app: App, guard) -> None:
     assert await run_command(app, command("/nailong")) == help_text()
     answer = await run_command(app, command("/nailong explode"))
     assert answer.startswith("未知的子命令 / unknown sub-command: 'explode'")
-    for usage in ("on", "off", "threshold 0.85", "action recall|reply|both", "status", "help"):
+    usages = ["on", "off", "threshold 0.85", "action recall|reply|both", "status"]
+    usages += ["wrong", "miss", "undo", "feedback", "help"]
+    for usage in usages:
         assert f"/nailong {usage}" in help_text()
 
 

@@ -39,3 +39,17 @@ def test_evaluate_writes_its_report(trained, tmp_path, image_root):
         assert len(report["threshold_table"]) >= 8
         assert (out / "confusion.png").stat().st_size > 0 and (out / "pr_curve.png").stat().st_size > 0
         assert "混淆矩阵" in (out / "report.md").read_text()
+
+
+def test_evaluate_on_the_validation_split_of_a_config(trained, tmp_path):
+    import yaml
+
+    cfg, _, onnx_path = trained
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump(cfg.to_dict()))
+    out = tmp_path / "val"
+    assert main(["evaluate", "--model", str(onnx_path), "--val-of", str(config), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    from trainer.data import prepare_data
+
+    assert report["images"] == len(prepare_data(cfg).val_sources)

@@ -103,3 +103,23 @@ def test_accumulation_and_bf16_autocast_on_cpu(tmp_path, image_root):
     assert math.isfinite(seen[-1]["nailong_f1"])
     assert (tmp_path / "ckpt" / "best.pt").exists()
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_ddp_under_torchrun_on_cpu(tmp_path, image_root):
+    """The documented multi-GPU command, run with two CPU processes (gloo) instead of GPUs."""
+    import subprocess
+    import sys
+
+    cfg = tiny_config(tmp_path, image_root, "max_steps=2", "eval_every=2", "device=cpu")
+    overrides = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in cfg.to_dict().items()
+                 if k in ("image_size", "batch_size", "max_steps", "warmup_iters", "lr_decay_iters", "eval_every",
+                          "save_every", "num_workers", "eval_frames", "train_frames", "val_fraction", "device",
+                          "cache_dir", "checkpoint_dir", "tensorboard_dir")]
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "trainer", "train", f"data=['{image_root}']", *overrides],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=False)
+    assert saved["state"]["step"] == 2

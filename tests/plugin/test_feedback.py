@@ -1,0 +1,244 @@
+"""Admins' corrections in the chat: `wrong`/`miss` by reply, their immediate effect on the image and
+its near-identical copies in every group, undo, the feedback folder, restarts, the recent-image limits."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from nonebot.adapters.onebot.v11 import Adapter, Bot, Message, MessageSegment
+from nonebug import App
+
+from nailong_testkit import (
+    BLUE,
+    SUPERUSER,
+    YELLOW,
+    group_event,
+    image_segment,
+    md5_name,
+    patterned,
+    reposted,
+    text_segment,
+)
+
+WARNING = "检测到奶龙图片"
+REFUSAL = (
+    "只有群主、管理员和超级用户可以使用这个命令 / Only the group owner, admins and superusers can use this."
+)
+SUPERUSER_REFUSAL = "只有超级用户可以使用这个命令 / Only superusers can use this."
+NOT_NAILONG = "已记录：这不是奶龙，以后相同的图片不再处理 / Recorded: not nailong; from now on such images are let through."
+IS_NAILONG = "已记录：这是奶龙，以后相同的图片都会处理 / Recorded: nailong; from now on such images are acted on."
+UNDONE = "已撤销纠错，重新由模型判断 / Correction undone: the model decides again."
+NOT_FOUND = "找不到这条消息里检查过的图片（只保留最近的图片）/ No checked image of that message is kept (only recent ones are)."
+
+# The tiny model calls these nailong (≈ 0.95+) and not nailong (≈ 0); other seeds hash far apart.
+NAILONG = patterned(YELLOW, seed=1)
+OTHER = patterned(BLUE, seed=2)
+UNRELATED_NAILONG = patterned(YELLOW, seed=3)
+
+
+def connect(ctx) -> Bot:
+    return ctx.create_bot(base=Bot, adapter=ctx.create_adapter(base=Adapter), self_id="42")
+
+
+async def post(
+    app: App, url: str, *, message_id: int, acted_on: bool, group_id: int = 1, file: str | None = None
+) -> None:
+    """Post one image; when it is acted on, the bot's warning gets message id ``message_id + 1000``."""
+    event = group_event([image_segment(url, file=file)], group_id=group_id, message_id=message_id)
+    async with app.test_matcher() as ctx:
+        ctx.receive_event(connect(ctx), event)
+        if acted_on:
+            ctx.should_call_api("delete_msg", {"message_id": message_id}, result=None)
+            warning = Message([MessageSegment.reply(message_id), MessageSegment.text(WARNING)])
+            ctx.should_call_api(
+                "send_group_msg",
+                {"group_id": group_id, "message": warning},
+                result={"message_id": message_id + 1000},
+            )
+
+
+async def ask(
+    app: App, text: str, *, reply_to: int | None, role: str = "admin", user_id: int = 5, group_id: int = 1
+) -> str:
+    """Send a command (as a reply to message ``reply_to``) and return the bot's answer."""
+    from nailong_bot.commands import nailong_command
+
+    event = group_event([text_segment(text)], role=role, user_id=user_id, group_id=group_id, reply_to=reply_to)
+    answers: list[str] = []
+    async with app.test_matcher(nailong_command) as ctx:
+        bot = connect(ctx)
+        ctx.receive_event(bot, event)
+
+        async def capture(event, message, **kwargs):
+            answers.append(str(message))
+
+        bot.send = capture  # type: ignore[method-assign]
+        ctx.should_finished(nailong_command)
+    (answer,) = answers
+    return answer
+
+
+@pytest.fixture
+def model_calls(guard, monkeypatch) -> list[int]:
+    """Batches the model scored during the test."""
+    calls: list[int] = []
+    score = guard.classifier.nailong_scores
+
+    def counted(batch):
+        calls.append(len(batch))
+        return score(batch)
+
+    monkeypatch.setattr(guard.classifier, "nailong_scores", counted)
+    return calls
+
+
+async def test_wrong_lets_the_image_and_its_reposts_through_in_every_group(
+    app: App, guard, image_server, model_calls
+) -> None:
+    url = image_server.add("fb-wrong.jpg", NAILONG)
+    await post(app, url, message_id=101, file=md5_name(NAILONG), acted_on=True)
+    assert await ask(app, "/nailong wrong", reply_to=101) == NOT_NAILONG
+
+    model_calls.clear()
+    # The same file again: the cache knew it as a hit, but the correction decides without the model.
+    await post(app, url, message_id=102, file=md5_name(NAILONG), acted_on=False)
+    copy = image_server.add("fb-wrong-copy.jpg", reposted(NAILONG))
+    await post(app, copy, message_id=103, group_id=2, acted_on=False)
+    assert model_calls == []
+    await post(app, image_server.add("fb-unrelated.jpg", UNRELATED_NAILONG), message_id=104, acted_on=True)
+    assert len(model_calls) == 1
+
+
+async def test_miss_makes_the_image_and_its_reposts_hits(app: App, guard, image_server) -> None:
+    url = image_server.add("fb-miss.jpg", OTHER)
+    await post(app, url, message_id=111, file=md5_name(OTHER), acted_on=False)
+    assert await ask(app, "/奶龙 漏判", reply_to=111) == IS_NAILONG
+    await post(app, url, message_id=112, file=md5_name(OTHER), acted_on=True)
+    copy = image_server.add("fb-miss-copy.jpg", reposted(OTHER))
+    await post(app, copy, message_id=113, group_id=3, acted_on=True)
+    await post(app, image_server.add("fb-other.jpg", patterned(BLUE, seed=4)), message_id=114, acted_on=False)
+
+
+async def test_reply_to_the_warning_about_a_repost_the_cache_decided(app: App, guard, image_server) -> None:
+    url = image_server.add("fb-warning.jpg", NAILONG)
+    await post(app, url, message_id=121, file=md5_name(NAILONG), acted_on=True)
+    await post(app, url, message_id=122, file=md5_name(NAILONG), acted_on=True)  # from the cache: no bytes
+    assert image_server.requests["/img/fb-warning.jpg"] == 1
+    assert await ask(app, "/奶龙 误判", reply_to=1122) == NOT_NAILONG
+    await post(app, url, message_id=123, file=md5_name(NAILONG), acted_on=False)
+
+
+async def test_a_correction_is_saved_as_training_data(app: App, guard, image_server) -> None:
+    url = image_server.add("fb-saved.jpg", NAILONG)
+    await post(app, url, message_id=131, acted_on=True)
+    assert await ask(app, "/nailong wrong", reply_to=1131, user_id=77) == NOT_NAILONG
+    feedback = guard.corrections.feedback_dir
+    (saved,) = (feedback / "other").iterdir()
+    assert saved.read_bytes() == NAILONG and saved.suffix == ".jpg"
+    with guard.corrections.csv_path.open(encoding="utf-8", newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    assert (row["action"], row["label"], row["group_id"], row["user_id"]) == ("add", "other", "1", "77")
+    assert float(row["score"]) >= 0.9 and row["model_version"] == "0.0.1"
+
+
+async def test_only_the_contradicted_image_of_a_message_is_corrected(app: App, guard, image_server) -> None:
+    urls = [image_server.add("fb-multi-other.jpg", OTHER), image_server.add("fb-multi-hit.jpg", NAILONG)]
+    event = group_event([image_segment(u) for u in urls], message_id=141)
+    async with app.test_matcher() as ctx:
+        ctx.receive_event(connect(ctx), event)
+        ctx.should_call_api("delete_msg", {"message_id": 141}, result=None)
+        warning = Message([MessageSegment.reply(141), MessageSegment.text(WARNING)])
+        ctx.should_call_api("send_group_msg", {"group_id": 1, "message": warning}, result={"message_id": 1141})
+    assert await ask(app, "/nailong wrong", reply_to=1141) == NOT_NAILONG
+    assert guard.corrections.counts() == {"nailong": 0, "other": 1}
+    assert guard.corrections.lookup(None, image_bytes=NAILONG) is not None
+    assert guard.corrections.lookup(None, image_bytes=OTHER) is None
+
+
+async def test_members_cannot_correct(app: App, guard, image_server) -> None:
+    await post(app, image_server.add("fb-member.jpg", NAILONG), message_id=151, acted_on=True)
+    for text in ("/nailong wrong", "/nailong miss", "/奶龙 误判", "/nailong undo", "/nailong feedback"):
+        assert await ask(app, text, reply_to=151, role="member") == REFUSAL
+    assert len(guard.corrections) == 0
+    assert not list(guard.corrections.feedback_dir.rglob("*.jpg"))
+
+
+async def test_undo_is_for_superusers_and_restores_the_model(app: App, guard, image_server) -> None:
+    url = image_server.add("fb-undo.jpg", NAILONG)
+    await post(app, url, message_id=161, acted_on=True)
+    assert await ask(app, "/nailong wrong", reply_to=161) == NOT_NAILONG
+    assert await ask(app, "/nailong undo", reply_to=161) == SUPERUSER_REFUSAL
+    assert await ask(app, "/奶龙 撤销", reply_to=161, role="owner") == SUPERUSER_REFUSAL
+    assert len(guard.corrections) == 1
+    await post(app, url, message_id=162, acted_on=False)
+    assert await ask(app, "/奶龙 撤销", reply_to=1161, role="member", user_id=SUPERUSER) == UNDONE
+    assert len(guard.corrections) == 0
+    await post(app, url, message_id=163, acted_on=True)
+    answer = await ask(app, "/nailong undo", reply_to=161, role="member", user_id=SUPERUSER)
+    assert answer == "这张图片没有纠错记录 / That image has no correction."
+
+
+async def test_feedback_reports_counts_and_the_folder(app: App, guard, image_server) -> None:
+    await post(app, image_server.add("fb-count-1.jpg", NAILONG), message_id=171, acted_on=True)
+    await post(app, image_server.add("fb-count-2.jpg", OTHER), message_id=172, acted_on=False)
+    await ask(app, "/nailong wrong", reply_to=171)
+    await ask(app, "/nailong miss", reply_to=172)
+    assert await ask(app, "/nailong feedback", reply_to=None) == SUPERUSER_REFUSAL
+    answer = await ask(app, "/奶龙 反馈", reply_to=None, role="member", user_id=SUPERUSER)
+    assert answer.splitlines() == [
+        "纠错图片 / corrected images: 是奶龙 (nailong) 1，不是奶龙 (other) 1",
+        f"目录 / folder: {guard.corrections.feedback_dir.absolute()}",
+        "重新训练时把这个目录加入 trainer 配置的 data: 列表 / To retrain, add this folder to the trainer "
+        "config's data: list.",
+    ]
+
+
+async def test_what_cannot_be_corrected_gets_one_line(app: App, guard, image_server) -> None:
+    assert await ask(app, "/nailong wrong", reply_to=None) == (
+        "请回复图片消息或机器人的警告来使用这个命令 / Send this as a reply to the image's message "
+        "or to the bot's warning."
+    )
+    assert await ask(app, "/nailong miss", reply_to=999_999) == NOT_FOUND
+    await post(app, image_server.add("fb-elsewhere.jpg", NAILONG), message_id=181, group_id=5, acted_on=True)
+    assert await ask(app, "/nailong wrong", reply_to=181, group_id=6) == NOT_FOUND  # another group's message
+    (entry,) = guard.recent.lookup(181)
+    (guard.recent.directory / "images" / entry.sha256).unlink()
+    answer = await ask(app, "/nailong wrong", reply_to=181, group_id=5)
+    assert answer == "这张图片已从近期记录中清除 / That image was dropped from the recent images."
+    assert len(guard.corrections) == 0
+
+
+async def test_corrections_survive_a_restart(app: App, start_guard, image_server, tmp_path) -> None:
+    data_dir = tmp_path / "kept"
+    await start_guard(data_dir)
+    url = image_server.add("fb-restart.jpg", NAILONG)
+    await post(app, url, message_id=191, acted_on=True)
+    assert await ask(app, "/nailong wrong", reply_to=191) == NOT_NAILONG
+    restarted = await start_guard(data_dir)
+    assert restarted.corrections.counts() == {"nailong": 0, "other": 1}
+    await post(app, url, message_id=192, acted_on=False)
+    # The recent images survive as well: a reply to a message from before the restart still works.
+    assert await ask(app, "/nailong undo", reply_to=191, role="member", user_id=SUPERUSER) == UNDONE
+
+
+async def test_recent_image_limits_come_from_the_settings(app: App, start_guard, image_server) -> None:
+    images = [patterned(BLUE, seed) for seed in (10, 11, 12)]
+    guard = await start_guard(nailong_recent_max_images=2, nailong_recent_max_age_hours=2)
+    assert (guard.recent.max_images, guard.recent.max_age) == (2, 7200)
+    for message_id, data in enumerate(images, start=201):
+        url = image_server.add(f"fb-limit-{message_id}.jpg", data)
+        await post(app, url, message_id=message_id, acted_on=False)
+    assert len(guard.recent) == 2
+    assert await ask(app, "/nailong miss", reply_to=201) == NOT_FOUND  # the oldest went first
+    assert await ask(app, "/nailong miss", reply_to=203) == IS_NAILONG
+
+    guard = await start_guard(nailong_recent_max_bytes=len(images[0]) + len(images[1]) - 1)
+    for message_id, data in enumerate(images[:2], start=211):
+        url = image_server.add(f"fb-bytes-{message_id}.jpg", data)
+        await post(app, url, message_id=message_id, acted_on=False)
+    assert len(guard.recent) == 1 and guard.recent.total_bytes == len(images[1])
+
+    guard = await start_guard(nailong_recent_max_images=0)
+    await post(app, image_server.add("fb-none.jpg", images[0]), message_id=221, acted_on=False)
+    assert len(guard.recent) == 0
