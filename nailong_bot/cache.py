@@ -24,6 +24,8 @@ class TTLCache(Generic[Value]):
         self.ttl = ttl
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, Value]] = OrderedDict()
+        # Bumped by clear(): a value computed before a clear may be stale and must not be stored.
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -39,8 +41,10 @@ class TTLCache(Generic[Value]):
         self._entries.move_to_end(key)
         return value
 
-    def put(self, key: str, value: Value) -> None:
-        if self.max_entries <= 0:
+    def put(self, key: str, value: Value, generation: int | None = None) -> None:
+        """Store ``value``; with the ``generation`` read before computing it, a value computed
+        across a clear() is dropped instead."""
+        if self.max_entries <= 0 or (generation is not None and generation != self.generation):
             return
         self._entries[key] = (self._clock(), value)
         self._entries.move_to_end(key)
@@ -49,3 +53,4 @@ class TTLCache(Generic[Value]):
 
     def clear(self) -> None:
         self._entries.clear()
+        self.generation += 1

@@ -54,13 +54,15 @@ async def check_image(
     if ref.key and (cached := runtime.cache.get(ref.key)):
         return CheckedImage(ref, replace(cached, source="cache"), None)
     where = f"group={event.group_id} message={event.message_id} file={ref.file or ref.url}"
+    # A correction landing while this image is decided clears the cache; this decision must not refill it.
+    generation = runtime.cache.generation
     try:
         async with runtime.in_flight:
             data = await _image_bytes(bot, ref, runtime)
             key = content_key(data)
             cached = runtime.cache.get(key)
             decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data)
-            runtime.cache.put(key, decision)
+            runtime.cache.put(key, decision, generation)
     except FetchError as error:
         logger.warning(f"图片下载失败，已跳过 / image download failed, skipped: {where}: {error.reason}")
         return None
@@ -74,7 +76,7 @@ async def check_image(
         logger.exception(f"检查图片时出错 / unexpected error while checking an image: {where}")
         return None
     if ref.key:
-        runtime.cache.put(ref.key, decision)
+        runtime.cache.put(ref.key, decision, generation)
     return CheckedImage(ref, decision, data)
 
 

@@ -35,6 +35,7 @@ class TrainConfig:
     hf_dataset: str | None = None  # e.g. refoundd/NailongClassification (needs internet)
     hf_data_dir: str | None = None  # with hf_dataset=imagefolder: a local folder
     labels: list[str] | None = None  # default: positive label first, then the rest sorted
+    exclude: list[str] = field(default_factory=list)  # files to leave out (paths ending like this), e.g. wrong labels
     positive_label: str = "nailong"
     image_size: int = 160
     train_frames: int = 4  # frames an animated training image contributes

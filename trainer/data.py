@@ -108,6 +108,10 @@ def load_records(cfg: TrainConfig) -> list[ImageRecord]:
         records.extend(scan_imagefolder(root))
     if cfg.hf_dataset:
         records.extend(load_hf_records(cfg.hf_dataset, cfg.hf_data_dir))
+    if cfg.exclude:
+        kept = [r for r in records if not any(r.source.endswith(name) for name in cfg.exclude)]
+        log.info("left out %d excluded images", len(records) - len(kept))
+        records = kept
     return records
 
 

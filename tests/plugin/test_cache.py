@@ -41,3 +41,13 @@ def test_size_zero_disables_the_cache() -> None:
 
 def test_content_key_is_the_sha256() -> None:
     assert content_key(b"abc") == "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_a_value_computed_across_a_clear_is_not_stored() -> None:
+    cache: TTLCache[int] = TTLCache(max_entries=10, ttl=60)
+    before = cache.generation
+    cache.clear()  # e.g. an admin's correction lands while the value was being computed
+    cache.put("a", 1, before)
+    assert cache.get("a") is None
+    cache.put("a", 2, cache.generation)
+    assert cache.get("a") == 2

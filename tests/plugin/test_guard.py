@@ -224,3 +224,18 @@ async def test_same_bytes_under_another_name_skip_inference(guard, image_server)
         results.append(await check_image(None, event, ref, guard))
     assert [r.decision.source for r in results] == ["model", "cache"]
     assert results[1].data == data  # the act step still has the bytes
+
+
+async def test_decision_made_across_a_correction_does_not_refill_the_cache(app: App, guard, image_server) -> None:
+    async def correction_lands_meanwhile(data, frames):
+        guard.cache.clear()
+        return None
+
+    guard.decider.overrides.insert(0, correction_lands_meanwhile)
+    try:
+        url = image_server.add("racing.png", still(BLUE, "PNG"))
+        async with app.test_matcher() as ctx:
+            ctx.receive_event(connect(ctx), group_event([image_segment(url, file="racing.png")], message_id=21))
+    finally:
+        guard.decider.overrides.remove(correction_lands_meanwhile)
+    assert len(guard.cache) == 0

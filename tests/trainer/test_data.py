@@ -119,3 +119,12 @@ def test_huggingface_imagefolder_path(tmp_path, image_root):
     cfg = tiny_config(tmp_path, image_root, "data=[]", "hf_dataset=imagefolder", f"hf_data_dir={image_root}")
     data = prepare_data(cfg)
     assert data.summary["images"] == len(records)
+
+
+def test_excluded_files_are_left_out(tmp_path, image_root):
+    from trainer.data import load_records
+
+    cfg = tiny_config(tmp_path, image_root, "exclude=['nailong/nailong03.png', 'other07.png']")
+    sources = [r.source for r in load_records(cfg)]
+    assert len(sources) == len(scan_imagefolder(image_root)) - 2
+    assert not any(s.endswith(("nailong03.png", "other07.png")) for s in sources)
