@@ -41,6 +41,8 @@ class TrainConfig:
     train_frames: int = 4  # frames an animated training image contributes
     eval_frames: int = 8  # frames the plugin samples (validation decodes like the plugin)
     val_fraction: float = 0.2
+    # Its own seed, so a new training seed or a fine-tune never moves training images into validation.
+    split_seed: int = 1337
     group_distance: int = 6  # pHash bits: images closer than this stay on one side of the split
     holdout_families: list[str] = field(default_factory=list)  # source folders kept for validation
     cache_dir: str = ".cache/trainer"

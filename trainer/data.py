@@ -292,7 +292,7 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
     label_names = [r.label for r in records]
     groups = near_duplicate_groups([int(h) for h in arrays["hash"]], [r.family for r in records], cfg.group_distance)
     forced = {i for i, r in enumerate(records) if any(name in r.family for name in cfg.holdout_families)}
-    is_val = grouped_split(label_names, groups, cfg.val_fraction, cfg.seed, forced)
+    is_val = grouped_split(label_names, groups, cfg.val_fraction, cfg.split_seed, forced)
     targets = np.array([labels.index(name) for name in label_names], dtype=np.int64)
 
     train_rows = np.nonzero(is_val[arrays["train_owner"]] == False)[0]  # noqa: E712 (numpy mask)
@@ -320,7 +320,7 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
         "val_frames": int(len(val_rows)),
         "sources": {origin: dict(Counter(r.label for r in records if r.origin == origin))
                     for origin in dict.fromkeys(r.origin for r in records)},
-        "split": f"grouped by pHash ≤ {cfg.group_distance} bits + family, seed {cfg.seed}, val {cfg.val_fraction}",
+        "split": f"grouped by pHash ≤ {cfg.group_distance} bits + family, seed {cfg.split_seed}, val {cfg.val_fraction}",
     }
     return PreparedData(
         labels=labels,

@@ -22,6 +22,7 @@ from nailong_vision.preprocess import PreprocessSpec
 
 from .config import config_from_dict
 from .data import prepare_data, val_batches
+from .loop import predict_validation
 from .metrics import per_file_probs, summarize, threshold_for_precision
 from .model import build_model
 
@@ -93,14 +94,26 @@ def build_metadata(checkpoint: dict, threshold: float, metrics: dict, version: s
     }
 
 
-def recommended_threshold(checkpoint: dict, precision_target: float) -> tuple[float, dict]:
-    """Threshold for the precision target on the checkpoint's validation files, and the metrics there."""
-    probs, targets = checkpoint["val_probs"], checkpoint["val_targets"]
+def validation_scores(model: torch.nn.Module, checkpoint: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per-file validation probabilities and targets: stored in a best.pt, else computed now
+    from the checkpoint's own config (same grouped split, same plugin preprocessing)."""
+    if "val_probs" in checkpoint:
+        return checkpoint["val_probs"], checkpoint["val_targets"]
+    cfg = config_from_dict(checkpoint["config"])
+    data = prepare_data(cfg)
+    return predict_validation(model, data, torch.device("cpu"), cfg), data.val_file_targets()
+
+
+def recommended_threshold(checkpoint: dict, precision_target: float,
+                          scores: tuple[np.ndarray, np.ndarray]) -> tuple[float, dict]:
+    """Threshold for the precision target on the validation files, and the metrics there."""
+    probs, targets = scores
     positive = checkpoint["labels"].index(checkpoint["config"].get("positive_label", "nailong"))
     threshold = threshold_for_precision(targets == positive, probs[:, positive], precision_target)
     metrics = summarize(probs, targets, checkpoint["labels"], positive, threshold)
     headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "nailong_precision", "nailong_recall",
-                                        "nailong_f1", "nailong_fpr", "average_precision")}
+                                        "nailong_f1", "nailong_fpr", "nailong_best_f1",
+                                        "nailong_best_f1_threshold", "average_precision")}
     headline["precision_target"] = precision_target
     headline["validation_images"] = int(len(targets))
     return threshold, headline
@@ -110,10 +123,8 @@ def export_command(checkpoint_path: str, out: str, opset: int = 20, precision_ta
                    int8: bool = False, version: str | None = None) -> Path:
     started = time.perf_counter()
     model, checkpoint = load_checkpoint(checkpoint_path)
-    if "val_probs" not in checkpoint:
-        raise ExportError(f"{checkpoint_path} has no validation scores: export a best.pt, not last.pt")
     target = precision_target if precision_target is not None else checkpoint["config"].get("precision_target", 0.99)
-    threshold, metrics = recommended_threshold(checkpoint, target)
+    threshold, metrics = recommended_threshold(checkpoint, target, validation_scores(model, checkpoint))
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     size = int(checkpoint["spec"]["input_size"])

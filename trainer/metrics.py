@@ -71,6 +71,15 @@ def pr_curve(is_positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np
     return precision, recall, sorted_score[last], average_precision
 
 
+def best_f1_threshold(is_positive: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+    """The highest nailong F1 over all thresholds, and that threshold: how good the score is once
+    a threshold is tuned, as the plugin's is, whatever the calibration at 0.5."""
+    precision, recall, thresholds, _ = pr_curve(is_positive, score)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    best = int(np.argmax(f1))
+    return float(f1[best]), float(thresholds[best])
+
+
 def threshold_for_precision(is_positive: np.ndarray, score: np.ndarray, target: float) -> float:
     """The lowest threshold whose nailong precision reaches ``target`` (most recall at that
     precision); if none does, the threshold with the best F1."""
@@ -78,14 +87,13 @@ def threshold_for_precision(is_positive: np.ndarray, score: np.ndarray, target: 
     reaching = np.nonzero(precision >= target)[0]
     if len(reaching):
         return float(thresholds[reaching[-1]])
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    return float(thresholds[int(np.argmax(f1))])
+    return best_f1_threshold(is_positive, score)[1]
 
 
 def summarize(file_probs: np.ndarray, file_targets: np.ndarray, labels: list[str], positive: int,
               threshold: float | None = None) -> dict:
     """Headline metrics per file: accuracy and macro F1 by argmax, nailong P/R/F1 at ``threshold``
-    (argmax when None) and average precision."""
+    (argmax when None), the best nailong F1 over thresholds and average precision."""
     predictions = file_probs.argmax(1)
     matrix = confusion_matrix(file_targets, predictions, len(labels))
     classes = per_class(matrix, labels)
@@ -94,6 +102,7 @@ def summarize(file_probs: np.ndarray, file_targets: np.ndarray, labels: list[str
     nailong = (binary_at(is_positive, score, threshold) if threshold is not None
                else {**classes[labels[positive]], "false_positive_rate": _ratio(
                    int(np.sum((predictions == positive) & ~is_positive)), int(np.sum(~is_positive)))})
+    best_f1, best_threshold = best_f1_threshold(is_positive, score) if is_positive.any() else (0.0, 1.0)
     return {
         "accuracy": float(np.mean(predictions == file_targets)) if len(file_targets) else 0.0,
         "macro_f1": float(np.mean([c["f1"] for c in classes.values()])),
@@ -101,6 +110,8 @@ def summarize(file_probs: np.ndarray, file_targets: np.ndarray, labels: list[str
         "nailong_recall": nailong["recall"],
         "nailong_f1": nailong["f1"],
         "nailong_fpr": nailong["false_positive_rate"],
+        "nailong_best_f1": best_f1,
+        "nailong_best_f1_threshold": best_threshold,
         "average_precision": pr_curve(is_positive, score)[3] if is_positive.any() else 0.0,
         "confusion_matrix": matrix.tolist(),
         "per_class": classes,

@@ -52,10 +52,11 @@ def load_scorer(path: str | Path) -> Scorer:
                       classifier.logits)
     import torch
 
-    from .export import load_checkpoint, recommended_threshold
+    from .export import load_checkpoint, recommended_threshold, validation_scores
 
     model, checkpoint = load_checkpoint(path)
-    threshold, _ = recommended_threshold(checkpoint, checkpoint["config"].get("precision_target", 0.99))
+    threshold, _ = recommended_threshold(checkpoint, checkpoint["config"].get("precision_target", 0.99),
+                                         validation_scores(model, checkpoint))
     labels = checkpoint["labels"]
 
     def forward(batch: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""search: optuna over a YAML search space, maximising validation nailong F1.
+"""search: optuna over a YAML search space, maximising validation nailong F1 (at its best threshold).
 
 The space keeps the original format: one entry per config key (``augment.hflip`` for nested
 keys) with ``type`` float | int | categorical, ``low``/``high`` (+ ``log``, ``step``) or
@@ -73,7 +73,7 @@ def run_search(config: str, space_path: str, trials: int, storage: str | None, s
                                    f"tensorboard_dir={trial_dir / 'tensorboard'}"])
 
         def report(step: int, metrics: dict) -> None:
-            trial.report(metrics["nailong_f1"], step)
+            trial.report(metrics["nailong_best_f1"], step)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {step}")
 

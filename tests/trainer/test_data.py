@@ -128,3 +128,11 @@ def test_excluded_files_are_left_out(tmp_path, image_root):
     sources = [r.source for r in load_records(cfg)]
     assert len(sources) == len(scan_imagefolder(image_root)) - 2
     assert not any(s.endswith(("nailong03.png", "other07.png")) for s in sources)
+
+
+def test_a_new_training_seed_keeps_the_validation_split(tmp_path, image_root):
+    first = prepare_data(tiny_config(tmp_path, image_root, "seed=1"))
+    second = prepare_data(tiny_config(tmp_path, image_root, "seed=2"))
+    assert first.val_sources == second.val_sources
+    moved = prepare_data(tiny_config(tmp_path, image_root, "split_seed=99"))
+    assert moved.val_sources != first.val_sources

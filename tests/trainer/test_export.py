@@ -49,10 +49,12 @@ def test_parity_check_fails_loudly_for_a_different_model(tmp_path):
         to_onnx(exported, tmp_path / "old.onnx", 32, 13)
 
 
-def test_export_refuses_a_checkpoint_without_validation_scores(trained, tmp_path):
+def test_export_of_a_last_checkpoint_scores_validation_itself(trained, tmp_path):
     from trainer.export import export_command
 
-    cfg, _, _ = trained
-    last = f"{cfg.checkpoint_dir}/last.pt"
-    with pytest.raises(ExportError, match="best.pt"):
-        export_command(last, str(tmp_path / "x.onnx"))
+    cfg, best, _ = trained
+    out = export_command(f"{cfg.checkpoint_dir}/last.pt", str(tmp_path / "last.onnx"), version="last")
+    metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    metrics = json.loads(metadata["metrics"])
+    assert metrics["validation_images"] == len(torch.load(best, weights_only=False)["val_targets"])
+    assert 0.0 <= float(metadata["threshold"]) <= 1.0
