@@ -58,3 +58,22 @@ def test_export_of_a_last_checkpoint_scores_validation_itself(trained, tmp_path)
     metrics = json.loads(metadata["metrics"])
     assert metrics["validation_images"] == len(torch.load(best, weights_only=False)["val_targets"])
     assert 0.0 <= float(metadata["threshold"]) <= 1.0
+
+
+@pytest.mark.parametrize("allowed_drop, kept", [(1.0, True), (-1.0, False)])
+def test_int8_copy_is_kept_only_within_the_f1_budget(trained, tmp_path, monkeypatch, allowed_drop, kept):
+    import shutil
+
+    from nailong_vision.classifier import Classifier
+    from trainer import export
+
+    _, best, onnx_path = trained
+    fp32 = tmp_path / "model.onnx"
+    shutil.copy(onnx_path, fp32)
+    monkeypatch.setattr(export, "INT8_MAX_F1_DROP", allowed_drop)
+    result = export.export_int8(fp32, torch.load(best, weights_only=False))
+    int8 = tmp_path / "model.int8.onnx"
+    assert (result == int8) is kept and int8.exists() is kept
+    if kept:
+        assert Classifier(int8, providers=["CPUExecutionProvider"]).nailong_scores(
+            np.zeros((1, 3, 32, 32), dtype=np.float32)).shape == (1,)

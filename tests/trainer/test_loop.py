@@ -123,3 +123,30 @@ def test_ddp_under_torchrun_on_cpu(tmp_path, image_root):
     assert result.returncode == 0, result.stderr[-3000:]
     saved = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=False)
     assert saved["state"]["step"] == 2
+
+
+def test_five_class_training_exports_the_hub_label_set(tmp_path):
+    """refoundd/NailongClassification's labels: the plugin still reads P(nailong) from the export."""
+    import numpy as np
+    import onnx
+
+    from nailong_vision.classifier import Classifier
+    from trainer.export import export_command
+
+    from .conftest import encode, nailong_like, other_like
+
+    labels = ["nailong", "emoji", "anime", "others", "long"]
+    rng = np.random.default_rng(5)
+    for label in labels:
+        (tmp_path / "five" / label).mkdir(parents=True)
+        for index in range(4):
+            image = nailong_like(rng) if label == "nailong" else other_like(rng)
+            (tmp_path / "five" / label / f"{index}.png").write_bytes(encode(image))
+    cfg = tiny_config(tmp_path, tmp_path / "five", f"labels={labels}", "max_steps=2", "eval_every=2",
+                      "val_fraction=0.25")
+    train(cfg)
+    out = export_command(f"{cfg.checkpoint_dir}/best.pt", str(tmp_path / "five.onnx"), version="five")
+    metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert metadata["labels"] == '["nailong", "emoji", "anime", "others", "long"]'
+    classifier = Classifier(out, providers=["CPUExecutionProvider"])
+    assert classifier.info.positive_index == 0 and len(classifier.info.labels) == 5
