@@ -18,6 +18,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from nailong_vision.classifier import Classifier, softmax
 from nailong_vision.preprocess import PreprocessSpec
 
 from .config import config_from_dict
@@ -158,11 +159,10 @@ def export_int8(fp32_path: Path, checkpoint: dict) -> Path | None:
     positive = data.positive_index
     f1 = {}
     for path in (fp32_path, int8_path):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        frame_probs = np.concatenate([_softmax(session.run(None, {"input": b.numpy()})[0])
-                                      for b in val_batches(data, 64)])
+        classifier = Classifier(path, providers=["CPUExecutionProvider"], threads=0)
+        frame_probs = np.concatenate([softmax(classifier.logits(b.numpy())) for b in val_batches(data, 64)])
         file_probs = per_file_probs(frame_probs, data.val_file, len(data.val_sources), positive)
-        f1[path] = summarize(file_probs, data.val_file_targets(), data.labels, positive)["nailong_f1"]
+        f1[path] = summarize(file_probs, data.val_file_targets(), data.labels, positive)["nailong_best_f1"]
     drop = f1[fp32_path] - f1[int8_path]
     if drop > INT8_MAX_F1_DROP:
         int8_path.unlink()
@@ -170,8 +170,3 @@ def export_int8(fp32_path: Path, checkpoint: dict) -> Path | None:
         return None
     log.info("int8 copy kept: %s (nailong F1 %.4f vs %.4f)", int8_path, f1[int8_path], f1[fp32_path])
     return int8_path
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(1, keepdims=True))
-    return shifted / shifted.sum(1, keepdims=True)
