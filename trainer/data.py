@@ -295,7 +295,7 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
     is_val = grouped_split(label_names, groups, cfg.val_fraction, cfg.split_seed, forced)
     targets = np.array([labels.index(name) for name in label_names], dtype=np.int64)
 
-    train_rows = np.nonzero(is_val[arrays["train_owner"]] == False)[0]  # noqa: E712 (numpy mask)
+    train_rows = np.nonzero(~is_val[arrays["train_owner"]])[0]
     train_owner = arrays["train_owner"][train_rows]
     val_rows = np.nonzero(is_val[arrays["eval_owner"]])[0]
     val_owner = arrays["eval_owner"][val_rows]

@@ -23,8 +23,9 @@ TABLE_THRESHOLDS = [0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
 
 def validation_records(config: str) -> list[ImageRecord]:
     """The validation side of a training config's grouped split (what the model card reports)."""
-    data = prepare_data(load_config(config))
-    by_source = {r.source: r for r in load_records(load_config(config))}
+    cfg = load_config(config)
+    data = prepare_data(cfg)
+    by_source = {r.source: r for r in load_records(cfg)}
     return [by_source[source] for source in data.val_sources]
 
 
