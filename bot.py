@@ -8,8 +8,14 @@ import sys
 
 import nonebot
 from nonebot.adapters.onebot.v11 import Adapter as OneBotV11Adapter
+from nonebot.log import default_format, logger
+from nonebot.log import logger_id as default_logger_id
 
 nonebot.init()
+# NoneBot's console handler takes every record (level 0) and filters by LOG_LEVEL afterwards, so each
+# debug line is still formatted; a handler at LOG_LEVEL lets loguru drop them before any work.
+logger.remove(default_logger_id)
+logger.add(sys.stdout, level=nonebot.get_driver().config.log_level, diagnose=False, format=default_format)
 nonebot.get_driver().register_adapter(OneBotV11Adapter)
 if nonebot.load_plugin("nailong_bot") is None:
     # NoneBot only logs a plugin that fails to import (e.g. a bad setting); without it the bot is useless.

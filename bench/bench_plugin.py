@@ -218,6 +218,7 @@ async def end_to_end(model_path: Path, hit: bytes, forward: float, server: Image
 
         burst = [variant(hit, 30_000 + i) for i in range(repeat * 2)]
         first_id = None
+        bot_cpu, harness_cpu = cpu_seconds(process.pid), time.process_time()
         started = time.monotonic()
         for i, data in enumerate(burst):
             message_id = next(message_ids)
@@ -239,10 +240,15 @@ async def end_to_end(model_path: Path, hit: bytes, forward: float, server: Image
             max(at for at, name, p in onebot.calls if name == "delete_msg" and p["message_id"] in wanted)
             - started
         )
+        bot_cpu, harness_cpu = cpu_seconds(process.pid) - bot_cpu, time.process_time() - harness_cpu
         throughput = len(acted) / elapsed
         print(
             f"  {'sustained throughput, ' + str(GROUPS) + ' groups':<44} {throughput:9.1f} images/s"
             f"   acted on {len(acted)}/{len(burst)}"
+        )
+        print(
+            f"  {'  CPU per image: bot / this bench (OneBot + images)':<44} "
+            f"{bot_cpu / len(burst) * 1000:9.2f} ms / {harness_cpu / len(burst) * 1000:.2f} ms"
         )
         rss_kb = peak_rss_kb(process.pid)
         print(f"  {'bot peak RSS (VmHWM)':<44} {rss_kb / 1024:9.1f} MB")
@@ -266,6 +272,12 @@ async def end_to_end(model_path: Path, hit: bytes, forward: float, server: Image
 
 def report(name: str, value: float, target: str, met: bool) -> None:
     print(f"  {name:<44} {value:9.3g}   target {target:<22} {'met' if met else 'NOT met'}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, all its threads together."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_kb(pid: int) -> int:

@@ -17,7 +17,6 @@ An image is identified by the pHash of its first frame (animated images: the fir
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import hashlib
 import io
@@ -107,7 +106,9 @@ class Corrections:
     ) -> Correction | None:
         """The correction that decides this image: the exact bytes (when given) first, else the
         nearest pHash within ``max_distance`` bits (the newest on a tie). Frames: only the first is
-        hashed. Fast: one vectorised pass over all corrections."""
+        hashed. Fast: one vectorised pass over all corrections, nothing at all while there are none."""
+        if not self._by_id:
+            return None
         if image_bytes is not None and (exact := self._by_id.get(image_id(image_bytes))) is not None:
             return exact
         if isinstance(frames_or_hash, int) or frames_or_hash is None:
@@ -299,9 +300,8 @@ class Corrections:
 def correction_override(corrections: Corrections) -> Override:
     """The decider override through which corrections decide their images before the model does."""
 
-    async def decide_by_correction(image_bytes: bytes, frames: list[Image.Image]) -> Decision | None:
-        # Hashing the bytes and the first frame is CPU work: off the event loop.
-        correction = await asyncio.to_thread(corrections.lookup, frames, image_bytes=image_bytes)
+    def decide_by_correction(image_bytes: bytes, frames: list[Image.Image]) -> Decision | None:
+        correction = corrections.lookup(frames, image_bytes=image_bytes)
         if correction is None:
             return None
         return Decision(1.0 if correction.label == "nailong" else 0.0, source=f"correction:{correction.id}")

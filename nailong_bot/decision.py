@@ -7,19 +7,16 @@ That is the hook for admins' corrections (looked up by perceptual hash) and simi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
 
 from PIL import Image
 
 from nailong_vision.classifier import Classifier
 from nailong_vision.decode import decode_frames
 from nailong_vision.preprocess import preprocess
-
-Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -33,7 +30,8 @@ class Decision:
 
 
 # (image bytes, decoded RGB frames) → a decision, or None to let the next step decide.
-Override = Callable[[bytes, list[Image.Image]], Awaitable[Decision | None]]
+# Called in the decider's worker thread, so it may do CPU work and must be thread-safe.
+Override = Callable[[bytes, list[Image.Image]], Decision | None]
 
 
 class Decider:
@@ -52,17 +50,16 @@ class Decider:
 
     async def decide(self, data: bytes) -> Decision:
         """Raises :class:`~nailong_vision.decode.ImageDecodeError` for bytes that are not a usable image."""
-        frames = await self._in_worker(self._decode, data)
+        # One hand-off per image: with a model of a few milliseconds, each extra trip between the
+        # event loop and a worker thread shows in the decision latency.
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._decide, data)
+
+    def _decide(self, data: bytes) -> Decision:
+        frames = self._decode(data)
         for override in self.overrides:
-            decision = await override(data, frames)
+            decision = override(data, frames)
             if decision is not None:
                 return decision
-        score = await self._in_worker(self._score, frames)
-        return Decision(score=score, source="model", model_score=score)
-
-    def _score(self, frames: list[Image.Image]) -> float:
         batch = preprocess(frames, self.classifier.info.spec)
-        return float(self.classifier.nailong_scores(batch).max())
-
-    async def _in_worker(self, function: Callable[..., Result], *args: object) -> Result:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        score = float(self.classifier.nailong_scores(batch).max())
+        return Decision(score=score, source="model", model_score=score)

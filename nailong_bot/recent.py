@@ -1,9 +1,10 @@
 """Recent images: the images the bot decided lately, kept on disk so an admin's correction can
 refer to a message even after the bot recalled it.
 
-Layout under the store's directory: ``index.json`` (entries, oldest first, and warning → image
-message links) and ``images/<sha256>`` (each distinct image once). Bounded by count, total bytes
-and age; the oldest entries go first. Methods are synchronous and block on file I/O: call them from
+Layout under the store's directory: ``index.jsonl``, a journal with one line per change (an image
+entry, or a warning → image message link), and ``images/<sha256>`` (each distinct image once).
+Loading replays the journal; once it has grown to twice what is live it is rewritten with only the
+live entries. Bounded by count, total bytes and age; the oldest entries go first. Methods are synchronous and block on file I/O: call them from
 a worker thread. They are safe to call from several threads at once.
 """
 
@@ -21,9 +22,11 @@ from pathlib import Path
 
 from nonebot.log import logger
 
-INDEX_FILE = "index.json"
+INDEX_FILE = "index.jsonl"
 IMAGES_DIR = "images"
-_FORMAT_VERSION = 1
+# The journal is compacted once it holds this many times the live lines (and at least the minimum).
+_COMPACT_FACTOR = 2
+_MIN_COMPACT_LINES = 64
 
 DEFAULT_MAX_IMAGES = 500
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
@@ -66,6 +69,7 @@ class RecentImages:
         self._lock = threading.Lock()
         self._entries: list[RecentImage] = []  # oldest first
         self._warnings: dict[int, int] = {}  # bot's warning message id → image message id
+        self._journal_lines = 0
         self._load()
 
     def __len__(self) -> int:
@@ -124,7 +128,7 @@ class RecentImages:
         """Let a reply to the bot's warning find the images of the message it warned about."""
         with self._lock:
             self._warnings[warning_message_id] = message_id
-            self._save()
+            self._journal({"warning": [warning_message_id, message_id]})
 
     def lookup(self, message_id: int) -> list[RecentImage]:
         """The images of a message, given its id or the id of the bot's warning about it."""
@@ -139,14 +143,18 @@ class RecentImages:
         return (self._images_dir / entry.sha256).read_bytes()
 
     def _add(self, entry: RecentImage) -> None:
-        """Append an entry whose file is stored, replacing the same (message, image_key); under the lock."""
+        """Append an entry whose file is stored, and journal it; under the lock."""
+        self._apply(entry)
+        self._journal({"image": asdict(entry)})
+
+    def _apply(self, entry: RecentImage) -> None:
+        """Append an entry, replacing the same (message, image_key), and enforce the bounds."""
         key = (entry.message_id, entry.image_key)
         replaced = [old for old in self._entries if (old.message_id, old.image_key) == key]
         self._entries = [old for old in self._entries if old not in replaced]
         self._entries.append(entry)
         self._evict()
         self._delete_unreferenced({old.sha256 for old in replaced})
-        self._save()
 
     def _images_of(self, message_id: int) -> list[RecentImage]:
         oldest_kept = self._clock() - self.max_age
@@ -178,20 +186,20 @@ class RecentImages:
             (self._images_dir / sha256).unlink(missing_ok=True)
 
     def _load(self) -> None:
-        """Read the index; a corrupt one is set aside (kept for inspection) and the store starts empty."""
+        """Replay the journal. At a line that cannot be read (a crash mid-write, a damaged file) the
+        file is set aside (kept for inspection) and what was read before it is kept."""
         self._images_dir.mkdir(parents=True, exist_ok=True)
         if self._index_path.exists():
             try:
-                raw = json.loads(self._index_path.read_text(encoding="utf-8"))
-                self._entries = [RecentImage(**entry) for entry in raw["images"]]
-                self._warnings = {int(w): int(m) for w, m in raw["warnings"].items()}
-            except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as error:
+                with self._index_path.open(encoding="utf-8") as journal:
+                    for line in journal:
+                        self._replay(json.loads(line))
+            except (ValueError, TypeError, KeyError, AttributeError) as error:
                 aside = self._index_path.with_name(f"{INDEX_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
                 os.replace(self._index_path, aside)
-                self._entries, self._warnings = [], {}
                 logger.warning(
-                    f"近期图片索引已损坏，已移到 {aside}，重新开始记录 / recent-images index corrupted "
-                    f"({error!r}); moved to {aside}, starting empty"
+                    f"近期图片索引已损坏，已移到 {aside}，保留之前读到的 {len(self._entries)} 张 / recent-images "
+                    f"index corrupted ({error!r}); moved to {aside}, kept the {len(self._entries)} images read before"
                 )
         # Files no entry refers to (left by a crash or a discarded index) would escape the byte bound.
         referenced = {entry.sha256 for entry in self._entries}
@@ -202,15 +210,33 @@ class RecentImages:
         self._entries = [entry for entry in self._entries if entry.sha256 in present]
         with self._lock:
             self._evict()
-            self._save()
+            self._compact()
 
-    def _save(self) -> None:
-        snapshot = {
-            "version": _FORMAT_VERSION,
-            "images": [asdict(entry) for entry in self._entries],
-            "warnings": {str(w): m for w, m in self._warnings.items()},
-        }
-        _write_atomically(self._index_path, json.dumps(snapshot, ensure_ascii=False).encode("utf-8"))
+    def _replay(self, record: dict) -> None:
+        if "image" in record:
+            self._apply(RecentImage(**record["image"]))
+        else:
+            warning_message_id, message_id = record["warning"]
+            self._warnings[int(warning_message_id)] = int(message_id)
+
+    def _journal(self, record: dict) -> None:
+        """Record one change: an appended line, where rewriting a whole index of 500 entries cost
+        ~10 ms of CPU per image. Under the lock."""
+        live = len(self._entries) + len(self._warnings)
+        if self._journal_lines >= max(_MIN_COMPACT_LINES, _COMPACT_FACTOR * live):
+            self._compact()  # the change is already in memory, so the rewrite holds it
+            return
+        with self._index_path.open("a", encoding="utf-8") as journal:
+            journal.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._journal_lines += 1
+
+    def _compact(self) -> None:
+        """Rewrite the journal with only the live entries and links."""
+        records = [{"image": asdict(entry)} for entry in self._entries]
+        records += [{"warning": [w, m]} for w, m in self._warnings.items()]
+        text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        _write_atomically(self._index_path, text.encode("utf-8"))
+        self._journal_lines = len(records)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -108,11 +108,12 @@ def load_records(cfg: TrainConfig) -> list[ImageRecord]:
         records.extend(scan_imagefolder(root))
     if cfg.hf_dataset:
         records.extend(load_hf_records(cfg.hf_dataset, cfg.hf_data_dir))
-    if cfg.exclude:
-        kept = [r for r in records if not any(r.source.endswith(name) for name in cfg.exclude)]
-        log.info("left out %d excluded images", len(records) - len(kept))
-        records = kept
     return records
+
+
+def excluded(records: list[ImageRecord], cfg: TrainConfig) -> np.ndarray:
+    """Which records the config's ``exclude`` list leaves out (paths ending like an entry)."""
+    return np.array([any(r.source.endswith(name) for name in cfg.exclude) for r in records], dtype=bool)
 
 
 def resolve_labels(cfg: TrainConfig, records: list[ImageRecord]) -> list[str]:
@@ -293,32 +294,38 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
     groups = near_duplicate_groups([int(h) for h in arrays["hash"]], [r.family for r in records], cfg.group_distance)
     forced = {i for i, r in enumerate(records) if any(name in r.family for name in cfg.holdout_families)}
     is_val = grouped_split(label_names, groups, cfg.val_fraction, cfg.split_seed, forced)
+    # Left out after the split, so an exclude list never moves other images between the sides.
+    dropped = excluded(records, cfg)
+    if dropped.any():
+        log.info("left out %d excluded images", int(dropped.sum()))
+    is_train, is_val = ~is_val & ~dropped, is_val & ~dropped
     targets = np.array([labels.index(name) for name in label_names], dtype=np.int64)
 
-    train_rows = np.nonzero(~is_val[arrays["train_owner"]])[0]
+    train_rows = np.nonzero(is_train[arrays["train_owner"]])[0]
     train_owner = arrays["train_owner"][train_rows]
     val_rows = np.nonzero(is_val[arrays["eval_owner"]])[0]
     val_owner = arrays["eval_owner"][val_rows]
     val_files = np.nonzero(is_val)[0]
     file_position = {int(f): k for k, f in enumerate(val_files)}
 
-    class_counts = Counter(targets[~is_val].tolist())
+    class_counts = Counter(targets[is_train].tolist())
     frames_per_file = Counter(train_owner.tolist())
     weights = np.array(
         [1.0 / (class_counts[targets[o]] * frames_per_file[o]) for o in train_owner.tolist()], dtype=np.float64
     )
     group_sizes = Counter(groups)
     summary = {
-        "images": len(records),
+        "images": int((~dropped).sum()),
+        "excluded": int(dropped.sum()),
         "labels": labels,
-        "per_label": dict(Counter(label_names)),
+        "per_label": dict(Counter(n for n, d in zip(label_names, dropped) if not d)),
         "groups": len(group_sizes),
         "largest_groups": sorted(group_sizes.values(), reverse=True)[:5],
-        "train_images": dict(Counter(n for n, v in zip(label_names, is_val) if not v)),
+        "train_images": dict(Counter(n for n, t in zip(label_names, is_train) if t)),
         "val_images": dict(Counter(n for n, v in zip(label_names, is_val) if v)),
         "train_frames": int(len(train_rows)),
         "val_frames": int(len(val_rows)),
-        "sources": {origin: dict(Counter(r.label for r in records if r.origin == origin))
+        "sources": {origin: dict(Counter(r.label for r, d in zip(records, dropped) if r.origin == origin and not d))
                     for origin in dict.fromkeys(r.origin for r in records)},
         "split": f"grouped by pHash ≤ {cfg.group_distance} bits + family, seed {cfg.split_seed}, val {cfg.val_fraction}",
     }

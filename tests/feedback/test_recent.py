@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -135,9 +134,40 @@ def test_index_survives_a_restart_and_warning_links_follow_eviction(tmp_path):
     assert reopened.lookup(91) == store.lookup(1)
     assert reopened.read(reopened.lookup(92)[0]) == blob(2)
 
-    remember(reopened, 3, blob(3))
-    index = json.loads((tmp_path / INDEX_FILE).read_text(encoding="utf-8"))
-    assert index["warnings"] == {"92": 2}
+    remember(reopened, 3, blob(3))  # evicts message 1, and with it the link from warning 91
+    again = RecentImages(tmp_path, max_images=2, clock=clock)
+    assert again.lookup(91) == []
+    assert again.lookup(92) == reopened.lookup(2) and again.lookup(3) == reopened.lookup(3)
+
+
+def test_the_journal_stays_small_and_replays_to_the_same_store(tmp_path):
+    clock = Clock()
+    store = RecentImages(tmp_path, max_images=10, clock=clock)
+    for message_id in range(300):
+        remember(store, message_id, blob(message_id % 25), key=str(message_id % 3))
+        if message_id % 7 == 0:
+            store.link_reply(10_000 + message_id, message_id)
+        clock.now += 1
+    lines = (tmp_path / INDEX_FILE).read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 64 + 1  # compacted, not one line per image ever seen
+    reopened = RecentImages(tmp_path, max_images=10, clock=clock)
+    assert [reopened.lookup(m) for m in range(300)] == [store.lookup(m) for m in range(300)]
+    assert reopened.lookup(10_294) == store.lookup(294) != []
+    assert stored_files(reopened) == stored_files(store)
+
+
+def test_a_half_written_last_line_keeps_the_images_before_it(tmp_path):
+    store = RecentImages(tmp_path)
+    remember(store, 1, blob(1))
+    remember(store, 2, blob(2))
+    with (tmp_path / INDEX_FILE).open("a", encoding="utf-8") as journal:
+        journal.write('{"image": {"message_id": 3, "gro')  # the bot died mid-write
+
+    reopened = RecentImages(tmp_path)
+    assert [len(reopened.lookup(m)) for m in (1, 2, 3)] == [1, 1, 0]
+    assert len(list(tmp_path.glob(f"{INDEX_FILE}.corrupt-*"))) == 1
+    remember(reopened, 4, blob(4))
+    assert len(RecentImages(tmp_path).lookup(4)) == 1
 
 
 def test_smaller_limits_after_a_restart_apply_at_once(tmp_path):
@@ -149,7 +179,7 @@ def test_smaller_limits_after_a_restart_apply_at_once(tmp_path):
     assert len(stored_files(reopened)) == 1
 
 
-@pytest.mark.parametrize("garbage", ['{"images": [', '{"images": [{"message_id": 1}], "warnings": {}}', "[]"])
+@pytest.mark.parametrize("garbage", ['{"image": {', '{"image": {"message_id": 1}}', "[]", "\x00\xff"])
 def test_a_corrupt_index_is_set_aside_and_the_store_starts_empty(tmp_path, garbage):
     store = RecentImages(tmp_path)
     remember(store, 1, blob(1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -274,12 +275,13 @@ async def test_override_decides_before_the_model(tmp_path) -> None:
     )
     seen = []
 
-    async def corrections(data: bytes, frames: list) -> Decision | None:
-        seen.append((len(data), len(frames)))
+    def corrections(data: bytes, frames: list) -> Decision | None:
+        seen.append((len(data), len(frames), threading.current_thread().name))
         return Decision(score=0.0, source="correction") if frames[0].getpixel((0, 0))[2] < 100 else None
 
     decider.overrides.append(corrections)
     assert await decider.decide(still(YELLOW)) == Decision(0.0, "correction")
     assert (await decider.decide(still(BLUE))).source == "model"
     assert len(seen) == 2
+    assert all(thread.startswith("nailong") for *_, thread in seen)  # in the worker, off the event loop
     decider.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from nonebot.adapters.onebot.v11 import Adapter, Bot, Message, MessageSegment
@@ -227,8 +228,14 @@ async def test_same_bytes_under_another_name_skip_inference(guard, image_server)
 
 
 async def test_decision_made_across_a_correction_does_not_refill_the_cache(app: App, guard, image_server) -> None:
-    async def correction_lands_meanwhile(data, frames):
+    loop = asyncio.get_running_loop()
+
+    async def clear_cache() -> None:
         guard.cache.clear()
+
+    def correction_lands_meanwhile(data, frames):
+        # An admin's correction clears the cache on the event loop while this image is in the worker.
+        asyncio.run_coroutine_threadsafe(clear_cache(), loop).result(timeout=5)
         return None
 
     guard.decider.overrides.insert(0, correction_lands_meanwhile)

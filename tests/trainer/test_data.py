@@ -121,13 +121,16 @@ def test_huggingface_imagefolder_path(tmp_path, image_root):
     assert data.summary["images"] == len(records)
 
 
-def test_excluded_files_are_left_out(tmp_path, image_root):
-    from trainer.data import load_records
-
-    cfg = tiny_config(tmp_path, image_root, "exclude=['nailong/nailong03.png', 'other07.png']")
-    sources = [r.source for r in load_records(cfg)]
-    assert len(sources) == len(scan_imagefolder(image_root)) - 2
-    assert not any(s.endswith(("nailong03.png", "other07.png")) for s in sources)
+def test_excluded_files_are_left_out_without_moving_the_split(tmp_path, image_root):
+    names = ("nailong03.png", "other07.png")
+    everything = prepare_data(tiny_config(tmp_path, image_root))
+    kept = prepare_data(tiny_config(tmp_path, image_root, "exclude=['nailong/nailong03.png', 'other07.png']"))
+    assert kept.summary["excluded"] == 2
+    assert kept.summary["images"] == everything.summary["images"] - 2
+    assert len(kept.train_targets) + len(kept.val_sources) < len(everything.train_targets) + len(everything.val_sources)
+    assert not any(s.endswith(names) for s in kept.val_sources)
+    # Leaving files out must not reshuffle the others: validation is the same minus the excluded ones.
+    assert kept.val_sources == [s for s in everything.val_sources if not s.endswith(names)]
 
 
 def test_a_new_training_seed_keeps_the_validation_split(tmp_path, image_root):
