@@ -15,7 +15,7 @@ from nailong_bot.runtime import load_classifier
 from nailong_vision import classifier as classifier_module
 from nailong_vision.classifier import Classifier, ModelError, bundled_model_path, default_providers
 from nailong_vision.decode import ImageDecodeError
-from nailong_vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess
+from nailong_vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec, normalize, preprocess
 from nailong_testkit import (
     BLUE,
     FIVE_LABELS,
@@ -56,6 +56,16 @@ def test_yellow_scores_as_nailong_in_one_batch(tmp_path) -> None:
     model = Classifier(build_tiny_model(tmp_path / "m.onnx"))
     yellow, white, blue = scores(model, YELLOW, WHITE, BLUE)
     assert yellow > 0.95 and white < 0.05 and blue < 0.05
+
+
+def test_normalize_is_the_textbook_formula() -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(3, 20, 24, 3), dtype=np.uint8)
+    spec = PreprocessSpec(size=24, mean=(0.5, 0.25, 0.1), std=(0.2, 0.3, 0.4))
+    expected = ((pixels / 255.0 - np.array(spec.mean)) / np.array(spec.std)).transpose(0, 3, 1, 2)
+    batch = normalize(pixels, spec)
+    assert batch.dtype == np.float32 and batch.shape == (3, 3, 20, 24) and batch.flags.c_contiguous
+    np.testing.assert_allclose(batch, expected, rtol=0, atol=2e-6)
 
 
 def test_no_metadata_falls_back_to_the_documented_defaults(tmp_path) -> None:

@@ -13,9 +13,12 @@ def test_yaml_and_overrides(tmp_path):
     assert config_from_dict(cfg.to_dict()) == cfg
 
 
-def test_shipped_config_loads():
-    cfg = load_config("configs/shipped.yaml")
-    assert cfg.model == "convnext_atto" and cfg.image_size == 160
+def test_shipped_configs_load():
+    stages = [load_config(f"configs/{name}.yaml") for name in ("shipped", "shipped-stage2", "shipped-stage3")]
+    assert all(cfg.model == "convnext_atto" for cfg in stages)
+    assert [cfg.image_size for cfg in stages] == [160, 160, 224]
+    assert len({cfg.split_seed for cfg in stages}) == 1  # one validation split across the stages
+    assert len(stages[2].exclude) == 6  # the labels the dataset README calls wrong
 
 
 @pytest.mark.parametrize("override", ["nope=1", "augment.nope=1", "max_steps"])
