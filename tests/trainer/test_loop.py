@@ -105,6 +105,19 @@ def test_accumulation_and_bf16_autocast_on_cpu(tmp_path, image_root):
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 
+def test_torch_compile_trains_like_eager_and_saves_plain_weights(tmp_path, image_root):
+    # Inductor compiles for CPU with the system C++ compiler (about 45 s here).
+    eager = tiny_config(tmp_path / "eager", image_root, "max_steps=2", "eval_every=2")
+    compiled = tiny_config(tmp_path / "compiled", image_root, "max_steps=2", "eval_every=2", "enable_compile=true")
+    train(eager)
+    assert train(compiled).step == 2
+    expected = torch.load(tmp_path / "eager" / "ckpt" / "last.pt", weights_only=False)["model"]
+    weights = torch.load(tmp_path / "compiled" / "ckpt" / "last.pt", weights_only=False)["model"]
+    assert weights.keys() == expected.keys()  # no torch.compile wrapper prefix: export and fine-tuning load it
+    for name, tensor in expected.items():
+        torch.testing.assert_close(weights[name], tensor, rtol=1e-3, atol=1e-4, msg=name)
+
+
 def test_ddp_under_torchrun_on_cpu(tmp_path, image_root):
     """The documented multi-GPU command, run with two CPU processes (gloo) instead of GPUs."""
     import subprocess
