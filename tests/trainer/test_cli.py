@@ -4,8 +4,6 @@ import pytest
 
 from trainer.cli import main
 
-from .conftest import encode, nailong_like
-
 
 @pytest.mark.parametrize("command", ["train", "search", "evaluate", "export", "predict"])
 def test_each_command_has_help(command, capsys):
