@@ -2,7 +2,8 @@
 
 Sub-commands are registered with :func:`subcommand`; adding one is a decorated function here.
 Corrections (`wrong`, `miss`, `undo`) are sent as a reply to the image's message or to the bot's
-warning about it.
+warning about it; `wrong` without a reply means the group's latest hit (a recalled message cannot be
+replied to).
 """
 
 from __future__ import annotations
@@ -162,16 +163,27 @@ async def _status(call: Invocation) -> str:
     )
 
 
-async def _replied_images(call: Invocation) -> list[tuple[RecentImage, bytes]]:
+async def _replied_images(
+    call: Invocation, *, latest_hit_without_reply: bool = False
+) -> list[tuple[RecentImage, bytes]]:
     """This group's kept images of the message the command replies to (the image's own message or
-    the bot's warning about it), with their bytes. Raises CommandFailed when there are none."""
-    if call.event.reply is None:
+    the bot's warning about it), with their bytes; without a reply, when allowed, those of the
+    group's latest hit. Raises CommandFailed when there are none."""
+    recent, group = call.runtime.recent, call.event.group_id
+    if call.event.reply is not None:
+        entries = await asyncio.to_thread(recent.lookup, call.event.reply.message_id)
+    elif latest_hit_without_reply:
+        entries = await asyncio.to_thread(recent.latest_hit, group)
+        if not entries:
+            raise CommandFailed(
+                "本群最近没有被判定为奶龙的图片；也可以回复图片消息或机器人的警告 / No image in this group "
+                "was taken for nailong lately; or send this as a reply to the image's message or the bot's warning."
+            )
+    else:
         raise CommandFailed(
             "请回复图片消息或机器人的警告来使用这个命令 / Send this as a reply to the image's message "
             "or to the bot's warning."
         )
-    recent, group = call.runtime.recent, call.event.group_id
-    entries = await asyncio.to_thread(recent.lookup, call.event.reply.message_id)
     entries = [entry for entry in entries if entry.group_id == group]
     if not entries:
         raise CommandFailed(
@@ -198,8 +210,8 @@ async def _change_corrections(call: Invocation, change: Callable[[], list[Correc
         call.runtime.cache.clear()
 
 
-async def _correct(call: Invocation, label: Label) -> str:
-    images = await _replied_images(call)
+async def _correct(call: Invocation, label: Label, *, latest_hit_without_reply: bool = False) -> str:
+    images = await _replied_images(call, latest_hit_without_reply=latest_hit_without_reply)
     # Of a message's several images, correct the ones the bot decided the other way.
     contradicted = [(entry, data) for entry, data in images if entry.hit != (label == "nailong")] or images
     corrections, event = call.runtime.corrections, call.event
@@ -218,21 +230,28 @@ async def _correct(call: Invocation, label: Label) -> str:
         ]
 
     added = await _change_corrections(call, add)
+    message_id = images[0][0].message_id
     logger.info(
         f"已记录纠错 / corrected as {label}: {[c.id for c in added]} group={event.group_id} "
-        f"user={event.user_id} message={event.reply.message_id}"
+        f"user={event.user_id} message={message_id}"
     )
     zh, en = CORRECTED[label]
-    if len(added) == 1:
-        return f"已记录：{zh} / Recorded: {en}."
-    return f"已记录 {len(added)} 张图片：{zh} / Recorded {len(added)} images: {en}."
+    answer = f"已记录：{zh} / Recorded: {en}." if len(added) == 1 else (
+        f"已记录 {len(added)} 张图片：{zh} / Recorded {len(added)} images: {en}."
+    )
+    if event.reply is None:
+        answer += f"\n（本群最近一次命中，消息 {message_id} / this group's latest hit, message {message_id}）"
+    return answer
 
 
 @subcommand(
-    "wrong", "误判", usage="wrong | 误判 — 回复误判的图片或机器人的警告：这不是奶龙 / reply: this was not nailong"
+    "wrong",
+    "误判",
+    usage="wrong | 误判 — 回复误判的图片或机器人的警告（不回复：本群最近一次命中）：这不是奶龙 / "
+    "reply (or nothing: the group's latest hit): this was not nailong",
 )
 async def _wrong(call: Invocation) -> str:
-    return await _correct(call, "other")
+    return await _correct(call, "other", latest_hit_without_reply=True)
 
 
 @subcommand("miss", "漏判", usage="miss | 漏判 — 回复漏掉的图片：这是奶龙 / reply: this was nailong")

@@ -138,6 +138,16 @@ class RecentImages:
                 found = self._images_of(self._warnings[message_id])
             return found
 
+    def latest_hit(self, group_id: int) -> list[RecentImage]:
+        """The images of this group's newest message decided as nailong — in a group where hits are
+        only recalled, nothing is left to reply to, so admins correct it by this."""
+        with self._lock:
+            oldest_kept = self._clock() - self.max_age
+            for entry in reversed(self._entries):
+                if entry.group_id == group_id and entry.hit and entry.stored_at >= oldest_kept:
+                    return self._images_of(entry.message_id)
+            return []
+
     def read(self, entry: RecentImage) -> bytes:
         """The stored bytes; FileNotFoundError if the image was evicted since it was looked up."""
         return (self._images_dir / entry.sha256).read_bytes()

@@ -29,6 +29,10 @@ SUPERUSER_REFUSAL = "只有超级用户可以使用这个命令 / Only superuser
 NOT_NAILONG = "已记录：这不是奶龙，以后相同的图片不再处理 / Recorded: not nailong; from now on such images are let through."
 IS_NAILONG = "已记录：这是奶龙，以后相同的图片都会处理 / Recorded: nailong; from now on such images are acted on."
 UNDONE = "已撤销纠错，重新由模型判断 / Correction undone: the model decides again."
+NO_RECENT_HIT = (
+    "本群最近没有被判定为奶龙的图片；也可以回复图片消息或机器人的警告 / No image in this group was taken for "
+    "nailong lately; or send this as a reply to the image's message or the bot's warning."
+)
 NOT_FOUND = "找不到这条消息里检查过的图片（只保留最近的图片）/ No checked image of that message is kept (only recent ones are)."
 
 # The tiny model calls these nailong (≈ 0.95+) and not nailong (≈ 0); other seeds hash far apart.
@@ -195,10 +199,11 @@ async def test_feedback_reports_counts_and_the_folder(app: App, guard, image_ser
 
 
 async def test_what_cannot_be_corrected_gets_one_line(app: App, guard, image_server) -> None:
-    assert await ask(app, "/nailong wrong", reply_to=None) == (
+    assert await ask(app, "/nailong miss", reply_to=None) == (
         "请回复图片消息或机器人的警告来使用这个命令 / Send this as a reply to the image's message "
         "or to the bot's warning."
     )
+    assert await ask(app, "/nailong wrong", reply_to=None) == NO_RECENT_HIT
     assert await ask(app, "/nailong miss", reply_to=999_999) == NOT_FOUND
     await post(app, image_server.add("fb-elsewhere.jpg", NAILONG), message_id=181, group_id=5, acted_on=True)
     assert await ask(app, "/nailong wrong", reply_to=181, group_id=6) == NOT_FOUND  # another group's message
@@ -207,6 +212,23 @@ async def test_what_cannot_be_corrected_gets_one_line(app: App, guard, image_ser
     answer = await ask(app, "/nailong wrong", reply_to=181, group_id=5)
     assert answer == "这张图片已从近期记录中清除 / That image was dropped from the recent images."
     assert len(guard.corrections) == 0
+
+
+async def test_wrong_without_a_reply_corrects_the_groups_latest_hit(app: App, guard, image_server) -> None:
+    # In a recall-only group the recalled message is gone and there is no warning: nothing to reply to.
+    url = image_server.add("fb-latest.jpg", NAILONG)
+    await post(app, url, message_id=191, file=md5_name(NAILONG), acted_on=True)
+    await post(app, image_server.add("fb-later-miss.jpg", OTHER), message_id=192, acted_on=False)
+    other_group = image_server.add("fb-other-group.jpg", UNRELATED_NAILONG)
+    await post(app, other_group, message_id=193, group_id=2, acted_on=True)
+
+    answer = await ask(app, "/奶龙 误判", reply_to=None)
+    assert answer == f"{NOT_NAILONG}\n（本群最近一次命中，消息 191 / this group's latest hit, message 191）"
+    correction = guard.corrections.lookup(None, image_bytes=NAILONG)
+    assert correction is not None and correction.label == "other" and correction.group_id == 1
+    assert len(guard.corrections) == 1  # not the later miss, not the other group's hit
+    await post(app, url, message_id=194, file=md5_name(NAILONG), acted_on=False)
+    assert await ask(app, "/nailong wrong", reply_to=None, group_id=3) == NO_RECENT_HIT
 
 
 async def test_corrections_survive_a_restart(app: App, start_guard, image_server, tmp_path) -> None:
