@@ -45,6 +45,9 @@ class TrainConfig:
     split_seed: int = 1337
     group_distance: int = 6  # pHash bits: images closer than this stay on one side of the split
     holdout_families: list[str] = field(default_factory=list)  # source folders kept for validation
+    # Sampling within a class: 0 = every training image alike; 1 = every near-duplicate group alike
+    # (a clip of 40 frames then weighs as much as one still); 0.5 = in between.
+    group_balance: float = 0.0
     cache_dir: str = ".cache/trainer"
     num_workers: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)

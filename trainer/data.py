@@ -218,6 +218,23 @@ def grouped_split(
     return is_val
 
 
+def sampling_weights(frame_owner: np.ndarray, targets: np.ndarray, groups: list[int], group_balance: float) -> np.ndarray:
+    """Sampling weight of each training frame: every class gets the same share; within a class a
+    file weighs (size of its near-duplicate group) ** -group_balance; a file's weight is split
+    evenly among its frames. ``frame_owner`` maps each frame to its file."""
+    files = sorted(set(frame_owner.tolist()))
+    group_size = Counter(groups[f] for f in files)
+    file_weight = {f: group_size[groups[f]] ** -group_balance for f in files}
+    class_total: Counter[int] = Counter()
+    for f, weight in file_weight.items():
+        class_total[int(targets[f])] += weight
+    frames_per_file = Counter(frame_owner.tolist())
+    return np.array(
+        [file_weight[f] / (class_total[int(targets[f])] * frames_per_file[f]) for f in frame_owner.tolist()],
+        dtype=np.float64,
+    )
+
+
 # ---------------------------------------------------------------- prepared data
 
 @dataclass
@@ -308,11 +325,7 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
     val_files = np.nonzero(is_val)[0]
     file_position = {int(f): k for k, f in enumerate(val_files)}
 
-    class_counts = Counter(targets[is_train].tolist())
-    frames_per_file = Counter(train_owner.tolist())
-    weights = np.array(
-        [1.0 / (class_counts[targets[o]] * frames_per_file[o]) for o in train_owner.tolist()], dtype=np.float64
-    )
+    weights = sampling_weights(train_owner, targets, groups, cfg.group_balance)
     group_sizes = Counter(groups)
     summary = {
         "images": int((~dropped).sum()),

@@ -14,6 +14,7 @@ from trainer.data import (
     load_hf_records,
     near_duplicate_groups,
     prepare_data,
+    sampling_weights,
     scan_imagefolder,
 )
 
@@ -139,3 +140,21 @@ def test_a_new_training_seed_keeps_the_validation_split(tmp_path, image_root):
     assert first.val_sources == second.val_sources
     moved = prepare_data(tiny_config(tmp_path, image_root, "split_seed=99"))
     assert moved.val_sources != first.val_sources
+
+
+def test_sampling_weights_balance_classes_and_optionally_groups():
+    # Files 0-3 are class 0: a clip of three stills (group 7) and one still (group 8); file 4 is
+    # class 1 and animated (two frames). Frame owners list the file of each training frame.
+    owners = np.array([0, 1, 2, 3, 4, 4])
+    targets = np.array([0, 0, 0, 0, 1])
+    groups = [7, 7, 7, 8, 9]
+
+    by_file = sampling_weights(owners, targets, groups, group_balance=0.0)
+    np.testing.assert_allclose(by_file, [0.25, 0.25, 0.25, 0.25, 0.5, 0.5])
+
+    by_group = sampling_weights(owners, targets, groups, group_balance=1.0)
+    np.testing.assert_allclose(by_group[:3].sum(), by_group[3])  # the clip weighs as much as the still
+    np.testing.assert_allclose([by_group[:4].sum(), by_group[4:].sum()], [1.0, 1.0])  # classes stay balanced
+
+    halfway = sampling_weights(owners, targets, groups, group_balance=0.5)
+    assert by_file[3] < halfway[3] < by_group[3]
