@@ -236,9 +236,10 @@ async def _correct(call: Invocation, label: Label, *, latest_hit_without_reply: 
         f"user={event.user_id} message={message_id}"
     )
     zh, en = CORRECTED[label]
-    answer = f"已记录：{zh} / Recorded: {en}." if len(added) == 1 else (
-        f"已记录 {len(added)} 张图片：{zh} / Recorded {len(added)} images: {en}."
-    )
+    if len(added) == 1:
+        answer = f"已记录：{zh} / Recorded: {en}."
+    else:
+        answer = f"已记录 {len(added)} 张图片：{zh} / Recorded {len(added)} images: {en}."
     if event.reply is None:
         answer += f"\n（本群最近一次命中，消息 {message_id} / this group's latest hit, message {message_id}）"
     return answer

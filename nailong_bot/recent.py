@@ -4,8 +4,9 @@ refer to a message even after the bot recalled it.
 Layout under the store's directory: ``index.jsonl``, a journal with one line per change (an image
 entry, or a warning → image message link), and ``images/<sha256>`` (each distinct image once).
 Loading replays the journal; once it has grown to twice what is live it is rewritten with only the
-live entries. Bounded by count, total bytes and age; the oldest entries go first. Methods are synchronous and block on file I/O: call them from
-a worker thread. They are safe to call from several threads at once.
+live entries. Bounded by count, total bytes and age; the oldest entries go first. Methods are
+synchronous and block on file I/O: call them from a worker thread. They are safe to call from several
+threads at once.
 """
 
 from __future__ import annotations
@@ -142,11 +143,8 @@ class RecentImages:
         """The images of this group's newest message decided as nailong — in a group where hits are
         only recalled, nothing is left to reply to, so admins correct it by this."""
         with self._lock:
-            oldest_kept = self._clock() - self.max_age
-            for entry in reversed(self._entries):
-                if entry.group_id == group_id and entry.hit and entry.stored_at >= oldest_kept:
-                    return self._images_of(entry.message_id)
-            return []
+            newest = next((e for e in reversed(self._entries) if e.group_id == group_id and e.hit), None)
+            return [] if newest is None else self._images_of(newest.message_id)  # past max_age: none
 
     def read(self, entry: RecentImage) -> bytes:
         """The stored bytes; FileNotFoundError if the image was evicted since it was looked up."""

@@ -218,7 +218,9 @@ def grouped_split(
     return is_val
 
 
-def sampling_weights(frame_owner: np.ndarray, targets: np.ndarray, groups: list[int], group_balance: float) -> np.ndarray:
+def sampling_weights(
+    frame_owner: np.ndarray, targets: np.ndarray, groups: list[int], group_balance: float
+) -> np.ndarray:
     """Sampling weight of each training frame: every class gets the same share; within a class a
     file weighs (size of its near-duplicate group) ** -group_balance; a file's weight is split
     evenly among its frames. ``frame_owner`` maps each frame to its file."""
@@ -327,19 +329,20 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
 
     weights = sampling_weights(train_owner, targets, groups, cfg.group_balance)
     group_sizes = Counter(groups)
+    kept = [r for r, d in zip(records, dropped) if not d]
     summary = {
-        "images": int((~dropped).sum()),
+        "images": len(kept),
         "excluded": int(dropped.sum()),
         "labels": labels,
-        "per_label": dict(Counter(n for n, d in zip(label_names, dropped) if not d)),
+        "per_label": dict(Counter(r.label for r in kept)),
         "groups": len(group_sizes),
         "largest_groups": sorted(group_sizes.values(), reverse=True)[:5],
         "train_images": dict(Counter(n for n, t in zip(label_names, is_train) if t)),
         "val_images": dict(Counter(n for n, v in zip(label_names, is_val) if v)),
         "train_frames": int(len(train_rows)),
         "val_frames": int(len(val_rows)),
-        "sources": {origin: dict(Counter(r.label for r, d in zip(records, dropped) if r.origin == origin and not d))
-                    for origin in dict.fromkeys(r.origin for r in records)},
+        "sources": {origin: dict(Counter(r.label for r in kept if r.origin == origin))
+                    for origin in dict.fromkeys(r.origin for r in kept)},
         "split": f"grouped by pHash ≤ {cfg.group_distance} bits + family, seed {cfg.split_seed}, val {cfg.val_fraction}",
     }
     return PreparedData(
