@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import stat
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import url2pathname
 
 import httpx
 from nonebot.log import logger
@@ -48,6 +51,28 @@ def _is_tls_error(error: BaseException) -> bool:
 def _over_http(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(("http", parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def read_local_file(location: str, max_bytes: int) -> bytes:
+    """The image at ``location``, an absolute path or ``file://`` URL on this machine: what a standard
+    OneBot v11 ``get_image`` answers (the implementation's own download). Blocks: call from a thread."""
+    path = Path(url2pathname(urlsplit(location).path) if location.startswith("file://") else location)
+    if not path.is_absolute():
+        raise FetchError(f"get_image returned a relative path / get_image 返回了相对路径: {location!r}")
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
+            raise FetchError(f"not a regular file / 不是普通文件: {location}")
+        with path.open("rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as error:
+        raise FetchError(
+            f"cannot read the file get_image named; does the OneBot implementation run on another machine "
+            f"or in a container? / 读不到 get_image 给出的文件（OneBot 实现是否在另一台机器或容器里？）: "
+            f"{location}: {error.strerror or error}"
+        ) from error
+    if len(data) > max_bytes:
+        raise FetchError(f"too large / 文件过大: > {max_bytes} bytes")
+    return data
 
 
 class Fetcher:

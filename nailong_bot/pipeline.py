@@ -17,7 +17,7 @@ from nailong_vision.decode import ImageDecodeError
 
 from .actions import act
 from .cache import content_key
-from .fetch import FetchError
+from .fetch import FetchError, read_local_file
 from .images import CheckedImage, ImageRef, image_refs
 from .runtime import Runtime, get_runtime
 
@@ -29,13 +29,17 @@ async def _image_bytes(bot: Bot, ref: ImageRef, runtime: Runtime) -> bytes:
         return _decode_base64(ref.file.removeprefix("base64://"), runtime.config.nailong_max_image_bytes)
     if not ref.file:
         raise FetchError("image segment without url or file / 图片消息没有地址")
-    # No url in the segment: ask the OneBot implementation where the image is.
+    # No url in the segment: ask the OneBot implementation where the image is. Many answer with a url
+    # or base64; the standard answer is only `file`, a path on the implementation's machine.
     found = await bot.get_image(file=ref.file)
+    max_bytes = runtime.config.nailong_max_image_bytes
     if found.get("url"):
         return await runtime.fetcher.fetch(found["url"])
     if found.get("base64"):
-        return _decode_base64(found["base64"], runtime.config.nailong_max_image_bytes)
-    raise FetchError(f"get_image returned no url / get_image 没有返回地址: {ref.file}")
+        return _decode_base64(found["base64"], max_bytes)
+    if found.get("file"):
+        return await asyncio.to_thread(read_local_file, found["file"], max_bytes)
+    raise FetchError(f"get_image returned no image / get_image 没有返回图片: {ref.file}")
 
 
 def _decode_base64(text: str, max_bytes: int) -> bytes:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 
 import pytest
 
-from nailong_bot.fetch import FetchError, Fetcher, make_ssl_context
+from nailong_bot.fetch import FetchError, Fetcher, make_ssl_context, read_local_file
 from nailong_testkit import YELLOW, ImageServer, free_port, still
 
 
@@ -130,3 +131,28 @@ def test_ssl_context_verifies_and_offers_the_qq_cdn_ciphers() -> None:
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     names = {cipher["name"] for cipher in context.get_ciphers()}
     assert {"AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256"} <= names
+
+
+def test_reads_the_local_file_get_image_names(tmp_path) -> None:
+    image = tmp_path / "图片 cache" / "6B4DE3DF.jpg"
+    image.parent.mkdir()
+    image.write_bytes(still(YELLOW))
+    assert read_local_file(str(image), 1 << 20) == still(YELLOW)
+    assert read_local_file(image.as_uri(), 1 << 20) == still(YELLOW)  # file:// URL, spaces and CJK escaped
+
+
+def test_local_file_errors_are_clear(tmp_path) -> None:
+    with pytest.raises(FetchError, match="another machine or in a container"):
+        read_local_file(str(tmp_path / "missing.jpg"), 1 << 20)
+    with pytest.raises(FetchError, match="relative path"):
+        read_local_file("data/image/x.jpg", 1 << 20)
+    with pytest.raises(FetchError, match="not a regular file"):
+        read_local_file(str(tmp_path), 1 << 20)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    with pytest.raises(FetchError, match="not a regular file"):
+        read_local_file(str(fifo), 1 << 20)
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"x" * 2048)
+    with pytest.raises(FetchError, match="too large"):
+        read_local_file(str(big), 1024)

@@ -140,6 +140,22 @@ async def test_segment_without_url_asks_get_image(app: App, guard, image_server)
         ctx.should_call_api("send_group_msg", warning_reply(1, 18), result={"message_id": 99})
 
 
+async def test_get_image_answering_with_a_local_path(app: App, guard, tmp_path) -> None:
+    # The standard OneBot v11 answer: only `file`, where the implementation saved the image.
+    saved = tmp_path / "B0B0.jpg"
+    saved.write_bytes(still(YELLOW))
+    async with app.test_matcher() as ctx:
+        bot = connect(ctx)
+        ctx.receive_event(bot, group_event([image_segment(None, file="B0B0.image")], message_id=22))
+        ctx.should_call_api("get_image", {"file": "B0B0.image"}, result={"file": str(saved)})
+        ctx.should_call_api("delete_msg", {"message_id": 22}, result=None)
+        ctx.should_call_api("send_group_msg", warning_reply(1, 22), result={"message_id": 99})
+        # Where the implementation runs elsewhere the path is not here: skipped, logged, no action.
+        ctx.receive_event(bot, group_event([image_segment(None, file="C0C0.image")], message_id=23))
+        ctx.should_call_api("get_image", {"file": "C0C0.image"}, result={"file": str(tmp_path / "gone.jpg")})
+    assert guard.stats.checked[1] == 1 and guard.stats.hits[1] == 1
+
+
 async def test_failed_get_image_is_skipped(app: App, guard) -> None:
     failure = ActionFailed(status="failed", retcode=1200, msg="no such file", wording="", data=None)
     async with app.test_matcher() as ctx:
