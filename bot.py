@@ -4,6 +4,7 @@ OneBot implementations (NapCat, Lagrange.OneBot, LLOneBot) connect by reverse We
 ws://HOST:PORT/onebot/v11/ws. Settings come from the environment or `.env` (see `.env.example`).
 """
 
+import gc
 import sys
 
 import nonebot
@@ -20,6 +21,15 @@ nonebot.get_driver().register_adapter(OneBotV11Adapter)
 if nonebot.load_plugin("nailong_bot") is None:
     # NoneBot only logs a plugin that fails to import (e.g. a bad setting); without it the bot is useless.
     sys.exit("nailong_bot 加载失败，原因见上方日志 / nailong_bot failed to load, see the log above")
+
+
+@nonebot.get_driver().on_startup
+async def _freeze_startup_objects() -> None:
+    """Runs after the plugins' start-up. What exists by now lives as long as the bot; frozen, it is left
+    out of every later full garbage collection, which otherwise scans ~90k objects and stalls the event
+    loop for 40–60 ms each time (bench/bench_plugin.py, max latency)."""
+    gc.collect()
+    gc.freeze()
 
 if __name__ == "__main__":
     nonebot.run()
