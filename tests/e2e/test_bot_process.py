@@ -106,6 +106,17 @@ async def test_failed_recall_falls_back_to_a_reply(onebot: FakeOneBot, image_ser
         del onebot.responses["delete_msg"]
 
 
+async def test_message_as_a_cq_code_string(onebot: FakeOneBot, image_server) -> None:
+    # Implementations set to `message_format: string` post CQ codes, with `&` and `,` in the url escaped.
+    url = image_server.add("e2e-cq.jpg", still(YELLOW, size=(70, 70))) + "?appid=1407&fileid=a,b"
+    escaped = url.replace("&", "&amp;").replace(",", "&#44;")
+    payload = image_event(url, group_id=110, message_id=5012)
+    payload["message"] = f"看[CQ:image,file=ABC.image,subType=0,url={escaped}]"
+    await onebot.post(payload)
+    await onebot.wait_for("delete_msg", message_id=5012)
+    assert image_server.requests["/img/e2e-cq.jpg"] == 1
+
+
 async def test_image_without_url_is_asked_for(onebot: FakeOneBot, image_server) -> None:
     data = still(YELLOW, size=(50, 50))
     url = image_server.add("e2e-get-image.jpg", data)
