@@ -46,7 +46,7 @@ from nailong_testkit import (  # noqa: E402
     still,
 )
 
-from nailong_bot.actions import act  # noqa: E402
+from nailong_bot.actions import WarningCooldown, act  # noqa: E402
 from nailong_bot.decision import Decision  # noqa: E402
 from nailong_bot.fetch import Fetcher  # noqa: E402
 from nailong_bot.images import CheckedImage, image_refs  # noqa: E402
@@ -153,7 +153,11 @@ def stages(classifier: Classifier, threads: int, server: ImageServer) -> float:
         "act (recall + reply, OneBot answering at once)",
         asyncio.run(
             timed_async(
-                lambda: act(StubBot(), event, hit, settings=settings, reply_text="x", mute_seconds=0), 200
+                lambda: act(
+                    StubBot(), event, hit, settings=settings, reply_text="x", mute_seconds=0,
+                    cooldown=WarningCooldown(0),
+                ),
+                200,
             )
         ),
     )

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent, Message, MessageSegment
 from nonebot.exception import AdapterException
 from nonebot.log import logger
 
 from .images import CheckedImage
 from .storage import GroupSettings
+
+
+class WarningCooldown:
+    """At most one warning per group every ``seconds`` (0: no limit). In a flood the recalls go on, but
+    the bot does not flood the group with warnings of its own."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._last_warned: dict[int, float] = {}
+
+    def claim(self, group_id: int) -> bool:
+        """True, and the cooldown starts over, when the group may be warned now."""
+        now = self._clock()
+        last = self._last_warned.get(group_id)
+        if self.seconds > 0 and last is not None and now - last < self.seconds:
+            return False
+        self._last_warned[group_id] = now
+        return True
 
 
 async def act(
@@ -18,6 +40,7 @@ async def act(
     settings: GroupSettings,
     reply_text: str,
     mute_seconds: int,
+    cooldown: WarningCooldown,
 ) -> int | None:
     """The warning's message id, if one was sent (replies to it can then find the image).
 
@@ -36,6 +59,9 @@ async def act(
             # Usually the bot is not a group admin; a reply still warns the group.
             logger.warning(f"撤回失败，改为回复 / recall failed, replying instead: {where}: {error}")
             reply = True
+    if reply and not cooldown.claim(event.group_id):
+        logger.info(f"警告冷却中，本次不回复 / warning skipped, group cooling down: {where}")
+        reply = False
     if reply:
         message = Message([MessageSegment.reply(event.message_id), MessageSegment.text(reply_text)])
         try:

@@ -20,6 +20,8 @@ class Config(BaseModel):
     nailong_reply: bool = True
     nailong_reply_text: str = DEFAULT_REPLY_TEXT
     nailong_mute_seconds: int = Field(default=0, ge=0, le=30 * 24 * 3600)
+    # Seconds between two warnings in one group; hits inside it are still recalled. 0: warn every hit.
+    nailong_reply_cooldown: float = Field(default=0.0, ge=0)
     nailong_default_enabled: bool = True
     # None: nonebot_plugin_localstore's data directory for this plugin.
     nailong_data_dir: Path | None = None

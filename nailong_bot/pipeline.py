@@ -109,6 +109,7 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
             settings=settings,
             reply_text=config.nailong_reply_text,
             mute_seconds=config.nailong_mute_seconds,
+            cooldown=runtime.warning_cooldown,
         )
     await _remember(event, checked, settings.threshold, warning_id, runtime)
     return hit

@@ -12,6 +12,7 @@ from nonebot.log import logger
 
 from nailong_vision.classifier import Classifier, ModelError, bundled_model_path, verify_checksum
 
+from .actions import WarningCooldown
 from .cache import TTLCache
 from .config import Config
 from .corrections import Corrections, correction_override
@@ -41,6 +42,7 @@ class Runtime:
     corrections: Corrections
     # Bounds the images between download and decision, and so the bytes held in memory.
     in_flight: asyncio.Semaphore
+    warning_cooldown: WarningCooldown
     stats: GroupStats = field(default_factory=GroupStats)
 
 
@@ -112,6 +114,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         recent=recent,
         corrections=corrections,
         in_flight=asyncio.Semaphore(config.nailong_max_downloads + config.nailong_workers),
+        warning_cooldown=WarningCooldown(config.nailong_reply_cooldown),
     )
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "

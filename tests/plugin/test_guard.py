@@ -9,6 +9,8 @@ from nonebot.adapters.onebot.v11 import Adapter, Bot, Message, MessageSegment
 from nonebot.adapters.onebot.v11.exception import ActionFailed
 from nonebug import App
 
+from nailong_bot.actions import WarningCooldown
+
 from nailong_testkit import (
     BLUE,
     WHITE,
@@ -105,6 +107,40 @@ async def test_mute_when_configured(app: App, start_guard, image_server) -> None
         ctx.should_call_api("delete_msg", {"message_id": 16}, result=None)
         ctx.should_call_api("send_group_msg", warning_reply(1, 16), result={"message_id": 99})
         ctx.should_call_api("set_group_ban", {"group_id": 1, "user_id": 7, "duration": 600}, result=None)
+
+
+async def test_warning_cooldown_keeps_recalling_without_flooding(app: App, start_guard, image_server) -> None:
+    await start_guard(nailong_reply_cooldown=60)
+    url = image_server.add("flood.jpg", still(YELLOW))
+    failure = ActionFailed(status="failed", retcode=100, msg="not admin", wording="", data=None)
+    async with app.test_matcher() as ctx:
+        bot = connect(ctx)
+        ctx.receive_event(bot, group_event([image_segment(url)], group_id=1, message_id=31))
+        ctx.should_call_api("delete_msg", {"message_id": 31}, result=None)
+        ctx.should_call_api("send_group_msg", warning_reply(1, 31), result={"message_id": 99})
+        # Within the minute: recalled, not warned again, even when the recall fails.
+        ctx.receive_event(bot, group_event([image_segment(url)], group_id=1, user_id=6, message_id=32))
+        ctx.should_call_api("delete_msg", {"message_id": 32}, result=None)
+        ctx.receive_event(bot, group_event([image_segment(url)], group_id=1, message_id=33))
+        ctx.should_call_api("delete_msg", {"message_id": 33}, exception=failure)
+        # Another group has its own cooldown.
+        ctx.receive_event(bot, group_event([image_segment(url)], group_id=2, message_id=34))
+        ctx.should_call_api("delete_msg", {"message_id": 34}, result=None)
+        ctx.should_call_api("send_group_msg", warning_reply(2, 34), result={"message_id": 98})
+
+
+def test_warning_cooldown_starts_over_at_each_warning() -> None:
+    now = [0.0]
+    cooldown = WarningCooldown(30, clock=lambda: now[0])
+    assert cooldown.claim(1)
+    now[0] = 29.9
+    assert not cooldown.claim(1) and cooldown.claim(2)
+    now[0] = 30.0
+    assert cooldown.claim(1)
+    now[0] = 45.0
+    assert not cooldown.claim(1)
+    always = WarningCooldown(0, clock=lambda: now[0])
+    assert always.claim(1) and always.claim(1)
 
 
 async def test_threshold_from_group_settings(app: App, guard, image_server) -> None:
