@@ -10,7 +10,13 @@ from pathlib import Path
 
 from nonebot.log import logger
 
-from nailong_vision.classifier import Classifier, ModelError, bundled_model_path, verify_checksum
+from nailong_vision.classifier import (
+    Classifier,
+    ModelError,
+    bundled_model_path,
+    default_providers,
+    verify_checksum,
+)
 
 from .actions import WarningCooldown
 from .cache import TTLCache
@@ -59,9 +65,18 @@ def load_classifier(config: Config) -> Classifier:
     path = config.nailong_model_path or bundled_model_path()
     if path.is_file():
         verify_checksum(path, required=config.nailong_model_path is None)
-    classifier = Classifier(
-        path, providers=config.nailong_onnx_providers, threads=config.nailong_onnx_threads
-    )
+    requested = config.nailong_onnx_providers or default_providers()
+    classifier = Classifier(path, providers=requested, threads=config.nailong_onnx_threads)
+    # onnxruntime falls back to the CPU on its own (e.g. onnxruntime-gpu without a matching CUDA/cuDNN):
+    # say so plainly, or a GPU server runs 10× slower without anyone knowing why.
+    inactive = [provider for provider in requested if provider not in classifier.info.providers]
+    if inactive:
+        running = list(classifier.info.providers)
+        logger.warning(
+            f"onnxruntime 未能启用 {inactive}，实际使用 {running}（用 GPU 需要 onnxruntime-gpu 和版本匹配的 "
+            f"CUDA/cuDNN）/ onnxruntime could not enable {inactive}, running on {running} (the GPU needs "
+            f"onnxruntime-gpu with matching CUDA/cuDNN)"
+        )
     try:
         classifier.warm_up()
     except Exception as error:  # onnxruntime's errors are untyped

@@ -6,6 +6,7 @@ import io
 import threading
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from PIL import Image, features
 
@@ -165,6 +166,18 @@ def test_default_providers_fall_back_to_cpu(monkeypatch) -> None:
         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
     )
     assert default_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA is here")
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_a_provider_that_cannot_start_is_reported(tmp_path, caplog_loguru) -> None:
+    model = build_tiny_model(tmp_path / "own.onnx")
+    config = Config(nailong_model_path=model, nailong_onnx_providers="CUDAExecutionProvider,CPUExecutionProvider")
+    assert load_classifier(config).info.providers == ("CPUExecutionProvider",)
+    assert any("could not enable ['CUDAExecutionProvider']" in line for line in caplog_loguru)
+    caplog_loguru.clear()
+    load_classifier(Config(nailong_model_path=model, nailong_onnx_providers="CPUExecutionProvider"))
+    assert not any("could not enable" in line for line in caplog_loguru)
 
 
 def test_threshold_setting_overrides_the_model(tmp_path) -> None:
