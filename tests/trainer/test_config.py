@@ -14,11 +14,13 @@ def test_yaml_and_overrides(tmp_path):
 
 
 def test_shipped_configs_load():
-    stages = [load_config(f"configs/{name}.yaml") for name in ("shipped", "shipped-stage2", "shipped-stage3")]
+    names = ("shipped", "shipped-stage2", "shipped-stage3", "shipped-stage4")
+    stages = [load_config(f"configs/{name}.yaml") for name in names]
     assert all(cfg.model == "convnext_atto" for cfg in stages)
-    assert [cfg.image_size for cfg in stages] == [160, 160, 224]
+    assert [cfg.image_size for cfg in stages] == [160, 160, 224, 224]
     assert len({cfg.split_seed for cfg in stages}) == 1  # one validation split across the stages
-    assert len(stages[2].exclude) == 6  # the labels the dataset README calls wrong
+    assert stages[2].exclude == stages[3].exclude and len(stages[3].exclude) == 6  # the README's wrong labels
+    assert stages[3].init_checkpoint == "runs/shipped-stage3/checkpoints/best.pt"
 
 
 @pytest.mark.parametrize("override", ["nope=1", "augment.nope=1", "max_steps"])
