@@ -31,5 +31,6 @@ async def _freeze_startup_objects() -> None:
     gc.collect()
     gc.freeze()
 
+
 if __name__ == "__main__":
     nonebot.run()

@@ -68,7 +68,7 @@ def load_classifier(config: Config) -> Classifier:
     requested = config.nailong_onnx_providers or default_providers()
     classifier = Classifier(path, providers=requested, threads=config.nailong_onnx_threads)
     # onnxruntime falls back to the CPU on its own (e.g. onnxruntime-gpu without a matching CUDA/cuDNN):
-    # say so plainly, or a GPU server runs 10× slower without anyone knowing why.
+    # say so plainly, or a GPU server quietly runs on its CPU.
     inactive = [provider for provider in requested if provider not in classifier.info.providers]
     if inactive:
         running = list(classifier.info.providers)
