@@ -23,16 +23,16 @@ from .runtime import Runtime, get_runtime
 
 
 async def _image_bytes(bot: Bot, ref: ImageRef, runtime: Runtime) -> bytes:
+    max_bytes = runtime.config.nailong_max_image_bytes
     if ref.url:
         return await runtime.fetcher.fetch(ref.url)
     if ref.file and ref.file.startswith("base64://"):
-        return _decode_base64(ref.file.removeprefix("base64://"), runtime.config.nailong_max_image_bytes)
+        return _decode_base64(ref.file.removeprefix("base64://"), max_bytes)
     if not ref.file:
         raise FetchError("image segment without url or file / 图片消息没有地址")
     # No url in the segment: ask the OneBot implementation where the image is. Many answer with a url
     # or base64; the standard answer is only `file`, a path on the implementation's machine.
     found = await bot.get_image(file=ref.file)
-    max_bytes = runtime.config.nailong_max_image_bytes
     if found.get("url"):
         return await runtime.fetcher.fetch(found["url"])
     if found.get("base64"):
