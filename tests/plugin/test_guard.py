@@ -176,7 +176,7 @@ async def test_segment_without_url_asks_get_image(app: App, guard, image_server)
         ctx.should_call_api("send_group_msg", warning_reply(1, 18), result={"message_id": 99})
 
 
-async def test_get_image_answering_with_a_local_path(app: App, guard, tmp_path) -> None:
+async def test_get_image_answering_with_a_local_path(app: App, guard, tmp_path, caplog_loguru) -> None:
     # The standard OneBot v11 answer: only `file`, where the implementation saved the image.
     saved = tmp_path / "B0B0.jpg"
     saved.write_bytes(still(YELLOW))
@@ -190,6 +190,7 @@ async def test_get_image_answering_with_a_local_path(app: App, guard, tmp_path) 
         ctx.receive_event(bot, group_event([image_segment(None, file="C0C0.image")], message_id=23))
         ctx.should_call_api("get_image", {"file": "C0C0.image"}, result={"file": str(tmp_path / "gone.jpg")})
     assert guard.stats.checked[1] == 1 and guard.stats.hits[1] == 1
+    assert any("message=23" in line and "another machine or in a container" in line for line in caplog_loguru)
 
 
 async def test_failed_get_image_is_skipped(app: App, guard) -> None:
