@@ -63,7 +63,7 @@ class Correction:
     file: str  # path of the training image, relative to the feedback folder
     time: str  # ISO 8601
     group_id: int
-    user_id: int
+    user_id: int | str  # the admin's QQ number, or "web" for the web console
     score: float | None  # the model's score when the admin corrected it
     model_version: str
 
@@ -101,6 +101,11 @@ class Corrections:
                 counts[correction.label] += 1
         return counts
 
+    def newest(self, limit: int) -> list[Correction]:
+        """The active corrections, newest first."""
+        with self._lock:
+            return list(reversed(self._by_id.values()))[:limit]
+
     def lookup(
         self, frames_or_hash: Sequence[Image.Image] | Image.Image | int | None, *, image_bytes: bytes | None = None
     ) -> Correction | None:
@@ -129,7 +134,7 @@ class Corrections:
         *,
         label: Label,
         group_id: int,
-        user_id: int,
+        user_id: int | str,
         score: float | None,
         model_version: str,
     ) -> Correction:
@@ -322,7 +327,7 @@ def _correction_from_row(row: dict[str, str]) -> Correction:
         file=row["file"],
         time=row["time"],
         group_id=int(row["group_id"]),
-        user_id=int(row["user_id"]),
+        user_id=int(row["user_id"]) if row["user_id"].isdigit() else row["user_id"],
         score=float(row["score"]) if row["score"] else None,
         model_version=row["model_version"],
     )
