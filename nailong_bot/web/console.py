@@ -40,7 +40,9 @@ _FORM_LIMIT = 4096
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # The page loads nothing but its own files; thumbnails and the tried image's preview (blob:) included.
 _HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'; form-action 'self'",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'; form-action 'self'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",

@@ -42,7 +42,12 @@ async def classify(client: httpx.AsyncClient, **request: object) -> httpx.Respon
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": f"Basic {TOKEN}"}, {"Authorization": TOKEN}],
+    [
+        {},
+        {"Authorization": "Bearer wrong-token-0123456789"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": TOKEN},
+    ],
     ids=["missing", "wrong", "basic", "no-scheme"],
 )
 async def test_without_the_token_nothing_runs(client, guard, image_server, headers) -> None:
@@ -189,3 +194,14 @@ async def test_not_running_is_503(client) -> None:
     answer = await classify(client, content=still(YELLOW))
     assert answer.status_code == 503
     assert "not running" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("token", ["short", "x" * 15])
+def test_a_short_token_is_refused_at_start_up(token) -> None:
+    from pydantic import ValidationError
+
+    from nailong_bot.config import Config
+
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        Config(nailong_api_token=token)
+    assert Config(nailong_api_token="").nailong_api_token is None  # empty in .env: off
