@@ -1,10 +1,11 @@
-"""The web console in a real headless Chromium, against `bot.py` as its own process: sign in, see a hit
-posted through the real WebSocket appear, try an image, mark the hit wrong, see the correction listed.
+"""The HTTP API and the web console of `bot.py` run as its own process with NAILONG_API_TOKEN set: the
+README's curl calls over real HTTP, and the console in a real headless Chromium (sign in, see a hit
+posted through the real WebSocket appear, try an image, mark the hit wrong, see the correction listed).
 
-Needs Debian's `chromium` and `chromium-driver` (`apt-get install chromium chromium-driver`); Selenium
-is pointed at them and never downloads a browser. Without them the test is skipped. A screenshot is
-saved in the test's tmp dir, and also at $NAILONG_CONSOLE_SCREENSHOT when set (the README's
-docs/console.png is made that way).
+The browser test needs Debian's `chromium` and `chromium-driver` (`apt-get install chromium
+chromium-driver`); Selenium is pointed at them and never downloads a browser. Without them that test
+is skipped. Its screenshot is saved in the test's tmp dir, and also at $NAILONG_CONSOLE_SCREENSHOT when
+set (the README's docs/console.png is made that way).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bot_process import ACCESS_TOKEN, start_bot, stop_bot
@@ -38,7 +40,7 @@ GROUP = 301
 METRICS = {"nailong_precision": 0.98, "nailong_recall": 0.91, "nailong_f1": 0.944, "nailong_fpr": 0.004,
            "validation_images": 500}  # fmt: skip
 
-pytestmark = pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
     reason="需要 Debian 的 chromium 和 chromium-driver / needs Debian's chromium and chromium-driver: "
     "apt-get install chromium chromium-driver",
@@ -101,6 +103,26 @@ async def post_image(onebot: FakeOneBot, url: str, message_id: int, data: bytes)
     )
 
 
+async def test_api_over_http(console_bot, image_server) -> None:
+    onebot, port = console_bot
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    recalls_before = len(onebot.actions("delete_msg"))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/nailong/api", timeout=10) as client:
+        assert (await client.get("/status")).status_code == 401
+        assert (await client.post("/classify", content=patterned(YELLOW, seed=71))).status_code == 401
+        raw = await client.post("/classify", content=patterned(YELLOW, seed=72), headers=auth)
+        form = await client.post("/classify", files={"file": ("a.jpg", patterned(BLUE, seed=73))}, headers=auth)
+        url = image_server.add("api-process.jpg", patterned(YELLOW, seed=74))
+        by_url = await client.post("/classify", json={"url": url}, headers=auth)
+        status = await client.get("/status", headers=auth)
+    assert raw.json()["nailong"] is True and raw.json()["source"] == "model"
+    assert form.json()["nailong"] is False
+    assert by_url.json()["nailong"] is True and image_server.requests["/img/api-process.jpg"] == 1
+    assert status.json()["model"]["metrics"] == METRICS
+    assert len(onebot.actions("delete_msg")) == recalls_before  # the API acts on no group
+
+
+@needs_chromium
 async def test_console_in_a_browser(console_bot, chromium, image_server, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
