@@ -43,6 +43,8 @@ Label = Literal["nailong", "other"]
 LABELS: tuple[Label, ...] = ("nailong", "other")
 
 CSV_FILE = "corrections.csv"
+# A decision made by a correction has the source "correction:<id>".
+SOURCE_PREFIX = "correction:"
 RETIRED_DIR = ".retired"
 CSV_COLUMNS = ("time", "action", "id", "label", "group_id", "user_id", "score", "model_version", "file", "phash")
 
@@ -309,7 +311,7 @@ def correction_override(corrections: Corrections) -> Override:
         correction = corrections.lookup(frames, image_bytes=image_bytes)
         if correction is None:
             return None
-        return Decision(1.0 if correction.label == "nailong" else 0.0, source=f"correction:{correction.id}")
+        return Decision(1.0 if correction.label == "nailong" else 0.0, source=SOURCE_PREFIX + correction.id)
 
     return decide_by_correction
 

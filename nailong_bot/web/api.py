@@ -17,6 +17,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from nailong_vision.decode import ImageDecodeError
 
+from ..corrections import SOURCE_PREFIX
 from ..decision import Decision
 from ..fetch import FetchError
 from ..pipeline import decide_bytes
@@ -26,7 +27,6 @@ from .auth import TokenAuth
 # Room for a form's boundaries and part headers around the image.
 _FORM_OVERHEAD = 64 * 1024
 _JSON_LIMIT = 64 * 1024
-_CORRECTION_PREFIX = "correction:"
 
 
 def running() -> Runtime:
@@ -112,8 +112,8 @@ async def classify(runtime: Runtime, image: bytes | str) -> Decision:
 
 def decision_json(decision: Decision, runtime: Runtime) -> dict:
     info, threshold = runtime.classifier.info, runtime.store.defaults.threshold
-    correction = decision.source.removeprefix(_CORRECTION_PREFIX)
-    from_correction = decision.source.startswith(_CORRECTION_PREFIX)
+    correction = decision.source.removeprefix(SOURCE_PREFIX)
+    from_correction = decision.source.startswith(SOURCE_PREFIX)
     return {
         "score": round(decision.score, 6),
         "nailong": decision.score >= threshold,
