@@ -1,4 +1,4 @@
-"""The NoneBot side of the plugin: metadata, settings, start-up and shutdown."""
+"""The NoneBot side of the plugin: metadata, settings, the web routes, start-up and shutdown."""
 
 from nonebot import get_driver, get_plugin_config, require
 from nonebot.drivers import ASGIMixin
