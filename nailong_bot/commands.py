@@ -12,6 +12,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from nonebot import on_command
 from nonebot.adapters.onebot.v11 import GROUP_ADMIN, GROUP_OWNER, Bot, GroupMessageEvent, Message
@@ -19,6 +20,7 @@ from nonebot.log import logger
 from nonebot.params import CommandArg
 from nonebot.permission import SUPERUSER
 
+from . import verdicts
 from .corrections import Correction, Label
 from .recent import RecentImage
 from .runtime import Runtime, get_runtime
@@ -56,6 +58,7 @@ class Invocation:
 
 
 Handler = Callable[[Invocation], Awaitable[str]]
+Changed = TypeVar("Changed")
 
 
 @dataclass(frozen=True)
@@ -150,15 +153,16 @@ async def _status(call: Invocation) -> str:
     runtime, group = call.runtime, call.event.group_id
     settings = runtime.store.get(group)
     info = runtime.classifier.info
-    checked, hits = runtime.stats.checked[group], runtime.stats.hits[group]
+    today, week = runtime.stats.over_days(group, 1), runtime.stats.over_days(group, 7)
     return "\n".join(
         [
             f"奶龙检测 / detection: {'已开启 (on)' if settings.enabled else '已关闭 (off)'}",
             f"阈值 / threshold: {format_threshold(settings.threshold)}",
             f"动作 / action: {ACTION_LABELS[settings.action]}",
             f"模型 / model: {info.name} {info.version}",
-            f"本群自启动以来检查 {checked} 张图片，命中 {hits} 次 / "
-            f"since start-up: {checked} images checked, {hits} hits",
+            f"本群今天检查 {today.checked} 张图片，命中 {today.hits} 次；近 7 天检查 {week.checked} 张，"
+            f"命中 {week.hits} 次 / today: {today.checked} images checked, {today.hits} hits; "
+            f"last 7 days: {week.checked} checked, {week.hits} hits",
         ]
     )
 
@@ -196,45 +200,22 @@ async def _replied_images(
         raise CommandFailed("这张图片已从近期记录中清除 / That image was dropped from the recent images.") from None
 
 
-async def _change_corrections(call: Invocation, change: Callable[[], list[Correction]]) -> list[Correction]:
-    """Run ``change`` (which adds or undoes corrections) in a thread, then forget cached decisions."""
+async def _change_corrections(call: Invocation, change: Callable[[], Awaitable[Changed]]) -> Changed:
+    """Await a change of the corrections; a failed save ends the command with a one-line answer."""
     try:
-        return await asyncio.to_thread(change)
+        return await change()
     except OSError as error:
         logger.error(f"保存纠错失败 / saving a correction failed: group={call.event.group_id}: {error}")
         raise CommandFailed("保存纠错失败，请查看日志 / Saving the correction failed; see the log.") from error
-    finally:
-        # Cached decisions may contradict the change, for this image or for near-copies cached
-        # under other keys. Corrections are rare, so the whole cache goes: simpler than consulting
-        # corrections before the cache, which a repost known by its file name passes with no bytes.
-        call.runtime.cache.clear()
 
 
 async def _correct(call: Invocation, label: Label, *, latest_hit_without_reply: bool = False) -> str:
     images = await _replied_images(call, latest_hit_without_reply=latest_hit_without_reply)
-    # Of a message's several images, correct the ones the bot decided the other way.
-    contradicted = [(entry, data) for entry, data in images if entry.hit != (label == "nailong")] or images
-    corrections, event = call.runtime.corrections, call.event
-
-    def add() -> list[Correction]:
-        return [
-            corrections.add(
-                data,
-                label=label,
-                group_id=event.group_id,
-                user_id=event.user_id,
-                score=entry.score,
-                model_version=entry.model_version,
-            )
-            for entry, data in contradicted
-        ]
-
-    added = await _change_corrections(call, add)
-    message_id = images[0][0].message_id
-    logger.info(
-        f"已记录纠错 / corrected as {label}: {[c.id for c in added]} group={event.group_id} "
-        f"user={event.user_id} message={message_id}"
+    event = call.event
+    added = await _change_corrections(
+        call, lambda: verdicts.correct(call.runtime, images, label, operator=event.user_id)
     )
+    message_id = images[0][0].message_id
     zh, en = CORRECTED[label]
     if len(added) == 1:
         answer = f"已记录：{zh} / Recorded: {en}."
@@ -274,7 +255,7 @@ async def _undo(call: Invocation) -> str:
         undone = [corrections.undo(data, group_id=event.group_id, user_id=event.user_id) for _, data in images]
         return [correction for correction in undone if correction is not None]
 
-    undone = await _change_corrections(call, undo)
+    undone = await _change_corrections(call, lambda: verdicts.change_corrections(call.runtime, undo))
     if not undone:
         return "这张图片没有纠错记录 / That image has no correction."
     logger.info(

@@ -44,6 +44,8 @@ class Config(BaseModel):
     nailong_recent_max_images: int = Field(default=recent.DEFAULT_MAX_IMAGES, ge=0)
     nailong_recent_max_bytes: int = Field(default=recent.DEFAULT_MAX_BYTES, ge=0)
     nailong_recent_max_age_hours: float = Field(default=recent.DEFAULT_MAX_AGE / 3600, gt=0)
+    # None: no HTTP API and no web console. Long, because it guards a server that may face the network.
+    nailong_api_token: str | None = Field(default=None, min_length=16)
 
     @field_validator("nailong_onnx_providers", mode="before")
     @classmethod
@@ -53,7 +55,9 @@ class Config(BaseModel):
             return [part.strip() for part in value.split(",") if part.strip()] or None
         return value
 
-    @field_validator("nailong_model_path", "nailong_threshold", "nailong_data_dir", mode="before")
+    @field_validator(
+        "nailong_model_path", "nailong_threshold", "nailong_data_dir", "nailong_api_token", mode="before"
+    )
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return None if value == "" else value

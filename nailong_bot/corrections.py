@@ -43,6 +43,8 @@ Label = Literal["nailong", "other"]
 LABELS: tuple[Label, ...] = ("nailong", "other")
 
 CSV_FILE = "corrections.csv"
+# A decision made by a correction has the source "correction:<id>".
+SOURCE_PREFIX = "correction:"
 RETIRED_DIR = ".retired"
 CSV_COLUMNS = ("time", "action", "id", "label", "group_id", "user_id", "score", "model_version", "file", "phash")
 
@@ -63,7 +65,7 @@ class Correction:
     file: str  # path of the training image, relative to the feedback folder
     time: str  # ISO 8601
     group_id: int
-    user_id: int
+    user_id: int | str  # the admin's QQ number, or "web" for the web console
     score: float | None  # the model's score when the admin corrected it
     model_version: str
 
@@ -101,6 +103,11 @@ class Corrections:
                 counts[correction.label] += 1
         return counts
 
+    def newest(self, limit: int) -> list[Correction]:
+        """The active corrections, newest first."""
+        with self._lock:
+            return list(reversed(self._by_id.values()))[:limit]
+
     def lookup(
         self, frames_or_hash: Sequence[Image.Image] | Image.Image | int | None, *, image_bytes: bytes | None = None
     ) -> Correction | None:
@@ -129,7 +136,7 @@ class Corrections:
         *,
         label: Label,
         group_id: int,
-        user_id: int,
+        user_id: int | str,
         score: float | None,
         model_version: str,
     ) -> Correction:
@@ -304,7 +311,7 @@ def correction_override(corrections: Corrections) -> Override:
         correction = corrections.lookup(frames, image_bytes=image_bytes)
         if correction is None:
             return None
-        return Decision(1.0 if correction.label == "nailong" else 0.0, source=f"correction:{correction.id}")
+        return Decision(1.0 if correction.label == "nailong" else 0.0, source=SOURCE_PREFIX + correction.id)
 
     return decide_by_correction
 
@@ -322,7 +329,7 @@ def _correction_from_row(row: dict[str, str]) -> Correction:
         file=row["file"],
         time=row["time"],
         group_id=int(row["group_id"]),
-        user_id=int(row["user_id"]),
+        user_id=int(row["user_id"]) if row["user_id"].isdigit() else row["user_id"],
         score=float(row["score"]) if row["score"] else None,
         model_version=row["model_version"],
     )

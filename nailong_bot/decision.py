@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from PIL import Image
@@ -27,6 +27,8 @@ class Decision:
     source: str
     # What the model said, kept through the cache; None when an override decided without the model.
     model_score: float | None = None
+    # Frames decoded and looked at (an animated image's sampled frames).
+    frames: int = 0
 
 
 # (image bytes, decoded RGB frames) → a decision, or None to let the next step decide.
@@ -59,7 +61,7 @@ class Decider:
         for override in self.overrides:
             decision = override(data, frames)
             if decision is not None:
-                return decision
+                return replace(decision, frames=len(frames))
         batch = preprocess(frames, self.classifier.info.spec)
         score = float(self.classifier.nailong_scores(batch).max())
-        return Decision(score=score, source="model", model_score=score)
+        return Decision(score=score, source="model", model_score=score, frames=len(frames))

@@ -17,6 +17,7 @@ from nailong_vision.decode import ImageDecodeError
 
 from .actions import act
 from .cache import content_key
+from .decision import Decision
 from .fetch import FetchError, read_local_file
 from .images import CheckedImage, ImageRef, image_refs
 from .runtime import Runtime, get_runtime
@@ -51,6 +52,17 @@ def _decode_base64(text: str, max_bytes: int) -> bytes:
         raise FetchError("bad base64 image / base64 图片无效") from error
 
 
+async def decide_bytes(data: bytes, runtime: Runtime, generation: int) -> Decision:
+    """The decision on an image's bytes: the cache by content, else the decider (corrections, then
+    the model), cached under ``generation`` (read before the image was fetched). Raises
+    ImageDecodeError. Also the HTTP API's path, so both decide an image the same way."""
+    key = content_key(data)
+    cached = runtime.cache.get(key)
+    decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data)
+    runtime.cache.put(key, decision, generation)
+    return decision
+
+
 async def check_image(
     bot: Bot, event: GroupMessageEvent, ref: ImageRef, runtime: Runtime
 ) -> CheckedImage | None:
@@ -63,10 +75,7 @@ async def check_image(
     try:
         async with runtime.in_flight:
             data = await _image_bytes(bot, ref, runtime)
-            key = content_key(data)
-            cached = runtime.cache.get(key)
-            decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data)
-            runtime.cache.put(key, decision, generation)
+            decision = await decide_bytes(data, runtime, generation)
     except FetchError as error:
         logger.warning(f"图片下载失败，已跳过 / image download failed, skipped: {where}: {error.reason}")
         return None
@@ -89,20 +98,19 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
     refs = image_refs(event.message)
     checked = [c for c in await asyncio.gather(*(check_image(bot, event, r, runtime) for r in refs)) if c]
     settings = runtime.store.get(event.group_id)
-    runtime.stats.checked[event.group_id] += len(checked)
     hit = max(checked, key=lambda c: c.decision.score, default=None)
     if hit is not None and hit.decision.score < settings.threshold:
         hit = None
+    runtime.stats.add(event.group_id, checked=len(checked), hits=int(hit is not None))
     warning_id = None
     if hit is not None:
-        runtime.stats.hits[event.group_id] += 1
         logger.warning(
             f"发现奶龙图片 / nailong image: group={event.group_id} message={event.message_id} "
             f"user={event.user_id} score={hit.decision.score:.3f} threshold={settings.threshold} "
             f"source={hit.decision.source} action={settings.action.value}"
         )
         config = runtime.config
-        warning_id = await act(
+        outcome = await act(
             bot,
             event,
             hit,
@@ -111,6 +119,10 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
             mute_seconds=config.nailong_mute_seconds,
             cooldown=runtime.warning_cooldown,
         )
+        warning_id = outcome.warning_id
+        if outcome.recalled is not None:
+            recalled = int(outcome.recalled)
+            runtime.stats.add(event.group_id, recalls=recalled, failed_recalls=1 - recalled)
     await _remember(event, checked, settings.threshold, warning_id, runtime)
     return hit
 

@@ -146,6 +146,12 @@ class RecentImages:
             newest = next((e for e in reversed(self._entries) if e.group_id == group_id and e.hit), None)
             return [] if newest is None else self._images_of(newest.message_id)  # past max_age: none
 
+    def newest(self, limit: int) -> list[RecentImage]:
+        """The kept images, newest first."""
+        with self._lock:
+            oldest_kept = self._clock() - self.max_age
+            return [e for e in reversed(self._entries) if e.stored_at >= oldest_kept][:limit]
+
     def read(self, entry: RecentImage) -> bytes:
         """The stored bytes; FileNotFoundError if the image was evicted since it was looked up."""
         return (self._images_dir / entry.sha256).read_bytes()

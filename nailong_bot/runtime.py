@@ -1,11 +1,10 @@
 """What lives from start-up to shutdown: the model session, the HTTP client, the cache, settings,
-the recent images and the admins' corrections."""
+per-group counts, the recent images and the admins' corrections."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from nonebot.log import logger
@@ -25,15 +24,8 @@ from .corrections import Corrections, correction_override
 from .decision import Decider, Decision
 from .fetch import Fetcher
 from .recent import RecentImages
+from .stats import GroupCounts
 from .storage import Action, GroupSettings, SettingsStore
-
-
-@dataclass
-class GroupStats:
-    """Images checked and hits per group since start-up."""
-
-    checked: Counter[int] = field(default_factory=Counter)
-    hits: Counter[int] = field(default_factory=Counter)
 
 
 @dataclass
@@ -49,7 +41,8 @@ class Runtime:
     # Bounds the images between download and decision, and so the bytes held in memory.
     in_flight: asyncio.Semaphore
     warning_cooldown: WarningCooldown
-    stats: GroupStats = field(default_factory=GroupStats)
+    stats: GroupCounts
+    saving_stats: asyncio.Task[None]
 
 
 _current: Runtime | None = None
@@ -98,6 +91,8 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     )
     store = SettingsStore(data_dir, defaults)
     store.load()
+    stats = GroupCounts(data_dir)
+    await asyncio.to_thread(stats.load)
     recent = await asyncio.to_thread(
         RecentImages,
         data_dir / "recent",
@@ -130,6 +125,8 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         corrections=corrections,
         in_flight=asyncio.Semaphore(config.nailong_max_downloads + config.nailong_workers),
         warning_cooldown=WarningCooldown(config.nailong_reply_cooldown),
+        stats=stats,
+        saving_stats=asyncio.create_task(stats.save_every()),
     )
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
@@ -145,5 +142,7 @@ async def stop() -> None:
     if _current is None:
         return
     runtime, _current = _current, None
+    runtime.saving_stats.cancel()
+    await runtime.stats.save()
     await runtime.fetcher.aclose()
     runtime.decider.shutdown()

@@ -117,6 +117,10 @@ class SettingsStore:
             action=self.defaults.action if overrides.action is None else overrides.action,
         )
 
+    def groups(self) -> set[int]:
+        """The groups whose admins changed a setting."""
+        return set(self._groups)
+
     def is_enabled(self, group_id: int) -> bool:
         overrides = self._groups.get(group_id)
         return self.defaults.enabled if overrides is None or overrides.enabled is None else overrides.enabled

@@ -46,6 +46,7 @@ def build_tiny_model(
     metadata: bool = True,
     size: int = 64,
     threshold: float = TINY_THRESHOLD,
+    metrics: dict[str, float] | None = None,
 ) -> Path:
     """GlobalAveragePool → Flatten → Gemm: logit(nailong) - logit(rest) = 2·(R + G − 2B − 5).
 
@@ -88,7 +89,7 @@ def build_tiny_model(
             "threshold": str(threshold),
             "model_name": "tiny-test",
             "version": "0.0.1",
-            "metrics": json.dumps({}),
+            "metrics": json.dumps(metrics or {}),
             "data": json.dumps({}),
             "created_at": "2025-01-01T00:00:00Z",
         }

@@ -303,7 +303,7 @@ async def test_override_decides_before_the_model(tmp_path) -> None:
         return Decision(score=0.0, source="correction") if frames[0].getpixel((0, 0))[2] < 100 else None
 
     decider.overrides.append(corrections)
-    assert await decider.decide(still(YELLOW)) == Decision(0.0, "correction")
+    assert await decider.decide(still(YELLOW)) == Decision(0.0, "correction", frames=1)
     assert (await decider.decide(still(BLUE))).source == "model"
     assert len(seen) == 2
     assert all(thread.startswith("nailong") for *_, thread in seen)  # in the worker, off the event loop

@@ -129,15 +129,15 @@ async def test_unknown_action_changes_nothing(app: App, guard, text: str) -> Non
 
 
 async def test_status(app: App, guard) -> None:
-    guard.stats.checked[1] += 12
-    guard.stats.hits[1] += 3
+    guard.stats.add(1, checked=12, hits=3)
     answer = await run_command(app, command("/nailong status"))
     assert answer.splitlines() == [
         "奶龙检测 / detection: 已开启 (on)",
         "阈值 / threshold: 0.7",
         "动作 / action: 撤回并回复 (both)",
         "模型 / model: tiny-test 0.0.1",
-        "本群自启动以来检查 12 张图片，命中 3 次 / since start-up: 12 images checked, 3 hits",
+        "本群今天检查 12 张图片，命中 3 次；近 7 天检查 12 张，命中 3 次 / today: 12 images checked, 3 hits; "
+        "last 7 days: 12 checked, 3 hits",
     ]
 
 
