@@ -22,7 +22,6 @@ import hashlib
 import io
 import os
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +36,7 @@ from nonebot.log import logger
 from nailong_vision.decode import decode_frames
 from nailong_vision.phash import hamming, phash
 
+from . import persist
 from .decision import Decision, Override
 
 Label = Literal["nailong", "other"]
@@ -207,13 +207,13 @@ class Corrections:
     def _save_image(self, correction: Correction, image_bytes: bytes, first: Image.Image) -> None:
         target = self.feedback_dir / correction.file
         target.parent.mkdir(parents=True, exist_ok=True)
+        if correction.file.endswith(".png") and _format(image_bytes) != "PNG":
+            buffer = io.BytesIO()
+            first.save(buffer, format="PNG")
+            image_bytes = buffer.getvalue()
         # The temporary file sits outside the label folders so a training run never picks it up.
         tmp = self.feedback_dir / f".{correction.id}.tmp"
-        if correction.file.endswith(".png") and _format(image_bytes) != "PNG":
-            first.save(tmp, format="PNG")
-        else:
-            tmp.write_bytes(image_bytes)
-        os.replace(tmp, target)
+        persist.write_atomically(target, image_bytes, durable=False, tmp=tmp)
 
     def _retire(self, correction: Correction) -> str:
         """Move a correction's file out of the training folder; returns where it went."""
@@ -239,14 +239,12 @@ class Corrections:
         }
         if action != "add":
             row.update(time=datetime.now().astimezone().isoformat(timespec="seconds"), **changes)
-        new_file = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
-        with self.csv_path.open("a", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
-            handle.flush()
-            os.fsync(handle.fileno())
+        lines = io.StringIO()
+        writer = csv.DictWriter(lines, fieldnames=CSV_COLUMNS)
+        if not self.csv_path.exists() or self.csv_path.stat().st_size == 0:
+            writer.writeheader()
+        writer.writerow(row)
+        persist.append(self.csv_path, lines.getvalue(), durable=True)
 
     def _load(self) -> None:
         """Replay the log. Unreadable rows are skipped with a warning; an unrecognisable log is
@@ -269,8 +267,7 @@ class Corrections:
                     raise ValueError(f"unexpected columns {reader.fieldnames}")
                 rows = list(reader)
         except (ValueError, UnicodeDecodeError, csv.Error) as error:
-            aside = self.csv_path.with_name(f"{CSV_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.replace(self.csv_path, aside)
+            aside = persist.set_aside(self.csv_path)
             logger.warning(
                 f"纠错记录无法读取，已移到 {aside}，重新开始记录 / corrections log unreadable ({error}); "
                 f"moved to {aside}, starting a new one"

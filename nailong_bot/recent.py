@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
 from collections import Counter
@@ -22,6 +21,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from nonebot.log import logger
+
+from . import persist
 
 INDEX_FILE = "index.jsonl"
 IMAGES_DIR = "images"
@@ -110,7 +111,7 @@ class RecentImages:
         with self._lock:
             path = self._images_dir / sha256
             if not path.exists():
-                _write_atomically(path, image_bytes)
+                persist.write_atomically(path, image_bytes, durable=False)
             self._add(entry)
 
     def remember_repost(self, message_id: int, group_id: int, *, image_key: str, hit: bool) -> bool:
@@ -203,8 +204,7 @@ class RecentImages:
                     for line in journal:
                         self._replay(json.loads(line))
             except (ValueError, TypeError, KeyError, AttributeError) as error:
-                aside = self._index_path.with_name(f"{INDEX_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-                os.replace(self._index_path, aside)
+                aside = persist.set_aside(self._index_path)
                 logger.warning(
                     f"近期图片索引已损坏，已移到 {aside}，保留之前读到的 {len(self._entries)} 张 / recent-images "
                     f"index corrupted ({error!r}); moved to {aside}, kept the {len(self._entries)} images read before"
@@ -234,8 +234,7 @@ class RecentImages:
         if self._journal_lines >= max(_MIN_COMPACT_LINES, _COMPACT_FACTOR * live):
             self._compact()  # the change is already in memory, so the rewrite holds it
             return
-        with self._index_path.open("a", encoding="utf-8") as journal:
-            journal.write(json.dumps(record, ensure_ascii=False) + "\n")
+        persist.append(self._index_path, json.dumps(record, ensure_ascii=False) + "\n", durable=False)
         self._journal_lines += 1
 
     def _compact(self) -> None:
@@ -243,13 +242,6 @@ class RecentImages:
         records = [{"image": asdict(entry)} for entry in self._entries]
         records += [{"warning": [w, m]} for w, m in self._warnings.items()]
         text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-        _write_atomically(self._index_path, text.encode("utf-8"))
+        persist.write_atomically(self._index_path, text.encode("utf-8"), durable=False)
         self._journal_lines = len(records)
 
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    # tmp + os.replace: a crash leaves the old file or none, never half a file. No fsync: losing the
-    # last few entries on power loss is harmless for a cache of recent images.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import time
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
 
 from nonebot.log import logger
+
+from . import persist
 
 SETTINGS_FILE = "settings.json"
 _FORMAT_VERSION = 1
@@ -101,8 +101,7 @@ class SettingsStore:
                 int(group): GroupOverrides.from_json(entry) for group, entry in raw["groups"].items()
             }
         except (ValueError, UnicodeDecodeError) as error:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.replace(self.path, aside)
+            aside = persist.set_aside(self.path)
             self._groups = {}
             logger.warning(
                 f"群设置文件已损坏，已移到 {aside}，改用默认设置 / settings file corrupted ({error}); "
@@ -136,10 +135,5 @@ class SettingsStore:
         return self.get(group_id)
 
     def _write(self, snapshot: dict) -> None:
-        # tmp + fsync + os.replace: a crash mid-write leaves the old file, never half a file.
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as file:
-            json.dump(snapshot, file, ensure_ascii=False, indent=2)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, self.path)
+        text = json.dumps(snapshot, ensure_ascii=False, indent=2)
+        persist.write_atomically(self.path, text.encode("utf-8"), durable=True)
