@@ -20,6 +20,7 @@ from nonebot.params import CommandArg
 from nonebot.permission import SUPERUSER
 
 from .corrections import Correction, Label
+from .persist import CannotSave
 from .recent import RecentImage
 from .runtime import Runtime, get_runtime
 from .storage import Action
@@ -151,16 +152,19 @@ async def _status(call: Invocation) -> str:
     settings = runtime.store.get(group)
     info = runtime.classifier.info
     checked, hits = runtime.stats.checked[group], runtime.stats.hits[group]
-    return "\n".join(
-        [
-            f"奶龙检测 / detection: {'已开启 (on)' if settings.enabled else '已关闭 (off)'}",
-            f"阈值 / threshold: {format_threshold(settings.threshold)}",
-            f"动作 / action: {ACTION_LABELS[settings.action]}",
-            f"模型 / model: {info.name} {info.version}",
-            f"本群自启动以来检查 {checked} 张图片，命中 {hits} 次 / "
-            f"since start-up: {checked} images checked, {hits} hits",
-        ]
-    )
+    lines = [
+        f"奶龙检测 / detection: {'已开启 (on)' if settings.enabled else '已关闭 (off)'}",
+        f"阈值 / threshold: {format_threshold(settings.threshold)}",
+        f"动作 / action: {ACTION_LABELS[settings.action]}",
+        f"模型 / model: {info.name} {info.version}",
+        f"本群自启动以来检查 {checked} 张图片，命中 {hits} 次 / "
+        f"since start-up: {checked} images checked, {hits} hits",
+    ]
+    if any(store.save_error for store in (runtime.store, runtime.recent, runtime.corrections)):
+        lines.append(
+            "数据目录不可写，更改无法保存（见日志）/ The data folder cannot be written: changes cannot be saved."
+        )
+    return "\n".join(lines)
 
 
 async def _replied_images(
@@ -168,8 +172,10 @@ async def _replied_images(
 ) -> list[tuple[RecentImage, bytes]]:
     """This group's kept images of the message the command replies to (the image's own message or
     the bot's warning about it), with their bytes; without a reply, when allowed, those of the
-    group's latest hit. Raises CommandFailed when there are none."""
+    group's latest hit. Raises CommandFailed when there are none, CannotSave when no image can be kept."""
     recent, group = call.runtime.recent, call.event.group_id
+    if recent.save_error is not None:
+        raise CannotSave(f"近期图片 / recent images: {recent.save_error}")
     if call.event.reply is not None:
         entries = await asyncio.to_thread(recent.lookup, call.event.reply.message_id)
     elif latest_hit_without_reply:
@@ -329,6 +335,11 @@ async def _dispatch(bot: Bot, event: GroupMessageEvent, arg: Message = CommandAr
         answer = await entry.handler(Invocation(bot, event, words[1:], runtime))
     except CommandFailed as failure:
         answer = str(failure)
+    except CannotSave as error:
+        answer = (
+            f"无法保存，未做任何更改（数据目录不可写，请联系机器人的管理者）/ Cannot save, nothing changed "
+            f"(the data folder cannot be written; tell the bot's operator): {error}"
+        )
     except OSError as error:
         logger.error(f"保存群设置失败 / saving settings failed: group={event.group_id}: {error}")
         answer = "保存设置失败，设置未改变，请查看日志 / Saving failed, nothing changed; see the log."

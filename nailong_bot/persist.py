@@ -1,5 +1,9 @@
 """How the plugin's files are written and set aside, in one place.
 
+A store whose folder or file cannot be written (a read-only data folder, a directory where its file
+should be) still starts with what it could read; its ``save_error`` says why, it refuses changes
+with :class:`CannotSave`, and the runtime says so once at start-up.
+
 The fsync decision, stated once: what an admin did (group settings, the corrections log) is
 fsynced before it counts as saved, so that it survives a power loss; what the bot can do without
 (recent images and their journal, the copies of corrected images) is not, since losing the last few
@@ -10,7 +14,12 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
+
+
+class CannotSave(Exception):
+    """A change was refused because its store cannot write its files; the message says why."""
 
 
 def write_atomically(path: Path, data: bytes, *, durable: bool, tmp: Path | None = None) -> None:
@@ -41,3 +50,22 @@ def set_aside(path: Path) -> Path:
     aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
     os.replace(path, aside)
     return aside
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why files cannot be created in ``directory`` (made if missing), or None when they can.
+    Found by creating and removing a file: permission bits say nothing for root, nor for a
+    read-only filesystem."""
+    probe = directory / f".write-test-{uuid.uuid4().hex}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as error:
+        return describe(error)
+    return None
+
+
+def describe(error: OSError) -> str:
+    """"<path>: <what the OS said>", for log lines and replies."""
+    return f"{error.filename}: {error.strerror}" if error.filename and error.strerror else str(error)

@@ -72,6 +72,8 @@ class RecentImages:
         self._entries: list[RecentImage] = []  # oldest first
         self._warnings: dict[int, int] = {}  # bot's warning message id → image message id
         self._journal_lines = 0
+        # Why images cannot be kept (set by _load); None when they can.
+        self.save_error: str | None = None
         self._load()
 
     def __len__(self) -> int:
@@ -94,7 +96,7 @@ class RecentImages:
         hit: bool,
     ) -> None:
         """Store a decided image; the same (message, image_key) remembered again replaces the old one."""
-        if len(image_bytes) > self.max_bytes or self.max_images <= 0:
+        if len(image_bytes) > self.max_bytes or self.max_images <= 0 or self.save_error is not None:
             return
         sha256 = hashlib.sha256(image_bytes).hexdigest()
         entry = RecentImage(
@@ -118,6 +120,8 @@ class RecentImages:
         """Store an image that was decided without its bytes (a repost the cache knew by
         ``image_key``) under its new message, sharing the latest stored copy with that key.
         False when no copy is stored any more."""
+        if self.save_error is not None:
+            return False
         with self._lock:
             earlier = next((e for e in reversed(self._entries) if e.image_key == image_key), None)
             if earlier is None:
@@ -128,6 +132,8 @@ class RecentImages:
 
     def link_reply(self, warning_message_id: int, message_id: int) -> None:
         """Let a reply to the bot's warning find the images of the message it warned about."""
+        if self.save_error is not None:
+            return
         with self._lock:
             self._warnings[warning_message_id] = message_id
             self._journal({"warning": [warning_message_id, message_id]})
@@ -195,9 +201,20 @@ class RecentImages:
             (self._images_dir / sha256).unlink(missing_ok=True)
 
     def _load(self) -> None:
+        """Open the store. One that cannot write its files keeps nothing, not even what it could
+        read: the images are kept only for corrections, which cannot be saved then either."""
+        self.save_error = persist.unwritable_reason(self._images_dir) or persist.unwritable_reason(self.directory)
+        if self.save_error is None:
+            try:
+                self._replay_journal()
+            except OSError as error:
+                self.save_error = persist.describe(error)
+        if self.save_error is not None:
+            self._entries, self._warnings = [], {}
+
+    def _replay_journal(self) -> None:
         """Replay the journal. At a line that cannot be read (a crash mid-write, a damaged file) the
         file is set aside (kept for inspection) and what was read before it is kept."""
-        self._images_dir.mkdir(parents=True, exist_ok=True)
         if self._index_path.exists():
             try:
                 with self._index_path.open(encoding="utf-8") as journal:
