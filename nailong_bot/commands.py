@@ -90,8 +90,8 @@ def subcommand(*names: str, usage: str, superuser_only: bool = False) -> Callabl
 
 
 def format_threshold(value: float) -> str:
-    """0.85 → "0.85", 0.5 → "0.5", 1 → "1.0": a plain decimal, never scientific notation."""
-    text = f"{value:.4f}".rstrip("0")
+    """0.85 → "0.85", 0.99999 → "0.99999", 0 → "0.0": a plain decimal, never scientific notation."""
+    text = f"{value:.10f}".rstrip("0")
     return text + "0" if text.endswith(".") else text
 
 
@@ -120,7 +120,7 @@ async def _disable(call: Invocation) -> str:
     "threshold", "阈值", usage="threshold 0.85 | 阈值 0.85 — 判定阈值，0 到 1 之间 / score needed for a hit"
 )
 async def _threshold(call: Invocation) -> str:
-    usage = "用法 / usage: /nailong threshold 0.85（0 到 1 之间的小数 / a decimal within 0..1）"
+    usage = "用法 / usage: /nailong threshold 0.85（0 到 1 之间、小于 1 的小数 / a decimal within 0..1, below 1）"
     if len(call.args) != 1:
         return usage
     try:
@@ -129,7 +129,14 @@ async def _threshold(call: Invocation) -> str:
         return f"阈值必须是数字 / threshold must be a number: {call.args[0]!r}\n{usage}"
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         return f"阈值必须在 0 到 1 之间 / threshold must be within 0..1: {call.args[0]!r}\n{usage}"
-    settings = await call.runtime.store.update(call.event.group_id, threshold=round(value, 4))
+    if value == 1.0:
+        # No score reaches above 1, so this would silently check nothing: switching off is said plainly.
+        return (
+            f"阈值 {call.args[0]} 等于关闭检测；要关闭请用 /nailong off（/奶龙 关闭）/ A threshold of "
+            f"{call.args[0]} turns detection off; to do that, use /nailong off.\n{usage}"
+        )
+    # Kept as given: rounding would turn 0.99999 into 1.0, which is off.
+    settings = await call.runtime.store.update(call.event.group_id, threshold=value)
     return f"阈值已设为 / threshold set to {format_threshold(settings.threshold)}"
 
 

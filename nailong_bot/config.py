@@ -14,8 +14,9 @@ DEFAULT_REPLY_TEXT = "检测到奶龙图片，请不要发奶龙哦～ / Nailong
 class Config(BaseModel):
     # None: the bundled model (its checksum is verified).
     nailong_model_path: Path | None = None
-    # None: the threshold recommended in the model's metadata.
-    nailong_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    # None: the threshold recommended in the model's metadata. Below 1: no score exceeds 1, so 1 would
+    # check nothing (NAILONG_DEFAULT_ENABLED=false says that plainly).
+    nailong_threshold: float | None = Field(default=None, ge=0.0, lt=1.0)
     nailong_recall: bool = True
     nailong_reply: bool = True
     nailong_reply_text: str = DEFAULT_REPLY_TEXT

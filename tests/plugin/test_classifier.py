@@ -184,8 +184,9 @@ def test_threshold_setting_overrides_the_model(tmp_path) -> None:
     config = Config(nailong_threshold=0.85)
     assert config.nailong_threshold == 0.85
     assert Config(nailong_threshold="").nailong_threshold is None
-    with pytest.raises(ValueError):
-        Config(nailong_threshold=1.5)
+    for disabling in (1.5, 1.0):
+        with pytest.raises(ValueError):
+            Config(nailong_threshold=disabling)
     assert Config(
         nailong_onnx_providers="CUDAExecutionProvider, CPUExecutionProvider"
     ).nailong_onnx_providers == [
