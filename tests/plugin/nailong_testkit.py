@@ -46,11 +46,13 @@ def build_tiny_model(
     metadata: bool = True,
     size: int = 64,
     threshold: float = TINY_THRESHOLD,
+    top_half: bool = False,
 ) -> Path:
     """GlobalAveragePool → Flatten → Gemm: logit(nailong) - logit(rest) = 2·(R + G − 2B − 5).
 
     On ImageNet-normalised input a yellow image scores ≈ 0.99, white, black, blue and red ≤ 0.1.
     Without ``metadata`` the input is dynamic in H/W and the file carries no metadata_props.
+    ``top_half``: only the upper half of the input counts, so the model tells which way is up.
     """
     import onnx
     from onnx import TensorProto, helper
@@ -61,9 +63,15 @@ def build_tiny_model(
     weights[0] = [2.0, 2.0, -4.0]
     bias[0] = -10.0
     spatial: list[Any] = [size, size] if metadata else ["height", "width"]
+    crop = [helper.make_node("Slice", ["input", "top", "middle", "rows"], ["seen"])] if top_half else []
+    half_bounds = [
+        helper.make_tensor(name, TensorProto.INT64, [1], [value])
+        for name, value in (("top", 0), ("middle", size // 2), ("rows", 2))
+    ]
     graph = helper.make_graph(
         [
-            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            *crop,
+            helper.make_node("GlobalAveragePool", ["seen" if top_half else "input"], ["pooled"]),
             helper.make_node("Flatten", ["pooled"], ["features"], axis=1),
             helper.make_node("Gemm", ["features", "weight", "bias"], ["logits"], transB=1),
         ],
@@ -73,6 +81,7 @@ def build_tiny_model(
         [
             helper.make_tensor("weight", TensorProto.FLOAT, weights.shape, weights.ravel().tolist()),
             helper.make_tensor("bias", TensorProto.FLOAT, bias.shape, bias.tolist()),
+            *(half_bounds if top_half else []),
         ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
