@@ -35,7 +35,9 @@ class Config(BaseModel):
     nailong_max_downloads: int = Field(default=4, ge=1)
     nailong_max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     nailong_max_pixels: int = Field(default=40_000_000, ge=1)
-    nailong_max_frames: int = Field(default=8, ge=1, le=64)
+    # Frames of an animated image classified; None: as many as the model was trained on (its metadata).
+    # A number caps that (fewer frames: less CPU per GIF, a short nailong clip may be missed).
+    nailong_max_frames: int | None = Field(default=None, ge=1, le=64)
     nailong_connect_timeout: float = Field(default=5.0, gt=0)
     nailong_read_timeout: float = Field(default=15.0, gt=0)
     nailong_fetch_retries: int = Field(default=2, ge=0, le=5)
@@ -54,7 +56,9 @@ class Config(BaseModel):
             return [part.strip() for part in value.split(",") if part.strip()] or None
         return value
 
-    @field_validator("nailong_model_path", "nailong_threshold", "nailong_data_dir", mode="before")
+    @field_validator(
+        "nailong_model_path", "nailong_threshold", "nailong_data_dir", "nailong_max_frames", mode="before"
+    )
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return None if value == "" else value

@@ -12,12 +12,13 @@ import warnings
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
+from .preprocess import PreprocessSpec
+
 # Pillow's own bomb check only warns below 2× its limit; we enforce an explicit cap instead.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 DEFAULT_MAX_PIXELS = 40_000_000
-DEFAULT_MAX_FRAMES = 8
 # Seeking to frame k of a GIF/WebP decodes every frame before it; this caps that work (≈1 s).
 DEFAULT_MAX_DECODED_PIXELS = 200_000_000
 
@@ -70,7 +71,7 @@ def _orientation(image: Image.Image) -> int:
 def decode_frames(
     data: bytes,
     *,
-    max_frames: int = DEFAULT_MAX_FRAMES,
+    max_frames: int = PreprocessSpec.frames,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
     max_decoded_pixels: int = DEFAULT_MAX_DECODED_PIXELS,

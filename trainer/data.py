@@ -306,7 +306,7 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
     """Everything a run needs: labels, the grouped split and decoded pixels for both sides."""
     records = load_records(cfg)
     labels = resolve_labels(cfg, records)
-    spec = PreprocessSpec(size=cfg.image_size)
+    spec = PreprocessSpec(size=cfg.image_size, frames=cfg.eval_frames)
     arrays = decode_all(records, cfg, spec)
     records = [records[i] for i in arrays["ok"]]
     label_names = [r.label for r in records]

@@ -47,12 +47,14 @@ def build_tiny_model(
     size: int = 64,
     threshold: float = TINY_THRESHOLD,
     top_half: bool = False,
+    frames: int | None = None,
 ) -> Path:
     """GlobalAveragePool → Flatten → Gemm: logit(nailong) - logit(rest) = 2·(R + G − 2B − 5).
 
     On ImageNet-normalised input a yellow image scores ≈ 0.99, white, black, blue and red ≤ 0.1.
     Without ``metadata`` the input is dynamic in H/W and the file carries no metadata_props.
     ``top_half``: only the upper half of the input counts, so the model tells which way is up.
+    ``frames``: the frame count written into the metadata (none written by default, as in older exports).
     """
     import onnx
     from onnx import TensorProto, helper
@@ -101,6 +103,8 @@ def build_tiny_model(
             "data": json.dumps({}),
             "created_at": "2025-01-01T00:00:00Z",
         }
+        if frames is not None:
+            props["frames"] = str(frames)
         helper.set_model_props(model, props)
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
