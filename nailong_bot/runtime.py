@@ -135,8 +135,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
         f"labels={list(info.labels)}, input={info.spec.size}, frames={decider.frames}, "
-        f"threshold={defaults.threshold}, "
-        f"providers={list(info.providers)}; settings in {store.path}, "
+        f"threshold={defaults.threshold}, providers={list(info.providers)}; settings in {store.path}, "
         f"{len(corrections)} corrections in {corrections.feedback_dir}"
     )
     return _current
