@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import ExifTags, Image, ImageDraw
 
 YELLOW = (255, 220, 0)
 BLUE = (40, 90, 220)
@@ -167,6 +167,36 @@ def transparent_sticker(color: tuple[int, int, int], fmt: str = "PNG") -> bytes:
     image.paste((*color, 255), (40, 40, 56, 56))
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+# How a camera stores an upright picture under each EXIF orientation: the inverse of what a viewer applies.
+STORED_AS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def upright_scene(size: tuple[int, int] = (120, 80)) -> Image.Image:
+    """Yellow on top, blue below, and a red corner top left: every orientation looks different."""
+    image = Image.new("RGB", size, BLUE)
+    image.paste(YELLOW, (0, 0, size[0], size[1] // 2))
+    image.paste((220, 30, 30), (0, 0, size[0] // 4, size[1] // 4))
+    return image
+
+
+def saved_with_orientation(upright: Image.Image, orientation: int, fmt: str = "PNG", **options) -> bytes:
+    """``upright`` as a camera saves it: pixels as the sensor saw them, and the EXIF tag to turn them."""
+    stored = upright if orientation == 1 else upright.transpose(STORED_AS[orientation])
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    buffer = io.BytesIO()
+    stored.save(buffer, format=fmt, exif=exif, **options)
     return buffer.getvalue()
 
 

@@ -9,38 +9,18 @@ import numpy as np
 import pytest
 from nonebot.adapters.onebot.v11 import Adapter, Bot, Message, MessageSegment
 from nonebug import App
-from PIL import ExifTags, Image, ImageOps
+from PIL import Image, ImageOps
 
-from nailong_testkit import BLUE, YELLOW, build_tiny_model, group_event, image_segment
+from nailong_testkit import (
+    BLUE,
+    YELLOW,
+    build_tiny_model,
+    group_event,
+    image_segment,
+    saved_with_orientation,
+    upright_scene,
+)
 from nailong_vision.decode import decode_frames
-
-# How a camera stores an upright picture under each orientation: the inverse of what a viewer applies.
-STORED = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
-
-
-def upright_scene(size: tuple[int, int] = (120, 80)) -> Image.Image:
-    """Yellow on top, blue below, and a red corner top left: every orientation looks different."""
-    image = Image.new("RGB", size, BLUE)
-    image.paste(YELLOW, (0, 0, size[0], size[1] // 2))
-    image.paste((220, 30, 30), (0, 0, size[0] // 4, size[1] // 4))
-    return image
-
-
-def saved_with_orientation(upright: Image.Image, orientation: int, fmt: str = "PNG", **options) -> bytes:
-    stored = upright if orientation == 1 else upright.transpose(STORED[orientation])
-    exif = Image.Exif()
-    exif[ExifTags.Base.Orientation] = orientation
-    buffer = io.BytesIO()
-    stored.save(buffer, format=fmt, exif=exif, **options)
-    return buffer.getvalue()
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
