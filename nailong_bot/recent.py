@@ -202,7 +202,7 @@ class RecentImages:
 
     def _load(self) -> None:
         """Open the store. One that cannot write its files keeps nothing, not even what it could
-        read: the images are kept only for corrections, which cannot be saved then either."""
+        read (corrections by reply then answer that nothing can be saved, rather than half work)."""
         self.save_error = persist.unwritable_reason(self._images_dir) or persist.unwritable_reason(self.directory)
         if self.save_error is None:
             try:
