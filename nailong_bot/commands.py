@@ -22,6 +22,7 @@ from nonebot.permission import SUPERUSER
 
 from . import verdicts
 from .corrections import Correction, Label
+from .persist import CannotSave
 from .recent import RecentImage
 from .runtime import Runtime, get_runtime
 from .storage import Action
@@ -92,8 +93,8 @@ def subcommand(*names: str, usage: str, superuser_only: bool = False) -> Callabl
 
 
 def format_threshold(value: float) -> str:
-    """0.85 → "0.85", 0.5 → "0.5", 1 → "1.0": a plain decimal, never scientific notation."""
-    text = f"{value:.4f}".rstrip("0")
+    """0.85 → "0.85", 0.99999 → "0.99999", 0 → "0.0": a plain decimal, never scientific notation."""
+    text = f"{value:.10f}".rstrip("0")
     return text + "0" if text.endswith(".") else text
 
 
@@ -122,7 +123,7 @@ async def _disable(call: Invocation) -> str:
     "threshold", "阈值", usage="threshold 0.85 | 阈值 0.85 — 判定阈值，0 到 1 之间 / score needed for a hit"
 )
 async def _threshold(call: Invocation) -> str:
-    usage = "用法 / usage: /nailong threshold 0.85（0 到 1 之间的小数 / a decimal within 0..1）"
+    usage = "用法 / usage: /nailong threshold 0.85（0 到 1 之间、小于 1 的小数 / a decimal within 0..1, below 1）"
     if len(call.args) != 1:
         return usage
     try:
@@ -131,7 +132,14 @@ async def _threshold(call: Invocation) -> str:
         return f"阈值必须是数字 / threshold must be a number: {call.args[0]!r}\n{usage}"
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         return f"阈值必须在 0 到 1 之间 / threshold must be within 0..1: {call.args[0]!r}\n{usage}"
-    settings = await call.runtime.store.update(call.event.group_id, threshold=round(value, 4))
+    if value == 1.0:
+        # No score reaches above 1, so this would silently check nothing: switching off is said plainly.
+        return (
+            f"阈值 {call.args[0]} 等于关闭检测；要关闭请用 /nailong off（/奶龙 关闭）/ A threshold of "
+            f"{call.args[0]} turns detection off; to do that, use /nailong off.\n{usage}"
+        )
+    # Kept as given: rounding would turn 0.99999 into 1.0, which is off.
+    settings = await call.runtime.store.update(call.event.group_id, threshold=value)
     return f"阈值已设为 / threshold set to {format_threshold(settings.threshold)}"
 
 
@@ -154,17 +162,20 @@ async def _status(call: Invocation) -> str:
     settings = runtime.store.get(group)
     info = runtime.classifier.info
     today, week = runtime.stats.over_days(group, 1), runtime.stats.over_days(group, 7)
-    return "\n".join(
-        [
-            f"奶龙检测 / detection: {'已开启 (on)' if settings.enabled else '已关闭 (off)'}",
-            f"阈值 / threshold: {format_threshold(settings.threshold)}",
-            f"动作 / action: {ACTION_LABELS[settings.action]}",
-            f"模型 / model: {info.name} {info.version}",
-            f"本群今天检查 {today.checked} 张图片，命中 {today.hits} 次；近 7 天检查 {week.checked} 张，"
-            f"命中 {week.hits} 次 / today: {today.checked} images checked, {today.hits} hits; "
-            f"last 7 days: {week.checked} checked, {week.hits} hits",
-        ]
-    )
+    lines = [
+        f"奶龙检测 / detection: {'已开启 (on)' if settings.enabled else '已关闭 (off)'}",
+        f"阈值 / threshold: {format_threshold(settings.threshold)}",
+        f"动作 / action: {ACTION_LABELS[settings.action]}",
+        f"模型 / model: {info.name} {info.version}",
+        f"本群今天检查 {today.checked} 张图片，命中 {today.hits} 次；近 7 天检查 {week.checked} 张，"
+        f"命中 {week.hits} 次 / today: {today.checked} images checked, {today.hits} hits; "
+        f"last 7 days: {week.checked} checked, {week.hits} hits",
+    ]
+    if any(store.save_error for store in (runtime.store, runtime.recent, runtime.corrections)):
+        lines.append(
+            "数据目录不可写，更改无法保存（见日志）/ The data folder cannot be written: changes cannot be saved."
+        )
+    return "\n".join(lines)
 
 
 async def _replied_images(
@@ -172,8 +183,10 @@ async def _replied_images(
 ) -> list[tuple[RecentImage, bytes]]:
     """This group's kept images of the message the command replies to (the image's own message or
     the bot's warning about it), with their bytes; without a reply, when allowed, those of the
-    group's latest hit. Raises CommandFailed when there are none."""
+    group's latest hit. Raises CommandFailed when there are none, CannotSave when no image can be kept."""
     recent, group = call.runtime.recent, call.event.group_id
+    if recent.save_error is not None:
+        raise CannotSave(f"近期图片 / recent images: {recent.save_error}")
     if call.event.reply is not None:
         entries = await asyncio.to_thread(recent.lookup, call.event.reply.message_id)
     elif latest_hit_without_reply:
@@ -310,6 +323,11 @@ async def _dispatch(bot: Bot, event: GroupMessageEvent, arg: Message = CommandAr
         answer = await entry.handler(Invocation(bot, event, words[1:], runtime))
     except CommandFailed as failure:
         answer = str(failure)
+    except CannotSave as error:
+        answer = (
+            f"无法保存，未做任何更改（数据目录不可写，请联系机器人的管理者）/ Cannot save, nothing changed "
+            f"(the data folder cannot be written; tell the bot's operator): {error}"
+        )
     except OSError as error:
         logger.error(f"保存群设置失败 / saving settings failed: group={event.group_id}: {error}")
         answer = "保存设置失败，设置未改变，请查看日志 / Saving failed, nothing changed; see the log."

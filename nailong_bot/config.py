@@ -14,8 +14,9 @@ DEFAULT_REPLY_TEXT = "检测到奶龙图片，请不要发奶龙哦～ / Nailong
 class Config(BaseModel):
     # None: the bundled model (its checksum is verified).
     nailong_model_path: Path | None = None
-    # None: the threshold recommended in the model's metadata.
-    nailong_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    # None: the threshold recommended in the model's metadata. Below 1: no score exceeds 1, so 1 would
+    # check nothing (NAILONG_DEFAULT_ENABLED=false says that plainly).
+    nailong_threshold: float | None = Field(default=None, ge=0.0, lt=1.0)
     nailong_recall: bool = True
     nailong_reply: bool = True
     nailong_reply_text: str = DEFAULT_REPLY_TEXT
@@ -34,7 +35,9 @@ class Config(BaseModel):
     nailong_max_downloads: int = Field(default=4, ge=1)
     nailong_max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     nailong_max_pixels: int = Field(default=40_000_000, ge=1)
-    nailong_max_frames: int = Field(default=8, ge=1, le=64)
+    # Frames of an animated image classified; None: as many as the model was trained on (its metadata).
+    # A number caps that (fewer frames: less CPU per GIF, a short nailong clip may be missed).
+    nailong_max_frames: int | None = Field(default=None, ge=1, le=64)
     nailong_connect_timeout: float = Field(default=5.0, gt=0)
     nailong_read_timeout: float = Field(default=15.0, gt=0)
     nailong_fetch_retries: int = Field(default=2, ge=0, le=5)
@@ -56,7 +59,8 @@ class Config(BaseModel):
         return value
 
     @field_validator(
-        "nailong_model_path", "nailong_threshold", "nailong_data_dir", "nailong_api_token", mode="before"
+        "nailong_model_path", "nailong_threshold", "nailong_data_dir", "nailong_api_token", "nailong_max_frames",
+        mode="before"
     )
     @classmethod
     def _empty_is_default(cls, value: object) -> object:

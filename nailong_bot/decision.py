@@ -39,11 +39,16 @@ Override = Callable[[bytes, list[Image.Image]], Decision | None]
 class Decider:
     """Decodes and classifies in a bounded pool of worker threads, never on the event loop."""
 
-    def __init__(self, classifier: Classifier, *, workers: int, max_frames: int, max_pixels: int) -> None:
+    def __init__(
+        self, classifier: Classifier, *, workers: int, max_frames: int | None, max_pixels: int
+    ) -> None:
+        """``max_frames``: the operator's cap on the frames the model's spec asks for (None: no cap)."""
         self.classifier = classifier
         self.overrides: list[Override] = []
+        spec = classifier.info.spec
+        self.frames = spec.frames if max_frames is None else min(max_frames, spec.frames)
         self._decode = partial(
-            decode_frames, max_frames=max_frames, max_pixels=max_pixels, draft_size=classifier.info.spec.size
+            decode_frames, max_frames=self.frames, max_pixels=max_pixels, draft_size=spec.size
         )
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nailong")
 

@@ -101,6 +101,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         max_age=config.nailong_recent_max_age_hours * 3600,
     )
     corrections = await asyncio.to_thread(Corrections, data_dir / "feedback")
+    _report_unsaved(store, recent, corrections)
     decider = Decider(
         classifier,
         workers=config.nailong_workers,
@@ -130,11 +131,31 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     )
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
-        f"labels={list(info.labels)}, input={info.spec.size}, threshold={defaults.threshold}, "
-        f"providers={list(info.providers)}; settings in {store.path}, "
+        f"labels={list(info.labels)}, input={info.spec.size}, frames={decider.frames}, "
+        f"threshold={defaults.threshold}, providers={list(info.providers)}; settings in {store.path}, "
         f"{len(corrections)} corrections in {corrections.feedback_dir}"
     )
     return _current
+
+
+def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Corrections) -> None:
+    """One line at start-up for what cannot be saved: the bot still guards, so say it loudly."""
+    unsaved = [
+        (zh, en, error)
+        for zh, en, error in [
+            ("群设置", "group settings", store.save_error),
+            ("近期图片（纠错用）", "recent images (for corrections)", recent.save_error),
+            ("纠错", "corrections", corrections.save_error),
+        ]
+        if error is not None
+    ]
+    if unsaved:
+        logger.error(
+            f"无法保存{'、'.join(zh for zh, _, _ in unsaved)}：管理员的更改会被拒绝，仍按默认设置和已读取的内容检测 / "
+            f"cannot save {', '.join(en for _, en, _ in unsaved)}: admins' changes will be refused, guarding "
+            f"goes on with the defaults and what could be read. "
+            f"{'; '.join(error for _, _, error in unsaved)}"
+        )
 
 
 async def stop() -> None:

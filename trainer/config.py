@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from nailong_vision.preprocess import PreprocessSpec
+
 
 @dataclass
 class AugmentConfig:
@@ -43,7 +45,7 @@ class TrainConfig:
     positive_label: str = "nailong"
     image_size: int = 160
     train_frames: int = 4  # frames an animated training image contributes
-    eval_frames: int = 8  # frames the plugin samples (validation decodes like the plugin)
+    eval_frames: int = PreprocessSpec.frames  # frames the plugin samples: written into the model's metadata
     val_fraction: float = 0.2
     # Its own seed, so a new training seed or a fine-tune never moves training images into validation.
     split_seed: int = 1337

@@ -42,12 +42,12 @@ def build_initialised_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Modu
 def preprocess_spec(cfg: TrainConfig) -> PreprocessSpec:
     """How images become this model's input; written into the exported model for the plugin."""
     if cfg.normalization == "imagenet":
-        return PreprocessSpec(size=cfg.image_size)
+        return PreprocessSpec(size=cfg.image_size, frames=cfg.eval_frames)
     if cfg.normalization == "model":
         pretrained_cfg = timm.get_pretrained_cfg(cfg.model).to_dict()
         resize = pretrained_cfg.get("interpolation", "bilinear")
         return PreprocessSpec(size=cfg.image_size, mean=tuple(pretrained_cfg["mean"]), std=tuple(pretrained_cfg["std"]),
-                              resize=resize if resize in RESAMPLE else "bilinear")
+                              resize=resize if resize in RESAMPLE else "bilinear", frames=cfg.eval_frames)
     raise ValueError(f"normalization must be imagenet or model, got {cfg.normalization!r}")
 
 
