@@ -101,7 +101,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         max_age=config.nailong_recent_max_age_hours * 3600,
     )
     corrections = await asyncio.to_thread(Corrections, data_dir / "feedback")
-    _report_unsaved(store, recent, corrections)
+    _report_unsaved(store, recent, corrections, stats)
     decider = Decider(
         classifier,
         workers=config.nailong_workers,
@@ -138,7 +138,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     return _current
 
 
-def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Corrections) -> None:
+def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts) -> None:
     """One line at start-up for what cannot be saved: the bot still guards, so say it loudly."""
     unsaved = [
         (zh, en, error)
@@ -146,6 +146,7 @@ def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Cor
             ("群设置", "group settings", store.save_error),
             ("近期图片（纠错用）", "recent images (for corrections)", recent.save_error),
             ("纠错", "corrections", corrections.save_error),
+            ("统计", "counts", stats.save_error),
         ]
         if error is not None
     ]

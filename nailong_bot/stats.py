@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -18,6 +17,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from nonebot.log import logger
+
+from . import persist
 
 STATS_FILE = "stats.json"
 _FORMAT_VERSION = 1
@@ -58,6 +59,7 @@ class GroupCounts:
         self._clock = clock
         self._days: dict[str, dict[int, Counts]] = {}  # local ISO date → group → counts
         self._dirty = False
+        self.save_error: str | None = None  # why the counts cannot be written (they are still kept in memory)
 
     def _today(self) -> date:
         return datetime.fromtimestamp(self._clock()).date()
@@ -86,8 +88,9 @@ class GroupCounts:
         return {group for groups in self._days.values() for group in groups}
 
     def load(self) -> None:
-        """Read the file; a corrupted one is set aside (kept for inspection) and counting starts over."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Read the file; a corrupted one is set aside (kept for inspection) and counting starts over.
+        In a folder that cannot be written, counting goes on in memory (``save_error`` says why)."""
+        self.save_error = persist.unwritable_reason(self.path.parent)
         if not self.path.exists():
             return
         try:
@@ -100,18 +103,20 @@ class GroupCounts:
                 }
                 for day, groups in raw["days"].items()
             }
+        except OSError as error:
+            self.save_error = persist.describe(error)
+            logger.warning(f"无法读取统计，重新开始计数 / cannot read the counts, counting starts over: {self.save_error}")
         except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as error:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.replace(self.path, aside)
+            kept_at = self.path if self.save_error else persist.set_aside(self.path)
             self._days = {}
             logger.warning(
-                f"统计文件已损坏，已移到 {aside}，重新开始计数 / counts file corrupted ({error}); "
-                f"moved to {aside}, counting starts over"
+                f"统计文件已损坏，保留在 {kept_at}，重新开始计数 / counts file corrupted ({error}); "
+                f"kept at {kept_at}, counting starts over"
             )
 
     async def save(self) -> None:
         """Write the counts if they changed; a failed write is logged and tried again next time."""
-        if not self._dirty:
+        if not self._dirty or self.save_error is not None:
             return
         snapshot = {
             "version": _FORMAT_VERSION,
@@ -122,7 +127,8 @@ class GroupCounts:
         }
         self._dirty = False
         try:
-            await asyncio.to_thread(_write_atomically, self.path, snapshot)
+            data = json.dumps(snapshot, ensure_ascii=False).encode("utf-8")
+            await asyncio.to_thread(persist.write_atomically, self.path, data, durable=False)
         except OSError as error:
             self._dirty = True
             logger.warning(f"无法保存统计 / could not save the counts: {self.path}: {error}")
@@ -133,12 +139,3 @@ class GroupCounts:
             await asyncio.sleep(seconds)
             await self.save()
 
-
-def _write_atomically(path: Path, snapshot: dict) -> None:
-    # tmp + fsync + os.replace: a crash leaves the old file, never half a file.
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as file:
-        json.dump(snapshot, file, ensure_ascii=False)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
