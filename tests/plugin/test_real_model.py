@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from PIL import ExifTags, Image
 
 from nailong_bot.config import Config
 from nailong_bot.decision import Decider
@@ -39,3 +41,15 @@ async def test_nailong_images_are_hits(decider, name: str) -> None:
 async def test_other_images_are_not(decider, name: str) -> None:
     decision = await decider.decide((FIXTURES / name).read_bytes())
     assert decision.score < decider.classifier.info.threshold, decision
+
+
+async def test_a_nailong_photo_saved_rotated_is_a_hit(decider) -> None:
+    # Phones store the sensor's pixels and an EXIF orientation; 8 means "turn 90° to view".
+    upright = Image.open(FIXTURES / "nailong-still-2.jpg").convert("RGB")
+    stored = upright.transpose(Image.Transpose.ROTATE_270)
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 8
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", quality=90, exif=exif)
+    decision = await decider.decide(buffer.getvalue())
+    assert decision.score >= decider.classifier.info.threshold, decision
