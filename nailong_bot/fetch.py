@@ -180,6 +180,7 @@ class Fetcher:
         # No url in the segment: ask the OneBot implementation where the image is. Many answer with a url
         # or base64; the standard answer is only `file`, a path on the implementation's machine.
         found = await bot.get_image(file=ref.file)
+        # Only string fields count: an implementation's odd answer is "no image", not a crash.
         answer = {k: v for k, v in found.items() if isinstance(v, str) and v} if isinstance(found, dict) else {}
         if "url" in answer:
             return await self.fetch(answer["url"], hold)

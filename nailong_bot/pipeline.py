@@ -16,6 +16,7 @@ from nailong_vision.decode import ImageDecodeError
 from .actions import act
 from .cache import content_key
 from .fetch import FetchError
+from .forward import forwarded_images, forwards
 from .images import CheckedImage, ImageRef, image_refs
 from .runtime import Runtime, get_runtime
 
@@ -54,8 +55,17 @@ async def check_image(
 
 
 async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) -> CheckedImage | None:
-    """Check every image of a message and act once if any is a hit; returns the hit, if any."""
-    refs = image_refs(event.message)
+    """Check every image of a message, those inside forwarded messages too, and act once on the message
+    if any is a hit; returns the hit, if any."""
+    config = runtime.config
+    refs = image_refs(event.message) + await forwarded_images(
+        bot,
+        event.message,
+        max_depth=config.nailong_forward_max_depth,
+        max_nodes=config.nailong_forward_max_nodes,
+        max_images=config.nailong_forward_max_images,
+        where=f"group={event.group_id} message={event.message_id}",
+    )
     checked = [c for c in await asyncio.gather(*(check_image(bot, event, r, runtime) for r in refs)) if c]
     settings = runtime.store.get(event.group_id)
     runtime.stats.checked[event.group_id] += len(checked)
@@ -70,7 +80,6 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
             f"user={event.user_id} score={hit.decision.score:.3f} threshold={settings.threshold} "
             f"source={hit.decision.source} action={settings.action.value}"
         )
-        config = runtime.config
         warning_id = await act(
             bot,
             event,
@@ -128,7 +137,7 @@ async def _should_check(bot: Bot, event: GroupMessageEvent) -> bool:
         runtime is not None
         and str(event.user_id) != bot.self_id
         and runtime.store.is_enabled(event.group_id)
-        and bool(image_refs(event.message))
+        and bool(image_refs(event.message) or forwards(event.message))
     )
 
 
