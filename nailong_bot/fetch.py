@@ -12,6 +12,7 @@ import stat
 import threading
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import url2pathname
@@ -114,6 +115,13 @@ def read_local_file(location: str, max_bytes: int, allowed_dirs: Iterable[Path] 
     return data
 
 
+@dataclass
+class _HostSlots:
+    slots: asyncio.Semaphore
+    # Downloads from the host running or waiting for a slot.
+    users: int = 0
+
+
 class Fetcher:
     """One shared httpx client for every download of the plugin, and the limits on getting bytes:
     at most ``max_concurrent`` downloads, ``max_per_host`` of them from one host, and ``deadline``
@@ -145,8 +153,8 @@ class Fetcher:
         # A server that trickles bytes just under the read time-out still leaves time for a retry.
         self._attempt_limit = connect_timeout + 2 * read_timeout
         self._downloads = asyncio.Semaphore(max_concurrent)
-        # host → (its slots, coroutines using or waiting for them); dropped when unused.
-        self._hosts: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+        # Only hosts with a download running or waiting: a host's entry goes with its last download.
+        self._hosts: dict[str, _HostSlots] = {}
         self._local_readers = asyncio.Semaphore(_LOCAL_READERS)
         self._client = httpx.AsyncClient(
             verify=make_ssl_context(),
@@ -206,7 +214,7 @@ class Fetcher:
         if scheme not in ("http", "https"):
             raise FetchError(f"unsupported URL scheme / 不支持的地址: {scheme or url[:40]!r}")
         loop = asyncio.get_running_loop()
-        give_up_at: float | None = None
+        give_up_at = 0.0  # set when the first try gets its slots
         attempt = 0
         while True:
             try:
@@ -229,7 +237,7 @@ class Fetcher:
                     raise
                 # The back-off holds no slot, and a retry that cannot finish in time is not started.
                 delay = self.retry_delay * 2**attempt
-                if give_up_at is None or loop.time() + delay >= give_up_at:
+                if loop.time() + delay >= give_up_at:
                     raise
                 attempt += 1
                 logger.info(
@@ -242,14 +250,14 @@ class Fetcher:
         if host in QQ_IMAGE_HOSTS:
             yield
             return
-        slots, users = self._hosts.setdefault(host, (asyncio.Semaphore(self.max_per_host), [0]))
-        users[0] += 1
+        entry = self._hosts.setdefault(host, _HostSlots(asyncio.Semaphore(self.max_per_host)))
+        entry.users += 1
         try:
-            async with slots:
+            async with entry.slots:
                 yield
         finally:
-            users[0] -= 1
-            if not users[0]:
+            entry.users -= 1
+            if not entry.users:
                 del self._hosts[host]
 
     async def _download(self, url: str, time_left: float) -> bytes:
