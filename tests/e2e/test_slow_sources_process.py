@@ -1,4 +1,4 @@
-"""`python bot.py` against what an attacker or a slow server does, through the real reverse WebSocket:
+"""`python bot.py` against slow and hostile sources, through the real reverse WebSocket:
 a slow image host, local paths that block, images hidden in a forwarded message."""
 
 from __future__ import annotations
