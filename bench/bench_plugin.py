@@ -7,10 +7,11 @@
 Stages are timed in this process on real images (tests/plugin/fixtures): fetch over loopback,
 decode+preprocess, inference, act. The end-to-end numbers run `bot.py` as its own process with a
 fake OneBot v11 implementation on a real WebSocket: decision latency (image posted → delete_msg
-received), a cache hit (the same sticker posted again), sustained throughput across 5 groups, and
+received) back to back and with one image a second (how real groups post: the bot idles between
+images), a cache hit (the same sticker posted again), sustained throughput across 5 groups, and
 the bot's peak RSS. Targets (2-core CPU, bundled model): decision p95 ≤ 1.5× the raw forward of
-one image; cache hit ≤ 5 ms; throughput ≥ 0.8× the raw forward rate with every nailong image
-acted on; RSS ≤ 400 MB.
+one image, ≤ 1.6× with one image a second; cache hit ≤ 5 ms; throughput ≥ 0.8× the raw forward
+rate with every nailong image acted on; RSS ≤ 400 MB.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from nonebot.log import logger
@@ -120,15 +122,24 @@ def variant(data: bytes, index: int) -> bytes:
     return buffer.getvalue()
 
 
-def stages(classifier: Classifier, threads: int, server: ImageServer) -> float:
+def stages(classifier: Classifier, threads: int, server: ImageServer, idle_repeat: int) -> float:
     """Per-image stages in this process; returns the raw forward median (seconds)."""
     spec = classifier.info.spec
     still_bytes, gif_bytes = STILL.read_bytes(), ANIMATED.read_bytes()
     one = preprocess(decode_frames(still_bytes, draft_size=spec.size), spec)
-    eight = preprocess(decode_frames(gif_bytes, max_frames=8, draft_size=spec.size), spec)
+    eight = preprocess(decode_frames(gif_bytes, max_frames=spec.frames, draft_size=spec.size), spec)
     print(f"\nStages in-process ({threads} intra-op thread(s)):")
     forward = timed(lambda: classifier.nailong_scores(one), 100)
     forward_median, _ = row("raw onnxruntime forward, 1 image", forward)
+    # The same forward after a second of idling, as one image a second finds the CPU: its caches hold
+    # whatever ran meanwhile. The floor for the one-image-a-second case, before any plugin code.
+    after_idle = []
+    for _ in range(idle_repeat):
+        time.sleep(1.0)
+        started = time.perf_counter()
+        classifier.nailong_scores(one)
+        after_idle.append(time.perf_counter() - started)
+    row("  the same after 1 s idle", after_idle)
 
     async def fetch_samples(url: str) -> list[float]:
         fetcher = Fetcher(max_bytes=10 << 20, connect_timeout=5, read_timeout=15, retries=0, max_concurrent=4)
@@ -163,10 +174,8 @@ def stages(classifier: Classifier, threads: int, server: ImageServer) -> float:
     )
     print(f" 8-frame GIF ({ANIMATED.name}, {len(gif_bytes) // 1024} KB, 8 frames sampled):")
     row("fetch (loopback HTTP)", asyncio.run(fetch_samples(gif_url)))
-    row(
-        "decode + preprocess",
-        timed(lambda: preprocess(decode_frames(gif_bytes, draft_size=spec.size), spec), 20),
-    )
+    gif_frames = partial(decode_frames, gif_bytes, max_frames=spec.frames, draft_size=spec.size)
+    row("decode + preprocess", timed(lambda: preprocess(gif_frames(), spec), 20))
     row("inference (batch of 8)", timed(lambda: classifier.nailong_scores(eight), 30))
     return statistics.median(forward)
 
@@ -184,7 +193,9 @@ def hit_image(classifier: Classifier) -> bytes:
     raise SystemExit("no test image is a hit for this model")
 
 
-async def end_to_end(model_path: Path, hit: bytes, forward: float, server: ImageServer, repeat: int) -> None:
+async def end_to_end(
+    model_path: Path, hit: bytes, forward: float, server: ImageServer, repeat: int, sparse_repeat: int
+) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="nailong-bench-"))
     port = free_port()
     process = start_bot(
@@ -217,6 +228,13 @@ async def end_to_end(model_path: Path, hit: bytes, forward: float, server: Image
             data = variant(hit, i)
             decisions.append(await post_and_wait(data, 1 + i % GROUPS, md5_name(data)))
         _, decision_p95 = row("decision latency (posted → delete_msg)", decisions)
+
+        sparse = []
+        for i in range(sparse_repeat):
+            await asyncio.sleep(1.0)
+            data = variant(hit, 40_000 + i)
+            sparse.append(await post_and_wait(data, 1 + i % GROUPS, md5_name(data)))
+        _, sparse_p95 = row("  the same, one image a second", sparse)
 
         sticker = variant(hit, 20_000)
         await post_and_wait(sticker, 1, md5_name(sticker))
@@ -266,6 +284,9 @@ async def end_to_end(model_path: Path, hit: bytes, forward: float, server: Image
     forward_ms = forward * 1000
     print("\nTargets:")
     report("decision p95 / raw forward", decision_p95 / forward_ms, "≤ 1.5", decision_p95 / forward_ms <= 1.5)
+    report(
+        "  one image a second: p95 / raw forward", sparse_p95 / forward_ms, "≤ 1.6", sparse_p95 / forward_ms <= 1.6
+    )
     report("cache hit median (ms)", cache_median, "≤ 5", cache_median <= 5)
     ratio = throughput * forward
     report(
@@ -302,6 +323,9 @@ def main() -> None:
         "--tiny", action="store_true", help="use a tiny test model (checks that the bench runs)"
     )
     parser.add_argument("--repeat", type=int, default=50, help="end-to-end samples per measurement")
+    parser.add_argument(
+        "--sparse", type=int, default=40, help="samples at one image a second (each takes a second)"
+    )
     args = parser.parse_args()
 
     logger.remove()  # the plugin's per-hit log lines would drown the numbers
@@ -321,8 +345,8 @@ def main() -> None:
         f"threshold {info.threshold}, labels {list(info.labels)}; CPU cores: {os.cpu_count()}"
     )
     with ImageServer() as server:
-        forward = stages(classifier, threads, server)
-        asyncio.run(end_to_end(model_path, hit_image(classifier), forward, server, args.repeat))
+        forward = stages(classifier, threads, server, args.sparse)
+        asyncio.run(end_to_end(model_path, hit_image(classifier), forward, server, args.repeat, args.sparse))
     if args.tiny:
         print(
             "  (tiny model: its forward takes microseconds, so ratios to it mean nothing; use the real model)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent, Message, MessageSegment
 from nonebot.exception import AdapterException
@@ -32,6 +33,14 @@ class WarningCooldown:
         return True
 
 
+@dataclass(frozen=True)
+class ActOutcome:
+    # None: the group's action does not recall.
+    recalled: bool | None
+    # The warning's message id, if one was sent (replies to it can then find the image).
+    warning_id: int | None
+
+
 async def act(
     bot: Bot,
     event: GroupMessageEvent,
@@ -41,22 +50,22 @@ async def act(
     reply_text: str,
     mute_seconds: int,
     cooldown: WarningCooldown,
-) -> int | None:
-    """The warning's message id, if one was sent (replies to it can then find the image).
-
-    Never raises for a failed action: it is logged, and a failed recall falls back to a reply."""
+) -> ActOutcome:
+    """Never raises for a failed action: it is logged, and a failed recall falls back to a reply."""
     where = (
         f"group={event.group_id} message={event.message_id} user={event.user_id} "
         f"score={hit.decision.score:.3f}"
     )
     reply = settings.action.replies
-    warning_id = None
+    warning_id = recalled = None
     if settings.action.recalls:
         try:
             await bot.delete_msg(message_id=event.message_id)
+            recalled = True
             logger.info(f"已撤回奶龙图片 / recalled: {where}")
         except AdapterException as error:
             # Usually the bot is not a group admin; a reply still warns the group.
+            recalled = False
             logger.warning(f"撤回失败，改为回复 / recall failed, replying instead: {where}: {error}")
             reply = True
     if reply and not cooldown.claim(event.group_id):
@@ -75,4 +84,4 @@ async def act(
             logger.info(f"已禁言 {mute_seconds} 秒 / muted for {mute_seconds}s: {where}")
         except AdapterException as error:
             logger.warning(f"禁言失败 / mute failed: {where}: {error}")
-    return warning_id
+    return ActOutcome(recalled=recalled, warning_id=warning_id)

@@ -12,6 +12,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from nonebot import on_command
 from nonebot.adapters.onebot.v11 import GROUP_ADMIN, GROUP_OWNER, Bot, GroupMessageEvent, Message
@@ -19,7 +20,9 @@ from nonebot.log import logger
 from nonebot.params import CommandArg
 from nonebot.permission import SUPERUSER
 
+from . import verdicts
 from .corrections import Correction, Label
+from .persist import CannotSave
 from .recent import RecentImage
 from .runtime import Runtime, get_runtime
 from .storage import Action
@@ -56,6 +59,7 @@ class Invocation:
 
 
 Handler = Callable[[Invocation], Awaitable[str]]
+Changed = TypeVar("Changed")
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,8 @@ def subcommand(*names: str, usage: str, superuser_only: bool = False) -> Callabl
 
 
 def format_threshold(value: float) -> str:
-    """0.85 → "0.85", 0.5 → "0.5", 1 → "1.0": a plain decimal, never scientific notation."""
-    text = f"{value:.4f}".rstrip("0")
+    """0.85 → "0.85", 0.99999 → "0.99999", 0 → "0.0": a plain decimal, never scientific notation."""
+    text = f"{value:.10f}".rstrip("0")
     return text + "0" if text.endswith(".") else text
 
 
@@ -119,7 +123,7 @@ async def _disable(call: Invocation) -> str:
     "threshold", "阈值", usage="threshold 0.85 | 阈值 0.85 — 判定阈值，0 到 1 之间 / score needed for a hit"
 )
 async def _threshold(call: Invocation) -> str:
-    usage = "用法 / usage: /nailong threshold 0.85（0 到 1 之间的小数 / a decimal within 0..1）"
+    usage = "用法 / usage: /nailong threshold 0.85（0 到 1 之间、小于 1 的小数 / a decimal within 0..1, below 1）"
     if len(call.args) != 1:
         return usage
     try:
@@ -128,7 +132,14 @@ async def _threshold(call: Invocation) -> str:
         return f"阈值必须是数字 / threshold must be a number: {call.args[0]!r}\n{usage}"
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         return f"阈值必须在 0 到 1 之间 / threshold must be within 0..1: {call.args[0]!r}\n{usage}"
-    settings = await call.runtime.store.update(call.event.group_id, threshold=round(value, 4))
+    if value == 1.0:
+        # No score reaches above 1, so this would silently check nothing: switching off is said plainly.
+        return (
+            f"阈值 {call.args[0]} 等于关闭检测；要关闭请用 /nailong off（/奶龙 关闭）/ A threshold of "
+            f"{call.args[0]} turns detection off; to do that, use /nailong off.\n{usage}"
+        )
+    # Kept as given: rounding would turn 0.99999 into 1.0, which is off.
+    settings = await call.runtime.store.update(call.event.group_id, threshold=value)
     return f"阈值已设为 / threshold set to {format_threshold(settings.threshold)}"
 
 
@@ -150,17 +161,21 @@ async def _status(call: Invocation) -> str:
     runtime, group = call.runtime, call.event.group_id
     settings = runtime.store.get(group)
     info = runtime.classifier.info
-    checked, hits = runtime.stats.checked[group], runtime.stats.hits[group]
-    return "\n".join(
-        [
-            f"奶龙检测 / detection: {'已开启 (on)' if settings.enabled else '已关闭 (off)'}",
-            f"阈值 / threshold: {format_threshold(settings.threshold)}",
-            f"动作 / action: {ACTION_LABELS[settings.action]}",
-            f"模型 / model: {info.name} {info.version}",
-            f"本群自启动以来检查 {checked} 张图片，命中 {hits} 次 / "
-            f"since start-up: {checked} images checked, {hits} hits",
-        ]
-    )
+    today, week = runtime.stats.over_days(group, 1), runtime.stats.over_days(group, 7)
+    lines = [
+        f"奶龙检测 / detection: {'已开启 (on)' if settings.enabled else '已关闭 (off)'}",
+        f"阈值 / threshold: {format_threshold(settings.threshold)}",
+        f"动作 / action: {ACTION_LABELS[settings.action]}",
+        f"模型 / model: {info.name} {info.version}",
+        f"本群今天检查 {today.checked} 张图片，命中 {today.hits} 次；近 7 天检查 {week.checked} 张，"
+        f"命中 {week.hits} 次 / today: {today.checked} images checked, {today.hits} hits; "
+        f"last 7 days: {week.checked} checked, {week.hits} hits",
+    ]
+    if any(store.save_error for store in (runtime.store, runtime.recent, runtime.corrections)):
+        lines.append(
+            "数据目录不可写，更改无法保存（见日志）/ The data folder cannot be written: changes cannot be saved."
+        )
+    return "\n".join(lines)
 
 
 async def _replied_images(
@@ -168,8 +183,10 @@ async def _replied_images(
 ) -> list[tuple[RecentImage, bytes]]:
     """This group's kept images of the message the command replies to (the image's own message or
     the bot's warning about it), with their bytes; without a reply, when allowed, those of the
-    group's latest hit. Raises CommandFailed when there are none."""
+    group's latest hit. Raises CommandFailed when there are none, CannotSave when no image can be kept."""
     recent, group = call.runtime.recent, call.event.group_id
+    if recent.save_error is not None:
+        raise CannotSave(f"近期图片 / recent images: {recent.save_error}")
     if call.event.reply is not None:
         entries = await asyncio.to_thread(recent.lookup, call.event.reply.message_id)
     elif latest_hit_without_reply:
@@ -196,45 +213,22 @@ async def _replied_images(
         raise CommandFailed("这张图片已从近期记录中清除 / That image was dropped from the recent images.") from None
 
 
-async def _change_corrections(call: Invocation, change: Callable[[], list[Correction]]) -> list[Correction]:
-    """Run ``change`` (which adds or undoes corrections) in a thread, then forget cached decisions."""
+async def _change_corrections(call: Invocation, change: Callable[[], Awaitable[Changed]]) -> Changed:
+    """Await a change of the corrections; a failed save ends the command with a one-line answer."""
     try:
-        return await asyncio.to_thread(change)
+        return await change()
     except OSError as error:
         logger.error(f"保存纠错失败 / saving a correction failed: group={call.event.group_id}: {error}")
         raise CommandFailed("保存纠错失败，请查看日志 / Saving the correction failed; see the log.") from error
-    finally:
-        # Cached decisions may contradict the change, for this image or for near-copies cached
-        # under other keys. Corrections are rare, so the whole cache goes: simpler than consulting
-        # corrections before the cache, which a repost known by its file name passes with no bytes.
-        call.runtime.cache.clear()
 
 
 async def _correct(call: Invocation, label: Label, *, latest_hit_without_reply: bool = False) -> str:
     images = await _replied_images(call, latest_hit_without_reply=latest_hit_without_reply)
-    # Of a message's several images, correct the ones the bot decided the other way.
-    contradicted = [(entry, data) for entry, data in images if entry.hit != (label == "nailong")] or images
-    corrections, event = call.runtime.corrections, call.event
-
-    def add() -> list[Correction]:
-        return [
-            corrections.add(
-                data,
-                label=label,
-                group_id=event.group_id,
-                user_id=event.user_id,
-                score=entry.score,
-                model_version=entry.model_version,
-            )
-            for entry, data in contradicted
-        ]
-
-    added = await _change_corrections(call, add)
-    message_id = images[0][0].message_id
-    logger.info(
-        f"已记录纠错 / corrected as {label}: {[c.id for c in added]} group={event.group_id} "
-        f"user={event.user_id} message={message_id}"
+    event = call.event
+    added = await _change_corrections(
+        call, lambda: verdicts.correct(call.runtime, images, label, operator=event.user_id)
     )
+    message_id = images[0][0].message_id
     zh, en = CORRECTED[label]
     if len(added) == 1:
         answer = f"已记录：{zh} / Recorded: {en}."
@@ -274,7 +268,7 @@ async def _undo(call: Invocation) -> str:
         undone = [corrections.undo(data, group_id=event.group_id, user_id=event.user_id) for _, data in images]
         return [correction for correction in undone if correction is not None]
 
-    undone = await _change_corrections(call, undo)
+    undone = await _change_corrections(call, lambda: verdicts.change_corrections(call.runtime, undo))
     if not undone:
         return "这张图片没有纠错记录 / That image has no correction."
     logger.info(
@@ -329,6 +323,11 @@ async def _dispatch(bot: Bot, event: GroupMessageEvent, arg: Message = CommandAr
         answer = await entry.handler(Invocation(bot, event, words[1:], runtime))
     except CommandFailed as failure:
         answer = str(failure)
+    except CannotSave as error:
+        answer = (
+            f"无法保存，未做任何更改（数据目录不可写，请联系机器人的管理者）/ Cannot save, nothing changed "
+            f"(the data folder cannot be written; tell the bot's operator): {error}"
+        )
     except OSError as error:
         logger.error(f"保存群设置失败 / saving settings failed: group={event.group_id}: {error}")
         answer = "保存设置失败，设置未改变，请查看日志 / Saving failed, nothing changed; see the log."

@@ -14,8 +14,9 @@ DEFAULT_REPLY_TEXT = "检测到奶龙图片，请不要发奶龙哦～ / Nailong
 class Config(BaseModel):
     # None: the bundled model (its checksum is verified).
     nailong_model_path: Path | None = None
-    # None: the threshold recommended in the model's metadata.
-    nailong_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    # None: the threshold recommended in the model's metadata. Below 1: no score exceeds 1, so 1 would
+    # check nothing (NAILONG_DEFAULT_ENABLED=false says that plainly).
+    nailong_threshold: float | None = Field(default=None, ge=0.0, lt=1.0)
     nailong_recall: bool = True
     nailong_reply: bool = True
     nailong_reply_text: str = DEFAULT_REPLY_TEXT
@@ -40,7 +41,9 @@ class Config(BaseModel):
     nailong_local_image_dirs: list[Path] | None = None
     nailong_max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     nailong_max_pixels: int = Field(default=40_000_000, ge=1)
-    nailong_max_frames: int = Field(default=8, ge=1, le=64)
+    # Frames of an animated image classified; None: as many as the model was trained on (its metadata).
+    # A number caps that (fewer frames: less CPU per GIF, a short nailong clip may be missed).
+    nailong_max_frames: int | None = Field(default=None, ge=1, le=64)
     nailong_connect_timeout: float = Field(default=5.0, gt=0)
     nailong_read_timeout: float = Field(default=15.0, gt=0)
     nailong_fetch_retries: int = Field(default=2, ge=0, le=5)
@@ -55,6 +58,8 @@ class Config(BaseModel):
     nailong_recent_max_images: int = Field(default=recent.DEFAULT_MAX_IMAGES, ge=0)
     nailong_recent_max_bytes: int = Field(default=recent.DEFAULT_MAX_BYTES, ge=0)
     nailong_recent_max_age_hours: float = Field(default=recent.DEFAULT_MAX_AGE / 3600, gt=0)
+    # None: no HTTP API and no web console. Long, because it guards a server that may face the network.
+    nailong_api_token: str | None = Field(default=None, min_length=16)
 
     @field_validator("nailong_onnx_providers", "nailong_local_image_dirs", mode="before")
     @classmethod
@@ -64,7 +69,10 @@ class Config(BaseModel):
             return [part.strip() for part in value.split(",") if part.strip()] or None
         return value
 
-    @field_validator("nailong_model_path", "nailong_threshold", "nailong_data_dir", mode="before")
+    @field_validator(
+        "nailong_model_path", "nailong_threshold", "nailong_data_dir", "nailong_api_token", "nailong_max_frames",
+        mode="before"
+    )
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return None if value == "" else value

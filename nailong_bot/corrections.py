@@ -22,7 +22,6 @@ import hashlib
 import io
 import os
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,12 +36,15 @@ from nonebot.log import logger
 from nailong_vision.decode import decode_frames
 from nailong_vision.phash import hamming, phash
 
+from . import persist
 from .decision import Decision, Override
 
 Label = Literal["nailong", "other"]
 LABELS: tuple[Label, ...] = ("nailong", "other")
 
 CSV_FILE = "corrections.csv"
+# A decision made by a correction has the source "correction:<id>".
+SOURCE_PREFIX = "correction:"
 RETIRED_DIR = ".retired"
 CSV_COLUMNS = ("time", "action", "id", "label", "group_id", "user_id", "score", "model_version", "file", "phash")
 
@@ -63,7 +65,7 @@ class Correction:
     file: str  # path of the training image, relative to the feedback folder
     time: str  # ISO 8601
     group_id: int
-    user_id: int
+    user_id: int | str  # the admin's QQ number, or "web" for the web console
     score: float | None  # the model's score when the admin corrected it
     model_version: str
 
@@ -88,6 +90,8 @@ class Corrections:
         self._by_id: dict[str, Correction] = {}  # insertion order: oldest first
         # Rebuilt on every change and swapped in whole, so lookup() reads it without the lock.
         self._hashes: tuple[np.ndarray, list[Correction]] = (np.empty(0, np.uint64), [])
+        # Why corrections cannot be saved (set by _load); None when they can.
+        self.save_error: str | None = None
         self._load()
 
     def __len__(self) -> int:
@@ -100,6 +104,11 @@ class Corrections:
             for correction in self._by_id.values():
                 counts[correction.label] += 1
         return counts
+
+    def newest(self, limit: int) -> list[Correction]:
+        """The active corrections, newest first."""
+        with self._lock:
+            return list(reversed(self._by_id.values()))[:limit]
 
     def lookup(
         self, frames_or_hash: Sequence[Image.Image] | Image.Image | int | None, *, image_bytes: bytes | None = None
@@ -129,13 +138,15 @@ class Corrections:
         *,
         label: Label,
         group_id: int,
-        user_id: int,
+        user_id: int | str,
         score: float | None,
         model_version: str,
     ) -> Correction:
         """Record a verdict and save the image as training data. It replaces an earlier correction
         of the same bytes, and of near-identical images with the other label (the newest word
-        wins). Raises ImageDecodeError for anything that is not an image; nothing is written then."""
+        wins). Raises ImageDecodeError for anything that is not an image, CannotSave where nothing
+        can be written (see ``save_error``); nothing is written then."""
+        self._require_saving()
         if label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}: {label!r}")
         first = decode_frames(image_bytes, max_frames=1)[0]
@@ -171,7 +182,9 @@ class Corrections:
     ) -> Correction | None:
         """Remove a correction, given its id or an image it decides (exact bytes, else nearest
         pHash). Its file leaves the training folder for ``.retired/``. None if nothing matched;
-        ImageDecodeError for bytes that are neither a corrected image nor decodable."""
+        ImageDecodeError for bytes that are neither a corrected image nor decodable; CannotSave
+        where nothing can be written."""
+        self._require_saving()
         if (image_bytes is None) == (correction_id is None):
             raise ValueError("give exactly one of image_bytes / correction_id")
         with self._lock:
@@ -186,6 +199,10 @@ class Corrections:
             del self._by_id[target.id]
             self._rebuild_hashes()
         return target
+
+    def _require_saving(self) -> None:
+        if self.save_error is not None:
+            raise persist.CannotSave(f"纠错 / corrections: {self.save_error}")
 
     def _superseded_by(self, new: Correction) -> list[Correction]:
         superseded = [old for old in self._by_id.values() if old.id == new.id]
@@ -207,13 +224,13 @@ class Corrections:
     def _save_image(self, correction: Correction, image_bytes: bytes, first: Image.Image) -> None:
         target = self.feedback_dir / correction.file
         target.parent.mkdir(parents=True, exist_ok=True)
+        if correction.file.endswith(".png") and _format(image_bytes) != "PNG":
+            buffer = io.BytesIO()
+            first.save(buffer, format="PNG")
+            image_bytes = buffer.getvalue()
         # The temporary file sits outside the label folders so a training run never picks it up.
         tmp = self.feedback_dir / f".{correction.id}.tmp"
-        if correction.file.endswith(".png") and _format(image_bytes) != "PNG":
-            first.save(tmp, format="PNG")
-        else:
-            tmp.write_bytes(image_bytes)
-        os.replace(tmp, target)
+        persist.write_atomically(target, image_bytes, durable=False, tmp=tmp)
 
     def _retire(self, correction: Correction) -> str:
         """Move a correction's file out of the training folder; returns where it went."""
@@ -239,29 +256,38 @@ class Corrections:
         }
         if action != "add":
             row.update(time=datetime.now().astimezone().isoformat(timespec="seconds"), **changes)
-        new_file = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
-        with self.csv_path.open("a", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
-            handle.flush()
-            os.fsync(handle.fileno())
+        lines = io.StringIO()
+        writer = csv.DictWriter(lines, fieldnames=CSV_COLUMNS)
+        if not self.csv_path.exists() or self.csv_path.stat().st_size == 0:
+            writer.writeheader()
+        writer.writerow(row)
+        persist.append(self.csv_path, lines.getvalue(), durable=True)
 
     def _load(self) -> None:
-        """Replay the log. Unreadable rows are skipped with a warning; an unrecognisable log is
-        set aside (its images stay in the folder) and a new one is started."""
-        for label in LABELS:
-            (self.feedback_dir / label).mkdir(parents=True, exist_ok=True)
+        """Open the folder and replay the log. Where they cannot be written, the corrections that
+        could be read still decide their images, and ``save_error`` says why changes are refused."""
+        self.save_error = persist.unwritable_reason(self.feedback_dir)
+        try:
+            self._replay_log()
+        except OSError as error:
+            self.save_error = persist.describe(error)
+
+    def _replay_log(self) -> None:
+        """Unreadable rows are skipped with a warning; an unrecognisable log is set aside (its
+        images stay in the folder) and a new one is started."""
+        if self.save_error is None:
+            for label in LABELS:
+                (self.feedback_dir / label).mkdir(parents=True, exist_ok=True)
         if not self.csv_path.exists():
             return
-        with self.csv_path.open("rb+") as handle:
-            # A crash mid-append can leave a last line without its newline; end it before appending.
-            size = handle.seek(0, os.SEEK_END)
-            if size:
-                handle.seek(size - 1)
-                if handle.read(1) != b"\n":
-                    handle.write(b"\n")
+        if self.save_error is None:
+            with self.csv_path.open("rb+") as handle:
+                # A crash mid-append can leave a last line without its newline; end it before appending.
+                size = handle.seek(0, os.SEEK_END)
+                if size:
+                    handle.seek(size - 1)
+                    if handle.read(1) != b"\n":
+                        handle.write(b"\n")
         try:
             with self.csv_path.open(encoding="utf-8", newline="") as handle:
                 reader = csv.DictReader(handle)
@@ -269,11 +295,11 @@ class Corrections:
                     raise ValueError(f"unexpected columns {reader.fieldnames}")
                 rows = list(reader)
         except (ValueError, UnicodeDecodeError, csv.Error) as error:
-            aside = self.csv_path.with_name(f"{CSV_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.replace(self.csv_path, aside)
+            # Set aside for inspection; where nothing can be written it stays put.
+            kept_at = self.csv_path if self.save_error else persist.set_aside(self.csv_path)
             logger.warning(
-                f"纠错记录无法读取，已移到 {aside}，重新开始记录 / corrections log unreadable ({error}); "
-                f"moved to {aside}, starting a new one"
+                f"纠错记录无法读取，已保留在 {kept_at}，重新开始记录 / corrections log unreadable ({error}); "
+                f"kept at {kept_at}, starting a new one"
             )
             return
         skipped = 0
@@ -304,7 +330,7 @@ def correction_override(corrections: Corrections) -> Override:
         correction = corrections.lookup(frames, image_bytes=image_bytes)
         if correction is None:
             return None
-        return Decision(1.0 if correction.label == "nailong" else 0.0, source=f"correction:{correction.id}")
+        return Decision(1.0 if correction.label == "nailong" else 0.0, source=SOURCE_PREFIX + correction.id)
 
     return decide_by_correction
 
@@ -322,7 +348,7 @@ def _correction_from_row(row: dict[str, str]) -> Correction:
         file=row["file"],
         time=row["time"],
         group_id=int(row["group_id"]),
-        user_id=int(row["user_id"]),
+        user_id=int(row["user_id"]) if row["user_id"].isdigit() else row["user_id"],
         score=float(row["score"]) if row["score"] else None,
         model_version=row["model_version"],
     )

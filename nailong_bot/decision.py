@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from PIL import Image
@@ -27,6 +27,8 @@ class Decision:
     source: str
     # What the model said, kept through the cache; None when an override decided without the model.
     model_score: float | None = None
+    # Frames decoded and looked at (an animated image's sampled frames).
+    frames: int = 0
 
 
 # (image bytes, decoded RGB frames) → a decision, or None to let the next step decide.
@@ -37,11 +39,16 @@ Override = Callable[[bytes, list[Image.Image]], Decision | None]
 class Decider:
     """Decodes and classifies in a bounded pool of worker threads, never on the event loop."""
 
-    def __init__(self, classifier: Classifier, *, workers: int, max_frames: int, max_pixels: int) -> None:
+    def __init__(
+        self, classifier: Classifier, *, workers: int, max_frames: int | None, max_pixels: int
+    ) -> None:
+        """``max_frames``: the operator's cap on the frames the model's spec asks for (None: no cap)."""
         self.classifier = classifier
         self.overrides: list[Override] = []
+        spec = classifier.info.spec
+        self.frames = spec.frames if max_frames is None else min(max_frames, spec.frames)
         self._decode = partial(
-            decode_frames, max_frames=max_frames, max_pixels=max_pixels, draft_size=classifier.info.spec.size
+            decode_frames, max_frames=self.frames, max_pixels=max_pixels, draft_size=spec.size
         )
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nailong")
 
@@ -59,7 +66,7 @@ class Decider:
         for override in self.overrides:
             decision = override(data, frames)
             if decision is not None:
-                return decision
+                return replace(decision, frames=len(frames))
         batch = preprocess(frames, self.classifier.info.spec)
         score = float(self.classifier.nailong_scores(batch).max())
-        return Decision(score=score, source="model", model_score=score)
+        return Decision(score=score, source="model", model_score=score, frames=len(frames))

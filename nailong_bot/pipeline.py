@@ -15,10 +15,22 @@ from nailong_vision.decode import ImageDecodeError
 
 from .actions import act
 from .cache import content_key
+from .decision import Decision
 from .fetch import FetchError
 from .forward import forwarded_images, forwards
 from .images import CheckedImage, ImageRef, image_refs
 from .runtime import Runtime, get_runtime
+
+
+async def decide_bytes(data: bytes, runtime: Runtime, generation: int) -> Decision:
+    """The decision on an image's bytes: the cache by content, else the decider (corrections, then
+    the model), cached under ``generation`` (read before the image was fetched). Raises
+    ImageDecodeError. Also the HTTP API's path, so both decide an image the same way."""
+    key = content_key(data)
+    cached = runtime.cache.get(key)
+    decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data)
+    runtime.cache.put(key, decision, generation)
+    return decision
 
 
 async def check_image(
@@ -33,10 +45,7 @@ async def check_image(
     try:
         # The slot for deciding is taken once the bytes are in: a slow source never holds one.
         async with runtime.fetcher.image_bytes(bot, ref, hold=runtime.deciding) as data:
-            key = content_key(data)
-            cached = runtime.cache.get(key)
-            decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data)
-            runtime.cache.put(key, decision, generation)
+            decision = await decide_bytes(data, runtime, generation)
     except FetchError as error:
         logger.warning(f"图片下载失败，已跳过 / image download failed, skipped: {where}: {error.reason}")
         return None
@@ -68,19 +77,18 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
     )
     checked = [c for c in await asyncio.gather(*(check_image(bot, event, r, runtime) for r in refs)) if c]
     settings = runtime.store.get(event.group_id)
-    runtime.stats.checked[event.group_id] += len(checked)
     hit = max(checked, key=lambda c: c.decision.score, default=None)
     if hit is not None and hit.decision.score < settings.threshold:
         hit = None
+    runtime.stats.add(event.group_id, checked=len(checked), hits=int(hit is not None))
     warning_id = None
     if hit is not None:
-        runtime.stats.hits[event.group_id] += 1
         logger.warning(
             f"发现奶龙图片 / nailong image: group={event.group_id} message={event.message_id} "
             f"user={event.user_id} score={hit.decision.score:.3f} threshold={settings.threshold} "
             f"source={hit.decision.source} action={settings.action.value}"
         )
-        warning_id = await act(
+        outcome = await act(
             bot,
             event,
             hit,
@@ -89,6 +97,10 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
             mute_seconds=config.nailong_mute_seconds,
             cooldown=runtime.warning_cooldown,
         )
+        warning_id = outcome.warning_id
+        if outcome.recalled is not None:
+            recalled = int(outcome.recalled)
+            runtime.stats.add(event.group_id, recalls=recalled, failed_recalls=1 - recalled)
     await _remember(event, checked, settings.threshold, warning_id, runtime)
     return hit
 

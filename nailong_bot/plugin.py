@@ -1,6 +1,7 @@
-"""The NoneBot side of the plugin: metadata, settings, start-up and shutdown."""
+"""The NoneBot side of the plugin: metadata, settings, the web routes, start-up and shutdown."""
 
 from nonebot import get_driver, get_plugin_config, require
+from nonebot.drivers import ASGIMixin
 from nonebot.log import logger
 from nonebot.plugin import PluginMetadata
 
@@ -29,6 +30,27 @@ __plugin_meta__ = PluginMetadata(
 
 plugin_config = get_plugin_config(Config)
 driver = get_driver()
+
+
+def _mount_web(token: str) -> None:
+    """The HTTP API and the web console, on the driver's FastAPI app."""
+    from fastapi import FastAPI
+
+    from . import web  # only loaded when switched on
+
+    app = driver.server_app if isinstance(driver, ASGIMixin) else None
+    if not isinstance(app, FastAPI):
+        logger.warning(
+            "设置了 NAILONG_API_TOKEN，但驱动不是 ~fastapi，HTTP API 和控制台未启用 / NAILONG_API_TOKEN is set "
+            "but the driver is not ~fastapi: no HTTP API and no console"
+        )
+        return
+    web.mount(app, token)
+    logger.info("HTTP API 和控制台已启用 / HTTP API and console enabled: /nailong/api/, /nailong/")
+
+
+if plugin_config.nailong_api_token is not None:
+    _mount_web(plugin_config.nailong_api_token)
 
 
 @driver.on_startup

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
 from collections import Counter
@@ -22,6 +21,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from nonebot.log import logger
+
+from . import persist
 
 INDEX_FILE = "index.jsonl"
 IMAGES_DIR = "images"
@@ -71,6 +72,8 @@ class RecentImages:
         self._entries: list[RecentImage] = []  # oldest first
         self._warnings: dict[int, int] = {}  # bot's warning message id → image message id
         self._journal_lines = 0
+        # Why images cannot be kept (set by _load); None when they can.
+        self.save_error: str | None = None
         self._load()
 
     def __len__(self) -> int:
@@ -93,7 +96,7 @@ class RecentImages:
         hit: bool,
     ) -> None:
         """Store a decided image; the same (message, image_key) remembered again replaces the old one."""
-        if len(image_bytes) > self.max_bytes or self.max_images <= 0:
+        if len(image_bytes) > self.max_bytes or self.max_images <= 0 or self.save_error is not None:
             return
         sha256 = hashlib.sha256(image_bytes).hexdigest()
         entry = RecentImage(
@@ -110,13 +113,15 @@ class RecentImages:
         with self._lock:
             path = self._images_dir / sha256
             if not path.exists():
-                _write_atomically(path, image_bytes)
+                persist.write_atomically(path, image_bytes, durable=False)
             self._add(entry)
 
     def remember_repost(self, message_id: int, group_id: int, *, image_key: str, hit: bool) -> bool:
         """Store an image that was decided without its bytes (a repost the cache knew by
         ``image_key``) under its new message, sharing the latest stored copy with that key.
         False when no copy is stored any more."""
+        if self.save_error is not None:
+            return False
         with self._lock:
             earlier = next((e for e in reversed(self._entries) if e.image_key == image_key), None)
             if earlier is None:
@@ -127,6 +132,8 @@ class RecentImages:
 
     def link_reply(self, warning_message_id: int, message_id: int) -> None:
         """Let a reply to the bot's warning find the images of the message it warned about."""
+        if self.save_error is not None:
+            return
         with self._lock:
             self._warnings[warning_message_id] = message_id
             self._journal({"warning": [warning_message_id, message_id]})
@@ -145,6 +152,12 @@ class RecentImages:
         with self._lock:
             newest = next((e for e in reversed(self._entries) if e.group_id == group_id and e.hit), None)
             return [] if newest is None else self._images_of(newest.message_id)  # past max_age: none
+
+    def newest(self, limit: int) -> list[RecentImage]:
+        """The kept images, newest first."""
+        with self._lock:
+            oldest_kept = self._clock() - self.max_age
+            return [e for e in reversed(self._entries) if e.stored_at >= oldest_kept][:limit]
 
     def read(self, entry: RecentImage) -> bytes:
         """The stored bytes; FileNotFoundError if the image was evicted since it was looked up."""
@@ -194,17 +207,27 @@ class RecentImages:
             (self._images_dir / sha256).unlink(missing_ok=True)
 
     def _load(self) -> None:
+        """Open the store. One that cannot write its files keeps nothing, not even what it could
+        read (corrections by reply then answer that nothing can be saved, rather than half work)."""
+        self.save_error = persist.unwritable_reason(self._images_dir) or persist.unwritable_reason(self.directory)
+        if self.save_error is None:
+            try:
+                self._replay_journal()
+            except OSError as error:
+                self.save_error = persist.describe(error)
+        if self.save_error is not None:
+            self._entries, self._warnings = [], {}
+
+    def _replay_journal(self) -> None:
         """Replay the journal. At a line that cannot be read (a crash mid-write, a damaged file) the
         file is set aside (kept for inspection) and what was read before it is kept."""
-        self._images_dir.mkdir(parents=True, exist_ok=True)
         if self._index_path.exists():
             try:
                 with self._index_path.open(encoding="utf-8") as journal:
                     for line in journal:
                         self._replay(json.loads(line))
             except (ValueError, TypeError, KeyError, AttributeError) as error:
-                aside = self._index_path.with_name(f"{INDEX_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-                os.replace(self._index_path, aside)
+                aside = persist.set_aside(self._index_path)
                 logger.warning(
                     f"近期图片索引已损坏，已移到 {aside}，保留之前读到的 {len(self._entries)} 张 / recent-images "
                     f"index corrupted ({error!r}); moved to {aside}, kept the {len(self._entries)} images read before"
@@ -234,8 +257,7 @@ class RecentImages:
         if self._journal_lines >= max(_MIN_COMPACT_LINES, _COMPACT_FACTOR * live):
             self._compact()  # the change is already in memory, so the rewrite holds it
             return
-        with self._index_path.open("a", encoding="utf-8") as journal:
-            journal.write(json.dumps(record, ensure_ascii=False) + "\n")
+        persist.append(self._index_path, json.dumps(record, ensure_ascii=False) + "\n", durable=False)
         self._journal_lines += 1
 
     def _compact(self) -> None:
@@ -243,13 +265,6 @@ class RecentImages:
         records = [{"image": asdict(entry)} for entry in self._entries]
         records += [{"warning": [w, m]} for w, m in self._warnings.items()]
         text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-        _write_atomically(self._index_path, text.encode("utf-8"))
+        persist.write_atomically(self._index_path, text.encode("utf-8"), durable=False)
         self._journal_lines = len(records)
 
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    # tmp + os.replace: a crash leaves the old file or none, never half a file. No fsync: losing the
-    # last few entries on power loss is harmless for a cache of recent images.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -1,11 +1,10 @@
 """What lives from start-up to shutdown: the model session, the HTTP client, the cache, settings,
-the recent images and the admins' corrections."""
+per-group counts, the recent images and the admins' corrections."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from nonebot.log import logger
@@ -25,15 +24,8 @@ from .corrections import Corrections, correction_override
 from .decision import Decider, Decision
 from .fetch import Fetcher
 from .recent import RecentImages
+from .stats import GroupCounts
 from .storage import Action, GroupSettings, SettingsStore
-
-
-@dataclass
-class GroupStats:
-    """Images checked and hits per group since start-up."""
-
-    checked: Counter[int] = field(default_factory=Counter)
-    hits: Counter[int] = field(default_factory=Counter)
 
 
 @dataclass
@@ -50,7 +42,8 @@ class Runtime:
     # those on their way in): with the fetch's limits, the image bytes held in memory.
     deciding: asyncio.Semaphore
     warning_cooldown: WarningCooldown
-    stats: GroupStats = field(default_factory=GroupStats)
+    stats: GroupCounts
+    saving_stats: asyncio.Task[None]
 
 
 _current: Runtime | None = None
@@ -99,6 +92,8 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     )
     store = SettingsStore(data_dir, defaults)
     store.load()
+    stats = GroupCounts(data_dir)
+    await asyncio.to_thread(stats.load)
     recent = await asyncio.to_thread(
         RecentImages,
         data_dir / "recent",
@@ -107,6 +102,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         max_age=config.nailong_recent_max_age_hours * 3600,
     )
     corrections = await asyncio.to_thread(Corrections, data_dir / "feedback")
+    _report_unsaved(store, recent, corrections, stats)
     decider = Decider(
         classifier,
         workers=config.nailong_workers,
@@ -135,14 +131,37 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         # One image in each worker and one queued behind it, so a worker never waits for the event loop.
         deciding=asyncio.Semaphore(2 * config.nailong_workers),
         warning_cooldown=WarningCooldown(config.nailong_reply_cooldown),
+        stats=stats,
+        saving_stats=asyncio.create_task(stats.save_every()),
     )
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
-        f"labels={list(info.labels)}, input={info.spec.size}, threshold={defaults.threshold}, "
-        f"providers={list(info.providers)}; settings in {store.path}, "
+        f"labels={list(info.labels)}, input={info.spec.size}, frames={decider.frames}, "
+        f"threshold={defaults.threshold}, providers={list(info.providers)}; settings in {store.path}, "
         f"{len(corrections)} corrections in {corrections.feedback_dir}"
     )
     return _current
+
+
+def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts) -> None:
+    """One line at start-up for what cannot be saved: the bot still guards, so say it loudly."""
+    unsaved = [
+        (zh, en, error)
+        for zh, en, error in [
+            ("群设置", "group settings", store.save_error),
+            ("近期图片（纠错用）", "recent images (for corrections)", recent.save_error),
+            ("纠错", "corrections", corrections.save_error),
+            ("统计", "counts", stats.save_error),
+        ]
+        if error is not None
+    ]
+    if unsaved:
+        logger.error(
+            f"无法保存{'、'.join(zh for zh, _, _ in unsaved)}：管理员的更改会被拒绝，仍按默认设置和已读取的内容检测 / "
+            f"cannot save {', '.join(en for _, en, _ in unsaved)}: admins' changes will be refused, guarding "
+            f"goes on with the defaults and what could be read. "
+            f"{'; '.join(error for _, _, error in unsaved)}"
+        )
 
 
 async def stop() -> None:
@@ -150,5 +169,7 @@ async def stop() -> None:
     if _current is None:
         return
     runtime, _current = _current, None
+    runtime.saving_stats.cancel()
+    await runtime.stats.save()
     await runtime.fetcher.aclose()
     runtime.decider.shutdown()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import time
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
 
 from nonebot.log import logger
+
+from . import persist
 
 SETTINGS_FILE = "settings.json"
 _FORMAT_VERSION = 1
@@ -87,10 +87,14 @@ class SettingsStore:
         self.defaults = defaults
         self._groups: dict[int, GroupOverrides] = {}
         self._write_lock = asyncio.Lock()
+        # Why changes cannot be saved (set by load); None when they can.
+        self.save_error: str | None = None
 
     def load(self) -> None:
-        """Read the file; a corrupted one is renamed aside (nothing is lost) and defaults are used."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Read the file; a corrupted one is renamed aside (nothing is lost) and defaults are used.
+        A file that cannot be read or replaced (a read-only folder, a directory in its place) leaves
+        the defaults or what was read, and ``save_error`` says why changes will be refused."""
+        self.save_error = persist.unwritable_reason(self.path.parent)
         if not self.path.exists():
             return
         try:
@@ -100,13 +104,15 @@ class SettingsStore:
             self._groups = {
                 int(group): GroupOverrides.from_json(entry) for group, entry in raw["groups"].items()
             }
-        except (ValueError, UnicodeDecodeError) as error:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.replace(self.path, aside)
+        except OSError as error:
+            self.save_error = persist.describe(error)
+        except ValueError as error:  # UnicodeDecodeError and JSONDecodeError included
             self._groups = {}
+            # Set aside for inspection (nothing is lost); where nothing can be written it stays put.
+            kept_at = self.path if self.save_error else persist.set_aside(self.path)
             logger.warning(
-                f"群设置文件已损坏，已移到 {aside}，改用默认设置 / settings file corrupted ({error}); "
-                f"moved to {aside}, using defaults"
+                f"群设置文件已损坏，已保留在 {kept_at}，改用默认设置 / settings file corrupted ({error}); "
+                f"kept at {kept_at}, using defaults"
             )
 
     def get(self, group_id: int) -> GroupSettings:
@@ -117,12 +123,19 @@ class SettingsStore:
             action=self.defaults.action if overrides.action is None else overrides.action,
         )
 
+    def groups(self) -> set[int]:
+        """The groups whose admins changed a setting."""
+        return set(self._groups)
+
     def is_enabled(self, group_id: int) -> bool:
         overrides = self._groups.get(group_id)
         return self.defaults.enabled if overrides is None or overrides.enabled is None else overrides.enabled
 
     async def update(self, group_id: int, **changes: object) -> GroupSettings:
-        """Change a group's settings and write the file before returning."""
+        """Change a group's settings and write the file before returning; CannotSave when the
+        file cannot be written (see ``save_error``)."""
+        if self.save_error is not None:
+            raise persist.CannotSave(f"群设置 / settings: {self.save_error}")
         async with self._write_lock:
             groups = dict(self._groups)
             groups[group_id] = replace(groups.get(group_id, GroupOverrides()), **changes)
@@ -136,10 +149,5 @@ class SettingsStore:
         return self.get(group_id)
 
     def _write(self, snapshot: dict) -> None:
-        # tmp + fsync + os.replace: a crash mid-write leaves the old file, never half a file.
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as file:
-            json.dump(snapshot, file, ensure_ascii=False, indent=2)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, self.path)
+        text = json.dumps(snapshot, ensure_ascii=False, indent=2)
+        persist.write_atomically(self.path, text.encode("utf-8"), durable=True)

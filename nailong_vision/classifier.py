@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,8 @@ class ModelInfo:
     threshold: float
     spec: PreprocessSpec
     providers: tuple[str, ...]
+    # Every metadata_props entry as written by the export (metrics, data, created_at, ...), for display.
+    metadata: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 def bundled_model_path() -> Path:
@@ -128,6 +131,7 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
         threshold=threshold,
         spec=spec,
         providers=tuple(session.get_providers()),
+        metadata=metadata,
     )
 
 

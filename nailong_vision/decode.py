@@ -10,16 +10,29 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
+
+from .preprocess import PreprocessSpec
 
 # Pillow's own bomb check only warns below 2× its limit; we enforce an explicit cap instead.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 DEFAULT_MAX_PIXELS = 40_000_000
-DEFAULT_MAX_FRAMES = 8
 # Seeking to frame k of a GIF/WebP decodes every frame before it; this caps that work (≈1 s).
 DEFAULT_MAX_DECODED_PIXELS = 200_000_000
+
+
+# EXIF orientation → the transpose that shows the image upright (the table of ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageDecodeError(ValueError):
@@ -49,18 +62,28 @@ def to_rgb(frame: Image.Image) -> Image.Image:
     return frame.convert("RGB")
 
 
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1: as stored; Pillow reads a damaged EXIF block as empty)."""
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    return orientation if isinstance(orientation, int) else 1
+
+
 def decode_frames(
     data: bytes,
     *,
-    max_frames: int = DEFAULT_MAX_FRAMES,
+    max_frames: int = PreprocessSpec.frames,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
     max_decoded_pixels: int = DEFAULT_MAX_DECODED_PIXELS,
 ) -> list[Image.Image]:
-    """Decode ``data`` into 1..max_frames RGB frames (animated images sampled evenly).
+    """Decode ``data`` into 1..max_frames upright RGB frames (animated images sampled evenly).
+
+    Upright: the EXIF orientation is applied, as every image viewer does, so a photo saved rotated
+    (phones do) is seen the way people see it.
 
     ``draft_size`` lets JPEG decode at a reduced scale that is still at least that size: a large
-    photo decodes several times faster and the model sees the same pixels after resizing.
+    photo decodes several times faster and the model sees the same pixels after resizing (the
+    orientation is applied after, to the reduced frame).
     An animation too long to decode within ``max_decoded_pixels`` is sampled from its beginning
     only (a tiny file can hold thousands of large frames).
     Raises :class:`ImageDecodeError` for anything that is not a whole, reasonably sized image.
@@ -80,11 +103,13 @@ def decode_frames(
                 image.draft("RGB", (draft_size, draft_size))
             affordable = max(1, max_decoded_pixels // max(1, width * height))
             n_frames = min(getattr(image, "n_frames", 1), affordable)
+            upright = _UPRIGHT.get(_orientation(image))
             frames = []
             for index in sample_frame_indices(n_frames, max_frames):
                 image.seek(index)
                 image.load()
-                frames.append(to_rgb(image))
+                frame = to_rgb(image)
+                frames.append(frame if upright is None else frame.transpose(upright))
             return frames
     except ImageDecodeError:
         raise

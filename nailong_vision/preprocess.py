@@ -20,20 +20,26 @@ RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.B
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """How an RGB image becomes input: squash-resize to size×size, scale to 0..1, normalise."""
+    """How an image becomes input: up to ``frames`` frames (animated images sampled evenly, the
+    batch is a hit when any frame is), each squash-resized to size×size, scaled to 0..1, normalised."""
 
     size: int = 224
+    # Models exported before the frame count was written into the metadata were trained with 8.
+    frames: int = 8
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     resize: str = "bilinear"
 
     def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise ValueError(f"frames must be at least 1: {self.frames}")
         if self.resize not in RESAMPLE:
             raise ValueError(f"unknown resize method {self.resize!r}; expected one of {list(RESAMPLE)}")
 
     def to_metadata(self) -> dict[str, str]:
         return {
             "input_size": str(self.size),
+            "frames": str(self.frames),
             "mean": json.dumps(list(self.mean)),
             "std": json.dumps(list(self.std)),
             "resize": self.resize,
@@ -45,6 +51,7 @@ class PreprocessSpec:
         default = cls()
         return cls(
             size=int(metadata.get("input_size", default.size)),
+            frames=int(metadata.get("frames", default.frames)),
             mean=tuple(json.loads(metadata["mean"])) if "mean" in metadata else default.mean,
             std=tuple(json.loads(metadata["std"])) if "std" in metadata else default.std,
             resize=metadata.get("resize", default.resize),

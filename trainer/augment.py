@@ -36,6 +36,10 @@ def hflip(image: torch.Tensor) -> torch.Tensor:
     return image.flip(-1)
 
 
+def rotate90(image: torch.Tensor, quarter_turns: int) -> torch.Tensor:
+    return torch.rot90(image, quarter_turns, dims=(-2, -1))
+
+
 def mirror_half(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Replace one half of the image with the mirror of the other (a common meme edit)."""
     width = image.shape[-1]
@@ -77,6 +81,24 @@ def grayscale(image: torch.Tensor) -> torch.Tensor:
     return grey.expand(3, -1, -1).clone()
 
 
+def mix(images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup or cutmix (even odds) of a batch with itself in a random order.
+
+    ``targets`` are class probabilities [N, C]; they are mixed in the same proportion as the pixels."""
+    order = torch.from_numpy(rng.permutation(len(images)))
+    keep = float(rng.beta(1.0, 1.0))
+    if rng.random() < 0.5:
+        mixed = images * keep + images[order] * (1 - keep)
+    else:
+        side_h, side_w = images.shape[-2:]
+        cut_h, cut_w = int(side_h * np.sqrt(1 - keep)), int(side_w * np.sqrt(1 - keep))
+        top, left = int(rng.integers(0, side_h - cut_h + 1)), int(rng.integers(0, side_w - cut_w + 1))
+        mixed = images.clone()
+        mixed[..., top : top + cut_h, left : left + cut_w] = images[order][..., top : top + cut_h, left : left + cut_w]
+        keep = 1 - cut_h * cut_w / (side_h * side_w)
+    return mixed, targets * keep + targets[order] * (1 - keep)
+
+
 def color_jitter(image: torch.Tensor, strength: float, rng: np.random.Generator) -> torch.Tensor:
     """Random brightness, contrast and saturation, each by a factor in 1±strength."""
     brightness, contrast, saturation = rng.uniform(1 - strength, 1 + strength, size=3)
@@ -105,6 +127,10 @@ def augment(
         image, is_positive = paste(image, patch, rng), True
     if rng.random() < cfg.hflip:
         image = hflip(image)
+    if rng.random() < cfg.vflip:
+        image = image.flip(-2)
+    if rng.random() < cfg.rotate90:
+        image = rotate90(image, int(rng.integers(1, 4)))
     if rng.random() < cfg.mirror_half:
         image = mirror_half(image, rng)
     if rng.random() < cfg.color_mask:

@@ -9,6 +9,7 @@ import sys
 DESCRIPTION = """奶龙识别模型训练工具 / nailong model trainer
 
   train     训练一次 / one training run (resumes from checkpoint_dir/last.pt)
+  features  冻结预训练特征 + 线性分类头（CPU 上几秒）/ frozen pretrained features + a linear head, in seconds
   search    optuna 超参数搜索 / hyperparameter search
   evaluate  评估模型并生成报告 / evaluate a model, write a report
   export    导出插件使用的 ONNX 模型 / export the ONNX model the plugin loads
@@ -26,6 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML 配置文件 / config file (see configs/shipped.yaml)")
     train.add_argument("overrides", nargs="*", metavar="key=value",
                        help="覆盖配置项 / override config keys, e.g. max_steps=100 augment.hflip=0")
+
+    features = commands.add_parser(
+        "features", help="冻结特征 + 线性头 / frozen features + linear head",
+        description="缓存预训练主干的特征，拟合线性分类头，写出 checkpoint_dir/best.pt（可导出、可作教师、可作微调起点）。/ "
+                    "Cache a pretrained backbone's features, fit a linear head, write checkpoint_dir/best.pt "
+                    "(export it, use it as a teacher, or fine-tune from it with init_checkpoint).")
+    features.add_argument("--config", required=True, help="YAML 配置文件 / config file (see configs/teacher-lite0.yaml)")
+    features.add_argument("--l2", type=float, default=1e-3, help="线性头的 L2 正则 / L2 penalty of the head")
+    features.add_argument("overrides", nargs="*", metavar="key=value", help="覆盖配置项 / override config keys")
 
     search = commands.add_parser("search", help="超参数搜索 / optuna search",
                                  description="optuna 搜索，目标为验证集奶龙 F1。/ optuna search maximising validation nailong F1.")
@@ -74,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             train(load_config(args.config, args.overrides))
         except KeyboardInterrupt:
             return 130
+    elif args.command == "features":
+        from .config import load_config
+        from .features import run_features
+
+        run_features(load_config(args.config, args.overrides), args.l2)
     elif args.command == "search":
         from .search import run_search
 

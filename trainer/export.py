@@ -90,7 +90,9 @@ def build_metadata(checkpoint: dict, threshold: float, metrics: dict, version: s
         "metrics": json.dumps(metrics),
         "data": json.dumps(checkpoint["data_summary"], ensure_ascii=False),
         "training": json.dumps({"step": checkpoint["state"]["step"], "seed": cfg["seed"],
-                                "init_checkpoint": cfg.get("init_checkpoint")}),
+                                "init_checkpoint": cfg.get("init_checkpoint"),
+                                "pretrained": cfg.get("pretrained") and cfg.get("pretrained_source"),
+                                "teacher": cfg.get("teacher") or None}),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -22,10 +22,12 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from .augment import mix
 from .config import TrainConfig
 from .data import PreparedData, SampleStream, TrainSet, prepare_data, val_batches
+from .distill import TeacherEnsemble, distillation_loss
 from .metrics import per_file_probs, summarize
-from .model import build_model, parameter_groups
+from .model import build_initialised_model, parameter_groups
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,15 @@ def amp_context(device: torch.device, cfg: TrainConfig):
         return contextlib.nullcontext()
     dtype = torch.float16 if cfg.amp_dtype == "float16" and device.type == "cuda" else torch.bfloat16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def set_train_mode(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Training mode, with BatchNorm left on its running statistics when ``freeze_batchnorm``."""
+    model.train()
+    if cfg.freeze_batchnorm:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 @torch.no_grad()
@@ -149,12 +160,13 @@ def train(cfg: TrainConfig, data: PreparedData | None = None, on_eval=None) -> R
     train_set = TrainSet(data, cfg)
 
     # ---- model, optimizer, AMP
-    model = build_model(cfg.model, len(data.labels), cfg.pretrained, cfg.drop_path_rate, cfg.init_checkpoint)
+    model = build_initialised_model(cfg, len(data.labels))
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(
-        parameter_groups(model, cfg.weight_decay), lr=cfg.learning_rate, betas=tuple(cfg.betas), eps=cfg.eps,
-        fused=device.type == "cuda",
+        parameter_groups(model, cfg.weight_decay, cfg.backbone_lr_scale), lr=cfg.learning_rate,
+        betas=tuple(cfg.betas), eps=cfg.eps, fused=device.type == "cuda",
     )
+    teacher = TeacherEnsemble(cfg.teacher, data.labels, data.spec, device) if cfg.teacher else None
     # A GradScaler only matters for float16; bf16 has the range of float32.
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.enable_amp and cfg.amp_dtype == "float16"
                                   and device.type == "cuda")
@@ -197,21 +209,29 @@ def train(cfg: TrainConfig, data: PreparedData | None = None, on_eval=None) -> R
             save_checkpoint(path, raw_model, optimizer, scaler, state, cfg, data, extra)
 
     # ---- the loop
-    model.train()
+    set_train_mode(model, cfg)
     seen_since_log, clock = 0, time.perf_counter()
     try:
         while state.step < cfg.max_steps:
             lr = get_lr(state.step, cfg)
+            # While the backbone is frozen its learning rate is 0: weights fixed, BatchNorm statistics adapt.
+            frozen = state.step < cfg.freeze_backbone_steps
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = 0.0 if frozen and group["backbone"] else lr * group["lr_scale"]
             for micro in range(cfg.gradient_accumulation_steps):
                 images, targets = next(batches)
                 images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 targets = targets.to(device, non_blocking=True)
+                # Seeded by position, so a resumed run mixes exactly as the uninterrupted one.
+                mix_rng = np.random.default_rng([cfg.seed, state.step, micro, rank])
+                if mix_rng.random() < cfg.augment.mix:
+                    images, targets = mix(images, F.one_hot(targets, len(data.labels)).float(), mix_rng)
+                teacher_probs = teacher.probs(images, cfg.distill_temperature) if teacher else None
                 last_micro = micro == cfg.gradient_accumulation_steps - 1
                 sync = contextlib.nullcontext() if (last_micro or not distributed) else model.no_sync()
                 with sync, amp_context(device, cfg):
-                    loss = F.cross_entropy(model(images), targets, label_smoothing=cfg.label_smoothing)
+                    loss = distillation_loss(model(images), targets, teacher_probs, cfg.distill_weight,
+                                             cfg.distill_temperature, cfg.label_smoothing)
                     loss = loss / cfg.gradient_accumulation_steps
                 scaler.scale(loss).backward()
                 seen_since_log += len(targets)
@@ -252,6 +272,7 @@ def train(cfg: TrainConfig, data: PreparedData | None = None, on_eval=None) -> R
                                            "val_targets": data.val_file_targets(),
                                            "val_sources": data.val_sources})
                     log.info("new best nailong F1 %.4f at step %d → %s", state.best_metric, state.step, best_path)
+                set_train_mode(model, cfg)  # predict_validation put the whole model back in train mode
                 log_examples(writer, data, file_probs, state.step)
                 writer.flush()
                 if on_eval is not None:

@@ -1,4 +1,4 @@
-"""Model: a timm ConvNeXt, optionally started from pretrained weights or one of our checkpoints."""
+"""Model: a timm network, started from scratch, from ImageNet weights or from one of our checkpoints."""
 
 from __future__ import annotations
 
@@ -7,15 +7,48 @@ import logging
 import timm
 import torch
 
+from nailong_vision.preprocess import RESAMPLE, PreprocessSpec
+
+from .config import TrainConfig
+from .pretrained import load_package_weights
+
 log = logging.getLogger(__name__)
 
 
-def build_model(name: str, num_classes: int, pretrained: bool = False, drop_path_rate: float = 0.0,
-                init_checkpoint: str | None = None) -> torch.nn.Module:
-    model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, drop_path_rate=drop_path_rate)
-    if init_checkpoint:
-        load_weights(model, init_checkpoint)
+def build_model(name: str, num_classes: int, drop_path_rate: float = 0.0) -> torch.nn.Module:
+    """The bare architecture (random weights): what a checkpoint's state dict loads into."""
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, drop_path_rate=drop_path_rate)
+
+
+def build_initialised_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
+    """The model a run starts from, initialised as the config says (see ``TrainConfig.pretrained``)."""
+    if cfg.pretrained and cfg.pretrained_source == "package":
+        model = build_model(cfg.model, num_classes, cfg.drop_path_rate)
+        load_package_weights(model, cfg.model)
+        log.info("initialised %s from the packaged ImageNet weights", cfg.model)
+    elif cfg.pretrained and cfg.pretrained_source == "timm":
+        overlay = {"file": cfg.pretrained_file} if cfg.pretrained_file else None
+        model = timm.create_model(cfg.model, pretrained=True, num_classes=num_classes,
+                                  drop_path_rate=cfg.drop_path_rate, pretrained_cfg_overlay=overlay)
+    elif cfg.pretrained:
+        raise ValueError(f"pretrained_source must be timm or package, got {cfg.pretrained_source!r}")
+    else:
+        model = build_model(cfg.model, num_classes, cfg.drop_path_rate)
+    if cfg.init_checkpoint:
+        load_weights(model, cfg.init_checkpoint)
     return model
+
+
+def preprocess_spec(cfg: TrainConfig) -> PreprocessSpec:
+    """How images become this model's input; written into the exported model for the plugin."""
+    if cfg.normalization == "imagenet":
+        return PreprocessSpec(size=cfg.image_size, frames=cfg.eval_frames)
+    if cfg.normalization == "model":
+        pretrained_cfg = timm.get_pretrained_cfg(cfg.model).to_dict()
+        resize = pretrained_cfg.get("interpolation", "bilinear")
+        return PreprocessSpec(size=cfg.image_size, mean=tuple(pretrained_cfg["mean"]), std=tuple(pretrained_cfg["std"]),
+                              resize=resize if resize in RESAMPLE else "bilinear", frames=cfg.eval_frames)
+    raise ValueError(f"normalization must be imagenet or model, got {cfg.normalization!r}")
 
 
 def load_weights(model: torch.nn.Module, path: str) -> None:
@@ -33,10 +66,19 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
     log.info("initialised from %s (%d tensors; skipped %s; fresh %s)", path, len(fitting), skipped, missing)
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices and convolutions only, never on norms and biases."""
-    decay, no_decay = [], []
+def head_parameters(model: torch.nn.Module) -> set[int]:
+    """ids of the classifier head's parameters (timm models name their head)."""
+    return {id(p) for p in model.get_classifier().parameters()}
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float, backbone_lr_scale: float = 1.0) -> list[dict]:
+    """Weight decay on weight matrices and convolutions only, never on norms and biases; the
+    backbone's groups carry ``lr_scale`` (layer-wise learning rate), the head's 1."""
+    head = head_parameters(model)
+    groups: dict[tuple[bool, bool], list] = {(d, h): [] for d in (True, False) for h in (True, False)}
     for parameter in model.parameters():
         if parameter.requires_grad:
-            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            groups[(parameter.ndim >= 2, id(parameter) in head)].append(parameter)
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0, "backbone": not is_head,
+             "lr_scale": 1.0 if is_head else backbone_lr_scale}
+            for (decay, is_head), params in groups.items() if params]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from nailong_vision.classifier import Classifier, softmax
-from nailong_vision.decode import DEFAULT_MAX_FRAMES, decode_frames
+from nailong_vision.decode import decode_frames
 from nailong_vision.preprocess import PreprocessSpec, preprocess
 
 
@@ -36,9 +36,9 @@ class Scorer:
         others[self.positive_index] = -1.0
         return self.labels[int(others.argmax())]
 
-    def score_bytes(self, data: bytes, max_frames: int = DEFAULT_MAX_FRAMES) -> np.ndarray:
+    def score_bytes(self, data: bytes) -> np.ndarray:
         """Class probabilities of the frame most likely to be nailong (the plugin hits on any frame)."""
-        frames = decode_frames(data, max_frames=max_frames, draft_size=self.spec.size)
+        frames = decode_frames(data, max_frames=self.spec.frames, draft_size=self.spec.size)
         probs = self.probabilities(preprocess(frames, self.spec))
         return probs[int(np.argmax(probs[:, self.positive_index]))]
 

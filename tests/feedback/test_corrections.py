@@ -64,10 +64,10 @@ def csv_rows(store: Corrections) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_solid_colours_collide_in_phash_so_they_get_no_hash_while_test_scenes_stay_apart():
-    # A solid colour's pHash is rounding noise: white and grey, white and blue land a few bits apart.
+def test_solid_colours_get_no_phash_while_test_scenes_stay_apart():
+    # A solid colour's pHash bits are floating-point rounding noise (they change with the numpy build),
+    # so solids must not be matched by pHash at all.
     solids = [Image.new("RGB", (64, 48), colour) for colour in [(255, 255, 255), (128, 128, 128), (3, 90, 200)]]
-    assert max(hamming(phash(solids[0]), phash(other)) for other in solids[1:]) <= DEFAULT_MAX_DISTANCE
     assert all(frame_hash(image) is None for image in solids)
     scenes = [phash(scene(seed)) for seed in range(12)]
     assert min(hamming(a, b) for a, b in itertools.combinations(scenes, 2)) > DEFAULT_MAX_DISTANCE

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import ExifTags, Image, ImageDraw
 
 YELLOW = (255, 220, 0)
 BLUE = (40, 90, 220)
@@ -46,11 +46,16 @@ def build_tiny_model(
     metadata: bool = True,
     size: int = 64,
     threshold: float = TINY_THRESHOLD,
+    metrics: dict[str, float] | None = None,
+    top_half: bool = False,
+    frames: int | None = None,
 ) -> Path:
     """GlobalAveragePool → Flatten → Gemm: logit(nailong) - logit(rest) = 2·(R + G − 2B − 5).
 
     On ImageNet-normalised input a yellow image scores ≈ 0.99, white, black, blue and red ≤ 0.1.
     Without ``metadata`` the input is dynamic in H/W and the file carries no metadata_props.
+    ``top_half``: only the upper half of the input counts, so the model tells which way is up.
+    ``frames``: the frame count written into the metadata (none written by default, as in older exports).
     """
     import onnx
     from onnx import TensorProto, helper
@@ -61,9 +66,15 @@ def build_tiny_model(
     weights[0] = [2.0, 2.0, -4.0]
     bias[0] = -10.0
     spatial: list[Any] = [size, size] if metadata else ["height", "width"]
+    crop = [helper.make_node("Slice", ["input", "top", "middle", "rows"], ["seen"])] if top_half else []
+    half_bounds = [
+        helper.make_tensor(name, TensorProto.INT64, [1], [value])
+        for name, value in (("top", 0), ("middle", size // 2), ("rows", 2))
+    ]
     graph = helper.make_graph(
         [
-            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            *crop,
+            helper.make_node("GlobalAveragePool", ["seen" if top_half else "input"], ["pooled"]),
             helper.make_node("Flatten", ["pooled"], ["features"], axis=1),
             helper.make_node("Gemm", ["features", "weight", "bias"], ["logits"], transB=1),
         ],
@@ -73,6 +84,7 @@ def build_tiny_model(
         [
             helper.make_tensor("weight", TensorProto.FLOAT, weights.shape, weights.ravel().tolist()),
             helper.make_tensor("bias", TensorProto.FLOAT, bias.shape, bias.tolist()),
+            *(half_bounds if top_half else []),
         ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -88,10 +100,12 @@ def build_tiny_model(
             "threshold": str(threshold),
             "model_name": "tiny-test",
             "version": "0.0.1",
-            "metrics": json.dumps({}),
+            "metrics": json.dumps(metrics or {}),
             "data": json.dumps({}),
             "created_at": "2025-01-01T00:00:00Z",
         }
+        if frames is not None:
+            props["frames"] = str(frames)
         helper.set_model_props(model, props)
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +168,36 @@ def transparent_sticker(color: tuple[int, int, int], fmt: str = "PNG") -> bytes:
     image.paste((*color, 255), (40, 40, 56, 56))
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+# How a camera stores an upright picture under each EXIF orientation: the inverse of what a viewer applies.
+STORED_AS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def upright_scene(size: tuple[int, int] = (120, 80)) -> Image.Image:
+    """Yellow on top, blue below, and a red corner top left: every orientation looks different."""
+    image = Image.new("RGB", size, BLUE)
+    image.paste(YELLOW, (0, 0, size[0], size[1] // 2))
+    image.paste((220, 30, 30), (0, 0, size[0] // 4, size[1] // 4))
+    return image
+
+
+def saved_with_orientation(upright: Image.Image, orientation: int, fmt: str = "PNG", **options) -> bytes:
+    """``upright`` as a camera saves it: pixels as the sensor saw them, and the EXIF tag to turn them."""
+    stored = upright if orientation == 1 else upright.transpose(STORED_AS[orientation])
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    buffer = io.BytesIO()
+    stored.save(buffer, format=fmt, exif=exif, **options)
     return buffer.getvalue()
 
 

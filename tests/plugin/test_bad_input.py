@@ -75,4 +75,4 @@ async def test_segment_fields_that_are_not_strings(app: App, guard, image_server
         reply = Message([MessageSegment.reply(44), MessageSegment.text("检测到奶龙图片")])
         ctx.should_call_api("send_group_msg", {"group_id": 1, "message": reply}, result={"message_id": 1})
     assert not any("| ERROR " in line for line in caplog_loguru)
-    assert guard.stats.checked[1] == 1
+    assert guard.stats.over_days(1, 1).checked == 1

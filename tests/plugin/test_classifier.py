@@ -78,7 +78,27 @@ def test_no_metadata_falls_back_to_the_documented_defaults(tmp_path) -> None:
         "bilinear",
     )
     assert (info.labels, info.positive_index, info.threshold) == (("nailong", "other"), 0, 0.5)
+    assert info.spec.frames == 8  # what models exported before the frame count was in the metadata used
     assert (info.name, info.version) == ("bare", "unknown")
+
+
+@pytest.mark.parametrize(("written", "cap", "sampled"), [(3, None, 3), (3, 2, 2), (3, 8, 3), (None, None, 8)])
+async def test_frames_come_from_the_model_and_the_setting_caps_them(
+    tmp_path, written: int | None, cap: int | None, sampled: int
+) -> None:
+    classifier = Classifier(build_tiny_model(tmp_path / "m.onnx", frames=written))
+    batches: list[int] = []
+    score = classifier.nailong_scores
+
+    def counted(batch: np.ndarray) -> np.ndarray:
+        batches.append(len(batch))
+        return score(batch)
+
+    classifier.nailong_scores = counted  # type: ignore[method-assign]
+    decider = Decider(classifier, workers=1, max_frames=cap, max_pixels=40_000_000)
+    await decider.decide(animated_gif([WHITE, BLUE] * 10))
+    decider.shutdown()
+    assert batches == [sampled]
 
 
 def test_five_class_model(tmp_path) -> None:
@@ -184,8 +204,9 @@ def test_threshold_setting_overrides_the_model(tmp_path) -> None:
     config = Config(nailong_threshold=0.85)
     assert config.nailong_threshold == 0.85
     assert Config(nailong_threshold="").nailong_threshold is None
-    with pytest.raises(ValueError):
-        Config(nailong_threshold=1.5)
+    for disabling in (1.5, 1.0):
+        with pytest.raises(ValueError):
+            Config(nailong_threshold=disabling)
     assert Config(
         nailong_onnx_providers="CUDAExecutionProvider, CPUExecutionProvider"
     ).nailong_onnx_providers == [
@@ -303,7 +324,7 @@ async def test_override_decides_before_the_model(tmp_path) -> None:
         return Decision(score=0.0, source="correction") if frames[0].getpixel((0, 0))[2] < 100 else None
 
     decider.overrides.append(corrections)
-    assert await decider.decide(still(YELLOW)) == Decision(0.0, "correction")
+    assert await decider.decide(still(YELLOW)) == Decision(0.0, "correction", frames=1)
     assert (await decider.decide(still(BLUE))).source == "model"
     assert len(seen) == 2
     assert all(thread.startswith("nailong") for *_, thread in seen)  # in the worker, off the event loop

@@ -100,8 +100,21 @@ async def test_chinese_aliases(app: App, guard) -> None:
 async def test_threshold(app: App, guard) -> None:
     await run_command(app, command("/nailong threshold 0.85"), "阈值已设为 / threshold set to 0.85")
     assert guard.store.get(1).threshold == 0.85
-    await run_command(app, command("/nailong threshold 1"), "阈值已设为 / threshold set to 1.0")
     await run_command(app, command("/nailong threshold 0"), "阈值已设为 / threshold set to 0.0")
+
+
+async def test_threshold_is_kept_as_given(app: App, guard) -> None:
+    await run_command(app, command("/nailong threshold 0.99999"), "阈值已设为 / threshold set to 0.99999")
+    assert guard.store.get(1).threshold == 0.99999
+    assert "阈值 / threshold: 0.99999" in await run_command(app, command("/nailong status"))
+
+
+@pytest.mark.parametrize("value", ["1", "1.0", "0.99999999999999999"])
+async def test_a_threshold_that_turns_detection_off_is_refused(app: App, guard, value: str) -> None:
+    answer = await run_command(app, command(f"/nailong threshold {value}"))
+    assert answer.startswith(f"阈值 {value} 等于关闭检测；要关闭请用 /nailong off")
+    assert guard.store.get(1).threshold == guard.store.defaults.threshold
+    assert not guard.store.path.exists()
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "abc", "nan", "inf", "", "0.5 0.6"])
@@ -129,15 +142,15 @@ async def test_unknown_action_changes_nothing(app: App, guard, text: str) -> Non
 
 
 async def test_status(app: App, guard) -> None:
-    guard.stats.checked[1] += 12
-    guard.stats.hits[1] += 3
+    guard.stats.add(1, checked=12, hits=3)
     answer = await run_command(app, command("/nailong status"))
     assert answer.splitlines() == [
         "奶龙检测 / detection: 已开启 (on)",
         "阈值 / threshold: 0.7",
         "动作 / action: 撤回并回复 (both)",
         "模型 / model: tiny-test 0.0.1",
-        "本群自启动以来检查 12 张图片，命中 3 次 / since start-up: 12 images checked, 3 hits",
+        "本群今天检查 12 张图片，命中 3 次；近 7 天检查 12 张，命中 3 次 / today: 12 images checked, 3 hits; "
+        "last 7 days: 12 checked, 3 hits",
     ]
 
 

@@ -6,6 +6,8 @@ from nonebot.adapters.onebot.v11 import Adapter, Bot, Message, MessageSegment
 from nonebot.adapters.onebot.v11.exception import ActionFailed
 from nonebug import App
 
+from nailong_bot.stats import Counts
+
 from nailong_testkit import BLUE, YELLOW, group_event, image_segment, still, text_segment
 
 WARNING = "检测到奶龙图片"
@@ -38,7 +40,7 @@ async def test_image_inside_a_forward_recalls_the_forward(app: App, guard, image
         ctx.receive_event(connect(ctx), group_event([forward_segment("F1")], message_id=61))
         ctx.should_call_api("get_forward_msg", {"id": "F1"}, result=answer)
         acted_on(ctx, 61)
-    assert guard.stats.checked[1] == 2 and guard.stats.hits[1] == 1
+    assert guard.stats.over_days(1, 1) == Counts(checked=2, hits=1, recalls=1)
 
 
 async def test_nested_forward_in_the_messages_shape(app: App, guard, image_server) -> None:
@@ -78,7 +80,7 @@ async def test_forwards_are_bounded(app: App, start_guard, image_server, caplog_
         # Past the depth limit: the inner forward is not asked for.
         ctx.receive_event(bot, group_event([forward_segment("L3")], message_id=66))
         ctx.should_call_api("get_forward_msg", {"id": "L3"}, result={"message": [node(forward_segment("L4"))]})
-    assert guard.stats.checked[1] == 3 and guard.stats.hits[1] == 0
+    assert guard.stats.over_days(1, 1) == Counts(checked=3)
     assert sum("forward over its limits" in line for line in caplog_loguru) == 3
 
 

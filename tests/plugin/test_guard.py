@@ -11,6 +11,7 @@ from nonebot.adapters.onebot.v11.exception import ActionFailed
 from nonebug import App
 
 from nailong_bot.actions import WarningCooldown
+from nailong_bot.stats import Counts
 
 from nailong_testkit import (
     BLUE,
@@ -46,7 +47,7 @@ async def test_hit_recalls_and_replies(app: App, guard, image_server) -> None:
         ctx.receive_event(connect(ctx), event)
         ctx.should_call_api("delete_msg", {"message_id": 11}, result=None)
         ctx.should_call_api("send_group_msg", warning_reply(1, 11), result={"message_id": 99})
-    assert guard.stats.checked[1] == 1 and guard.stats.hits[1] == 1
+    assert guard.stats.over_days(1, 1) == Counts(checked=1, hits=1, recalls=1)
 
 
 async def test_miss_makes_no_api_call(app: App, guard, image_server) -> None:
@@ -54,7 +55,7 @@ async def test_miss_makes_no_api_call(app: App, guard, image_server) -> None:
     async with app.test_matcher() as ctx:
         ctx.receive_event(connect(ctx), group_event([image_segment(url)], message_id=12))
     assert image_server.requests["/img/miss.png"] == 1
-    assert guard.stats.checked[1] == 1 and guard.stats.hits[1] == 0
+    assert guard.stats.over_days(1, 1) == Counts(checked=1)
 
 
 async def test_disabled_group_does_not_download(app: App, guard, image_server) -> None:
@@ -98,6 +99,7 @@ async def test_failed_recall_falls_back_to_reply(app: App, start_guard, image_se
         ctx.receive_event(connect(ctx), group_event([image_segment(url)], message_id=15))
         ctx.should_call_api("delete_msg", {"message_id": 15}, exception=failure)
         ctx.should_call_api("send_group_msg", warning_reply(1, 15), result={"message_id": 99})
+    assert guard.stats.over_days(1, 1) == Counts(checked=1, hits=1, failed_recalls=1)
 
 
 async def test_mute_when_configured(app: App, start_guard, image_server) -> None:
@@ -164,7 +166,7 @@ async def test_bots_own_messages_are_ignored(app: App, guard, image_server) -> N
 async def test_text_message_is_ignored(app: App, guard) -> None:
     async with app.test_matcher() as ctx:
         ctx.receive_event(connect(ctx), group_event([text_segment("奶龙好可爱")]))
-    assert guard.stats.checked[1] == 0
+    assert guard.stats.over_days(1, 1).checked == 0
 
 
 async def test_segment_without_url_asks_get_image(app: App, guard, image_server) -> None:
@@ -190,7 +192,7 @@ async def test_get_image_answering_with_a_local_path(app: App, guard, tmp_path, 
         # Where the implementation runs elsewhere the path is not here: skipped, logged, no action.
         ctx.receive_event(bot, group_event([image_segment(None, file="C0C0.image")], message_id=23))
         ctx.should_call_api("get_image", {"file": "C0C0.image"}, result={"file": str(tmp_path / "gone.jpg")})
-    assert guard.stats.checked[1] == 1 and guard.stats.hits[1] == 1
+    assert guard.stats.over_days(1, 1).checked == 1 and guard.stats.over_days(1, 1).hits == 1
     assert any("message=23" in line and "another machine or in a container" in line for line in caplog_loguru)
 
 
@@ -208,7 +210,7 @@ async def test_local_reads_only_in_the_configured_folders(app: App, start_guard,
         ctx.should_call_api("send_group_msg", warning_reply(1, 24), result={"message_id": 99})
         ctx.receive_event(bot, group_event([image_segment(None, file="E0E0.image")], message_id=25))
         ctx.should_call_api("get_image", {"file": "E0E0.image"}, result={"file": str(tmp_path / "E0E0.jpg")})
-    assert guard.stats.checked[1] == 1
+    assert guard.stats.over_days(1, 1).checked == 1
     assert any("message=25" in line and "outside NAILONG_LOCAL_IMAGE_DIRS" in line for line in caplog_loguru)
 
 
@@ -226,7 +228,7 @@ async def test_failed_get_image_is_skipped(app: App, guard) -> None:
     async with app.test_matcher() as ctx:
         ctx.receive_event(connect(ctx), group_event([image_segment(None, file="GONE.image")]))
         ctx.should_call_api("get_image", {"file": "GONE.image"}, exception=failure)
-    assert guard.stats.checked[1] == 0
+    assert guard.stats.over_days(1, 1).checked == 0
 
 
 async def test_sticker_and_mface_are_checked(app: App, guard, image_server) -> None:
@@ -259,7 +261,7 @@ async def test_several_images_act_once(app: App, guard, image_server) -> None:
         ctx.receive_event(connect(ctx), group_event([image_segment(u) for u in urls], message_id=22))
         ctx.should_call_api("delete_msg", {"message_id": 22}, result=None)
         ctx.should_call_api("send_group_msg", warning_reply(1, 22), result={"message_id": 99})
-    assert guard.stats.checked[1] == 3 and guard.stats.hits[1] == 1
+    assert guard.stats.over_days(1, 1).checked == 3 and guard.stats.over_days(1, 1).hits == 1
 
 
 async def test_repost_is_decided_from_cache(app: App, guard, image_server) -> None:

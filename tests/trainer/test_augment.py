@@ -88,3 +88,24 @@ def test_augment_switched_off_is_only_the_crop():
     out, positive = aug.augment(source, False, 24, cfg, rng(8))
     assert positive is False
     assert torch.equal(out, aug.random_resized_crop(source, 24, cfg.crop_scale_min, rng(8)))
+
+
+def test_rotations_and_flips_turn_the_crop_without_changing_it():
+    source = image(20, 20)
+    plain = AugmentConfig(crop_scale_min=1.0, hflip=0, mirror_half=0, color_mask=0, paste_nailong=0, color_jitter=0,
+                          grayscale=0, rotate90=0.0, vflip=0.0)
+    turned = AugmentConfig(**{**plain.__dict__, "rotate90": 1.0, "vflip": 1.0})
+    crop, _ = aug.augment(source, True, 20, plain, rng(3))
+    out, _ = aug.augment(source, True, 20, turned, rng(3))
+    assert any(torch.equal(out, aug.rotate90(crop.flip(-2), k)) for k in (1, 2, 3))
+    assert torch.equal(aug.rotate90(aug.rotate90(source, 1), 3), source)
+
+
+def test_mix_blends_pixels_and_targets_in_the_same_proportion():
+    images = torch.stack([torch.zeros(3, 16, 16), torch.ones(3, 16, 16)])
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    for seed in range(8):
+        mixed, soft = aug.mix(images, targets, rng(seed))
+        assert torch.allclose(soft.sum(1), torch.ones(2))
+        # Image 0 is all zeros and image 1 all ones: the mean pixel is the share of image 1 in the mix.
+        assert torch.allclose(mixed.mean(dim=(1, 2, 3)), soft[:, 1], atol=1e-5)

@@ -5,7 +5,7 @@ import pytest
 from trainer.cli import main
 
 
-@pytest.mark.parametrize("command", ["train", "search", "evaluate", "export", "predict"])
+@pytest.mark.parametrize("command", ["train", "features", "search", "evaluate", "export", "predict"])
 def test_each_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -44,10 +44,18 @@ def test_evaluate_on_the_validation_split_of_a_config(trained, tmp_path):
 
     cfg, _, onnx_path = trained
     config = tmp_path / "cfg.yaml"
-    config.write_text(yaml.safe_dump(cfg.to_dict()))
+    # A subset is reported apart: here the animated images, by their file names.
+    config.write_text(yaml.safe_dump({**cfg.to_dict(), "report_subsets": {"动图 / animated": ["-anim.gif"]}}))
     out = tmp_path / "val"
     assert main(["evaluate", "--model", str(onnx_path), "--val-of", str(config), "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     from trainer.data import prepare_data
 
-    assert report["images"] == len(prepare_data(cfg).val_sources)
+    val_sources = prepare_data(cfg).val_sources
+    assert report["images"] == len(val_sources)
+    (origin,) = report["per_source"]
+    assert report["per_source"][origin]["images"] == len(val_sources)
+    animated = report["subsets"]["动图 / animated"]
+    assert animated["images"] == sum(s.endswith("-anim.gif") for s in val_sources)
+    assert animated["false_positives"] <= animated["images"] - animated["nailong"]
+    assert "子集 / Subsets" in (out / "report.md").read_text()

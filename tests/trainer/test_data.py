@@ -158,3 +158,23 @@ def test_sampling_weights_balance_classes_and_optionally_groups():
 
     halfway = sampling_weights(owners, targets, groups, group_balance=0.5)
     assert by_file[3] < halfway[3] < by_group[3]
+
+
+def test_image_search_queries_and_whole_repositories_are_families_only_where_configured(tmp_path):
+    root = make_imagefolder(tmp_path / "data", per_class=3)
+    with (root / "MANIFEST.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "label", "source_repo", "source_path"])
+        writer.writerow(["other/other00.png", "other", "a/searches", "train/0/baidu540324-3.jpeg"])
+        writer.writerow(["other/other01.png", "other", "a/searches", "_tmp/pics/baidu540324-17.jpeg;train/0/x.jpeg"])
+        writer.writerow(["nailong/nailong00.png", "nailong", "a/searches", "train/1/baidu733758-1.jpeg"])
+        writer.writerow(["nailong/nailong01.png", "nailong", "a/searches", "train/1/baidu733758-2.jpeg"])
+        writer.writerow(["nailong/nailong02.png", "nailong", "b/desk-pet", "assets/idle/1.png"])
+        writer.writerow(["other/other02.png", "other", "b/desk-pet", "assets/cry/9.png"])
+    records = {r.source.rsplit("/", 1)[1]: r for r in scan_imagefolder(root, ["b/desk-pet"], ["other"])}
+    assert records["other00.png"].family == records["other01.png"].family == "search:baidu540324"
+    # A query for nailong itself is the whole class, not a family: left to the pHash grouping.
+    assert records["nailong00.png"].family != records["nailong01.png"].family
+    assert records["nailong02.png"].family == records["other02.png"].family == "repo:b/desk-pet"
+    assert records["other00.png"].provenance == "a/searches train/0/baidu540324-3.jpeg"
+    assert family_from_source_path("train/0/baidu540324-3.jpeg") == "clip:baidu540324-3"

@@ -16,7 +16,7 @@ def test_export_writes_the_metadata_the_plugin_reads(trained):
     metadata = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     assert json.loads(metadata["labels"]) == ["nailong", "other"]
     assert metadata["positive_label"] == "nailong"
-    assert PreprocessSpec.from_metadata(metadata) == PreprocessSpec(size=32)
+    assert PreprocessSpec.from_metadata(metadata) == PreprocessSpec(size=32, frames=cfg.eval_frames)
     assert 0.0 <= float(metadata["threshold"]) <= 1.0
     assert metadata["model_name"] == "nailong-convnext_atto-32"
     assert metadata["version"] == "test"

@@ -24,11 +24,18 @@ def test_lr_schedule_at_known_steps():
     assert all(a >= b for a, b in zip(decay, decay[1:]))
 
 
-def test_weight_decay_skips_norms_and_biases():
+def test_weight_decay_skips_norms_and_biases_and_the_backbone_gets_its_own_lr_scale():
     model = build_model("convnext_atto", 2)
-    decay, no_decay = parameter_groups(model, 0.05)
-    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
-    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
+    groups = parameter_groups(model, 0.05, backbone_lr_scale=0.1)
+    head = {id(p) for p in model.get_classifier().parameters()}
+    for group in groups:
+        in_head = {id(p) in head for p in group["params"]}
+        assert len(in_head) == 1
+        assert group["lr_scale"] == (1.0 if in_head == {True} else 0.1)
+        assert group["backbone"] == (in_head == {False})
+        decays = {p.ndim >= 2 for p in group["params"]}
+        assert decays == {group["weight_decay"] == 0.05}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
 def test_a_few_optimizer_steps_lower_the_loss(tmp_path, image_root):
@@ -163,3 +170,16 @@ def test_five_class_training_exports_the_hub_label_set(tmp_path):
     assert metadata["labels"] == '["nailong", "emoji", "anime", "others", "long"]'
     classifier = Classifier(out, providers=["CPUExecutionProvider"])
     assert classifier.info.positive_index == 0 and len(classifier.info.labels) == 5
+
+
+def test_frozen_backbone_steps_train_only_the_head_and_frozen_batchnorm_keeps_its_statistics(tmp_path, image_root):
+    from trainer.model import build_initialised_model
+
+    cfg = tiny_config(tmp_path, image_root, "freeze_backbone_steps=2", "freeze_batchnorm=true", "max_steps=2",
+                      "eval_every=2", "model=tf_efficientnet_lite0")
+    torch.manual_seed(cfg.seed)
+    start = build_initialised_model(cfg, 2).state_dict()
+    train(cfg)
+    end = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=False)["model"]
+    changed = {key for key in start if not torch.equal(start[key], end[key])}
+    assert changed == {"classifier.weight", "classifier.bias"}

@@ -1,0 +1,193 @@
+"""`POST /nailong/api/classify` and `GET /nailong/api/status`, for other bots and scripts.
+
+An image sent here takes the group images' path (fetch → cache → corrections → model) with the same
+limits: the byte cap while the body or the URL is read, the pixel and frame caps while decoding, the
+download time-outs, and the same slots for images in flight. Bad input gets a 4xx with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from nailong_vision.decode import ImageDecodeError
+
+from ..corrections import SOURCE_PREFIX
+from ..decision import Decision
+from ..fetch import FetchError
+from ..pipeline import decide_bytes
+from ..runtime import Runtime, get_runtime
+from .auth import TokenAuth
+
+# Room for a form's boundaries and part headers around the image.
+_FORM_OVERHEAD = 64 * 1024
+_JSON_LIMIT = 64 * 1024
+
+
+def running() -> Runtime:
+    runtime = get_runtime()
+    if runtime is None:
+        raise HTTPException(503, "奶龙守卫未在运行，请查看日志 / the plugin is not running; see the log")
+    return runtime
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"图片过大 / image too large: > {limit} bytes (NAILONG_MAX_IMAGE_BYTES)")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+async def _form_file(request: Request, body: bytes) -> bytes:
+    async def stream() -> AsyncIterator[bytes]:
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, stream(), max_files=1, max_fields=8).parse()
+    except MultiPartException as error:
+        raise HTTPException(400, f"表单无法解析 / unreadable form: {error.message}") from error
+    try:
+        files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+        if not files:
+            raise HTTPException(400, "表单里没有图片文件 / the form holds no file")
+        return await files[0].read()
+    finally:
+        await form.close()
+
+
+async def read_image_input(request: Request, max_bytes: int) -> bytes | str:
+    """The image's bytes from a raw body or a multipart form, or its URL from `{"url": ...}`."""
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            payload = json.loads(await _read_body(request, _JSON_LIMIT))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise HTTPException(400, f"JSON 无法解析 / invalid JSON: {error}") from error
+        url = payload.get("url") if isinstance(payload, dict) else None
+        if not isinstance(url, str) or not url:
+            raise HTTPException(400, 'JSON 需要 {"url": "..."} / JSON must be {"url": "..."}')
+        return url
+    if content_type == "multipart/form-data":
+        data = await _form_file(request, await _read_body(request, max_bytes + _FORM_OVERHEAD))
+        if len(data) > max_bytes:
+            raise _too_large(max_bytes)
+    else:
+        data = await _read_body(request, max_bytes)
+    if not data:
+        raise HTTPException(
+            400, "没有图片：请发送图片字节、multipart 表单或 {\"url\": ...} / no image: send its bytes, "
+            "a multipart form or {\"url\": ...}"
+        )
+    return data
+
+
+async def classify(runtime: Runtime, image: bytes | str) -> Decision:
+    """Decide an image given as bytes or a URL, as a group image would be; 422 with the reason when
+    it cannot be fetched or decoded."""
+    generation = runtime.cache.generation
+    try:
+        # As for a group image: a URL under the fetch's limits, the deciding slot taken once the bytes are in.
+        if isinstance(image, str):
+            data = await runtime.fetcher.fetch(image, hold=runtime.deciding)
+        else:
+            data = image
+            await runtime.deciding.acquire()
+        try:
+            return await decide_bytes(data, runtime, generation)
+        finally:
+            runtime.deciding.release()
+    except FetchError as error:
+        raise HTTPException(422, f"图片下载失败 / image download failed: {error.reason}") from error
+    except ImageDecodeError as error:
+        raise HTTPException(422, f"图片无法解码 / image not decodable: {error}") from error
+
+
+def decision_json(decision: Decision, runtime: Runtime) -> dict:
+    info, threshold = runtime.classifier.info, runtime.store.defaults.threshold
+    correction = decision.source.removeprefix(SOURCE_PREFIX)
+    from_correction = decision.source.startswith(SOURCE_PREFIX)
+    return {
+        "score": round(decision.score, 6),
+        "nailong": decision.score >= threshold,
+        "threshold": threshold,
+        # model | cache | correction
+        "source": "correction" if from_correction else decision.source,
+        "correction_id": correction if from_correction else None,
+        "model_score": None if decision.model_score is None else round(decision.model_score, 6),
+        "frames": decision.frames,
+        "model": {"name": info.name, "version": info.version},
+    }
+
+
+def model_card(runtime: Runtime) -> dict:
+    """The model's name, version, threshold and the validation numbers its export wrote."""
+    info = runtime.classifier.info
+    try:
+        metrics = json.loads(info.metadata.get("metrics", "{}"))
+    except ValueError:
+        metrics = {}
+    return {
+        "name": info.name,
+        "version": info.version,
+        "created_at": info.metadata.get("created_at"),
+        "recommended_threshold": info.threshold,
+        "threshold": runtime.store.defaults.threshold,
+        "providers": list(info.providers),
+        "metrics": metrics if isinstance(metrics, dict) else {},
+    }
+
+
+def status_json(runtime: Runtime) -> dict:
+    store, stats = runtime.store, runtime.stats
+    groups = []
+    for group_id in sorted(store.groups() | stats.groups()):
+        settings = store.get(group_id)
+        groups.append(
+            {
+                "group_id": group_id,
+                "enabled": settings.enabled,
+                "threshold": settings.threshold,
+                "action": settings.action.value,
+                "today": asdict(stats.over_days(group_id, 1)),
+                "last_7_days": asdict(stats.over_days(group_id, 7)),
+            }
+        )
+    defaults = store.defaults
+    return {
+        "model": model_card(runtime),
+        "defaults": {"enabled": defaults.enabled, "threshold": defaults.threshold, "action": defaults.action.value},
+        "groups": groups,
+        "corrections": runtime.corrections.counts(),
+        "recent_images": len(runtime.recent),
+    }
+
+
+def make_router(auth: TokenAuth) -> APIRouter:
+    router = APIRouter(prefix="/nailong/api", dependencies=[Depends(auth.require_bearer)])
+
+    @router.post("/classify")
+    async def classify_image(request: Request) -> dict:
+        runtime = running()
+        image = await read_image_input(request, runtime.config.nailong_max_image_bytes)
+        return decision_json(await classify(runtime, image), runtime)
+
+    @router.get("/status")
+    async def status() -> dict:
+        return status_json(running())
+
+    return router

@@ -1,0 +1,309 @@
+"""The web console at `/nailong/`: groups, recent images, corrections, the model card and a box to try
+an image. Server-rendered HTML and one small script; nothing is loaded from outside the bot.
+
+Every value put into a page is HTML-escaped unless it is :class:`Html` built here; thumbnails are
+re-encoded from the recent-images store, never fetched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import io
+import re
+from datetime import datetime
+from pathlib import Path
+from string import Template
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from nonebot.log import logger
+
+from nailong_vision.decode import ImageDecodeError, decode_frames
+
+from .. import verdicts
+from ..commands import ACTION_LABELS, format_threshold
+from ..corrections import LABELS, Correction
+from ..recent import RecentImage
+from ..runtime import Runtime
+from ..stats import COUNT_NAMES, Counts
+from .api import classify, decision_json, model_card, read_image_input, running
+from .auth import CSRF_HEADER, SESSION_COOKIE, TokenAuth
+
+HERE = Path(__file__).parent
+STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
+RECENT_SHOWN = 40
+CORRECTIONS_SHOWN = 20
+THUMBNAIL_SIZE = (240, 240)
+_FORM_LIMIT = 4096
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# The page loads nothing but its own files; thumbnails and the tried image's preview (blob:) included.
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+NOTICES = {
+    "corrected-other": ("已记录：这不是奶龙，以后相同的图片不再处理 / Recorded: not nailong.", False),
+    "corrected-nailong": ("已记录：这是奶龙，以后相同的图片都会处理 / Recorded: nailong.", False),
+    "gone": ("这张图片已从近期记录中清除 / That image was dropped from the recent images.", True),
+    "failed": ("保存纠错失败，请查看日志 / Saving the correction failed; see the log.", True),
+}
+LABEL_NAMES = {"nailong": "是奶龙 / nailong", "other": "不是奶龙 / not nailong"}
+
+
+class Html(str):
+    """Markup built by this module from escaped values: inserted into a page as it is."""
+
+
+def render(template: str, **values: object) -> Html:
+    escaped = {k: v if isinstance(v, Html) else html.escape(str(v)) for k, v in values.items()}
+    return Html(Template(template).substitute(escaped))
+
+
+def page(name: str, **values: object) -> Html:
+    return render((HERE / "templates" / name).read_text(encoding="utf-8"), **values)
+
+
+def _html_response(content: Html, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(content, status_code=status_code, headers=_HEADERS)
+
+
+def _time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _number(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "—"
+
+
+def _model_card(runtime: Runtime) -> Html:
+    card = model_card(runtime)
+    metrics = card["metrics"]
+    rows = [
+        ("名称 / name", card["name"]),
+        ("版本 / version", card["version"]),
+        ("导出时间 / exported", card["created_at"] or "—"),
+        ("阈值 / threshold", f"{format_threshold(card['threshold'])}（模型推荐 / recommended "
+         f"{format_threshold(card['recommended_threshold'])}）"),
+        ("验证集 / validation", f"{metrics.get('validation_images', '—')} 张图片 / images"),
+        ("奶龙精确率 / precision", _number(metrics.get("nailong_precision"))),
+        ("奶龙召回率 / recall", _number(metrics.get("nailong_recall"))),
+        ("奶龙 F1", _number(metrics.get("nailong_f1"))),
+        ("误判率 / false-positive rate", _number(metrics.get("nailong_fpr"))),
+        ("后端 / providers", ", ".join(card["providers"])),
+    ]
+    items = "".join(render("<dt>$term</dt><dd>$value</dd>", term=term, value=value) for term, value in rows)
+    return Html(f'<dl class="card">{items}</dl>')
+
+
+def _count_cells(counts: Counts) -> Html:
+    return Html(
+        "".join(render('<td class="number">$n</td>', n=getattr(counts, name)) for name in COUNT_NAMES)
+    )
+
+
+def _group_rows(runtime: Runtime) -> Html:
+    store, stats = runtime.store, runtime.stats
+    rows = []
+    for group_id in sorted(store.groups() | stats.groups()):
+        settings = store.get(group_id)
+        rows.append(
+            render(
+                '<tr data-group="$group"><td>$group</td><td class="$state">$enabled</td>'
+                '<td class="number">$threshold</td><td>$action</td>$today$week</tr>',
+                group=group_id,
+                state="on" if settings.enabled else "off",
+                enabled="开 / on" if settings.enabled else "关 / off",
+                threshold=format_threshold(settings.threshold),
+                action=ACTION_LABELS[settings.action],
+                today=_count_cells(stats.over_days(group_id, 1)),
+                week=_count_cells(stats.over_days(group_id, 7)),
+            )
+        )
+    return Html("".join(rows)) or Html(
+        '<tr><td colspan="14" class="empty">还没有群的数据 / no group seen yet</td></tr>'
+    )
+
+
+def _recent_item(entry: RecentImage, csrf: str) -> Html:
+    # A hit can be wrong; an image let through can be a missed nailong.
+    label, button = ("other", "误判 / wrong") if entry.hit else ("nailong", "漏判 / missed")
+    return render(
+        '<li class="$kind" data-message="$message_id">'
+        '<img src="/nailong/thumb/$sha256" alt="群 $group 的图片 / image in group $group" loading="lazy">'
+        '<div><span class="verdict $kind">$verdict</span> 得分 / score <b>$score</b></div>'
+        '<div>群 / group $group · 消息 / message $message_id</div><div>$time</div>'
+        '<form method="post" action="/nailong/correct">'
+        '<input type="hidden" name="csrf" value="$csrf"><input type="hidden" name="message_id" value="$message_id">'
+        '<input type="hidden" name="sha256" value="$sha256"><input type="hidden" name="label" value="$label">'
+        '<button type="submit" class="correct">$button</button></form></li>',
+        kind="hit" if entry.hit else "pass",
+        verdict="命中 / hit" if entry.hit else "放过 / let through",
+        score="纠错 / correction" if entry.score is None else f"{entry.score:.3f}",
+        group=entry.group_id,
+        message_id=entry.message_id,
+        sha256=entry.sha256,
+        time=_time(entry.stored_at),
+        csrf=csrf,
+        label=label,
+        button=button,
+    )
+
+
+def _correction_row(correction: Correction) -> Html:
+    return render(
+        '<tr data-correction="$id"><td>$time</td><td>$label</td><td>$group</td><td>$operator</td>'
+        '<td class="number">$score</td><td>$version</td><td><code>$id</code></td></tr>',
+        id=correction.id,
+        time=correction.time,
+        label=LABEL_NAMES[correction.label],
+        group=correction.group_id,
+        operator=correction.user_id,
+        score="—" if correction.score is None else f"{correction.score:.3f}",
+        version=correction.model_version,
+    )
+
+
+def _thumbnail(data: bytes, max_pixels: int) -> bytes:
+    """The first frame, re-encoded small: the browser never gets the posted bytes themselves."""
+    frame = decode_frames(data, max_frames=1, max_pixels=max_pixels)[0]
+    frame.thumbnail(THUMBNAIL_SIZE)
+    buffer = io.BytesIO()
+    frame.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _FORM_LIMIT:
+            raise HTTPException(413, "表单过大 / form too large")
+    try:
+        fields = parse_qs(body.decode("utf-8"), max_num_fields=8)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise HTTPException(400, f"表单无法解析 / unreadable form: {error}") from error
+    return {name: values[0] for name, values in fields.items()}
+
+
+def _to_console(notice: str | None = None) -> RedirectResponse:
+    # 303: the browser follows a POST's answer with a GET, so reloading does not post again.
+    target = "/nailong/" if notice is None else f"/nailong/?notice={notice}"
+    return RedirectResponse(target, status_code=303)
+
+
+def make_router(auth: TokenAuth) -> APIRouter:
+    router = APIRouter(prefix="/nailong", include_in_schema=False)
+
+    def require_login(request: Request) -> None:
+        if not auth.logged_in(request):
+            raise HTTPException(401, "请先登录 / please sign in at /nailong/login")
+
+    @router.get("/")
+    async def console(request: Request, notice: str | None = None) -> Response:
+        if not auth.logged_in(request):
+            return RedirectResponse("/nailong/login", status_code=303)
+        runtime = running()
+        recent = await asyncio.to_thread(runtime.recent.newest, RECENT_SHOWN)
+        corrections = await asyncio.to_thread(runtime.corrections.newest, CORRECTIONS_SHOWN)
+        shown_notice = Html("")
+        if notice in NOTICES:
+            text, is_error = NOTICES[notice]
+            shown_notice = render('<p class="notice$error">$text</p>', error=" error" if is_error else "", text=text)
+        return _html_response(
+            page(
+                "console.html",
+                csrf=auth.csrf,
+                notice=shown_notice,
+                model_card=_model_card(runtime),
+                group_rows=_group_rows(runtime),
+                recent_items=Html("".join(_recent_item(entry, auth.csrf) for entry in recent))
+                or Html('<li class="empty">还没有检查过图片 / no image checked yet</li>'),
+                correction_rows=Html("".join(_correction_row(c) for c in corrections))
+                or Html('<tr><td colspan="7" class="empty">还没有纠错 / no correction yet</td></tr>'),
+            )
+        )
+
+    @router.get("/login")
+    async def login_form() -> Response:
+        return _html_response(page("login.html", error=""))
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        form = await _read_form(request)
+        if not auth.token_matches(form.get("token")):
+            error = render('<p class="error">令牌不对 / wrong token</p>')
+            return _html_response(page("login.html", error=error), status_code=401)
+        response = _to_console()
+        response.set_cookie(SESSION_COOKIE, auth.session, httponly=True, samesite="strict", path="/nailong")
+        return response
+
+    @router.post("/logout")
+    async def logout() -> Response:
+        response = RedirectResponse("/nailong/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/nailong")
+        return response
+
+    @router.get("/static/{name}")
+    async def static(name: str) -> Response:
+        if name not in STATIC:
+            raise HTTPException(404, "not found")
+        content = (HERE / "static" / name).read_bytes()
+        return Response(content, media_type=STATIC[name], headers={"X-Content-Type-Options": "nosniff"})
+
+    @router.get("/thumb/{sha256}")
+    async def thumbnail(request: Request, sha256: str) -> Response:
+        require_login(request)
+        runtime = running()
+        kept = await asyncio.to_thread(runtime.recent.newest, runtime.config.nailong_recent_max_images)
+        entry = next((e for e in kept if e.sha256 == sha256), None) if _SHA256.fullmatch(sha256) else None
+        if entry is None:
+            raise HTTPException(404, "这张图片已不在近期记录中 / not among the recent images")
+        try:
+            data = await asyncio.to_thread(runtime.recent.read, entry)
+            image = await asyncio.to_thread(_thumbnail, data, runtime.config.nailong_max_pixels)
+        except (FileNotFoundError, ImageDecodeError) as error:
+            raise HTTPException(404, "这张图片无法显示 / this image cannot be shown") from error
+        # Named by its content, so it never changes.
+        return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+    @router.post("/correct")
+    async def correct(request: Request) -> Response:
+        require_login(request)
+        form = await _read_form(request)
+        if not auth.csrf_matches(form.get("csrf")):
+            raise HTTPException(403, "表单已过期，请刷新页面 / stale form, reload the page")
+        label, message_id = form.get("label"), form.get("message_id", "")
+        if label not in LABELS or not message_id.lstrip("-").isdigit():
+            raise HTTPException(400, "需要 label=nailong|other 和 message_id / label and message_id required")
+        runtime = running()
+        entries = await asyncio.to_thread(runtime.recent.lookup, int(message_id))
+        entry = next((e for e in entries if e.sha256 == form.get("sha256")), None)
+        if entry is None:
+            return _to_console("gone")
+        try:
+            data = await asyncio.to_thread(runtime.recent.read, entry)
+        except FileNotFoundError:
+            return _to_console("gone")
+        try:
+            await verdicts.correct(runtime, [(entry, data)], label, operator="web")
+        except OSError as error:
+            logger.error(f"保存纠错失败 / saving a correction failed: group={entry.group_id}: {error}")
+            return _to_console("failed")
+        return _to_console(f"corrected-{label}")
+
+    @router.post("/try")
+    async def try_image(request: Request) -> dict:
+        require_login(request)
+        if not auth.csrf_matches(request.headers.get(CSRF_HEADER)):
+            raise HTTPException(403, "表单已过期，请刷新页面 / stale page, reload it")
+        runtime = running()
+        image = await read_image_input(request, runtime.config.nailong_max_image_bytes)
+        return decision_json(await classify(runtime, image), runtime)
+
+    return router

@@ -1,0 +1,200 @@
+"""The HTTP API and the web console of `bot.py` run as its own process with NAILONG_API_TOKEN set: the
+README's curl calls over real HTTP, and the console in a real headless Chromium (sign in, see a hit
+posted through the real WebSocket appear, try an image, mark the hit wrong, see the correction listed).
+
+The browser test needs Debian's `chromium` and `chromium-driver` (`apt-get install chromium
+chromium-driver`); Selenium is pointed at them and never downloads a browser. Without them that test
+is skipped. Its screenshot is saved in the test's tmp dir, and also at $NAILONG_CONSOLE_SCREENSHOT when
+set (the README's docs/console.png is made that way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot_process import ACCESS_TOKEN, start_bot, stop_bot
+from nailong_testkit import (
+    BLUE,
+    YELLOW,
+    FakeOneBot,
+    build_tiny_model,
+    free_port,
+    group_message_payload,
+    image_segment,
+    md5_name,
+    patterned,
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+API_TOKEN = "browser-test-token-0123456789"
+GROUP = 301
+# Validation numbers written into the test model's metadata, for the model card.
+METRICS = {"nailong_precision": 0.98, "nailong_recall": 0.91, "nailong_f1": 0.944, "nailong_fpr": 0.004,
+           "validation_images": 500}  # fmt: skip
+
+needs_chromium = pytest.mark.skipif(
+    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+    reason="需要 Debian 的 chromium 和 chromium-driver / needs Debian's chromium and chromium-driver: "
+    "apt-get install chromium chromium-driver",
+)
+
+
+@pytest.fixture(scope="module")
+async def console_bot(tmp_path_factory) -> AsyncIterator[tuple[FakeOneBot, int]]:
+    """A running bot with the console switched on, and a fake OneBot implementation connected."""
+    workdir: Path = tmp_path_factory.mktemp("console-bot")
+    port = free_port()
+    build_tiny_model(workdir / "tiny.onnx", metrics=METRICS)
+    process = start_bot(workdir, port, NAILONG_API_TOKEN=API_TOKEN)
+    client = FakeOneBot(port, self_id=42, access_token=ACCESS_TOKEN)
+    try:
+        await client.connect(timeout=60)
+        yield client, port
+    except Exception:
+        print((workdir / "bot.log").read_text(errors="replace")[-5000:])
+        raise
+    finally:
+        await client.close()
+        stop_bot(process)
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> Iterator[object]:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1800",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    # An explicit driver: Selenium Manager is never asked to download one.
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+async def post_image(onebot: FakeOneBot, url: str, message_id: int, data: bytes) -> None:
+    await onebot.post(
+        group_message_payload(
+            [image_segment(url, file=md5_name(data))], self_id=42, group_id=GROUP, user_id=5, message_id=message_id
+        )
+    )
+
+
+async def test_api_over_http(console_bot, image_server) -> None:
+    onebot, port = console_bot
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    recalls_before = len(onebot.actions("delete_msg"))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/nailong/api", timeout=10) as client:
+        assert (await client.get("/status")).status_code == 401
+        assert (await client.post("/classify", content=patterned(YELLOW, seed=71))).status_code == 401
+        raw = await client.post("/classify", content=patterned(YELLOW, seed=72), headers=auth)
+        form = await client.post("/classify", files={"file": ("a.jpg", patterned(BLUE, seed=73))}, headers=auth)
+        url = image_server.add("api-process.jpg", patterned(YELLOW, seed=74))
+        by_url = await client.post("/classify", json={"url": url}, headers=auth)
+        status = await client.get("/status", headers=auth)
+    assert raw.json()["nailong"] is True and raw.json()["source"] == "model"
+    assert form.json()["nailong"] is False
+    assert by_url.json()["nailong"] is True and image_server.requests["/img/api-process.jpg"] == 1
+    assert status.json()["model"]["metrics"] == METRICS
+    assert len(onebot.actions("delete_msg")) == recalls_before  # the API acts on no group
+
+
+@needs_chromium
+async def test_console_in_a_browser(console_bot, chromium, image_server, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    onebot, port = console_bot
+    driver = chromium
+    wait = WebDriverWait(driver, 20)
+    base = f"http://127.0.0.1:{port}/nailong/"
+
+    def sign_in() -> tuple[str, str]:
+        driver.get(base)
+        wait.until(lambda d: d.current_url.endswith("/nailong/login"))
+        driver.find_element(By.ID, "token").send_keys(API_TOKEN)
+        driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        wait.until(lambda d: d.current_url == base)
+        return driver.find_element(By.TAG_NAME, "h1").text, driver.find_element(By.ID, "model").text
+
+    title, model_card = await asyncio.to_thread(sign_in)
+    assert title.startswith("奶龙守卫控制台")
+    assert "tiny-test" in model_card and "奶龙召回率 / recall\n0.910" in model_card
+
+    nailong, other = patterned(YELLOW, seed=61), patterned(BLUE, seed=62)
+    await post_image(onebot, image_server.add("console-other.jpg", other), 8000, other)
+    await post_image(onebot, image_server.add("console-hit.jpg", nailong), 8001, nailong)
+    await onebot.wait_for("delete_msg", message_id=8001)
+
+    def see_the_hit() -> tuple[str, bool]:
+        def hit_listed(d) -> object:
+            d.refresh()
+            found = d.find_elements(By.CSS_SELECTOR, 'li.hit[data-message="8001"]')
+            return found[0] if found else False
+
+        item = wait.until(hit_listed)
+        thumbnail = item.find_element(By.TAG_NAME, "img")
+        wait.until(lambda d: d.execute_script("return arguments[0].complete", thumbnail))
+        loaded = driver.execute_script("return arguments[0].naturalWidth > 0", thumbnail)
+        return item.text, loaded
+
+    text, thumbnail_loaded = await asyncio.to_thread(see_the_hit)
+    assert "命中 / hit" in text and f"群 / group {GROUP}" in text
+    assert thumbnail_loaded
+
+    def try_an_image() -> str:
+        path = tmp_path / "try.jpg"
+        path.write_bytes(nailong)
+        driver.find_element(By.ID, "try-file").send_keys(str(path))
+        result = driver.find_element(By.ID, "try-result")
+        wait.until(lambda d: "得分" in result.text)
+        return result.text
+
+    assert (await asyncio.to_thread(try_an_image)).startswith("是奶龙 / nailong")
+
+    def mark_wrong() -> str:
+        item = driver.find_element(By.CSS_SELECTOR, 'li.hit[data-message="8001"]')
+        item.find_element(By.CSS_SELECTOR, "button.correct").click()
+        wait.until(lambda d: "notice=corrected-other" in d.current_url)
+        row = driver.find_element(By.CSS_SELECTOR, "#corrections tbody tr[data-correction]")
+        return driver.find_element(By.CLASS_NAME, "notice").text + "\n" + row.text
+
+    listed = await asyncio.to_thread(mark_wrong)
+    assert listed.startswith("已记录：这不是奶龙")
+    assert "不是奶龙 / not nailong" in listed and f"{GROUP} web" in listed
+
+    screenshot = tmp_path / "console.png"
+    await asyncio.to_thread(driver.save_screenshot, str(screenshot))
+    assert screenshot.stat().st_size > 10_000
+    if os.environ.get("NAILONG_CONSOLE_SCREENSHOT"):
+        shutil.copyfile(screenshot, os.environ["NAILONG_CONSOLE_SCREENSHOT"])
+
+    # The bot itself now lets the image through: the web correction took the chat command's path.
+    await post_image(onebot, image_server.add("console-hit-again.jpg", nailong), 8002, nailong)
+    barrier = patterned(YELLOW, seed=63)
+    await post_image(onebot, image_server.add("console-barrier.jpg", barrier), 8003, barrier)
+    await onebot.wait_for("delete_msg", message_id=8003)
+    assert not [params for _, params in onebot.actions("delete_msg") if params["message_id"] == 8002]

@@ -1,0 +1,123 @@
+"""The web console's server side (the browser test in tests/e2e drives it in Chromium): login, the page,
+thumbnails, corrections by the same path as the chat command, the try box."""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from PIL import Image
+
+from nailong_bot.cache import content_key
+from nailong_bot.corrections import Corrections
+from nailong_bot.web import mount
+from nailong_bot.web.auth import CSRF_HEADER, TokenAuth
+
+from nailong_testkit import BLUE, YELLOW, patterned, still
+
+TOKEN = "console-token-0123456789"
+CSRF = TokenAuth(TOKEN).csrf
+NAILONG = patterned(YELLOW, seed=51)
+
+
+@pytest.fixture
+async def browser(guard):
+    """A client that has not signed in yet."""
+    app = FastAPI()
+    mount(app, TOKEN)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot") as client:
+        yield client
+
+
+@pytest.fixture
+async def signed_in(browser):
+    answer = await browser.post("/nailong/login", data={"token": TOKEN})
+    assert answer.status_code == 303 and answer.headers["Location"] == "/nailong/"
+    return browser
+
+
+def keep_hit(guard, data: bytes, message_id: int, group_id: int = 9) -> str:
+    guard.recent.remember(
+        message_id, group_id, data, image_key=content_key(data), score=0.97, model_version="0.0.1", hit=True
+    )
+    return guard.recent.lookup(message_id)[0].sha256
+
+
+async def test_the_console_needs_the_token(browser) -> None:
+    assert (await browser.get("/nailong/")).headers["Location"] == "/nailong/login"
+    wrong = await browser.post("/nailong/login", data={"token": "not-the-token-at-all"})
+    assert wrong.status_code == 401 and "令牌不对 / wrong token" in wrong.text
+    assert "nailong_session" not in browser.cookies
+    for path in ("/nailong/thumb/" + "0" * 64,):
+        assert (await browser.get(path)).status_code == 401
+    assert (await browser.post("/nailong/correct", data={"csrf": CSRF})).status_code == 401
+    assert (await browser.post("/nailong/try", content=still(YELLOW), headers={CSRF_HEADER: CSRF})).status_code == 401
+
+
+async def test_the_page_shows_groups_hits_corrections_and_the_model(signed_in, guard) -> None:
+    guard.stats.add(9, checked=3, hits=1, recalls=1)
+    sha256 = keep_hit(guard, NAILONG, message_id=901)
+    guard.corrections.add(
+        patterned(BLUE, seed=52), label="nailong", group_id=9, user_id=5, score=0.2, model_version="<script>x</script>"
+    )
+    page = await signed_in.get("/nailong/")
+    assert page.status_code == 200
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    text = page.text
+    assert '<tr data-group="9"><td>9</td><td class="on">开 / on</td>' in text
+    assert f'<img src="/nailong/thumb/{sha256}"' in text and "命中 / hit" in text and "0.970" in text
+    assert "误判 / wrong" in text
+    assert "&lt;script&gt;x&lt;/script&gt;" in text and "<script>x" not in text
+    assert "tiny-test" in text and 'content="' + CSRF + '"' in text
+
+
+async def test_thumbnails_come_only_from_the_recent_images(signed_in, guard) -> None:
+    sha256 = keep_hit(guard, NAILONG, message_id=902)
+    thumb = await signed_in.get(f"/nailong/thumb/{sha256}")
+    assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(thumb.content)).size) <= 240
+    assert (await signed_in.get("/nailong/thumb/" + "a" * 64)).status_code == 404
+    assert (await signed_in.get("/nailong/thumb/..%2Fsettings.json")).status_code == 404
+
+
+async def test_marking_a_hit_wrong_is_a_correction_by_web(signed_in, guard) -> None:
+    sha256 = keep_hit(guard, NAILONG, message_id=903)
+    guard.cache.put(content_key(NAILONG), object())
+    form = {"csrf": CSRF, "message_id": "903", "sha256": sha256, "label": "other"}
+    assert (await signed_in.post("/nailong/correct", data={**form, "csrf": "stale"})).status_code == 403
+    assert len(guard.corrections) == 0
+    answer = await signed_in.post("/nailong/correct", data=form)
+    assert answer.status_code == 303 and answer.headers["Location"] == "/nailong/?notice=corrected-other"
+    (correction,) = guard.corrections.newest(5)
+    assert (correction.label, correction.group_id, correction.user_id, correction.score) == ("other", 9, "web", 0.97)
+    assert len(guard.cache) == 0  # as after the chat command
+    assert guard.stats.over_days(9, 1).corrections == 1
+    assert Corrections(guard.corrections.feedback_dir).newest(5)[0].user_id == "web"  # as read back after a restart
+    page = (await signed_in.get(answer.headers["Location"])).text
+    assert "已记录：这不是奶龙" in page and f'<tr data-correction="{correction.id}">' in page
+    # The image is now let through, by the correction.
+    tried = await signed_in.post("/nailong/try", content=NAILONG, headers={CSRF_HEADER: CSRF})
+    assert tried.json()["source"] == "correction" and tried.json()["nailong"] is False
+
+
+async def test_a_dropped_image_cannot_be_corrected(signed_in, guard) -> None:
+    form = {"csrf": CSRF, "message_id": "999", "sha256": "b" * 64, "label": "nailong"}
+    answer = await signed_in.post("/nailong/correct", data=form)
+    assert answer.headers["Location"] == "/nailong/?notice=gone"
+    assert len(guard.corrections) == 0
+
+
+async def test_try_box_needs_the_page_token_and_answers_like_the_api(signed_in) -> None:
+    assert (await signed_in.post("/nailong/try", content=still(YELLOW))).status_code == 403
+    answer = await signed_in.post("/nailong/try", content=still(YELLOW), headers={CSRF_HEADER: CSRF})
+    assert answer.status_code == 200 and answer.json()["nailong"] is True
+    bad = await signed_in.post("/nailong/try", content=b"not an image", headers={CSRF_HEADER: CSRF})
+    assert bad.status_code == 422 and "图片无法解码" in bad.json()["detail"]
+
+
+async def test_sign_out(signed_in) -> None:
+    answer = await signed_in.post("/nailong/logout")
+    assert answer.headers["Location"] == "/nailong/login"
+    assert (await signed_in.get("/nailong/")).status_code == 303

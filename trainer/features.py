@@ -1,0 +1,110 @@
+"""Frozen features: a pretrained backbone's pooled features, cached on disk, and a linear head fitted on
+them in seconds on the CPU — for fast experiments, for a teacher, and as the head a fine-tune starts from.
+
+The result is an ordinary trainer checkpoint (backbone + fitted head, validation scores included), so
+``export``, ``evaluate``, ``teacher:`` and ``init_checkpoint:`` all take it as they take a trained one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .config import TrainConfig
+from .data import PreparedData, prepare_data
+from .loop import RunState, save_checkpoint
+from .metrics import per_file_probs, summarize
+from .model import build_initialised_model
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def extract_features(model: torch.nn.Module, pixels: np.ndarray, data: PreparedData, batch_size: int = 64) -> np.ndarray:
+    """Pooled features [N, D] (what the classifier head sees) of uint8 frames [N, H, W, 3], resized to the model's size and normalised."""
+    mean = torch.tensor(data.spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(data.spec.std).view(1, 3, 1, 1)
+    size = data.spec.size
+    chunks = []
+    for start in tqdm(range(0, len(pixels), batch_size), desc="features", leave=False):
+        batch = torch.from_numpy(np.ascontiguousarray(pixels[start : start + batch_size])).permute(0, 3, 1, 2).float() / 255
+        if batch.shape[-1] != size:  # training frames are cached a little larger, for random crops
+            batch = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        pooled = model.forward_head(model.forward_features((batch - mean) / std), pre_logits=True)
+        chunks.append(pooled.numpy())
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def _cache_path(cfg: TrainConfig, data: PreparedData) -> Path:
+    key = json.dumps([cfg.model, cfg.pretrained, cfg.pretrained_source, cfg.pretrained_file, cfg.init_checkpoint,
+                      data.spec.as_dict(), data.summary, data.val_sources], sort_keys=True, default=str)
+    return Path(cfg.cache_dir) / f"features-{cfg.model}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+
+def cached_features(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """(training features, validation features), computed once per model, data and split."""
+    path = _cache_path(cfg, data)
+    if path.exists():
+        log.info("using feature cache %s", path)
+        with np.load(path) as stored:
+            return stored["train"], stored["val"]
+    model.eval()
+    train = extract_features(model, data.train_pixels, data)
+    val = extract_features(model, data.val_pixels, data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp.npz")
+    np.savez(partial, train=train, val=val)
+    partial.replace(path)
+    log.info("cached %d + %d features of size %d in %s", len(train), len(val), train.shape[1], path)
+    return train, val
+
+
+def fit_linear_head(features: np.ndarray, targets: np.ndarray, weights: np.ndarray, num_classes: int,
+                    l2: float = 1e-3, iterations: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted multinomial logistic regression (L-BFGS, full batch): returns (weight [C, D], bias [C])."""
+    x = torch.from_numpy(features).double()
+    y = torch.from_numpy(targets).long()
+    w = torch.from_numpy(weights / weights.sum()).double()
+    weight = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=iterations, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = (F.cross_entropy(x @ weight.T + bias, y, reduction="none") * w).sum() + l2 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return weight.detach().float(), bias.detach().float()
+
+
+def run_features(cfg: TrainConfig, l2: float = 1e-3, data: PreparedData | None = None) -> dict:
+    """Fit a head on frozen features; write ``checkpoint_dir/best.pt`` and return the validation metrics."""
+    torch.manual_seed(cfg.seed)
+    data = data or prepare_data(cfg)
+    model = build_initialised_model(cfg, len(data.labels))
+    train_features, val_features = cached_features(cfg, data, model)
+    weight, bias = fit_linear_head(train_features, data.train_targets, data.train_weights, len(data.labels), l2)
+    head = model.get_classifier()
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        head.bias.copy_(bias)
+    frame_probs = (torch.from_numpy(val_features) @ weight.T + bias).softmax(1).numpy()
+    file_probs = per_file_probs(frame_probs, data.val_file, len(data.val_sources), data.positive_index)
+    metrics = summarize(file_probs, data.val_file_targets(), data.labels, data.positive_index)
+    log.info("frozen %s features, linear head (l2 %g): nailong best-threshold F1 %.4f AP %.4f", cfg.model, l2,
+             metrics["nailong_best_f1"], metrics["average_precision"])
+    optimizer = torch.optim.AdamW(model.parameters())
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    save_checkpoint(Path(cfg.checkpoint_dir) / "best.pt", model, optimizer, scaler, RunState(), cfg, data,
+                    {"val_metrics": metrics, "val_probs": file_probs, "val_targets": data.val_file_targets(),
+                     "val_sources": data.val_sources, "frozen_features": {"l2": l2}})
+    return metrics
