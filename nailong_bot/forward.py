@@ -22,6 +22,8 @@ async def forwarded_images(
 ) -> list[ImageRef]:
     """The images of the forwards in ``message`` and of forwards inside them, breadth first, up to
     ``max_depth`` levels, ``max_nodes`` messages read and ``max_images`` images. Never raises."""
+    if max_depth == 0:  # the operator turned forwards off: nothing to say about each one
+        return []
     found: list[ImageRef] = []
     nodes_read = 0
     over_limits = False

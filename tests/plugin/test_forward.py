@@ -97,3 +97,10 @@ async def test_failed_or_odd_forwards_cost_only_themselves(app: App, guard, imag
     assert any("get_forward_msg failed" in line for line in caplog_loguru)
     assert any("forward without an id" in line for line in caplog_loguru)
     assert not any("| ERROR " in line for line in caplog_loguru)
+
+
+async def test_forwards_can_be_left_unchecked(app: App, start_guard) -> None:
+    guard = await start_guard(nailong_forward_max_depth=0)
+    async with app.test_matcher() as ctx:
+        ctx.receive_event(connect(ctx), group_event([forward_segment("OFF")], message_id=68))
+    assert guard.stats.over_days(1, 1) == Counts()
