@@ -33,6 +33,12 @@ class Config(BaseModel):
     # Images decoded and classified at once (each in its own worker thread).
     nailong_workers: int = Field(default=2, ge=1)
     nailong_max_downloads: int = Field(default=4, ge=1)
+    # Downloads at once from one host (QQ's image hosts excepted): a slow stranger's server gets no more.
+    nailong_max_downloads_per_host: int = Field(default=2, ge=1)
+    # Seconds one image may take to arrive, retries and back-off included (a local read too).
+    nailong_download_deadline: float = Field(default=30.0, gt=0)
+    # Directories `get_image`'s local paths may be read from; None: any, except /proc, /sys and /dev.
+    nailong_local_image_dirs: list[Path] | None = None
     nailong_max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     nailong_max_pixels: int = Field(default=40_000_000, ge=1)
     # Frames of an animated image classified; None: as many as the model was trained on (its metadata).
@@ -41,6 +47,11 @@ class Config(BaseModel):
     nailong_connect_timeout: float = Field(default=5.0, gt=0)
     nailong_read_timeout: float = Field(default=15.0, gt=0)
     nailong_fetch_retries: int = Field(default=2, ge=0, le=5)
+    # Merged-forward messages: how deep nested forwards are opened (0: never), and at most how many
+    # messages are read and images checked in one of them.
+    nailong_forward_max_depth: int = Field(default=3, ge=0, le=10)
+    nailong_forward_max_nodes: int = Field(default=100, ge=1)
+    nailong_forward_max_images: int = Field(default=20, ge=1)
     nailong_cache_size: int = Field(default=4096, ge=0)
     nailong_cache_ttl: float = Field(default=24 * 3600, gt=0)
     # Decided images kept on disk so admins can correct them by replying; 0 images: keep none.
@@ -50,9 +61,9 @@ class Config(BaseModel):
     # None: no HTTP API and no web console. Long, because it guards a server that may face the network.
     nailong_api_token: str | None = Field(default=None, min_length=16)
 
-    @field_validator("nailong_onnx_providers", mode="before")
+    @field_validator("nailong_onnx_providers", "nailong_local_image_dirs", mode="before")
     @classmethod
-    def _split_providers(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         # `.env` values that are not JSON arrive as plain strings: accept "A,B" as well as ["A","B"].
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()] or None

@@ -1,28 +1,45 @@
-"""Fetch: download an image over http(s) with time-outs, a byte cap and a bounded number at once."""
+"""Fetch: from an image segment to its bytes, whatever the source (a URL, base64, or what `get_image`
+answers), each bounded in bytes, in time and in how many run at once."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import os
 import ssl
 import stat
+import threading
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import url2pathname
 
 import httpx
+from nonebot.adapters.onebot.v11 import Bot
 from nonebot.log import logger
+
+from .images import ImageRef
 
 # QQ's image CDN only completes a TLS 1.2 handshake with RSA key exchange, which Python's default
 # cipher list leaves out (the "SSLV3_ALERT_HANDSHAKE_FAILURE" other plugins' users hit).
 _QQ_CDN_CIPHERS = "AES128-GCM-SHA256:AES256-GCM-SHA384"
-# Hosts that serve the same image over plain http when TLS still fails.
+# QQ's own image hosts: they serve the same image over plain http when TLS still fails, and they serve
+# nearly every image, so the per-host limit (meant for a slow stranger) would only throttle the guard.
 QQ_IMAGE_HOSTS = frozenset({"multimedia.nt.qq.com.cn", "gchat.qpic.cn", "c2cpicdw.qpic.cn"})
 _CHUNK = 64 * 1024
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Kernel pseudo-files and devices: reads that never end (/proc/kmsg) or never should happen.
+_SYSTEM_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+# Local reads run in their own daemon threads (a read() stuck in the kernel cannot be cancelled, and must
+# not keep the process from exiting); at most this many at once, so stuck ones cannot pile up.
+_LOCAL_READERS = 4
 
 
 class FetchError(Exception):
-    """The image could not be downloaded; ``reason`` is short and bilingual, fit for a log line."""
+    """The image could not be fetched; ``reason`` is short and bilingual, fit for a log line."""
 
     def __init__(self, reason: str, *, retryable: bool = False, tls: bool = False) -> None:
         super().__init__(reason)
@@ -53,17 +70,40 @@ def _over_http(url: str) -> str:
     return urlunsplit(("http", parts.netloc, parts.path, parts.query, parts.fragment))
 
 
-def read_local_file(location: str, max_bytes: int) -> bytes:
+def decode_base64(text: str, max_bytes: int) -> bytes:
+    if len(text) * 3 // 4 > max_bytes:
+        raise FetchError(f"too large / 文件过大: > {max_bytes} bytes")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise FetchError("bad base64 image / base64 图片无效") from error
+
+
+def read_local_file(location: str, max_bytes: int, allowed_dirs: Iterable[Path] | None = None) -> bytes:
     """The image at ``location``, an absolute path or ``file://`` URL on this machine: what a standard
-    OneBot v11 ``get_image`` answers (the implementation's own download). Blocks: call from a thread."""
+    OneBot v11 ``get_image`` answers (the implementation's own download). Only regular files outside
+    /proc, /sys and /dev, and inside ``allowed_dirs`` when given (symlinks resolved first).
+    Blocks: :class:`Fetcher` calls it in a thread with a deadline."""
     path = Path(url2pathname(urlsplit(location).path) if location.startswith("file://") else location)
     if not path.is_absolute():
         raise FetchError(f"get_image returned a relative path / get_image 返回了相对路径: {location!r}")
+    real = Path(os.path.realpath(path))
+    if any(real.is_relative_to(root) for root in _SYSTEM_ROOTS):
+        raise FetchError(f"refused a system file / 拒绝读取系统文件: {location} → {real}")
+    if allowed_dirs is not None and not any(real.is_relative_to(folder) for folder in allowed_dirs):
+        raise FetchError(
+            f"outside NAILONG_LOCAL_IMAGE_DIRS / 不在 NAILONG_LOCAL_IMAGE_DIRS 允许的目录里: {location} → {real}"
+        )
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
-            raise FetchError(f"not a regular file / 不是普通文件: {location}")
-        with path.open("rb") as file:
-            data = file.read(max_bytes + 1)
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+        descriptor = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise FetchError(f"not a regular file / 不是普通文件: {location}")
+            with open(descriptor, "rb", closefd=False) as file:
+                data = file.read(max_bytes + 1)
+        finally:
+            os.close(descriptor)
     except OSError as error:
         raise FetchError(
             f"cannot read the file get_image named; does the OneBot implementation run on another machine "
@@ -75,8 +115,17 @@ def read_local_file(location: str, max_bytes: int) -> bytes:
     return data
 
 
+@dataclass
+class _HostSlots:
+    slots: asyncio.Semaphore
+    # Downloads from the host running or waiting for a slot.
+    users: int = 0
+
+
 class Fetcher:
-    """One shared httpx client for every download of the plugin."""
+    """One shared httpx client for every download of the plugin, and the limits on getting bytes:
+    at most ``max_concurrent`` downloads, ``max_per_host`` of them from one host, and ``deadline``
+    seconds for one image from its first request to giving up, retries included (local reads too)."""
 
     def __init__(
         self,
@@ -86,16 +135,27 @@ class Fetcher:
         read_timeout: float,
         retries: int,
         max_concurrent: int,
+        max_per_host: int = 2,
+        deadline: float = 30.0,
+        local_image_dirs: Iterable[Path] | None = None,
         http_fallback_hosts: frozenset[str] = QQ_IMAGE_HOSTS,
         retry_delay: float = 0.5,
     ) -> None:
         self.max_bytes = max_bytes
         self.retries = retries
+        self.max_per_host = max_per_host
+        self.deadline = deadline
+        self.local_image_dirs = (
+            None if local_image_dirs is None else [Path(os.path.realpath(d)) for d in local_image_dirs]
+        )
         self.http_fallback_hosts = http_fallback_hosts
         self.retry_delay = retry_delay
-        # A server that trickles bytes just under the read time-out still cannot hold a slot forever.
-        self._deadline = connect_timeout + 2 * read_timeout
-        self._slots = asyncio.Semaphore(max_concurrent)
+        # A server that trickles bytes just under the read time-out still leaves time for a retry.
+        self._attempt_limit = connect_timeout + 2 * read_timeout
+        self._downloads = asyncio.Semaphore(max_concurrent)
+        # Only hosts with a download running or waiting: a host's entry goes with its last download.
+        self._hosts: dict[str, _HostSlots] = {}
+        self._local_readers = asyncio.Semaphore(_LOCAL_READERS)
         self._client = httpx.AsyncClient(
             verify=make_ssl_context(),
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
@@ -107,17 +167,65 @@ class Fetcher:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def fetch(self, url: str) -> bytes:
-        """The bytes at ``url``; raises :class:`FetchError` (never anything else) when it fails."""
-        scheme = urlsplit(url).scheme.lower()
+    @asynccontextmanager
+    async def image_bytes(self, bot: Bot, ref: ImageRef, hold: asyncio.Semaphore) -> AsyncIterator[bytes]:
+        """The bytes of the image ``ref`` describes, with a slot of ``hold`` taken for as long as they
+        are used: fetched bytes are always counted by one limit, the fetch's while they arrive, then
+        ``hold``'s. Raises :class:`FetchError`, or the adapter's error when ``get_image`` fails."""
+        data = await self._bytes(bot, ref, hold)
+        try:
+            yield data
+        finally:
+            hold.release()
+
+    async def _bytes(self, bot: Bot, ref: ImageRef, hold: asyncio.Semaphore) -> bytes:
+        if ref.url:
+            return await self.fetch(ref.url, hold)
+        if ref.file and ref.file.startswith("base64://"):
+            return await self._decoded(ref.file.removeprefix("base64://"), hold)
+        if not ref.file:
+            raise FetchError("image segment without url or file / 图片消息没有地址")
+        # No url in the segment: ask the OneBot implementation where the image is. Many answer with a url
+        # or base64; the standard answer is only `file`, a path on the implementation's machine.
+        found = await bot.get_image(file=ref.file)
+        # Only string fields count: an implementation's odd answer is "no image", not a crash.
+        answer = {k: v for k, v in found.items() if isinstance(v, str) and v} if isinstance(found, dict) else {}
+        if "url" in answer:
+            return await self.fetch(answer["url"], hold)
+        if "base64" in answer:
+            return await self._decoded(answer["base64"], hold)
+        if "file" in answer:
+            return await self._read_local(answer["file"], hold)
+        raise FetchError(f"get_image returned no image / get_image 没有返回图片: {ref.file}")
+
+    async def _decoded(self, text: str, hold: asyncio.Semaphore) -> bytes:
+        data = decode_base64(text, self.max_bytes)
+        await hold.acquire()
+        return data
+
+    async def fetch(self, url: str, hold: asyncio.Semaphore | None = None) -> bytes:
+        """The bytes at ``url``; raises :class:`FetchError` (never anything else) when it fails.
+        With ``hold``, returns with a slot of it taken (see :meth:`image_bytes`)."""
+        try:
+            parts = urlsplit(url)
+        except ValueError as error:
+            raise FetchError(f"bad URL / 地址无效: {error}") from error
+        scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
         if scheme not in ("http", "https"):
             raise FetchError(f"unsupported URL scheme / 不支持的地址: {scheme or url[:40]!r}")
+        loop = asyncio.get_running_loop()
+        give_up_at = 0.0  # set when the first try gets its slots
         attempt = 0
         while True:
             try:
-                return await self._fetch_once(url)
+                # Host first: waiting behind a slow host must not take a slot other hosts could use.
+                async with self._host_slot(host), self._downloads:
+                    give_up_at = give_up_at or loop.time() + self.deadline
+                    data = await self._download(url, give_up_at - loop.time())
+                    if hold is not None:
+                        await hold.acquire()
+                    return data
             except FetchError as error:
-                host = urlsplit(url).hostname or ""
                 if error.tls and scheme == "https" and host in self.http_fallback_hosts:
                     logger.warning(
                         f"TLS 握手失败，改用 http 重新下载 / TLS handshake with {host} failed "
@@ -127,26 +235,51 @@ class Fetcher:
                     continue
                 if not error.retryable or attempt >= self.retries:
                     raise
+                # The back-off holds no slot, and a retry that cannot finish in time is not started.
+                delay = self.retry_delay * 2**attempt
+                if loop.time() + delay >= give_up_at:
+                    raise
                 attempt += 1
                 logger.info(
                     f"下载失败，第 {attempt} 次重试 / download failed, retry {attempt}: {error.reason}"
                 )
-                await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
+                await asyncio.sleep(delay)
 
-    async def _fetch_once(self, url: str) -> bytes:
-        async with self._slots:
-            try:
-                return await asyncio.wait_for(self._stream(url), self._deadline)
-            except asyncio.TimeoutError as error:
-                raise FetchError("download too slow / 下载超时", retryable=True) from error
-            except httpx.TimeoutException as error:
-                raise FetchError(f"timed out / 下载超时: {type(error).__name__}", retryable=True) from error
-            except (httpx.TransportError, ssl.SSLError) as error:
-                if _is_tls_error(error):
-                    raise FetchError(f"TLS error / TLS 错误: {error}", tls=True) from error
-                raise FetchError(
-                    f"network error / 网络错误: {type(error).__name__}: {error}", retryable=True
-                ) from error
+    @asynccontextmanager
+    async def _host_slot(self, host: str) -> AsyncIterator[None]:
+        if host in QQ_IMAGE_HOSTS:
+            yield
+            return
+        entry = self._hosts.setdefault(host, _HostSlots(asyncio.Semaphore(self.max_per_host)))
+        entry.users += 1
+        try:
+            async with entry.slots:
+                yield
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self._hosts[host]
+
+    async def _download(self, url: str, time_left: float) -> bytes:
+        try:
+            return await asyncio.wait_for(self._stream(url), min(self._attempt_limit, time_left))
+        except asyncio.TimeoutError as error:
+            raise FetchError("download too slow / 下载超时", retryable=True) from error
+        except httpx.TimeoutException as error:
+            raise FetchError(f"timed out / 下载超时: {type(error).__name__}", retryable=True) from error
+        except httpx.TooManyRedirects as error:
+            raise FetchError("too many redirects / 重定向过多") from error
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
+            # A redirect to file:// or to garbage: asking again gets the same answer.
+            raise FetchError(f"unusable address / 地址不可用: {error}") from error
+        except httpx.DecodingError as error:
+            raise FetchError(f"bad content encoding / 内容编码无效: {error}") from error
+        except (httpx.TransportError, ssl.SSLError) as error:
+            if _is_tls_error(error):
+                raise FetchError(f"TLS error / TLS 错误: {error}", tls=True) from error
+            raise FetchError(
+                f"network error / 网络错误: {type(error).__name__}: {error}", retryable=True
+            ) from error
 
     async def _stream(self, url: str) -> bytes:
         async with self._client.stream("GET", url) as response:
@@ -163,3 +296,43 @@ class Fetcher:
                 if len(body) > self.max_bytes:
                     raise FetchError(f"too large / 文件过大: > {self.max_bytes} bytes")
             return bytes(body)
+
+    async def _read_local(self, location: str, hold: asyncio.Semaphore) -> bytes:
+        """:func:`read_local_file` in a daemon thread, within the deadline. A read stuck in the kernel
+        keeps its reader slot until it returns (if ever), so stuck reads cost local reads, nothing else."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.deadline
+        try:
+            await asyncio.wait_for(self._local_readers.acquire(), self.deadline)
+        except asyncio.TimeoutError as error:
+            raise FetchError("local file reads are stuck / 本地文件读取全部卡住") from error
+        outcome: asyncio.Future[bytes] = loop.create_future()
+
+        def finish(data: bytes | None, error: BaseException | None) -> None:  # on the event loop
+            if outcome.cancelled():  # the coroutine gave up: the slot is free only now
+                self._local_readers.release()
+            elif error is not None:
+                outcome.set_exception(error)
+            else:
+                outcome.set_result(data)
+
+        def read() -> None:
+            try:
+                result = (read_local_file(location, self.max_bytes, self.local_image_dirs), None)
+            except BaseException as error:  # handed to the coroutine, which decides what it costs
+                result = (None, error)
+            try:
+                loop.call_soon_threadsafe(finish, *result)
+            except RuntimeError:  # the event loop is closed: the bot is shutting down
+                pass
+
+        threading.Thread(target=read, name="nailong-local-read", daemon=True).start()
+        try:
+            data = await asyncio.wait_for(outcome, give_up_at - loop.time())
+            await hold.acquire()
+            return data
+        except asyncio.TimeoutError as error:
+            raise FetchError(f"reading the local file took too long / 读取本地文件超时: {location}") from error
+        finally:
+            if not outcome.cancelled():
+                self._local_readers.release()

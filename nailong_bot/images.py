@@ -38,9 +38,9 @@ def image_refs(message: Message) -> list[ImageRef]:
     refs = []
     for segment in message:
         data = segment.data
-        url = data.get("url") or None
+        url = _text(data, "url")
         if segment.type == "image":
-            file = data.get("file") or None
+            file = _text(data, "file")
             name = _MD5_NAME.search(file) if file and "://" not in file else None
             refs.append(ImageRef(file=file, url=url, key=f"md5:{name.group().lower()}" if name else None))
         elif segment.type == "mface" and url:
@@ -48,3 +48,9 @@ def image_refs(message: Message) -> list[ImageRef]:
             key = f"mface:{package}:{emoji}" if package and emoji else None
             refs.append(ImageRef(file=None, url=url, key=key))
     return refs
+
+
+def _text(data: dict, key: str) -> str | None:
+    """A segment's string field; anything else a sender or implementation puts there counts as absent."""
+    value = data.get(key)
+    return value if isinstance(value, str) and value else None

@@ -4,8 +4,6 @@ decided images kept a while, so admins can correct the bot by replying to the me
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from dataclasses import replace
 
 from nonebot import on_message
@@ -18,38 +16,10 @@ from nailong_vision.decode import ImageDecodeError
 from .actions import act
 from .cache import content_key
 from .decision import Decision
-from .fetch import FetchError, read_local_file
+from .fetch import FetchError
+from .forward import forwarded_images, forwards
 from .images import CheckedImage, ImageRef, image_refs
 from .runtime import Runtime, get_runtime
-
-
-async def _image_bytes(bot: Bot, ref: ImageRef, runtime: Runtime) -> bytes:
-    max_bytes = runtime.config.nailong_max_image_bytes
-    if ref.url:
-        return await runtime.fetcher.fetch(ref.url)
-    if ref.file and ref.file.startswith("base64://"):
-        return _decode_base64(ref.file.removeprefix("base64://"), max_bytes)
-    if not ref.file:
-        raise FetchError("image segment without url or file / 图片消息没有地址")
-    # No url in the segment: ask the OneBot implementation where the image is. Many answer with a url
-    # or base64; the standard answer is only `file`, a path on the implementation's machine.
-    found = await bot.get_image(file=ref.file)
-    if found.get("url"):
-        return await runtime.fetcher.fetch(found["url"])
-    if found.get("base64"):
-        return _decode_base64(found["base64"], max_bytes)
-    if found.get("file"):
-        return await asyncio.to_thread(read_local_file, found["file"], max_bytes)
-    raise FetchError(f"get_image returned no image / get_image 没有返回图片: {ref.file}")
-
-
-def _decode_base64(text: str, max_bytes: int) -> bytes:
-    if len(text) * 3 // 4 > max_bytes:
-        raise FetchError(f"too large / 文件过大: > {max_bytes} bytes")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise FetchError("bad base64 image / base64 图片无效") from error
 
 
 async def decide_bytes(data: bytes, runtime: Runtime, generation: int) -> Decision:
@@ -73,8 +43,8 @@ async def check_image(
     # A correction landing while this image is decided clears the cache; this decision must not refill it.
     generation = runtime.cache.generation
     try:
-        async with runtime.in_flight:
-            data = await _image_bytes(bot, ref, runtime)
+        # The slot for deciding is taken once the bytes are in: a slow source never holds one.
+        async with runtime.fetcher.image_bytes(bot, ref, hold=runtime.deciding) as data:
             decision = await decide_bytes(data, runtime, generation)
     except FetchError as error:
         logger.warning(f"图片下载失败，已跳过 / image download failed, skipped: {where}: {error.reason}")
@@ -94,8 +64,17 @@ async def check_image(
 
 
 async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) -> CheckedImage | None:
-    """Check every image of a message and act once if any is a hit; returns the hit, if any."""
-    refs = image_refs(event.message)
+    """Check every image of a message, those inside forwarded messages too, and act once on the message
+    if any is a hit; returns the hit, if any."""
+    config = runtime.config
+    refs = image_refs(event.message) + await forwarded_images(
+        bot,
+        event.message,
+        max_depth=config.nailong_forward_max_depth,
+        max_nodes=config.nailong_forward_max_nodes,
+        max_images=config.nailong_forward_max_images,
+        where=f"group={event.group_id} message={event.message_id}",
+    )
     checked = [c for c in await asyncio.gather(*(check_image(bot, event, r, runtime) for r in refs)) if c]
     settings = runtime.store.get(event.group_id)
     hit = max(checked, key=lambda c: c.decision.score, default=None)
@@ -109,7 +88,6 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
             f"user={event.user_id} score={hit.decision.score:.3f} threshold={settings.threshold} "
             f"source={hit.decision.source} action={settings.action.value}"
         )
-        config = runtime.config
         outcome = await act(
             bot,
             event,
@@ -171,7 +149,7 @@ async def _should_check(bot: Bot, event: GroupMessageEvent) -> bool:
         runtime is not None
         and str(event.user_id) != bot.self_id
         and runtime.store.is_enabled(event.group_id)
-        and bool(image_refs(event.message))
+        and bool(image_refs(event.message) or forwards(event.message))
     )
 
 

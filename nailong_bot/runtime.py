@@ -38,8 +38,9 @@ class Runtime:
     store: SettingsStore
     recent: RecentImages
     corrections: Corrections
-    # Bounds the images between download and decision, and so the bytes held in memory.
-    in_flight: asyncio.Semaphore
+    # Bounds the images whose bytes are in and wait for or go through a decision (the fetcher bounds
+    # those on their way in): with the fetch's limits, the image bytes held in memory.
+    deciding: asyncio.Semaphore
     warning_cooldown: WarningCooldown
     stats: GroupCounts
     saving_stats: asyncio.Task[None]
@@ -119,12 +120,16 @@ async def start(config: Config, data_dir: Path) -> Runtime:
             read_timeout=config.nailong_read_timeout,
             retries=config.nailong_fetch_retries,
             max_concurrent=config.nailong_max_downloads,
+            max_per_host=config.nailong_max_downloads_per_host,
+            deadline=config.nailong_download_deadline,
+            local_image_dirs=config.nailong_local_image_dirs,
         ),
         cache=TTLCache(config.nailong_cache_size, config.nailong_cache_ttl),
         store=store,
         recent=recent,
         corrections=corrections,
-        in_flight=asyncio.Semaphore(config.nailong_max_downloads + config.nailong_workers),
+        # One image in each worker and one queued behind it, so a worker never waits for the event loop.
+        deciding=asyncio.Semaphore(2 * config.nailong_workers),
         warning_cooldown=WarningCooldown(config.nailong_reply_cooldown),
         stats=stats,
         saving_stats=asyncio.create_task(stats.save_every()),

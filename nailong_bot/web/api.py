@@ -101,9 +101,16 @@ async def classify(runtime: Runtime, image: bytes | str) -> Decision:
     it cannot be fetched or decoded."""
     generation = runtime.cache.generation
     try:
-        async with runtime.in_flight:
-            data = await runtime.fetcher.fetch(image) if isinstance(image, str) else image
+        # As for a group image: a URL under the fetch's limits, the deciding slot taken once the bytes are in.
+        if isinstance(image, str):
+            data = await runtime.fetcher.fetch(image, hold=runtime.deciding)
+        else:
+            data = image
+            await runtime.deciding.acquire()
+        try:
             return await decide_bytes(data, runtime, generation)
+        finally:
+            runtime.deciding.release()
     except FetchError as error:
         raise HTTPException(422, f"图片下载失败 / image download failed: {error.reason}") from error
     except ImageDecodeError as error:

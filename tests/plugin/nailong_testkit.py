@@ -260,8 +260,10 @@ class ImageServer:
 
     /status/<code>, /slow (answers after ``slow_seconds`` or ?s=<seconds>), /reset (TCP RST),
     /html (HTML as image/jpeg),
-    /huge (an endless body without Content-Length), /huge-declared (Content-Length over any cap).
-    ``requests`` counts every path asked for.
+    /huge (an endless body without Content-Length), /huge-declared (Content-Length over any cap),
+    /redirect-loop (redirects to itself), /redirect-file (redirects to file:///etc/passwd),
+    /bad-gzip (a body that claims gzip and is not), /trickle/<name>?every=<seconds> (the registered
+    file one byte at a time). ``requests`` counts every path asked for.
     """
 
     def __init__(self, slow_seconds: float = 3.0) -> None:
@@ -340,6 +342,42 @@ class ImageServer:
         finally:
             with self._lock:
                 self.active -= 1
+
+    def _route_trickle(self, handler: Any, path: str) -> None:
+        data, content_type = self.files[path.removeprefix("/trickle/")]
+        query = dict(part.partition("=")[::2] for part in handler.path.partition("?")[2].split("&"))
+        handler.send_response(200)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        try:
+            for byte in data:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+                time.sleep(float(query.get("every") or 0.1))
+        except OSError:
+            pass
+
+    def _route_redirect_loop(self, handler: Any, path: str) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", "/redirect-loop")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    def _route_redirect_file(self, handler: Any, path: str) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", "file:///etc/passwd")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    def _route_bad_gzip(self, handler: Any, path: str) -> None:
+        body = b"this is not gzip at all"
+        handler.send_response(200)
+        handler.send_header("Content-Type", "image/jpeg")
+        handler.send_header("Content-Encoding", "gzip")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
 
     def _route_status(self, handler: Any, path: str) -> None:
         handler._send(int(path.rsplit("/", 1)[1]), b"error", "text/plain")

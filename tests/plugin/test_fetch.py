@@ -156,3 +156,85 @@ def test_local_file_errors_are_clear(tmp_path) -> None:
     big.write_bytes(b"x" * 2048)
     with pytest.raises(FetchError, match="too large"):
         read_local_file(str(big), 1024)
+
+
+@pytest.mark.parametrize(
+    ("route", "reason"),
+    [
+        ("redirect-loop", "too many redirects"),
+        ("redirect-file", "unusable address"),
+        ("bad-gzip", "bad content encoding"),
+    ],
+)
+async def test_errors_retrying_cannot_help_fail_at_once(image_server, route: str, reason: str) -> None:
+    client = fetcher(retries=2)
+    before = image_server.requests[f"/{route}"]
+    with pytest.raises(FetchError, match=reason) as caught:
+        await client.fetch(image_server.url(route))
+    assert not caught.value.retryable
+    # One request (a redirect loop: the redirects of one request), never a second round.
+    assert image_server.requests[f"/{route}"] - before == (6 if route == "redirect-loop" else 1)
+    await client.aclose()
+
+
+@pytest.mark.parametrize("url", ["http://[::1/a.jpg", "http:///a.jpg"])
+async def test_malformed_urls_are_a_fetch_error(url: str) -> None:
+    client = fetcher(retries=2)
+    with pytest.raises(FetchError):
+        await client.fetch(url)
+    await client.aclose()
+
+
+async def test_one_deadline_across_retries() -> None:
+    # Each try could last 1 + 2 × 2 s and there are five retries; the image gets 1 s in all.
+    client = fetcher(retries=5, connect_timeout=1.0, read_timeout=2.0, deadline=1.0)
+    with ImageServer() as server:
+        with pytest.raises(FetchError, match="too slow"):
+            await client.fetch(server.url("slow?s=3"))
+        assert server.requests["/slow"] == 1
+    await client.aclose()
+
+
+async def test_downloads_from_one_host_are_bounded() -> None:
+    client = fetcher(max_concurrent=4, max_per_host=1, read_timeout=3.0)
+    with ImageServer() as server:
+        slow = [asyncio.create_task(client.fetch(server.url(f"slow?s=1.5&n={i}"))) for i in range(3)]
+        # Another host name for the same server: it has slots of its own.
+        other = server.add("other-host.jpg", still(YELLOW)).replace("127.0.0.1", "localhost")
+        assert await client.fetch(other) == still(YELLOW)
+        assert not any(task.done() for task in slow)
+        assert len(await asyncio.gather(*slow)) == 3
+        assert server.max_active == 1
+    await client.aclose()
+
+
+async def test_fetched_bytes_take_a_slot_of_the_next_stage(image_server) -> None:
+    client = fetcher()
+    deciding = asyncio.Semaphore(1)
+    url = image_server.add("handed-over.jpg", still(YELLOW))
+    assert await client.fetch(url, deciding) == still(YELLOW)
+    assert deciding.locked()  # the caller now holds it, and releases it after the decision
+    await client.aclose()
+
+
+def test_system_files_are_refused_symlinks_too(tmp_path) -> None:
+    link = tmp_path / "kmsg.jpg"
+    link.symlink_to("/proc/kmsg")  # a "regular file" whose read() may wait for the kernel forever
+    for location in ("/proc/kmsg", "/proc/self/environ", "/sys/kernel/notes", "/dev/zero", str(link)):
+        with pytest.raises(FetchError, match="refused a system file"):
+            read_local_file(location, 1 << 20)
+
+
+def test_local_reads_can_be_restricted_to_directories(tmp_path) -> None:
+    allowed, elsewhere = tmp_path / "napcat" / "cache", tmp_path / "home"
+    allowed.mkdir(parents=True)
+    elsewhere.mkdir()
+    inside, outside = allowed / "A1.jpg", elsewhere / "secret.jpg"
+    inside.write_bytes(still(YELLOW))
+    outside.write_bytes(still(YELLOW))
+    escape = allowed / "escape.jpg"
+    escape.symlink_to(outside)
+    assert read_local_file(str(inside), 1 << 20, [allowed]) == still(YELLOW)
+    for location in (outside, escape, allowed / ".." / ".." / "home" / "secret.jpg"):
+        with pytest.raises(FetchError, match="outside NAILONG_LOCAL_IMAGE_DIRS"):
+            read_local_file(str(location), 1 << 20, [allowed])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from nonebot.adapters.onebot.v11 import Adapter, Bot, Message, MessageSegment
 from nonebot.adapters.onebot.v11.exception import ActionFailed
@@ -193,6 +194,33 @@ async def test_get_image_answering_with_a_local_path(app: App, guard, tmp_path, 
         ctx.should_call_api("get_image", {"file": "C0C0.image"}, result={"file": str(tmp_path / "gone.jpg")})
     assert guard.stats.over_days(1, 1).checked == 1 and guard.stats.over_days(1, 1).hits == 1
     assert any("message=23" in line and "another machine or in a container" in line for line in caplog_loguru)
+
+
+async def test_local_reads_only_in_the_configured_folders(app: App, start_guard, tmp_path, caplog_loguru) -> None:
+    allowed = tmp_path / "onebot" / "images"
+    allowed.mkdir(parents=True)
+    (allowed / "D0D0.jpg").write_bytes(still(YELLOW))
+    (tmp_path / "E0E0.jpg").write_bytes(still(YELLOW))
+    guard = await start_guard(nailong_local_image_dirs=[allowed])
+    async with app.test_matcher() as ctx:
+        bot = connect(ctx)
+        ctx.receive_event(bot, group_event([image_segment(None, file="D0D0.image")], message_id=24))
+        ctx.should_call_api("get_image", {"file": "D0D0.image"}, result={"file": str(allowed / "D0D0.jpg")})
+        ctx.should_call_api("delete_msg", {"message_id": 24}, result=None)
+        ctx.should_call_api("send_group_msg", warning_reply(1, 24), result={"message_id": 99})
+        ctx.receive_event(bot, group_event([image_segment(None, file="E0E0.image")], message_id=25))
+        ctx.should_call_api("get_image", {"file": "E0E0.image"}, result={"file": str(tmp_path / "E0E0.jpg")})
+    assert guard.stats.over_days(1, 1).checked == 1
+    assert any("message=25" in line and "outside NAILONG_LOCAL_IMAGE_DIRS" in line for line in caplog_loguru)
+
+
+def test_local_image_folders_from_the_environment() -> None:
+    from nailong_bot.config import Config
+
+    # NoneBot decodes JSON lists from the environment itself; a plain value may list folders with commas.
+    folders = Config(nailong_local_image_dirs="/srv/a, /srv/b").nailong_local_image_dirs
+    assert folders == [Path("/srv/a"), Path("/srv/b")]
+    assert Config(nailong_local_image_dirs="").nailong_local_image_dirs is None
 
 
 async def test_failed_get_image_is_skipped(app: App, guard) -> None:
