@@ -86,6 +86,10 @@ class TrainConfig:
     teacher: list[str] = field(default_factory=list)
     distill_weight: float = 0.5  # loss = (1 − w) · cross-entropy on labels + w · T² · KL(teacher ‖ student)
     distill_temperature: float = 1.0
+    # Folders of unlabelled images (any layout) that only the teacher labels: extra distillation inputs, never
+    # in validation. Their sampling share counts as `unlabeled_weight` classes (1: as often as one class).
+    unlabeled: list[str] = field(default_factory=list)
+    unlabeled_weight: float = 1.0
     drop_path_rate: float = 0.1
     # optimisation
     device: str = "auto"  # auto | cpu | cuda | cuda:N

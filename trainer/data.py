@@ -28,6 +28,7 @@ from .model import preprocess_spec
 
 log = logging.getLogger(__name__)
 
+UNLABELED = -1  # the training target of an image only the teacher labels
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".avif"}
 # Training crops come from a slightly larger cached copy so the crop still has detail.
 CACHE_SCALE = 1.15
@@ -100,6 +101,18 @@ def scan_imagefolder(root: str | Path, repo_families: list[str] = (),
                                            provenance=provenance.get(relative, "")))
     if not records:
         raise ValueError(f"no images found in / 目录里没有图片: {root} (expected {root}/<label>/*.jpg)")
+    return records
+
+
+def scan_unlabeled(root: str | Path) -> list[ImageRecord]:
+    """Every image under ``root``, in any folder layout, without a label (distillation inputs)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found / 找不到数据目录: {root}")
+    records = [ImageRecord(str(path), "", origin=str(root)) for path in sorted(root.rglob("*"))
+               if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
+    if not records:
+        raise ValueError(f"no images found in / 目录里没有图片: {root}")
     return records
 
 
@@ -363,11 +376,22 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
                     for origin in dict.fromkeys(r.origin for r in kept)},
         "split": f"grouped by pHash ≤ {cfg.group_distance} bits + family, seed {cfg.split_seed}, val {cfg.val_fraction}",
     }
+    train_pixels, train_targets = arrays["train_pixels"][train_rows], targets[train_owner]
+    if cfg.unlabeled:
+        # Added after the split and only to training: they never move a labelled image or enter validation.
+        unlabeled = decode_all([r for root in cfg.unlabeled for r in scan_unlabeled(root)], cfg, spec)
+        owners = unlabeled["train_owner"].tolist()
+        frames_per_file = Counter(owners)
+        train_pixels = np.concatenate([train_pixels, unlabeled["train_pixels"]])
+        train_targets = np.concatenate([train_targets, np.full(len(owners), UNLABELED, dtype=np.int64)])
+        weights = np.concatenate([weights, [cfg.unlabeled_weight / (len(frames_per_file) * frames_per_file[o])
+                                            for o in owners]])
+        summary["unlabeled_images"] = len(frames_per_file)
     return PreparedData(
         labels=labels,
         spec=spec,
-        train_pixels=arrays["train_pixels"][train_rows],
-        train_targets=targets[train_owner],
+        train_pixels=train_pixels,
+        train_targets=train_targets,
         train_weights=weights,
         val_pixels=arrays["eval_pixels"][val_rows],
         val_targets=targets[val_owner],
@@ -428,11 +452,12 @@ class TrainSet(torch.utils.data.Dataset):
         row, seed = item
         rng = np.random.default_rng(seed)
         target = int(self.targets[row])
-        paste_source = self._random_positive if len(self.positive_rows) else None
+        labelled = target != UNLABELED  # a paste must not give an unlabelled image a label
+        paste_source = self._random_positive if len(self.positive_rows) and labelled else None
         image, positive = augment(
             self._image(row), target == self.positive, self.size, self.augment, rng, paste_source
         )
-        if positive:
+        if positive and labelled:
             target = self.positive
         return (image - self.mean) / self.std, target
 

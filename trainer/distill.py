@@ -62,13 +62,24 @@ class TeacherEnsemble:
         return torch.stack([(m.logits(pixels) / temperature).softmax(1) for m in self.members]).mean(0)
 
 
+def class_probabilities(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class indices → one-hot rows; an unlabelled image (index −1) gets a row of zeros."""
+    labelled = targets >= 0
+    return F.one_hot(targets.clamp(min=0), num_classes).float() * labelled[:, None]
+
+
 def distillation_loss(student_logits: torch.Tensor, targets: torch.Tensor, teacher_probs: torch.Tensor | None,
                       weight: float, temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
     """(1 − weight) · cross-entropy on the labels + weight · T² · KL(teacher ‖ student at temperature T).
 
-    ``targets`` are class indices or class probabilities (mixed images); without a teacher, plain
-    cross-entropy. T² keeps the soft term's gradients the size of the hard term's (Hinton et al.)."""
-    hard = F.cross_entropy(student_logits.float(), targets, label_smoothing=label_smoothing)
+    ``targets`` are class indices (−1: unlabelled) or class probabilities (mixed images; a row of zeros:
+    unlabelled); unlabelled rows get only the teacher's term. Without a teacher, plain cross-entropy.
+    T² keeps the soft term's gradients the size of the hard term's (Hinton et al.)."""
+    labelled = targets >= 0 if targets.dim() == 1 else targets.sum(1) > 0
+    if labelled.any():
+        hard = F.cross_entropy(student_logits[labelled].float(), targets[labelled], label_smoothing=label_smoothing)
+    else:
+        hard = student_logits.sum() * 0.0
     if teacher_probs is None:
         return hard
     log_student = F.log_softmax(student_logits.float() / temperature, dim=1)

@@ -92,7 +92,9 @@ def run_features(cfg: TrainConfig, l2: float = 1e-3, data: PreparedData | None =
     data = data or prepare_data(cfg)
     model = build_initialised_model(cfg, len(data.labels))
     train_features, val_features = cached_features(cfg, data, model)
-    weight, bias = fit_linear_head(train_features, data.train_targets, data.train_weights, len(data.labels), l2)
+    labelled = data.train_targets >= 0  # a linear probe learns from labels only
+    weight, bias = fit_linear_head(train_features[labelled], data.train_targets[labelled],
+                                   data.train_weights[labelled], len(data.labels), l2)
     head = model.get_classifier()
     with torch.no_grad():
         head.weight.copy_(weight)

@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from .augment import mix
 from .config import TrainConfig
 from .data import PreparedData, SampleStream, TrainSet, prepare_data, val_batches
-from .distill import TeacherEnsemble, distillation_loss
+from .distill import TeacherEnsemble, class_probabilities, distillation_loss
 from .metrics import per_file_probs, summarize
 from .model import build_initialised_model, parameter_groups
 
@@ -134,6 +133,8 @@ def save_checkpoint(path: Path, model, optimizer, scaler, state: RunState, cfg: 
 def train(cfg: TrainConfig, data: PreparedData | None = None, on_eval=None) -> RunState:
     """Run (or resume) training; ``on_eval(step, metrics)`` is called after each validation
     (the search uses it to report to optuna and to prune)."""
+    if cfg.unlabeled and not cfg.teacher:
+        raise ValueError("unlabeled images need a teacher to label them / 无标注图片需要 teacher: 教师模型")
     # ---- processes and devices (torchrun sets RANK/WORLD_SIZE/LOCAL_RANK for DDP)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
@@ -225,7 +226,7 @@ def train(cfg: TrainConfig, data: PreparedData | None = None, on_eval=None) -> R
                 # Seeded by position, so a resumed run mixes exactly as the uninterrupted one.
                 mix_rng = np.random.default_rng([cfg.seed, state.step, micro, rank])
                 if mix_rng.random() < cfg.augment.mix:
-                    images, targets = mix(images, F.one_hot(targets, len(data.labels)).float(), mix_rng)
+                    images, targets = mix(images, class_probabilities(targets, len(data.labels)), mix_rng)
                 teacher_probs = teacher.probs(images, cfg.distill_temperature) if teacher else None
                 last_micro = micro == cfg.gradient_accumulation_steps - 1
                 sync = contextlib.nullcontext() if (last_micro or not distributed) else model.no_sync()

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.distill import Teacher, TeacherEnsemble, distillation_loss
+from trainer.data import UNLABELED, TrainSet, prepare_data
+from trainer.distill import Teacher, TeacherEnsemble, class_probabilities, distillation_loss
 from trainer.export import load_checkpoint
 from trainer.loop import train
 from trainer.model import preprocess_spec
@@ -69,9 +70,13 @@ def test_teachers_with_other_labels_are_refused(trained):
         Teacher(best, ["nailong", "emoji", "other"], torch.device("cpu"))
 
 
-def test_a_run_with_a_teacher_and_mixing_trains_and_resumes_like_an_uninterrupted_one(trained, tmp_path, image_root):
+def test_a_run_with_a_teacher_mixing_and_unlabelled_images_trains_and_resumes_like_an_uninterrupted_one(trained, tmp_path, image_root):
     _, best, onnx_path = trained
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    (unlabelled / "x.png").write_bytes((image_root / "nailong" / "nailong01.png").read_bytes())
     distill = [f"teacher=['{best}', '{onnx_path}']", "distill_weight=0.7", "distill_temperature=2.0",
+               f"unlabeled=['{unlabelled}']",
                "augment.mix=0.5", "augment.rotate90=0.5", "max_steps=4", "eval_every=2", "save_every=2"]
     straight = tiny_config(tmp_path / "a", image_root, *distill)
     state = train(straight)
@@ -83,3 +88,38 @@ def test_a_run_with_a_teacher_and_mixing_trains_and_resumes_like_an_uninterrupte
     b = torch.load(tmp_path / "b" / "ckpt" / "last.pt", weights_only=False)["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
     assert np.isfinite([float(v.float().sum()) for v in a.values()]).all()
+
+
+def test_unlabelled_rows_get_only_the_teachers_term():
+    logits = torch.randn(4, 2)
+    targets = torch.tensor([0, -1, 1, -1])
+    teacher_probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]])
+    soft = F.kl_div(logits.log_softmax(1), teacher_probs, reduction="batchmean")
+    expected = 0.5 * F.cross_entropy(logits[[0, 2]], targets[[0, 2]]) + 0.5 * soft
+    assert torch.allclose(distillation_loss(logits, targets, teacher_probs, 0.5, 1.0), expected, atol=1e-6)
+    # The same images as class probabilities (after mixing): a row of zeros is unlabelled.
+    probabilities = class_probabilities(targets, 2)
+    assert probabilities.tolist() == [[1, 0], [0, 0], [0, 1], [0, 0]]
+    assert torch.allclose(distillation_loss(logits, probabilities, teacher_probs, 0.5, 1.0), expected, atol=1e-6)
+
+
+def test_unlabelled_folders_join_training_only_and_are_never_labelled(tmp_path, image_root):
+    unlabelled = tmp_path / "unlabelled" / "any" / "layout"
+    unlabelled.mkdir(parents=True)
+    for name in ("nailong00.png", "other00.png", "other-anim.gif"):
+        folder = "nailong" if name.startswith("nailong") else "other"
+        (unlabelled / name).write_bytes((image_root / folder / name).read_bytes())
+    plain = prepare_data(tiny_config(tmp_path, image_root))
+    cfg = tiny_config(tmp_path, image_root, f"unlabeled=['{tmp_path / 'unlabelled'}']", "unlabeled_weight=0.5",
+                      "augment.paste_nailong=1.0")
+    data = prepare_data(cfg)
+    assert data.val_sources == plain.val_sources and np.array_equal(data.val_pixels, plain.val_pixels)
+    is_unlabelled = data.train_targets == UNLABELED
+    assert is_unlabelled.sum() == len(data.train_targets) - len(plain.train_targets) > 3  # the GIF adds frames
+    assert data.train_weights[is_unlabelled].sum() == pytest.approx(0.5)
+    assert data.summary["unlabeled_images"] == 3
+    train_set = TrainSet(data, cfg)
+    row = int(np.nonzero(is_unlabelled)[0][0])
+    assert all(train_set[(row, (0, 0, seed))][1] == UNLABELED for seed in range(5))  # pastes give no label
+    with pytest.raises(ValueError, match="teacher"):
+        train(cfg)
