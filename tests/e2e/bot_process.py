@@ -8,13 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # The test kit lives with the plugin tests; the end-to-end test and bench/ reuse it.
 sys.path.insert(0, str(ROOT / "tests" / "plugin"))
 
-from nailong_testkit import SUPERUSER, build_tiny_model  # noqa: E402
+from nailong_testkit import SUPERUSER, FakeOneBot, build_tiny_model, free_port  # noqa: E402
 
 ACCESS_TOKEN = "e2e-secret"
 
@@ -80,3 +82,21 @@ def wait_for_exit(process: subprocess.Popen, timeout: float) -> int | None:
         process.wait()
         return None
     return process.returncode
+
+
+@asynccontextmanager
+async def running_bot(workdir: Path, **overrides: str) -> AsyncIterator[FakeOneBot]:
+    """`bot.py` running (see :func:`start_bot`) with a fake OneBot implementation connected to it;
+    ``.process`` is the bot, ``.port`` its port. A failure inside the block prints the bot's log."""
+    process = start_bot(workdir, port := free_port(), **overrides)
+    onebot = FakeOneBot(port, self_id=42, access_token=ACCESS_TOKEN)
+    onebot.process = process  # type: ignore[attr-defined]
+    try:
+        await onebot.connect(timeout=60)
+        yield onebot
+    except Exception:
+        print((workdir / "bot.log").read_text(errors="replace")[-5000:])
+        raise
+    finally:
+        await onebot.close()
+        stop_bot(process)

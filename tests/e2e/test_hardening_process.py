@@ -3,16 +3,12 @@ which way is up (for photos saved rotated) and a data folder that cannot be writ
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 
-from bot_process import ACCESS_TOKEN, start_bot, stop_bot
+from bot_process import running_bot
 from nailong_testkit import (
     YELLOW,
     FakeOneBot,
     build_tiny_model,
-    free_port,
     group_message_payload,
     image_segment,
     saved_with_orientation,
@@ -37,22 +33,6 @@ async def admin_command(onebot: FakeOneBot, text: str, group_id: int) -> str:
     await onebot.wait_for("send_msg", group_id=group_id)
     (_, params), *_ = onebot.actions("send_msg")[seen:]
     return "".join(segment["data"].get("text", "") for segment in params["message"])
-
-
-@asynccontextmanager
-async def running_bot(workdir: Path, **overrides: str) -> AsyncIterator[FakeOneBot]:
-    port = free_port()
-    process = start_bot(workdir, port, **overrides)
-    onebot = FakeOneBot(port, self_id=42, access_token=ACCESS_TOKEN)
-    try:
-        await onebot.connect(timeout=60)
-        yield onebot
-    except Exception:
-        print((workdir / "bot.log").read_text(errors="replace")[-5000:])
-        raise
-    finally:
-        await onebot.close()
-        stop_bot(process)
 
 
 async def test_a_nailong_photo_saved_rotated_is_recalled(tmp_path, image_server) -> None:

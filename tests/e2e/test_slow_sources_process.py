@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from bot_process import ACCESS_TOKEN, start_bot, stop_bot, wait_for_exit
-from nailong_testkit import YELLOW, FakeOneBot, free_port, group_message_payload, image_segment, still
+from bot_process import running_bot, wait_for_exit
+from nailong_testkit import YELLOW, FakeOneBot, group_message_payload, image_segment, still
 
 WARNING = "检测到奶龙图片"
 
@@ -60,11 +60,7 @@ async def test_blocking_local_paths_are_refused_and_sigterm_stops(tmp_path, imag
     link = tmp_path / "cache" / "E1.jpg"
     link.parent.mkdir()
     link.symlink_to("/proc/kmsg")
-    port = free_port()
-    process = start_bot(tmp_path / "bot", port)
-    onebot = FakeOneBot(port, self_id=42, access_token=ACCESS_TOKEN)
-    try:
-        await onebot.connect(timeout=60)
+    async with running_bot(tmp_path / "bot") as onebot:
         onebot.responses["get_image"] = (0, {"file": str(link)})
         for i in range(8):
             await onebot.post(image_event(None, group_id=131, message_id=5051 + i, file=f"K{i}.image"))
@@ -73,10 +69,7 @@ async def test_blocking_local_paths_are_refused_and_sigterm_stops(tmp_path, imag
         await onebot.wait_for("delete_msg", message_id=5060)
         assert recalled(onebot, range(5051, 5061)) == [5060]
         await onebot.close()
-        process.send_signal(signal.SIGTERM)
-        assert wait_for_exit(process, timeout=30) is not None
+        onebot.process.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
+        assert wait_for_exit(onebot.process, timeout=30) is not None  # type: ignore[attr-defined]
         log = (tmp_path / "bot" / "bot.log").read_text(errors="replace")
         assert log.count("refused a system file") == 8
-    finally:
-        await onebot.close()
-        stop_bot(process)

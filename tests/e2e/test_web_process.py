@@ -19,13 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot_process import ACCESS_TOKEN, start_bot, stop_bot
+from bot_process import running_bot
 from nailong_testkit import (
     BLUE,
     YELLOW,
     FakeOneBot,
     build_tiny_model,
-    free_port,
     group_message_payload,
     image_segment,
     md5_name,
@@ -51,19 +50,9 @@ needs_chromium = pytest.mark.skipif(
 async def console_bot(tmp_path_factory) -> AsyncIterator[tuple[FakeOneBot, int]]:
     """A running bot with the console switched on, and a fake OneBot implementation connected."""
     workdir: Path = tmp_path_factory.mktemp("console-bot")
-    port = free_port()
     build_tiny_model(workdir / "tiny.onnx", metrics=METRICS)
-    process = start_bot(workdir, port, NAILONG_API_TOKEN=API_TOKEN)
-    client = FakeOneBot(port, self_id=42, access_token=ACCESS_TOKEN)
-    try:
-        await client.connect(timeout=60)
-        yield client, port
-    except Exception:
-        print((workdir / "bot.log").read_text(errors="replace")[-5000:])
-        raise
-    finally:
-        await client.close()
-        stop_bot(process)
+    async with running_bot(workdir, NAILONG_API_TOKEN=API_TOKEN) as client:
+        yield client, client.port
 
 
 @pytest.fixture

@@ -9,19 +9,16 @@ import os
 from pathlib import Path
 
 import pytest
-from nonebot.adapters.onebot.v11 import Adapter, Bot, Message, MessageSegment
+from nonebot.adapters.onebot.v11 import Message, MessageSegment
 from nonebug import App
 
-from nailong_testkit import BLUE, SUPERUSER, YELLOW, group_event, image_segment, patterned, text_segment
+from nailong_testkit import BLUE, SUPERUSER, YELLOW, group_event, image_segment, patterned
+from nonebug_chat import ask, connect
 
 WARNING = "检测到奶龙图片"
 CANNOT_SAVE = "无法保存，未做任何更改"
 NAILONG = patterned(YELLOW, seed=41)
 OTHER = patterned(BLUE, seed=42)
-
-
-def connect(ctx) -> Bot:
-    return ctx.create_bot(base=Bot, adapter=ctx.create_adapter(base=Adapter), self_id="42")
 
 
 async def post(app: App, url: str, *, message_id: int, acted_on: bool, group_id: int = 1) -> None:
@@ -34,26 +31,6 @@ async def post(app: App, url: str, *, message_id: int, acted_on: bool, group_id:
             ctx.should_call_api(
                 "send_group_msg", {"group_id": group_id, "message": warning}, result={"message_id": 1}
             )
-
-
-async def ask(app: App, text: str, *, reply_to: int | None = None, user_id: int = 5, group_id: int = 1) -> str:
-    from nailong_bot.commands import nailong_command
-
-    event = group_event(
-        [text_segment(text)], role="admin", user_id=user_id, group_id=group_id, reply_to=reply_to
-    )
-    answers: list[str] = []
-    async with app.test_matcher(nailong_command) as ctx:
-        bot = connect(ctx)
-        ctx.receive_event(bot, event)
-
-        async def capture(event, message, **kwargs):
-            answers.append(str(message))
-
-        bot.send = capture  # type: ignore[method-assign]
-        ctx.should_finished(nailong_command)
-    (answer,) = answers
-    return answer
 
 
 def errors(lines: list[str]) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from nonebot.adapters.onebot.v11 import Adapter, Bot, Message, MessageSegment
+from nonebot.adapters.onebot.v11 import Message, MessageSegment
 from nonebug import App
 
 from nailong_testkit import (
@@ -18,8 +18,8 @@ from nailong_testkit import (
     md5_name,
     patterned,
     reposted,
-    text_segment,
 )
+from nonebug_chat import ask, connect
 
 WARNING = "检测到奶龙图片"
 REFUSAL = (
@@ -41,10 +41,6 @@ OTHER = patterned(BLUE, seed=2)
 UNRELATED_NAILONG = patterned(YELLOW, seed=3)
 
 
-def connect(ctx) -> Bot:
-    return ctx.create_bot(base=Bot, adapter=ctx.create_adapter(base=Adapter), self_id="42")
-
-
 async def post(
     app: App, url: str, *, message_id: int, acted_on: bool, group_id: int = 1, file: str | None = None
 ) -> None:
@@ -60,27 +56,6 @@ async def post(
                 {"group_id": group_id, "message": warning},
                 result={"message_id": message_id + 1000},
             )
-
-
-async def ask(
-    app: App, text: str, *, reply_to: int | None, role: str = "admin", user_id: int = 5, group_id: int = 1
-) -> str:
-    """Send a command (as a reply to message ``reply_to``) and return the bot's answer."""
-    from nailong_bot.commands import nailong_command
-
-    event = group_event([text_segment(text)], role=role, user_id=user_id, group_id=group_id, reply_to=reply_to)
-    answers: list[str] = []
-    async with app.test_matcher(nailong_command) as ctx:
-        bot = connect(ctx)
-        ctx.receive_event(bot, event)
-
-        async def capture(event, message, **kwargs):
-            answers.append(str(message))
-
-        bot.send = capture  # type: ignore[method-assign]
-        ctx.should_finished(nailong_command)
-    (answer,) = answers
-    return answer
 
 
 @pytest.fixture

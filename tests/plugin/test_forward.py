@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from nonebot.adapters.onebot.v11 import Adapter, Bot, Message, MessageSegment
+from nonebot.adapters.onebot.v11 import Message, MessageSegment
 from nonebot.adapters.onebot.v11.exception import ActionFailed
 from nonebug import App
 
 from nailong_bot.stats import Counts
 
 from nailong_testkit import BLUE, YELLOW, group_event, image_segment, still, text_segment
+from nonebug_chat import connect
 
 WARNING = "检测到奶龙图片"
-
-
-def connect(ctx) -> Bot:
-    return ctx.create_bot(base=Bot, adapter=ctx.create_adapter(base=Adapter), self_id="42")
 
 
 def forward_segment(forward_id: str, **data) -> dict:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from nonebot.adapters.onebot.v11 import Adapter, Bot, Message, MessageSegment
+from nonebot.adapters.onebot.v11 import Message, MessageSegment
 from nonebot.adapters.onebot.v11.exception import ActionFailed
 from nonebug import App
 
@@ -25,6 +25,7 @@ from nailong_testkit import (
     still,
     text_segment,
 )
+from nonebug_chat import connect
 
 WARNING = "检测到奶龙图片"
 
@@ -34,10 +35,6 @@ def warning_reply(group_id: int, message_id: int) -> dict:
         "group_id": group_id,
         "message": Message([MessageSegment.reply(message_id), MessageSegment.text(WARNING)]),
     }
-
-
-def connect(ctx) -> Bot:
-    return ctx.create_bot(base=Bot, adapter=ctx.create_adapter(base=Adapter), self_id="42")
 
 
 async def test_hit_recalls_and_replies(app: App, guard, image_server) -> None:

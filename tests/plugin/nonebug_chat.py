@@ -1,0 +1,33 @@
+"""Talking to the plugin through nonebug: a bot to receive events, and a command that returns the answer."""
+
+from __future__ import annotations
+
+from nonebot.adapters.onebot.v11 import Adapter, Bot
+from nonebug import App
+
+from nailong_testkit import group_event, text_segment
+
+
+def connect(ctx) -> Bot:
+    return ctx.create_bot(base=Bot, adapter=ctx.create_adapter(base=Adapter), self_id="42")
+
+
+async def ask(
+    app: App, text: str, *, reply_to: int | None = None, role: str = "admin", user_id: int = 5, group_id: int = 1
+) -> str:
+    """Send a command (as a reply to message ``reply_to``) and return the bot's answer."""
+    from nailong_bot.commands import nailong_command
+
+    event = group_event([text_segment(text)], role=role, user_id=user_id, group_id=group_id, reply_to=reply_to)
+    answers: list[str] = []
+    async with app.test_matcher(nailong_command) as ctx:
+        bot = connect(ctx)
+        ctx.receive_event(bot, event)
+
+        async def capture(event, message, **kwargs):
+            answers.append(str(message))
+
+        bot.send = capture  # type: ignore[method-assign]
+        ctx.should_finished(nailong_command)
+    (answer,) = answers
+    return answer
