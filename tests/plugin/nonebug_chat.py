@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from nonebot.adapters.onebot.v11 import Adapter, Bot
+from nonebot.adapters.onebot.v11 import Adapter, Bot, Message, MessageSegment
 from nonebug import App
 
-from nailong_testkit import group_event, text_segment
+from nailong_testkit import group_event, image_segment, text_segment
+
+WARNING = "检测到奶龙图片"
 
 
 def connect(ctx) -> Bot:
@@ -31,3 +33,20 @@ async def ask(
         ctx.should_finished(nailong_command)
     (answer,) = answers
     return answer
+
+
+async def post(
+    app: App, url: str, *, message_id: int, acted_on: bool, group_id: int = 1, file: str | None = None
+) -> None:
+    """Post one image; when it is acted on, the bot's warning gets message id ``message_id + 1000``."""
+    event = group_event([image_segment(url, file=file)], group_id=group_id, message_id=message_id)
+    async with app.test_matcher() as ctx:
+        ctx.receive_event(connect(ctx), event)
+        if acted_on:
+            ctx.should_call_api("delete_msg", {"message_id": message_id}, result=None)
+            warning = Message([MessageSegment.reply(message_id), MessageSegment.text(WARNING)])
+            ctx.should_call_api(
+                "send_group_msg",
+                {"group_id": group_id, "message": warning},
+                result={"message_id": message_id + 1000},
+            )

@@ -9,28 +9,14 @@ import os
 from pathlib import Path
 
 import pytest
-from nonebot.adapters.onebot.v11 import Message, MessageSegment
 from nonebug import App
 
-from nailong_testkit import BLUE, SUPERUSER, YELLOW, group_event, image_segment, patterned
-from nonebug_chat import ask, connect
+from nailong_testkit import BLUE, SUPERUSER, YELLOW, patterned
+from nonebug_chat import ask, post
 
-WARNING = "检测到奶龙图片"
 CANNOT_SAVE = "无法保存，未做任何更改"
 NAILONG = patterned(YELLOW, seed=41)
 OTHER = patterned(BLUE, seed=42)
-
-
-async def post(app: App, url: str, *, message_id: int, acted_on: bool, group_id: int = 1) -> None:
-    event = group_event([image_segment(url)], group_id=group_id, message_id=message_id)
-    async with app.test_matcher() as ctx:
-        ctx.receive_event(connect(ctx), event)
-        if acted_on:
-            ctx.should_call_api("delete_msg", {"message_id": message_id}, result=None)
-            warning = Message([MessageSegment.reply(message_id), MessageSegment.text(WARNING)])
-            ctx.should_call_api(
-                "send_group_msg", {"group_id": group_id, "message": warning}, result={"message_id": 1}
-            )
 
 
 def errors(lines: list[str]) -> list[str]:

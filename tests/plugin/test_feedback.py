@@ -19,9 +19,8 @@ from nailong_testkit import (
     patterned,
     reposted,
 )
-from nonebug_chat import ask, connect
+from nonebug_chat import WARNING, ask, connect, post
 
-WARNING = "检测到奶龙图片"
 REFUSAL = (
     "只有群主、管理员和超级用户可以使用这个命令 / Only the group owner, admins and superusers can use this."
 )
@@ -39,23 +38,6 @@ NOT_FOUND = "找不到这条消息里检查过的图片（只保留最近的图�
 NAILONG = patterned(YELLOW, seed=1)
 OTHER = patterned(BLUE, seed=2)
 UNRELATED_NAILONG = patterned(YELLOW, seed=3)
-
-
-async def post(
-    app: App, url: str, *, message_id: int, acted_on: bool, group_id: int = 1, file: str | None = None
-) -> None:
-    """Post one image; when it is acted on, the bot's warning gets message id ``message_id + 1000``."""
-    event = group_event([image_segment(url, file=file)], group_id=group_id, message_id=message_id)
-    async with app.test_matcher() as ctx:
-        ctx.receive_event(connect(ctx), event)
-        if acted_on:
-            ctx.should_call_api("delete_msg", {"message_id": message_id}, result=None)
-            warning = Message([MessageSegment.reply(message_id), MessageSegment.text(WARNING)])
-            ctx.should_call_api(
-                "send_group_msg",
-                {"group_id": group_id, "message": warning},
-                result={"message_id": message_id + 1000},
-            )
 
 
 @pytest.fixture
