@@ -25,6 +25,7 @@ import math
 import re
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -61,6 +62,7 @@ CHANGED_DIR = "changed"
 CORRECTION_DISTANCE = 6
 TRAIN_FRAMES = 4
 MAX_CHANGED_SAVED = 200
+MIN_TRAINING_SHARE = 0.5
 
 
 class RefreshInputError(ValueError):
@@ -99,6 +101,8 @@ class Pool:
     names: list[str]  # where each came from, for the report
     images: list[DecodedImage]
     targets: np.ndarray  # class index (corrections), or UNLABELED (recent images)
+    # P(positive) by the base model where the bot recorded it (recent images it decided); NaN elsewhere.
+    base_scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -165,7 +169,11 @@ def read_inputs(base_dir: Path, feedback_dir: Path, recent_dir: Path | None, con
             recent_files = read_recent(recent_dir)
         except FeedbackError as error:
             raise RefreshInputError(str(error)) from error
-        recent = uncorrected(decode_pool([str(p) for p in recent_files], base, None), corrections)
+        recent = decode_pool([str(entry.path) for entry in recent_files], base, None)
+        # The bot's own scores by this very model spare scoring the images again.
+        recorded = {str(e.path): e.score for e in recent_files if e.model_version == info.version and e.score is not None}
+        recent.base_scores = np.array([recorded.get(name, np.nan) for name in recent.names])
+        recent = uncorrected(recent, corrections)
     config, folders = None, None
     if config_path is not None:
         try:
@@ -208,7 +216,8 @@ def uncorrected(pool: Pool, corrections: list[CorrectionFile]) -> Pool:
     hashes = [c.phash for c in corrections if c.phash is not None]
     keep = [k for k, (name, image) in enumerate(zip(pool.names, pool.images))
             if Path(name).name[:16] not in ids and all(hamming(image.hash, h) > CORRECTION_DISTANCE for h in hashes)]
-    return Pool([pool.names[k] for k in keep], [pool.images[k] for k in keep], pool.targets[keep])
+    return Pool([pool.names[k] for k in keep], [pool.images[k] for k in keep], pool.targets[keep],
+                None if pool.base_scores is None else pool.base_scores[keep])
 
 
 def fingerprint(inputs: Inputs, base_dir: Path, settings: RefreshSettings) -> str:
@@ -228,24 +237,36 @@ def fingerprint(inputs: Inputs, base_dir: Path, settings: RefreshSettings) -> st
 # ---------------------------------------------------------------- scoring (as the plugin scores)
 
 @torch.no_grad()
-def score_pool(model: torch.nn.Module, pool: Pool, base: Checkpoint, device: torch.device, batch: int = 64) -> np.ndarray:
+def score_images(model: torch.nn.Module, images: list[DecodedImage], base: Checkpoint, device: torch.device,
+                 batch: int = 64) -> np.ndarray:
     """P(positive) per image: its frame most likely to be positive, preprocessed like the plugin."""
-    if not len(pool):
+    if not images:
         return np.empty(0)
-    frames = np.concatenate([image.eval_frames for image in pool.images])
-    owner = np.concatenate([np.full(len(image.eval_frames), k) for k, image in enumerate(pool.images)])
+    frames = np.concatenate([image.eval_frames for image in images])
+    owner = np.concatenate([np.full(len(image.eval_frames), k) for k, image in enumerate(images)])
     probs = []
     for start in range(0, len(frames), batch):
         inputs = torch.from_numpy(normalize(frames[start : start + batch], base.spec)).to(device)
         probs.append(model(inputs).float().softmax(1).cpu().numpy())
-    return per_file_probs(np.concatenate(probs), owner, len(pool), base.positive_index)[:, base.positive_index]
+    return per_file_probs(np.concatenate(probs), owner, len(images), base.positive_index)[:, base.positive_index]
 
 
-def score_all(model: torch.nn.Module, inputs: Inputs, device: torch.device) -> dict[str, np.ndarray]:
-    """P(positive) of the corrected, the recent and the validation images (and all validation probabilities)."""
+def score_pool(model: torch.nn.Module, pool: Pool, base: Checkpoint, device: torch.device,
+               recorded: np.ndarray | None = None) -> np.ndarray:
+    """P(positive) per image of the pool; where ``recorded`` holds a score (not NaN) it is used as it is."""
+    scores = np.full(len(pool), np.nan) if recorded is None else recorded.astype(np.float64).copy()
+    missing = np.nonzero(np.isnan(scores))[0]
+    scores[missing] = score_images(model, [pool.images[k] for k in missing], base, device)
+    return scores
+
+
+def score_all(model: torch.nn.Module, inputs: Inputs, device: torch.device, *, base: bool = False) -> dict[str, np.ndarray]:
+    """P(positive) of the corrected, the recent and the validation images (and all validation probabilities).
+    ``base``: this is the base model, whose scores the bot recorded for many recent images."""
     model.eval()
     scores = {"corrected": score_pool(model, inputs.corrected, inputs.base, device),
-              "recent": score_pool(model, inputs.recent, inputs.base, device),
+              "recent": score_pool(model, inputs.recent, inputs.base, device,
+                                   inputs.recent.base_scores if base else None),
               "validation": np.empty(0), "validation_probs": np.empty((0, len(inputs.base.labels)))}
     if inputs.folders is not None:
         probs = predict_validation(model, inputs.folders, device, inputs.config)
@@ -327,8 +348,10 @@ def refresh_loss(logits: torch.Tensor, targets: torch.Tensor, base_probs: torch.
 
 def plan_steps(budget_seconds: float, spent_seconds: float, step_seconds: float, reserve_seconds: float,
                max_steps: int) -> int:
-    """Steps that fit in what is left of the budget once the gate and the export are paid for (at least one)."""
-    left = budget_seconds - spent_seconds - reserve_seconds
+    """Steps that fit in what is left of the budget once the gate and the export are paid for. Training
+    always gets at least half the budget: on a box so busy that reading and scoring eat the rest, a run
+    that overshoots is more use than one that learns nothing."""
+    left = max(budget_seconds - spent_seconds - reserve_seconds, MIN_TRAINING_SHARE * budget_seconds)
     return max(1, min(max_steps, math.floor(left / max(step_seconds, 1e-6))))
 
 
@@ -382,12 +405,6 @@ def refresh(base_dir: str | Path, feedback_dir: str | Path, out_dir: str | Path,
     if progress.optimizer is not None:
         optimizer.load_state_dict(progress.optimizer)
 
-    if not progress.before:
-        scoring_started = time.perf_counter()
-        progress.before = score_all(base_model, inputs, device)
-        progress.before["seconds"] = time.perf_counter() - scoring_started
-    before = progress.before
-
     make_batch = BatchMaker(inputs, settings)
     spent_before = progress.seconds
     last_save = time.perf_counter()
@@ -400,8 +417,18 @@ def refresh(base_dir: str | Path, feedback_dir: str | Path, out_dir: str | Path,
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    previous_handler = signal.signal(signal.SIGTERM, stop)
+    # SIGTERM (the bot stopping its subprocess) saves progress like Ctrl-C; only the main thread may set handlers.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGTERM, stop) if in_main_thread else None
     try:
+        if not progress.before:
+            scoring_started = time.perf_counter()
+            progress.before = score_all(base_model, inputs, device, base=True)
+            progress.before["seconds"] = time.perf_counter() - scoring_started
+            log.info("当前模型的判断用时 %.0f 秒 / scored the base model in %.0f s", progress.before["seconds"],
+                     progress.before["seconds"])
+            save()  # a resumed run need not score the base model again
+        before = progress.before
         set_train_mode_frozen_bn(model)
         while progress.planned_steps == 0 or progress.step < progress.planned_steps:
             step_started = time.perf_counter()
@@ -425,7 +452,8 @@ def refresh(base_dir: str | Path, feedback_dir: str | Path, out_dir: str | Path,
         raise RefreshInterrupted(f"已中断，进度保存在 {progress_path}，再次运行同一命令即可继续 / interrupted at step "
                                  f"{progress.step}; progress saved in {progress_path}: run the same command to resume")
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)
 
     after = score_all(model, inputs, device)
     report = gate(inputs, before, after, settings, out_dir)
