@@ -60,6 +60,12 @@ class Config(BaseModel):
     nailong_recent_max_age_hours: float = Field(default=recent.DEFAULT_MAX_AGE / 3600, gt=0)
     # None: no HTTP API and no web console. Long, because it guards a server that may face the network.
     nailong_api_token: str | None = Field(default=None, min_length=16)
+    # The HTTP API's share, apart from group checking's (README: 安全 / Security). Classify requests
+    # at once, uploads and URL downloads included; one more is answered 429 with Retry-After.
+    nailong_api_max_requests: int = Field(default=4, ge=1)
+    # The API's URL fetch refuses loopback, private, link-local, multicast and reserved addresses,
+    # after DNS and after every redirect; true lets it reach them. Group images are never limited so.
+    nailong_api_allow_private_urls: bool = False
 
     @field_validator("nailong_onnx_providers", "nailong_local_image_dirs", mode="before")
     @classmethod

@@ -28,7 +28,7 @@ from ..corrections import LABELS, Correction
 from ..recent import RecentImage
 from ..runtime import Runtime
 from ..stats import COUNT_NAMES, Counts
-from .api import classify, decision_json, model_card, read_image_input, running
+from .api import classify_request, model_card, running
 from .auth import CSRF_HEADER, SESSION_COOKIE, TokenAuth
 
 HERE = Path(__file__).parent
@@ -38,6 +38,7 @@ CORRECTIONS_SHOWN = 20
 THUMBNAIL_SIZE = (240, 240)
 _FORM_LIMIT = 4096
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_MESSAGE_ID = re.compile(r"-?[0-9]{1,20}")
 # The page loads nothing but its own files; thumbnails and the tried image's preview (blob:) included.
 _HEADERS = {
     "Content-Security-Policy": (
@@ -279,7 +280,7 @@ def make_router(auth: TokenAuth) -> APIRouter:
         if not auth.csrf_matches(form.get("csrf")):
             raise HTTPException(403, "表单已过期，请刷新页面 / stale form, reload the page")
         label, message_id = form.get("label"), form.get("message_id", "")
-        if label not in LABELS or not message_id.lstrip("-").isdigit():
+        if label not in LABELS or not _MESSAGE_ID.fullmatch(message_id):
             raise HTTPException(400, "需要 label=nailong|other 和 message_id / label and message_id required")
         runtime = running()
         entries = await asyncio.to_thread(runtime.recent.lookup, int(message_id))
@@ -302,8 +303,6 @@ def make_router(auth: TokenAuth) -> APIRouter:
         require_login(request)
         if not auth.csrf_matches(request.headers.get(CSRF_HEADER)):
             raise HTTPException(403, "表单已过期，请刷新页面 / stale page, reload it")
-        runtime = running()
-        image = await read_image_input(request, runtime.config.nailong_max_image_bytes)
-        return decision_json(await classify(runtime, image), runtime)
+        return await classify_request(request)
 
     return router
