@@ -91,8 +91,8 @@ async def _form_file(request: Request, max_bytes: int) -> bytes:
     )
     try:
         form = await parser.parse()
-    except (MultiPartException, KeyError) as error:  # KeyError: a multipart type without a boundary
-        raise HTTPException(400, f"表单无法解析 / unreadable form: {getattr(error, 'message', error)}") from error
+    except MultiPartException as error:
+        raise HTTPException(400, f"表单无法解析 / unreadable form: {error.message}") from error
     try:
         files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
         if not files:
