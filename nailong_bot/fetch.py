@@ -97,15 +97,14 @@ def _parse_url(url: str) -> httpx.URL:
 
 @dataclass(frozen=True)
 class _Hop:
-    """One request of a download: its URL, and the address it goes to, resolved once and connected to
-    as it is (a second DNS answer cannot send the request elsewhere). None for QQ's image hosts, which
-    the group fetcher leaves to httpx."""
+    """One request of a download: its URL, and the address its downloads are counted by (None for
+    QQ's image hosts, which the group fetcher does not limit)."""
 
     url: httpx.URL
     address: IPAddress | None
-    # The URL names a host (not an address): the request goes to ``address`` with the name in the
-    # Host header and the TLS handshake.
-    named: bool = False
+    # Connected to ``address`` itself, with the URL's host name in the Host header and the TLS
+    # handshake: where addresses are checked, a second DNS answer must not send the request elsewhere.
+    pinned: bool = False
 
 
 def decode_base64(text: str, max_bytes: int) -> bytes:
@@ -205,6 +204,9 @@ class Fetcher:
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             # Followed here, each one resolved and checked like the first request.
             follow_redirects=False,
+            # Where addresses are checked, connections go to them directly: a proxy (HTTP(S)_PROXY)
+            # would reach whatever it resolves.
+            trust_env=address_allowed is None,
             headers={"User-Agent": "nailong-bot (+https://github.com/nonebot/nonebot2)"},
         )
 
@@ -302,7 +304,7 @@ class Fetcher:
                 f"refused a non-public address / 拒绝访问非公网地址: {url.host} → {refused[0]} "
                 f"(NAILONG_API_ALLOW_PRIVATE_URLS)"
             )
-        return _Hop(url, addresses[0], named)
+        return _Hop(url, addresses[0], pinned=named and self.address_allowed is not None)
 
     async def _look_up(self, host: str) -> list[IPAddress]:
         try:
@@ -340,8 +342,7 @@ class Fetcher:
             raise FetchError("download too slow / 下载超时", retryable=True) from error
         except httpx.TimeoutException as error:
             raise FetchError(f"timed out / 下载超时: {type(error).__name__}", retryable=True) from error
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
-            # A redirect to file:// or to garbage: asking again gets the same answer.
+        except httpx.InvalidURL as error:  # asking again gets the same answer
             raise FetchError(f"unusable address / 地址不可用: {error}") from error
         except httpx.DecodingError as error:
             raise FetchError(f"bad content encoding / 内容编码无效: {error}") from error
@@ -369,7 +370,7 @@ class Fetcher:
     async def _get(self, hop: _Hop) -> bytes | str:
         """The body of one GET, or the address it redirects to."""
         url, headers, extensions = hop.url, {}, {}
-        if hop.named:
+        if hop.pinned:
             # Connection: close, as a kept-alive connection to the address would serve the next
             # request for any other name of it, with this name's TLS handshake.
             headers = {"Host": url.netloc.decode("ascii"), "Connection": "close"}
