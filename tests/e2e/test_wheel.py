@@ -163,6 +163,7 @@ def test_trainer_help_runs_from_the_wheel_with_the_train_extra(installed) -> Non
     (installed.site / "train_extra.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
     try:
         done = run(installed.bin / "nailong-trainer", "--help", cwd=installed.home, env=clean_environment())
+        as_module = run(installed.python, "-m", "nailong_trainer", "--help", cwd=installed.home, env=clean_environment())
         where = run(
             installed.python, "-c", "import nailong_trainer; print(nailong_trainer.__file__)",
             cwd=installed.home, env=clean_environment(),
@@ -171,4 +172,5 @@ def test_trainer_help_runs_from_the_wheel_with_the_train_extra(installed) -> Non
         (installed.site / "train_extra.pth").unlink()
     assert done.returncode == 0, done.stderr
     assert "nailong-trainer" in done.stdout and "export" in done.stdout
+    assert as_module.returncode == 0 and as_module.stdout == done.stdout, as_module.stderr
     assert Path(where.stdout.strip()).is_relative_to(installed.site / "nailong_trainer")
