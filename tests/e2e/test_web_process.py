@@ -51,7 +51,8 @@ async def console_bot(tmp_path_factory) -> AsyncIterator[tuple[FakeOneBot, int]]
     """A running bot with the console switched on, and a fake OneBot implementation connected."""
     workdir: Path = tmp_path_factory.mktemp("console-bot")
     build_tiny_model(workdir / "tiny.onnx", metrics=METRICS)
-    async with running_bot(workdir, NAILONG_API_TOKEN=API_TOKEN) as client:
+    # Private URLs allowed: the test image server is on loopback.
+    async with running_bot(workdir, NAILONG_API_TOKEN=API_TOKEN, NAILONG_API_ALLOW_PRIVATE_URLS="true") as client:
         yield client, client.port
 
 
