@@ -92,7 +92,8 @@ async def test_a_redirect_to_loopback_is_refused(guard, image_server) -> None:
 async def test_private_urls_when_the_operator_allows_them(start_guard, image_server) -> None:
     await start_guard(nailong_api_allow_private_urls=True)
     async with api_client() as client:
-        answer = await classify_url(client, image_server.add("api-lan.jpg", still(YELLOW)).replace("127.0.0.1", "localhost"))
+        url = image_server.add("api-lan.jpg", still(YELLOW)).replace("127.0.0.1", "localhost")
+        answer = await classify_url(client, url)
     assert answer.status_code == 200 and answer.json()["nailong"] is True
 
 
@@ -113,7 +114,10 @@ async def test_a_busy_api_answers_429_with_retry_after(start_guard) -> None:
                 asyncio.create_task(classify_url(client, server.url(f"slow?s=1.5&n={i}"))) for i in range(2)
             ]
             await wait_until(lambda: server.active == 2)
-            busy = [await classify_url(client, server.url("slow?s=0")), await client.post("/nailong/api/classify", content=upload())]
+            busy = [
+                await classify_url(client, server.url("slow?s=0")),
+                await client.post("/nailong/api/classify", content=upload()),
+            ]
             done = await asyncio.gather(*stalled)
             after = await client.post("/nailong/api/classify", content=still(YELLOW))
     assert [answer.status_code for answer in busy] == [429, 429]
