@@ -267,6 +267,8 @@ class Fetcher:
                         await hold.acquire()
                     return data
             except FetchError as error:
+                # Failed before any slot (the host did not resolve): the deadline starts now.
+                give_up_at = give_up_at or loop.time() + self.deadline
                 if error.tls and target.scheme == "https" and target.host in self.http_fallback_hosts:
                     logger.warning(
                         f"TLS 握手失败，改用 http 重新下载 / TLS handshake with {target.host} failed "

@@ -340,3 +340,21 @@ async def test_group_fetches_reach_local_addresses_by_name(image_server) -> None
     assert await client.fetch(url) == still(YELLOW)
     assert image_server.host_headers[f"localhost:{image_server.port}"] >= 1
     await client.aclose()
+
+
+async def test_a_name_that_fails_to_resolve_is_retried(image_server, monkeypatch) -> None:
+    real = socket.getaddrinfo
+    failures = iter([socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")])
+
+    def flaky(host, *args, **kwargs):
+        if host == "flaky.test":
+            if (error := next(failures, None)) is not None:
+                raise error
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", flaky)
+    client = fetcher(retries=1, address_allowed=lambda address: True)  # connects to what it resolved
+    url = image_server.add("flaky-name.jpg", still(YELLOW)).replace("127.0.0.1", "flaky.test")
+    assert await client.fetch(url) == still(YELLOW)
+    await client.aclose()
