@@ -54,7 +54,9 @@ class AuditLog:
                 return
             except OSError as failure:
                 error = persist.describe(failure)
-        logger.error(f"操作记录无法写入，记在这里 / audit entry not saved ({error}), logged here instead: {line.strip()}")
+        logger.error(
+            f"操作记录无法写入，记在这里 / audit entry not saved ({error}), logged here instead: {line.strip()}"
+        )
 
     def latest(self, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` entries, newest first. Reads only the file's tail; a line that is not

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import math
 from collections import Counter
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from . import recent
 
 DEFAULT_REPLY_TEXT = "检测到奶龙图片，请不要发奶龙哦～ / Nailong image detected, please don't post it."
+
+MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_DISTINCT = 8
+MIN_TOKEN_BITS = 40
+TOKEN_RECIPE = '生成一个 / make one: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def token_weakness(token: str) -> tuple[str, str] | None:
+    """Why ``token`` is too easy to guess ("中文", "English"), or None. The entropy is estimated from
+    how often each character occurs, so repeats and short alphabets count for little; a random
+    token_urlsafe(12) (16 characters) always passes, 16 spaces or "passwordpassword" do not."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"只有 {len(token)} 个字符", f"only {len(token)} characters"
+    counts = Counter(token)
+    bits = -sum(n * math.log2(n / len(token)) for n in counts.values())
+    if len(counts) < MIN_TOKEN_DISTINCT:
+        return f"只有 {len(counts)} 种不同字符", f"only {len(counts)} different characters"
+    if bits < MIN_TOKEN_BITS:
+        return f"估计熵只有 {bits:.0f} 位", f"an estimated {bits:.0f} bits of entropy"
+    return None
 
 
 class Config(BaseModel):
@@ -96,10 +115,10 @@ class Config(BaseModel):
     def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and (problem := token_weakness(value.get_secret_value())):
             raise ValueError(
-                f"令牌太弱：{problem[0]}。需要至少 {MIN_TOKEN_LENGTH} 个字符、{MIN_TOKEN_DISTINCT} 种不同字符，估计熵至少 "
-                f"{MIN_TOKEN_BITS} 位 / token too weak: {problem[1]}. It needs at least {MIN_TOKEN_LENGTH} characters, "
-                f"{MIN_TOKEN_DISTINCT} different ones and an estimated {MIN_TOKEN_BITS} bits of entropy. "
-                f"{TOKEN_RECIPE}"
+                f"令牌太弱：{problem[0]}。需要至少 {MIN_TOKEN_LENGTH} 个字符、{MIN_TOKEN_DISTINCT} 种不同字符，"
+                f"估计熵至少 {MIN_TOKEN_BITS} 位 / token too weak: {problem[1]}. It needs at least "
+                f"{MIN_TOKEN_LENGTH} characters, {MIN_TOKEN_DISTINCT} different ones and an estimated "
+                f"{MIN_TOKEN_BITS} bits of entropy. {TOKEN_RECIPE}"
             )
         return value
 
@@ -108,31 +127,9 @@ class Config(BaseModel):
         api, admin = self.nailong_api_token, self.nailong_admin_token
         if api is not None and admin is not None and api.get_secret_value() == admin.get_secret_value():
             raise ValueError(
-                "NAILONG_ADMIN_TOKEN 必须与 NAILONG_API_TOKEN 不同：API 令牌常交给别的机器人，不能打开控制台 / "
+                "NAILONG_ADMIN_TOKEN 必须与 NAILONG_API_TOKEN 不同：API 令牌常交给别的机器人，"
+                "不能打开控制台 / "
                 "NAILONG_ADMIN_TOKEN must differ from NAILONG_API_TOKEN: the API token is given to other bots "
                 f"and must not open the console. {TOKEN_RECIPE}"
             )
         return self
-
-
-MIN_TOKEN_LENGTH = 16
-MIN_TOKEN_DISTINCT = 8
-MIN_TOKEN_BITS = 40
-TOKEN_RECIPE = (
-    '生成一个 / make one: python -c "import secrets; print(secrets.token_urlsafe(32))"'
-)
-
-
-def token_weakness(token: str) -> tuple[str, str] | None:
-    """Why ``token`` is too easy to guess ("中文", "English"), or None. The entropy is estimated from
-    how often each character occurs, so repeats and short alphabets count for little; a random
-    token_urlsafe(12) (16 characters) always passes, 16 spaces or "passwordpassword" do not."""
-    counts = Counter(token)
-    bits = -sum(n * math.log2(n / len(token)) for n in counts.values())
-    if len(token) < MIN_TOKEN_LENGTH:
-        return f"只有 {len(token)} 个字符", f"only {len(token)} characters"
-    if len(counts) < MIN_TOKEN_DISTINCT:
-        return f"只有 {len(counts)} 种不同字符", f"only {len(counts)} different characters"
-    if bits < MIN_TOKEN_BITS:
-        return f"估计熵只有 {bits:.0f} 位", f"an estimated {bits:.0f} bits of entropy"
-    return None

@@ -60,9 +60,9 @@ def _mount_web(config: Config) -> None:
     else:
         # Before there were two tokens the API token also opened the console: say where it went.
         logger.warning(
-            "网页控制台未启用：控制台现在需要单独的 NAILONG_ADMIN_TOKEN（与 NAILONG_API_TOKEN 不同），API 令牌只能用于 "
-            "classify 和 status / the web console is off: it now needs its own NAILONG_ADMIN_TOKEN (different from "
-            "NAILONG_API_TOKEN); the API token opens only classify and status. "
+            "网页控制台未启用：控制台现在需要单独的 NAILONG_ADMIN_TOKEN（与 NAILONG_API_TOKEN 不同），"
+            "API 令牌只能用于 classify 和 status / the web console is off: it now needs its own "
+            "NAILONG_ADMIN_TOKEN (different from NAILONG_API_TOKEN); the API token opens only classify and status. "
             'Make one: python -c "import secrets; print(secrets.token_urlsafe(32))"'
         )
 

@@ -97,8 +97,8 @@ class Throttle:
             failures.locked_until = now + delay
             if failures.count == self.free:
                 logger.warning(
-                    f"来自 {key} 的错误令牌过多，暂停它的尝试（每次错误加倍）/ too many wrong tokens from {key}: "
-                    f"its attempts are paused, for twice as long after each further failure"
+                    f"来自 {key} 的错误令牌过多，暂停它的尝试（每次错误加倍）/ too many wrong tokens from "
+                    f"{key}: its attempts are paused, for twice as long after each further failure"
                 )
         self._clients[key] = failures
         while len(self._clients) > self.max_clients:

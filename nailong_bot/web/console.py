@@ -296,6 +296,8 @@ def make_router(auth: TokenAuth) -> APIRouter:
                     401,
                 )
             return _login_page("令牌不对 / wrong token", 401)
+        if (previous := auth.session(request)) is not None:
+            auth.sessions.end(previous)
         session = auth.sessions.start(f"web:{name}" if name else "web")
         logger.info(f"控制台登录 / console sign-in: {session.operator} from {address}")
         response = _to_console()

@@ -147,9 +147,8 @@ async def test_sessions_throttling_and_scopes_over_http(console_bot) -> None:
         assert (await browser.post("/correct", headers=bearer, data={"csrf": csrf})).status_code == 401
 
         # Behind an HTTPS reverse proxy on this machine (trusted by default): Secure.
-        proxied = await browser.post(
-            "/login", data={"token": ADMIN_TOKEN}, headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.20"}
-        )
+        via_https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.20"}
+        proxied = await browser.post("/login", data={"token": ADMIN_TOKEN}, headers=via_https)
         assert proxied.status_code == 303 and "secure" in cookie_flags(proxied)
 
         # Wrong tokens from one client (told apart by the trusted proxy's X-Forwarded-For): 429.
@@ -187,7 +186,8 @@ def test_a_refused_token_appears_in_no_output(tmp_path, setting: str, token: str
 async def test_an_api_token_alone_keeps_the_api_and_says_how_to_open_the_console(tmp_path) -> None:
     async with running_bot(tmp_path, LOG_LEVEL="DEBUG", NAILONG_API_TOKEN=API_TOKEN) as onebot:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{onebot.port}/nailong", timeout=10) as client:
-            assert (await client.get("/api/status", headers={"Authorization": f"Bearer {API_TOKEN}"})).status_code == 200
+            bearer = {"Authorization": f"Bearer {API_TOKEN}"}
+            assert (await client.get("/api/status", headers=bearer)).status_code == 200
             assert (await client.get("/login")).status_code == 404
             assert (await client.post("/login", data={"token": API_TOKEN})).status_code == 404
     log = (tmp_path / "bot.log").read_text(errors="replace")

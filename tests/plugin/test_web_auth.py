@@ -124,7 +124,8 @@ async def test_behind_a_trusted_proxy_its_forwarded_headers_count(guard) -> None
         assert (await proxy.post("/nailong/login", data={"token": ADMIN_TOKEN},
                                  headers={"X-Forwarded-For": "198.51.100.2"})).status_code == 303
         for number in range(5):
-            await stranger.post("/nailong/login", data={"token": WRONG}, headers={"X-Forwarded-For": f"192.0.2.{number}"})
+            claimed = {"X-Forwarded-For": f"192.0.2.{number}"}
+            await stranger.post("/nailong/login", data={"token": WRONG}, headers=claimed)
         assert (await stranger.post("/nailong/login", data={"token": ADMIN_TOKEN})).status_code == 429
 
 
@@ -229,12 +230,13 @@ async def test_each_token_mounts_only_its_routes(guard) -> None:
     api_only, console_only = FastAPI(), FastAPI()
     mount(api_only, api_token=API_TOKEN)
     mount(console_only, admin_token=ADMIN_TOKEN)
+    bearer = {"Authorization": f"Bearer {API_TOKEN}"}
     async with client_for(api_only) as client:
         assert (await client.get("/nailong/login")).status_code == 404
-        assert (await client.get("/nailong/api/status", headers={"Authorization": f"Bearer {API_TOKEN}"})).status_code == 200
+        assert (await client.get("/nailong/api/status", headers=bearer)).status_code == 200
     async with client_for(console_only) as client:
         assert (await client.get("/nailong/login")).status_code == 200
-        assert (await client.get("/nailong/api/status", headers={"Authorization": f"Bearer {API_TOKEN}"})).status_code == 404
+        assert (await client.get("/nailong/api/status", headers=bearer)).status_code == 404
 
 
 @pytest.mark.parametrize(
