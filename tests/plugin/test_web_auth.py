@@ -272,3 +272,14 @@ def test_the_two_tokens_must_differ() -> None:
     with pytest.raises(ValidationError, match="must differ") as refused:
         Config(nailong_api_token=API_TOKEN, nailong_admin_token=API_TOKEN)
     assert API_TOKEN not in str(refused.value)
+
+
+async def test_signing_in_again_ends_the_previous_session(app) -> None:
+    async with client_for(app) as browser, client_for(app) as thief:
+        await sign_in(browser)
+        first = browser.cookies[SESSION_COOKIE]
+        await sign_in(browser)
+        assert browser.cookies[SESSION_COOKIE] != first
+        thief.cookies.set(SESSION_COOKIE, first)
+        assert (await thief.get("/nailong/")).status_code == 303
+        assert (await browser.get("/nailong/")).status_code == 200
