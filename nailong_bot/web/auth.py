@@ -181,6 +181,8 @@ class TokenAuth:
         if scheme.lower() != "bearer" or not matches(given.strip(), self._api_token):
             if header:  # a credential was tried: no header at all guesses nothing
                 self.throttle.failed(address)
+                if (seconds := self.throttle.retry_after(address)) is not None:
+                    raise too_many_attempts(seconds)
             raise HTTPException(
                 401,
                 "需要正确的令牌：Authorization: Bearer <NAILONG_API_TOKEN> / "

@@ -378,7 +378,7 @@ def make_router(auth: TokenAuth) -> APIRouter:
                 "message_id": entry.message_id,
                 "image": entry.sha256,
                 "verdict": "nailong" if entry.hit else "other",
-                "score": entry.score,
+                "score": None if entry.score is None else round(entry.score, 6),
             },
             after={"verdict": label, "corrections": [correction.id for correction in added]},
             client=client_address(request),

@@ -151,7 +151,7 @@ async def test_wrong_bearers_get_429_and_the_right_one_is_then_refused_too(app) 
             await attacker.get("/nailong/api/status", headers={"Authorization": f"Bearer {WRONG}{n}"})
             for n in range(20)
         ]
-        assert answers[0].status_code == 401 and answers[-1].status_code == 429
+        assert [a.status_code for a in answers[:4]] == [401] * 4 and answers[-1].status_code == 429
         assert int(answers[-1].headers["Retry-After"]) >= 1
         right = {"Authorization": f"Bearer {API_TOKEN}"}
         assert (await attacker.get("/nailong/api/status", headers=right)).status_code == 429
