@@ -19,11 +19,10 @@ def mount(
     *,
     session_hours: float = 12.0,
     secure_cookie: bool = False,
-) -> TokenAuth:
-    """Add the routes whose token is given; returns the auth state they share (sessions, throttle)."""
+) -> None:
+    """Add the routes whose token is given; they share one auth state (sessions, throttle)."""
     auth = TokenAuth(api_token, admin_token, session_hours=session_hours, secure_cookie=secure_cookie)
     if api_token is not None:
         app.include_router(api.make_router(auth))
     if admin_token is not None:
         app.include_router(console.make_router(auth))
-    return auth

@@ -40,11 +40,17 @@ def client_address(request: Request) -> str:
 
 def _throttle_key(address: str) -> str:
     # One IPv6 host usually holds a whole /64: counted per address, it could rotate through them freely.
+    # An IPv4 client of a dual-stack socket (::ffff:a.b.c.d) is counted as that IPv4 address, or every
+    # IPv4 client would share one /64.
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return address
-    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else address
+    if ip.version == 4:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
 
 
 @dataclass
@@ -170,9 +176,10 @@ class TokenAuth:
         self.sessions = Sessions(session_hours * 3600)
         self.throttle = Throttle()
 
-    def require_bearer(self, request: Request) -> None:
+    async def require_bearer(self, request: Request) -> None:
         """API dependency: before anything else runs, 429 for a locked-out client, 401 unless
-        `Authorization: Bearer <NAILONG_API_TOKEN>`."""
+        `Authorization: Bearer <NAILONG_API_TOKEN>`. Async so that it runs on the event loop, as all
+        users of the throttle and the sessions do (FastAPI would run a plain function in a thread)."""
         address = client_address(request)
         if (seconds := self.throttle.retry_after(address)) is not None:
             raise too_many_attempts(seconds)

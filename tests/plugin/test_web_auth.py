@@ -194,6 +194,10 @@ def test_throttle_table_stays_bounded_and_ipv6_counts_per_64() -> None:
     throttle.failed("2001:db8::ffff:2")
     assert throttle.retry_after("2001:db8::3") == 1
     assert throttle.retry_after("2001:db8:0:1::1") is None
+    # IPv4 clients of a dual-stack socket stay apart.
+    throttle.failed("::ffff:192.0.2.1")
+    throttle.failed("192.0.2.1")
+    assert throttle.retry_after("::ffff:192.0.2.1") == 1 and throttle.retry_after("::ffff:192.0.2.2") is None
 
 
 def test_a_session_ends_at_its_expiry() -> None:
