@@ -16,7 +16,7 @@ from nailong_vision.classifier import ModelError  # noqa: E402
 from . import pipeline  # noqa: E402, F401  (registers the image matcher)
 from . import runtime  # noqa: E402
 from .commands import help_text  # noqa: E402
-from .config import Config  # noqa: E402
+from .config import TOKEN_RECIPE, Config  # noqa: E402
 
 
 def _installed_version() -> str:
@@ -75,7 +75,7 @@ def _mount_web(config: Config) -> None:
             "网页控制台未启用：控制台现在需要单独的 NAILONG_ADMIN_TOKEN（与 NAILONG_API_TOKEN 不同），"
             "API 令牌只能用于 classify 和 status / the web console is off: it now needs its own "
             "NAILONG_ADMIN_TOKEN (different from NAILONG_API_TOKEN); the API token opens only classify and status. "
-            'Make one: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            f"{TOKEN_RECIPE}"
         )
 
 
