@@ -1,5 +1,5 @@
 """What lives from start-up to shutdown: the model session, the HTTP client, the cache, settings,
-per-group counts, the recent images and the admins' corrections."""
+per-group counts, the recent images, the admins' corrections and the audit log of their changes."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from nailong_vision.classifier import (
 )
 
 from .actions import WarningCooldown
+from .audit import AUDIT_FILE, AuditLog
 from .cache import TTLCache
 from .config import Config
 from .corrections import Corrections, correction_override
@@ -56,6 +57,8 @@ class Runtime:
     warning_cooldown: WarningCooldown
     stats: GroupCounts
     saving_stats: asyncio.Task[None]
+    # Changes made through the web console or the API (who, from where, before and after).
+    audit: AuditLog
     api: ApiShare
 
 
@@ -115,7 +118,8 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         max_age=config.nailong_recent_max_age_hours * 3600,
     )
     corrections = await asyncio.to_thread(Corrections, data_dir / "feedback")
-    _report_unsaved(store, recent, corrections, stats)
+    audit = await asyncio.to_thread(AuditLog, data_dir / AUDIT_FILE)
+    _report_unsaved(store, recent, corrections, stats, audit)
     decider = Decider(
         classifier,
         workers=config.nailong_workers,
@@ -146,6 +150,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         warning_cooldown=WarningCooldown(config.nailong_reply_cooldown),
         stats=stats,
         saving_stats=asyncio.create_task(stats.save_every()),
+        audit=audit,
         api=ApiShare(
             requests=asyncio.Semaphore(config.nailong_api_max_requests),
             fetcher=Fetcher(
@@ -170,7 +175,9 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     return _current
 
 
-def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts) -> None:
+def _report_unsaved(
+    store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts, audit: AuditLog
+) -> None:
     """One line at start-up for what cannot be saved: the bot still guards, so say it loudly."""
     unsaved = [
         (zh, en, error)
@@ -179,6 +186,7 @@ def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Cor
             ("近期图片（纠错用）", "recent images (for corrections)", recent.save_error),
             ("纠错", "corrections", corrections.save_error),
             ("统计", "counts", stats.save_error),
+            ("操作记录", "audit log", audit.save_error),
         ]
         if error is not None
     ]

@@ -25,6 +25,7 @@ from nailong_testkit import (
 )
 
 API_TOKEN = "api-share-token-0123456789"
+ADMIN_TOKEN = "api-share-admin-9876543210"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 CAP = 1024 * 1024
 
@@ -35,10 +36,9 @@ def image_event(url: str, group_id: int, message_id: int) -> dict:
 
 @pytest.fixture(scope="module")
 async def api_bot(tmp_path_factory) -> AsyncIterator[FakeOneBot]:
-    """The API as an operator switches it on: defaults, but for a 1 MiB image cap."""
-    async with running_bot(
-        tmp_path_factory.mktemp("api-bot"), NAILONG_API_TOKEN=API_TOKEN, NAILONG_MAX_IMAGE_BYTES=str(CAP)
-    ) as onebot:
+    """The API and the console as an operator switches them on: defaults, but for a 1 MiB image cap."""
+    tokens = {"NAILONG_API_TOKEN": API_TOKEN, "NAILONG_ADMIN_TOKEN": ADMIN_TOKEN}
+    async with running_bot(tmp_path_factory.mktemp("api-bot"), NAILONG_MAX_IMAGE_BYTES=str(CAP), **tokens) as onebot:
         yield onebot
 
 
@@ -129,7 +129,7 @@ async def test_malformed_input_gets_a_4xx(api_bot) -> None:
             "/nailong/api/classify", content=b"[" * 30_000 + b"]" * 30_000,
             headers={**AUTH, "Content-Type": "application/json"},
         )  # fmt: skip
-        assert (await client.post("/nailong/login", data={"token": API_TOKEN})).status_code == 303
+        assert (await client.post("/nailong/login", data={"token": ADMIN_TOKEN})).status_code == 303
         page = (await client.get("/nailong/")).text
         csrf = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
         correct = await client.post(

@@ -14,7 +14,8 @@ from nailong_bot.web import mount
 
 from nailong_testkit import bomb_png, truncated_jpeg
 
-TOKEN = "bad-input-token-0123456789"
+API_TOKEN = "bad-input-api-token-0123456789"
+ADMIN_TOKEN = "bad-input-admin-token-9876543210"
 DEEP = 30_000
 
 BAD_PATH_VALUES = [
@@ -94,13 +95,13 @@ def filled(path: str, value: str) -> str:
 @pytest.fixture
 async def web_app(guard) -> FastAPI:
     app = FastAPI()
-    mount(app, TOKEN)
+    mount(app, API_TOKEN, ADMIN_TOKEN)
     return app
 
 
 async def sign_in(client: httpx.AsyncClient) -> str:
     """Sign the client into the console; the page's CSRF token."""
-    answer = await client.post("/nailong/login", data={"token": TOKEN})
+    answer = await client.post("/nailong/login", data={"token": ADMIN_TOKEN})
     assert answer.status_code == 303
     page = await client.get("/nailong/")
     return re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
@@ -110,35 +111,34 @@ async def test_no_route_answers_bad_input_with_a_5xx(web_app) -> None:
     routes = nailong_routes(web_app)
     assert {"/nailong/api/classify", "/nailong/api/status", "/nailong/correct"} <= {path for path, _ in routes}
     failures: list[str] = []
-    transport = httpx.ASGITransport(app=web_app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bot", timeout=30) as client:
 
-        async def drive(who: str, case: str, method: str, path: str, *, must_fail: bool, **request) -> None:
-            answer = await client.request(method, path, **request)
-            if answer.status_code >= 500 or (must_fail and answer.status_code < 300):
-                failures.append(f"{who} {method} {path[:80]} {case}: {answer.status_code} {answer.text[:200]}")
+    async def drive(client, who: str, case: str, method: str, path: str, *, must_fail: bool, **request) -> None:
+        answer = await client.request(method, path, **request)
+        if answer.status_code >= 500 or (must_fail and answer.status_code < 300):
+            failures.append(f"{who} {method} {path[:80]} {case}: {answer.status_code} {answer.text[:200]}")
 
-        # Signed in first (afresh for each route: one of them signs out): this reaches the parsing
-        # behind the checks. Then anonymous.
-        for who in ("signed-in", "anonymous"):
-            for path, methods in routes:
-                client.cookies.clear()
-                csrf = await sign_in(client) if who == "signed-in" else "0" * 64
-                credentials = {"Authorization": f"Bearer {TOKEN}", "X-CSRF-Token": csrf} if who == "signed-in" else {}
-                sample = filled(path, "0" * 64)
-                for value in BAD_PATH_VALUES if "{" in path else []:
-                    for method in methods:
-                        await drive(who, f"path={value[:20]}", method, filled(path, value),
-                                    must_fail=True, headers=credentials)  # fmt: skip
+    # Signed in first (this reaches the parsing behind the checks), then anonymous. Each route gets a
+    # client of its own, from an address of its own: wrong tokens sent to one route (its bad headers,
+    # the sign-in form's bad bodies) get that client throttled, which must not hide the next route.
+    for n, (who, (path, methods)) in enumerate((who, route) for who in ("signed-in", "anonymous") for route in routes):
+        transport = httpx.ASGITransport(app=web_app, raise_app_exceptions=False, client=(f"10.0.{n}.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://bot", timeout=30) as client:
+            csrf = await sign_in(client) if who == "signed-in" else "0" * 64
+            credentials = {"Authorization": f"Bearer {API_TOKEN}", "X-CSRF-Token": csrf} if who == "signed-in" else {}
+            sample = filled(path, "0" * 64)
+            for value in BAD_PATH_VALUES if "{" in path else []:
                 for method in methods:
-                    for query in BAD_QUERIES:
-                        await drive(who, f"query={query[:20]}", method, f"{sample}?{query}",
-                                    must_fail=False, headers=credentials)  # fmt: skip
-                    for case, headers in BAD_HEADERS:
-                        await drive(who, case, method, sample, must_fail=False, headers={**credentials, **headers})
-                    for case, headers, body in bad_bodies(csrf) if method != "GET" else []:
-                        await drive(who, case, method, sample, must_fail=True,
-                                    headers={**credentials, **headers}, content=body)  # fmt: skip
-                for method in {"PUT", "DELETE", "PATCH"} - set(methods):
-                    await drive(who, "wrong-method", method, sample, must_fail=True, headers=credentials)
+                    await drive(client, who, f"path={value[:20]}", method, filled(path, value),
+                                must_fail=True, headers=credentials)  # fmt: skip
+            for method in methods:
+                for query in BAD_QUERIES:
+                    await drive(client, who, f"query={query[:20]}", method, f"{sample}?{query}",
+                                must_fail=False, headers=credentials)  # fmt: skip
+                for case, headers in BAD_HEADERS:
+                    await drive(client, who, case, method, sample, must_fail=False, headers={**credentials, **headers})
+                for case, headers, body in bad_bodies(csrf) if method != "GET" else []:
+                    await drive(client, who, case, method, sample, must_fail=True,
+                                headers={**credentials, **headers}, content=body)  # fmt: skip
+            for method in {"PUT", "DELETE", "PATCH"} - set(methods):
+                await drive(client, who, "wrong-method", method, sample, must_fail=True, headers=credentials)
     assert not failures, "\n".join(failures)
