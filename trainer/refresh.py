@@ -279,8 +279,12 @@ def score_all(model: torch.nn.Module, inputs: Inputs, device: torch.device, *, b
 class BatchMaker:
     """Step ``s``'s batch depends only on (seed, s): a resumed run trains on the very same batches."""
 
-    def __init__(self, inputs: Inputs, settings: RefreshSettings):
+    def __init__(self, inputs: Inputs, settings: RefreshSettings, recent_hits: np.ndarray):
+        """``recent_hits``: which recent images the base model acts on. Half the recent views come from
+        them: in a group's stream they are a tenth or less, and the corrections (mostly "other") would
+        otherwise pull the whole model away from nailong — recall is what replay must protect most."""
         self.inputs, self.settings = inputs, settings
+        self.recent_groups = [group for group in (np.nonzero(recent_hits)[0], np.nonzero(~recent_hits)[0]) if len(group)]
         base = inputs.base
         # Pasting nailong into a corrected "other" image would contradict the admin; mixing blurs their word.
         self.augment = dataclasses.replace(base.config.augment, paste_nailong=0.0, mix=0.0)
@@ -305,8 +309,8 @@ class BatchMaker:
         image, _ = augment(image, positive, self.size, self.augment, rng, None)
         return (image - self.mean) / self.std
 
-    def pool_view(self, pool: Pool, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
-        item = int(rng.integers(len(pool)))
+    def pool_view(self, pool: Pool, rng: np.random.Generator, items: np.ndarray | None = None) -> tuple[torch.Tensor, int]:
+        item = int(rng.integers(len(pool))) if items is None else int(items[rng.integers(len(items))])
         frames = pool.images[item].train_frames
         target = int(pool.targets[item])
         return self.view(frames[int(rng.integers(len(frames)))], target == self.inputs.base.positive_index, rng), target
@@ -320,8 +324,8 @@ class BatchMaker:
             view, target = self.pool_view(self.inputs.corrected, rng)
             views.append(view)
             targets.append(target)
-        for _ in range(self.recent_count):
-            view, _ = self.pool_view(self.inputs.recent, rng)
+        for slot in range(self.recent_count):
+            view, _ = self.pool_view(self.inputs.recent, rng, self.recent_groups[slot % len(self.recent_groups)])
             views.append(view)
             targets.append(UNLABELED)
         folders = self.inputs.folders
@@ -405,7 +409,6 @@ def refresh(base_dir: str | Path, feedback_dir: str | Path, out_dir: str | Path,
     if progress.optimizer is not None:
         optimizer.load_state_dict(progress.optimizer)
 
-    make_batch = BatchMaker(inputs, settings)
     spent_before = progress.seconds
     last_save = time.perf_counter()
 
@@ -429,6 +432,7 @@ def refresh(base_dir: str | Path, feedback_dir: str | Path, out_dir: str | Path,
                      progress.before["seconds"])
             save()  # a resumed run need not score the base model again
         before = progress.before
+        make_batch = BatchMaker(inputs, settings, before["recent"] >= inputs.threshold)
         set_train_mode_frozen_bn(model)
         while progress.planned_steps == 0 or progress.step < progress.planned_steps:
             step_started = time.perf_counter()
