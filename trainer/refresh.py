@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from nailong_vision.classifier import MODEL_FILE, Classifier, ModelError
 from nailong_vision.decode import ImageDecodeError
@@ -428,6 +429,9 @@ def refresh(base_dir: str | Path, feedback_dir: str | Path, out_dir: str | Path,
             scoring_started = time.perf_counter()
             progress.before = score_all(base_model, inputs, device, base=True)
             progress.before["seconds"] = time.perf_counter() - scoring_started
+            recorded = inputs.recent.base_scores
+            progress.before["frames"] = frames(inputs) - (0 if recorded is None else sum(
+                len(image.eval_frames) for image, score in zip(inputs.recent.images, recorded) if not np.isnan(score)))
             log.info("当前模型的判断用时 %.0f 秒 / scored the base model in %.0f s", progress.before["seconds"],
                      progress.before["seconds"])
             save()  # a resumed run need not score the base model again
@@ -440,7 +444,7 @@ def refresh(base_dir: str | Path, feedback_dir: str | Path, out_dir: str | Path,
             if progress.planned_steps == 0 and progress.step >= 2:
                 # The first step pays for warming up; the second is what a step costs.
                 progress.step_seconds = time.perf_counter() - step_started
-                reserve = before["seconds"] + export_reserve(settings.budget_seconds)
+                reserve = scoring_reserve(inputs, before) + export_reserve(settings.budget_seconds)
                 spent = spent_before + time.perf_counter() - started
                 progress.planned_steps = max(progress.step, plan_steps(
                     settings.budget_seconds, spent, progress.step_seconds, reserve, settings.max_steps))
@@ -495,6 +499,18 @@ def train_step(model, base_model, optimizer, make_batch: BatchMaker, progress: P
     torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
     optimizer.step()
     progress.step += 1
+
+
+def frames(inputs: Inputs) -> int:
+    """Frames the gate scores with the candidate: every corrected, recent and validation image's."""
+    pools = sum(len(image.eval_frames) for pool in (inputs.corrected, inputs.recent) for image in pool.images)
+    return pools + (len(inputs.folders.val_targets) if inputs.folders is not None else 0)
+
+
+def scoring_reserve(inputs: Inputs, before: dict) -> float:
+    """Time to score the candidate, at the base model's pace: it scored fewer frames where the bot had
+    recorded its scores, the candidate scores them all."""
+    return before["seconds"] / max(1, before["frames"]) * frames(inputs)
 
 
 def export_reserve(budget_seconds: float) -> float:
@@ -570,12 +586,22 @@ def save_changed(inputs: Inputs, before: dict, after: dict, out_dir: Path) -> li
             if len(changed) >= MAX_CHANGED_SAVED:
                 break
             source = Path(names[k])
-            name = f"{kind}-{len(changed):03d}-{source.name}"
+            # The recent store names its files by hash alone: give the copy an extension a viewer knows.
+            suffix = "" if source.suffix else f".{image_format(source)}"
+            name = f"{kind}-{len(changed):03d}-{source.name}{suffix}"
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, folder / name)
             changed.append({"file": f"{CHANGED_DIR}/{name}", "before": float(before[key][k]),
                             "after": float(after[key][k]), "source": kind})
     return changed
+
+
+def image_format(path: Path) -> str:
+    try:
+        with Image.open(path) as image:
+            return (image.format or "bin").lower()
+    except OSError:
+        return "bin"
 
 
 def write_candidate(model: torch.nn.Module, inputs: Inputs, report: GateReport, out_dir: Path, after: dict,
