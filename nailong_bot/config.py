@@ -52,6 +52,9 @@ class Config(BaseModel):
     nailong_forward_max_depth: int = Field(default=3, ge=0, le=10)
     nailong_forward_max_nodes: int = Field(default=100, ge=1)
     nailong_forward_max_images: int = Field(default=20, ge=1)
+    # Seconds all the forwards of one message may take to be looked up; the message's own images never
+    # wait for them, and what answered by then is checked.
+    nailong_forward_deadline: float = Field(default=3.0, gt=0)
     nailong_cache_size: int = Field(default=4096, ge=0)
     nailong_cache_ttl: float = Field(default=24 * 3600, gt=0)
     # Decided images kept on disk so admins can correct them by replying; 0 images: keep none.

@@ -19,7 +19,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -471,7 +471,10 @@ def group_message_payload(
 class FakeOneBot:
     """Connects to the bot by reverse WebSocket, posts events and records the API calls it gets.
 
-    ``responses`` maps an action to the ``(retcode, data)`` to answer with; others get (0, {}).
+    ``responses`` maps an action to the ``(retcode, data)`` to answer with, or to a function of the
+    call's params that returns them; others get (0, {}).
+    ``delays`` maps an action to the seconds its answer is held back (None: it is never answered);
+    meanwhile other calls are answered.
     """
 
     def __init__(self, port: int, self_id: int = 42, access_token: str | None = None) -> None:
@@ -479,7 +482,9 @@ class FakeOneBot:
         self.self_id = self_id
         self.access_token = access_token
         self.calls: list[tuple[float, str, dict]] = []
-        self.responses: dict[str, tuple[int, Any]] = {}
+        self.responses: dict[str, tuple[int, Any] | Callable[[dict], tuple[int, Any]]] = {}
+        self.delays: dict[str, float | None] = {}
+        self._held: set[asyncio.Task] = set()
         self._new_call = asyncio.Event()
         self._ws: Any = None
         self._reader: asyncio.Task | None = None
@@ -508,6 +513,8 @@ class FakeOneBot:
             await self._ws.close()
         if self._reader is not None:
             self._reader.cancel()
+        for held in list(self._held):
+            held.cancel()
 
     async def _read(self) -> None:
         async for raw in self._ws:
@@ -515,18 +522,28 @@ class FakeOneBot:
             action, params = request.get("action"), request.get("params", {})
             self.calls.append((time.monotonic(), action, params))
             self._new_call.set()
-            retcode, data = self.responses.get(action, (0, {}))
-            await self._ws.send(
-                json.dumps(
-                    {
-                        "status": "ok" if retcode == 0 else "failed",
-                        "retcode": retcode,
-                        "data": data,
-                        "message": "" if retcode == 0 else "failed on purpose",
-                        "echo": request.get("echo"),
-                    }
-                )
+            if action not in self.delays:
+                await self._answer(request)
+            elif (delay := self.delays[action]) is not None:
+                held = asyncio.create_task(self._answer(request, delay))
+                self._held.add(held)
+                held.add_done_callback(self._held.discard)
+
+    async def _answer(self, request: dict, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
+        answer = self.responses.get(request.get("action"), (0, {}))
+        retcode, data = answer(request.get("params", {})) if callable(answer) else answer
+        await self._ws.send(
+            json.dumps(
+                {
+                    "status": "ok" if retcode == 0 else "failed",
+                    "retcode": retcode,
+                    "data": data,
+                    "message": "" if retcode == 0 else "failed on purpose",
+                    "echo": request.get("echo"),
+                }
             )
+        )
 
     async def post(self, event: dict) -> None:
         await self._ws.send(json.dumps(event))
