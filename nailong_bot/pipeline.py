@@ -12,7 +12,7 @@ from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent
 from nonebot.exception import AdapterException
 from nonebot.log import logger
 
-from nailong_vision.decode import ImageDecodeError
+from nailong_vision.decode import ImageDecodeError, ImageTooLarge
 
 from .actions import act
 from .cache import content_key
@@ -31,7 +31,7 @@ async def decide_bytes(data: bytes, runtime: Runtime, generation: int) -> Decisi
     key = content_key(data)
     cached = runtime.cache.get(key)
     decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data)
-    runtime.cache.put(key, decision, generation)
+    runtime.cache.put(key, replace(decision, preview=None), generation)
     return decision
 
 
@@ -51,6 +51,12 @@ async def check_image(
     except FetchError as error:
         logger.warning(f"图片下载失败，已跳过 / image download failed, skipped: {where}: {error.reason}")
         return None
+    except ImageTooLarge as error:
+        logger.warning(
+            f"图片像素超过上限 NAILONG_MAX_PIXELS，未检查 / image over the pixel cap NAILONG_MAX_PIXELS, not "
+            f"checked: {where}: {error}"
+        )
+        return None
     except ImageDecodeError as error:
         logger.warning(f"图片无法解码，已跳过 / image not decodable, skipped: {where}: {error}")
         return None
@@ -61,7 +67,7 @@ async def check_image(
         logger.exception(f"检查图片时出错 / unexpected error while checking an image: {where}")
         return None
     if ref.key:
-        runtime.cache.put(ref.key, decision, generation)
+        runtime.cache.put(ref.key, replace(decision, preview=None), generation)
     return CheckedImage(ref, decision, data)
 
 
@@ -187,6 +193,7 @@ async def _remember(
                     score=image.decision.model_score,
                     model_version=version,
                     hit=hit,
+                    preview=image.decision.preview,
                 )
             elif image.ref.key is not None:
                 recent.remember_repost(event.message_id, event.group_id, image_key=image.ref.key, hit=hit)

@@ -216,6 +216,26 @@ def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
     )
 
 
+def large_sparse_png(width: int, height: int) -> bytes:
+    """A large RGBA PNG that compresses to little (a 6000×6600 one is ~180 KB): a nailong-yellow disc
+    with a blue bar on a transparent sheet, as an attacker's sticker might be."""
+    image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([width // 6, height // 6, width * 5 // 6, height * 5 // 6], fill=(*YELLOW, 255))
+    draw.rectangle([width // 3, height * 2 // 5, width * 2 // 3, height * 9 // 20], fill=(*BLUE, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=9)
+    return buffer.getvalue()
+
+
+def png_variant(png: bytes, text: str) -> bytes:
+    """The same pixels in other bytes: a tEXt chunk after the header (no new decode of the pixels)."""
+    body = b"Comment\x00" + text.encode()
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    end_of_header = 8 + 25  # signature, then IHDR: length, type, 13 bytes, CRC
+    return png[:end_of_header] + chunk + png[end_of_header:]
+
+
 def truncated_jpeg() -> bytes:
     noisy = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
     buffer = io.BytesIO()
