@@ -23,9 +23,13 @@ from .images import ImageRef, image_refs, well_formed
 
 # Lookups of one message waiting for their answer at once.
 _CONCURRENT_LOOKUPS = 8
-# The websockets protocol of uvicorn (NoneBot's ~fastapi driver) closes the OneBot connection on a
-# frame over its 16 MiB limit: a huge get_forward_msg answer costs the connection.
-WS_FRAME_LIMIT_MIB = 16
+# The drivers close the OneBot connection on a WebSocket message over their limit (uvicorn's, for the
+# reverse WebSocket of ~fastapi: 16 MiB; the websockets client's, for a forward WebSocket: 1 MiB):
+# a huge get_forward_msg answer costs the connection.
+WS_MESSAGE_LIMITS = (
+    "反向 WebSocket（~fastapi）16 MiB，正向 WebSocket（~websockets）1 MiB / reverse WebSocket (~fastapi) 16 MiB, "
+    "forward WebSocket (~websockets) 1 MiB"
+)
 
 # get_forward_msg calls waiting for their answer, per bot, and when a bot's latest lookup was given
 # up (its answer may still come): see :func:`connection_lost`.
@@ -158,16 +162,15 @@ def _messages(nodes: list, max_nodes: int, where: str) -> list[Message]:
 
 def connection_lost(self_id: str) -> None:
     """Called when a bot disconnects: with a forward's answer on its way, it was most likely over
-    the WebSocket frame limit. Said once, with what the operator can do about it."""
+    the WebSocket frame limit. Said once: the limit is the driver's, and documented."""
     global _frame_limit_said
-    awaited = _in_flight.get(self_id) or time.monotonic() - _given_up_at.get(self_id, -math.inf) < _LATE_ANSWER_SECONDS
-    if awaited and not _frame_limit_said:
+    given_up_lately = time.monotonic() - _given_up_at.get(self_id, -math.inf) < _LATE_ANSWER_SECONDS
+    if (_in_flight.get(self_id) or given_up_lately) and not _frame_limit_said:
         _frame_limit_said = True
         logger.warning(
-            f"OneBot 连接在等待 get_forward_msg 的回答时断开：回答很可能超过了 WebSocket 单帧 "
-            f"{WS_FRAME_LIMIT_MIB} MiB 的上限（驱动的限制，保护内存）。OneBot 实现会重连，这条合并转发不再检查，同一条消息里"
-            f"其他图片照常检查 / the OneBot connection dropped while a get_forward_msg answer was awaited: the "
-            f"answer was most likely over the WebSocket frame limit of {WS_FRAME_LIMIT_MIB} MiB (the driver's, "
-            f"it protects memory). The OneBot implementation reconnects; that forward goes unchecked, the "
-            f"message's other images are checked as usual"
+            f"OneBot 连接在等待 get_forward_msg 的回答时断开：回答很可能超过了 WebSocket 单条消息的上限（驱动的限制，"
+            f"也保护内存）。OneBot 实现会重连，这条合并转发不再检查，同一条消息里其他图片照常检查 / the OneBot "
+            f"connection dropped while a get_forward_msg answer was awaited: the answer was most likely over the "
+            f"WebSocket frame limit (the driver's; it also protects memory). The OneBot implementation reconnects; "
+            f"that forward goes unchecked, the message's other images are checked as usual. {WS_MESSAGE_LIMITS}"
         )
