@@ -71,6 +71,10 @@ async def check_image(
     return CheckedImage(ref, decision, data)
 
 
+# Put in a message's queue of decided images when its forwards' lookup has ended.
+_LOOKED_UP = object()
+
+
 async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) -> CheckedImage | None:
     """Check every image of a message, those inside forwarded messages too, and act once on the message
     as soon as one is a hit; returns that hit, if any.
@@ -80,8 +84,8 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
     looked up; the images already being checked are still decided (for the counts and corrections)."""
     settings = runtime.store.get(event.group_id)
     where = f"group={event.group_id} message={event.message_id}"
-    # Each check's result, and one _LOOKED_UP when the forwards' lookup has ended (checks it started
-    # are counted by then).
+    # Each check's result, and _LOOKED_UP once the lookup has ended (every check it started is counted
+    # by then, so the loop below knows when all are in).
     decided: asyncio.Queue[CheckedImage | None | object] = asyncio.Queue()
     checks: list[asyncio.Task[None]] = []
 
@@ -113,9 +117,6 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
     runtime.stats.add(event.group_id, checked=len(checked), hits=int(hit is not None))
     await _remember(event, checked, settings.threshold, warning_id, runtime)
     return hit
-
-
-_LOOKED_UP = object()
 
 
 async def _look_up_forwards(
