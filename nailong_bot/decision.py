@@ -16,7 +16,7 @@ from PIL import Image
 from nailong_vision.classifier import Classifier
 from nailong_vision.preprocess import preprocess
 
-from .budget import DecodeBudget
+from .budget import DecodeBudget, NoRoom
 
 # The first frame is handed on at most about this large, for the console's thumbnail (made after
 # acting, off the decision's path).
@@ -72,13 +72,24 @@ class Decider:
         """Raises :class:`~nailong_vision.decode.ImageDecodeError` for bytes that are not a usable image
         (:class:`~nailong_vision.decode.ImageTooLarge` above ``max_pixels``)."""
         # One hand-off per image: with a model of a few milliseconds, each extra trip between the
-        # event loop and a worker thread shows in the decision latency.
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._decide, data)
+        # event loop and a worker thread shows in the decision latency. Only an image that finds no
+        # room in the decode budget makes a second one, after waiting here rather than in a worker.
+        loop, reserved = asyncio.get_running_loop(), 0
+        while True:
+            try:
+                return await loop.run_in_executor(self._executor, self._decide, data, reserved)
+            except NoRoom as no_room:
+                reserved = await self._budget.reserve(no_room.amount)
 
-    def _decide(self, data: bytes) -> Decision:
+    def _decide(self, data: bytes, reserved: int) -> Decision:
         spec = self.classifier.info.spec
         with self._budget.frames(
-            data, max_frames=self.frames, max_pixels=self.max_pixels, draft_size=spec.size
+            data,
+            wait=False,
+            reserved=reserved,
+            max_frames=self.frames,
+            max_pixels=self.max_pixels,
+            draft_size=spec.size,
         ) as frames:
             decision = self._decide_frames(data, frames)
             return replace(decision, frames=len(frames), preview=_preview(frames[0]))

@@ -3,6 +3,7 @@ they are decoded, and one budget bounds the decoded memory of all decodes togeth
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 import time
@@ -12,10 +13,12 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from nailong_bot.budget import DecodeBudget
+from nailong_bot.decision import Decider
+from nailong_vision.classifier import Classifier
 from nailong_vision.decode import ImageTooLarge, decode_cost, decode_frames
 from nailong_vision.preprocess import PreprocessSpec, preprocess
 
-from nailong_testkit import YELLOW, large_sparse_png, patterned
+from nailong_testkit import YELLOW, build_tiny_model, large_sparse_png, patterned
 
 
 def encoded(image: Image.Image, fmt: str) -> bytes:
@@ -108,3 +111,33 @@ def test_a_small_image_passes_a_large_one_waiting_for_room() -> None:
     holder.join(30)
     waiting.join(30)
     assert finished == ["small", "large"] and budget.used == 0
+
+
+async def test_the_deciders_worker_never_waits_for_room(tmp_path) -> None:
+    classifier = Classifier(build_tiny_model(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    size = classifier.info.spec.size
+    large, small = large_sparse_png(1500, 1500), patterned(YELLOW, seed=5, size=(200, 200))
+    budget = DecodeBudget(decode_cost(1500, 1500, 1, size) + decode_cost(200, 200, 1, size))
+    decider = Decider(classifier, workers=1, max_frames=8, max_pixels=10_000_000, budget=budget)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_large() -> None:
+        with budget.frames(large, draft_size=size):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_large)
+    holder.start()
+    try:
+        assert holding.wait(30)
+        waiting = asyncio.create_task(decider.decide(large))
+        await asyncio.sleep(0.3)
+        # The one worker is free: the large image waits for room on the event loop, not in it.
+        assert (await asyncio.wait_for(decider.decide(small), 10)).score >= 0.7
+        assert not waiting.done()
+    finally:
+        release.set()
+        holder.join(30)
+    assert (await asyncio.wait_for(waiting, 10)).frames == 1
+    assert budget.used == 0
+    decider.shutdown()
