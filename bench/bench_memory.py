@@ -6,7 +6,8 @@
 Runs `bot.py` as its own process (console on), with a fake OneBot v11 implementation on a real
 WebSocket, and posts, in one burst each:
   1. seven 6000×6600 RGBA PNGs of ~180 KB (issue 14: each took the bot from 167 to 805 MB),
-  2. seven PNGs just under the pixel cap (NAILONG_MAX_PIXELS), all different,
+  2. seven PNGs just under the pixel cap (NAILONG_MAX_PIXELS), all different, and while they are decoded
+     a nailong photo in another group (how long until it is acted on),
 then opens the console page and fetches every thumbnail on it at once, as a browser does.
 Prints the bot's RSS (VmRSS) after each step and its peak (VmHWM). Target: peak ≤ 400 MB.
 """
@@ -46,6 +47,7 @@ from nailong_bot.config import Config  # noqa: E402
 from nailong_vision.classifier import bundled_model_path  # noqa: E402
 
 TOKEN = "bench-memory-token-0123456789abcdef"
+NAILONG = ROOT / "tests" / "plugin" / "fixtures" / "nailong-still-3.jpg"
 ATTACK_SIZE = (6000, 6600)
 IMAGES = 7
 TARGET_MB = 400
@@ -122,6 +124,11 @@ async def run(model_path: Path, workdir: Path) -> float:
             rss, peak = memory_mb(process.pid)
             print(f"  {f'{IMAGES} attack PNGs posted at once':<52} RSS {rss:7.1f} MB   peak {peak:7.1f} MB")
             await burst(onebot, server, [png_variant(near_cap, f"n{i}") for i in range(IMAGES)], 3, 300)
+            await asyncio.sleep(0.2)  # the near-cap images are being decoded: another group posts a nailong
+            posted = time.monotonic()
+            await burst(onebot, server, [NAILONG.read_bytes()], 4, 400)
+            acted_at, _ = await onebot.wait_for("delete_msg", timeout=120, message_id=400)
+            print(f"  {'a nailong in another group meanwhile: acted on after':<52} {acted_at - posted:7.2f} s")
             await settle(process.pid)
             rss, peak = memory_mb(process.pid)
             print(f"  {f'{IMAGES} near-cap PNGs posted at once':<52} RSS {rss:7.1f} MB   peak {peak:7.1f} MB")
