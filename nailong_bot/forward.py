@@ -56,7 +56,8 @@ async def forwarded_images(
 ) -> None:
     """Hand the images of the forwards in ``message``, and of forwards inside them, to ``found``, each
     forward's as soon as it answers: up to ``max_depth`` levels, ``max_nodes`` messages read (no
-    node past it is even parsed) and ``max_images`` images. Never raises; cancel it to stop."""
+    node past it is even parsed, as many forwards asked for at most) and ``max_images`` images.
+    Never raises; cancel it to stop."""
     if max_depth == 0:  # the operator turned forwards off: nothing to say about each one
         return
     nodes_left, images_left, lookups_left = max_nodes, max_images, max_nodes

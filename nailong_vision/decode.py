@@ -31,7 +31,7 @@ BYTES_PER_PIXEL = 4
 # previous frame as well, for disposal (4 more).
 _WORKING_BYTES_PER_PIXEL = 9
 _ANIMATED_WORKING_BYTES_PER_PIXEL = 13
-# Modes Image.reduce takes; others (palette, 1-bit, 16-bit) are converted to RGB first.
+# Modes Image.reduce takes; others (palette, 1-bit, 16-bit) are converted first.
 _REDUCIBLE = {"L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}
 
 
@@ -107,6 +107,8 @@ def _reducible(frame: Image.Image) -> Image.Image:
         return frame
     if frame.mode in ("P", "PA"):
         return frame.convert("RGBA" if frame.mode == "PA" or "transparency" in frame.info else "RGB")
+    if frame.mode.startswith("I;16"):
+        return frame.convert("I")  # scaled to 8 bits by to_rgb once small (a float copy is 8 bytes a pixel)
     return to_rgb(frame)
 
 
