@@ -46,7 +46,7 @@ from nailong_testkit import (  # noqa: E402
 from nailong_bot.config import Config  # noqa: E402
 from nailong_vision.classifier import bundled_model_path  # noqa: E402
 
-TOKEN = "bench-memory-token-0123456789abcdef"
+ADMIN_TOKEN = "bench-memory-admin-token-0123456789abcdef"
 NAILONG = ROOT / "tests" / "plugin" / "fixtures" / "nailong-still-3.jpg"
 ATTACK_SIZE = (6000, 6600)
 IMAGES = 7
@@ -95,7 +95,7 @@ async def burst(onebot: FakeOneBot, server: ImageServer, images: list[bytes], gr
 async def open_console(port: int) -> tuple[int, int]:
     """Sign in, load the page and all its thumbnails at once; (thumbnails, their bytes)."""
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-        await client.post("/nailong/login", data={"token": TOKEN})
+        await client.post("/nailong/login", data={"token": ADMIN_TOKEN})
         page = await client.get("/nailong/")
         page.raise_for_status()
         thumbs = re.findall(r'src="(/nailong/thumb/[0-9a-f]{64})"', page.text)
@@ -110,7 +110,9 @@ async def run(model_path: Path, workdir: Path) -> float:
     attack = large_sparse_png(*ATTACK_SIZE)
     near_cap = large_sparse_png(*near_cap_size(max_pixels))
     print(f"  attack PNG {len(attack) / 1024:.0f} KB, near-cap PNG {len(near_cap) / 1024:.0f} KB")
-    process = start_bot(workdir, port := free_port(), NAILONG_MODEL_PATH=str(model_path), NAILONG_API_TOKEN=TOKEN)
+    process = start_bot(
+        workdir, port := free_port(), NAILONG_MODEL_PATH=str(model_path), NAILONG_ADMIN_TOKEN=ADMIN_TOKEN
+    )
     onebot = FakeOneBot(port, self_id=42, access_token=ACCESS_TOKEN)
     try:
         with ImageServer() as server:

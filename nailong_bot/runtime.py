@@ -1,5 +1,5 @@
 """What lives from start-up to shutdown: the model session, the HTTP client, the cache, settings,
-per-group counts, the recent images and the admins' corrections."""
+per-group counts, the recent images, the admins' corrections and the audit log of their changes."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from nailong_vision.classifier import (
 )
 
 from .actions import WarningCooldown
+from .audit import AUDIT_FILE, AuditLog
 from .budget import DecodeBudget
 from .cache import TTLCache
 from .config import Config
@@ -47,6 +48,8 @@ class Runtime:
     warning_cooldown: WarningCooldown
     stats: GroupCounts
     saving_stats: asyncio.Task[None]
+    # Changes made through the web console or the API (who, from where, before and after).
+    audit: AuditLog
 
 
 _current: Runtime | None = None
@@ -106,7 +109,8 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     )
     decode_budget = DecodeBudget(config.nailong_decode_memory_mb << 20)
     corrections = await asyncio.to_thread(Corrections, data_dir / "feedback", budget=decode_budget)
-    _report_unsaved(store, recent, corrections, stats)
+    audit = await asyncio.to_thread(AuditLog, data_dir / AUDIT_FILE)
+    _report_unsaved(store, recent, corrections, stats, audit)
     decider = Decider(
         classifier,
         workers=config.nailong_workers,
@@ -139,6 +143,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         warning_cooldown=WarningCooldown(config.nailong_reply_cooldown),
         stats=stats,
         saving_stats=asyncio.create_task(stats.save_every()),
+        audit=audit,
     )
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
@@ -149,7 +154,9 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     return _current
 
 
-def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts) -> None:
+def _report_unsaved(
+    store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts, audit: AuditLog
+) -> None:
     """One line at start-up for what cannot be saved: the bot still guards, so say it loudly."""
     unsaved = [
         (zh, en, error)
@@ -158,6 +165,7 @@ def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Cor
             ("近期图片（纠错用）", "recent images (for corrections)", recent.save_error),
             ("纠错", "corrections", corrections.save_error),
             ("统计", "counts", stats.save_error),
+            ("操作记录", "audit log", audit.save_error),
         ]
         if error is not None
     ]

@@ -17,7 +17,8 @@ from nailong_testkit import FakeOneBot, group_message_payload, image_segment, la
 
 from nailong_bot.config import Config
 
-TOKEN = "memory-test-token-0123456789abcdef"
+API_TOKEN = "memory-test-api-token-0123456789abcdef"
+ADMIN_TOKEN = "memory-test-admin-token-9876543210fedcba"
 GROUP = 141
 IMAGES = 7
 
@@ -42,11 +43,11 @@ async def test_huge_pngs_and_the_console_stay_within_400_mb(tmp_path, image_serv
     near_cap = large_sparse_png(width, cap // width - 1)
     attack = large_sparse_png(6000, 6600)
     workdir = tmp_path / "bot"
-    async with running_bot(workdir, NAILONG_API_TOKEN=TOKEN) as onebot:
+    async with running_bot(workdir, NAILONG_API_TOKEN=API_TOKEN, NAILONG_ADMIN_TOKEN=ADMIN_TOKEN) as onebot:
         await post_all(onebot, image_server, [png_variant(attack, f"a{i}") for i in range(IMAGES)], 9200)
         await post_all(onebot, image_server, [png_variant(near_cap, f"n{i}") for i in range(IMAGES)], 9300)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{onebot.port}", timeout=60) as client:
-            auth = {"Authorization": f"Bearer {TOKEN}"}
+            auth = {"Authorization": f"Bearer {API_TOKEN}"}
             for _ in range(600):  # the near-cap images take a while on a busy machine
                 groups = (await client.get("/nailong/api/status", headers=auth)).json()["groups"]
                 if any(g["group_id"] == GROUP and g["today"]["checked"] == IMAGES for g in groups):
@@ -54,7 +55,7 @@ async def test_huge_pngs_and_the_console_stay_within_400_mb(tmp_path, image_serv
                 await asyncio.sleep(0.2)
             else:
                 raise AssertionError(f"the near-cap images were not all checked: {groups}")
-            await client.post("/nailong/login", data={"token": TOKEN})
+            await client.post("/nailong/login", data={"token": ADMIN_TOKEN})
             page = await client.get("/nailong/")
             thumbs = re.findall(r'src="(/nailong/thumb/[0-9a-f]{64})"', page.text)
             answers = await asyncio.gather(*(client.get(path) for path in thumbs))
