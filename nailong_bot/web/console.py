@@ -29,7 +29,7 @@ from ..corrections import LABELS, Correction
 from ..recent import THUMBNAIL_SIZE, RecentImage, make_thumbnail
 from ..runtime import Runtime
 from ..stats import COUNT_NAMES, Counts
-from .api import classify, decision_json, model_card, read_image_input, running
+from .api import classify_request, model_card, running
 from .auth import CSRF_HEADER, SESSION_COOKIE, Session, TokenAuth, client_address, matches, too_many_attempts
 
 HERE = Path(__file__).parent
@@ -39,6 +39,7 @@ CORRECTIONS_SHOWN = 20
 AUDIT_SHOWN = 20
 _FORM_LIMIT = 4096
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_MESSAGE_ID = re.compile(r"-?[0-9]{1,20}")
 # The optional name given at sign-in, recorded as the operator "web:<name>".
 _OPERATOR_NAME = re.compile(r"[\w.-]{1,32}")
 # The page loads nothing but its own files; thumbnails and the tried image's preview (blob:) included.
@@ -357,7 +358,7 @@ def make_router(auth: TokenAuth) -> APIRouter:
         form = await _read_form(request)
         require_form_token(session, form.get("csrf"))
         label, message_id = form.get("label"), form.get("message_id", "")
-        if label not in LABELS or not message_id.lstrip("-").isdigit():
+        if label not in LABELS or not _MESSAGE_ID.fullmatch(message_id):
             raise HTTPException(400, "需要 label=nailong|other 和 message_id / label and message_id required")
         runtime = running()
         entries = await asyncio.to_thread(runtime.recent.lookup, int(message_id))
@@ -392,8 +393,6 @@ def make_router(auth: TokenAuth) -> APIRouter:
     @router.post("/try")
     async def try_image(request: Request) -> dict:
         require_form_token(require_login(request), request.headers.get(CSRF_HEADER))
-        runtime = running()
-        image = await read_image_input(request, runtime.config.nailong_max_image_bytes)
-        return decision_json(await classify(runtime, image), runtime)
+        return await classify_request(request)
 
     return router
