@@ -29,6 +29,8 @@ class Decision:
     model_score: float | None = None
     # Frames decoded and looked at (an animated image's sampled frames).
     frames: int = 0
+    # The version of the model in use when it was decided: the cache keeps decisions per version.
+    model_version: str = ""
 
 
 # (image bytes, decoded RGB frames) → a decision, or None to let the next step decide.
@@ -42,7 +44,8 @@ class Decider:
     def __init__(
         self, classifier: Classifier, *, workers: int, max_frames: int | None, max_pixels: int
     ) -> None:
-        """``max_frames``: the operator's cap on the frames the model's spec asks for (None: no cap)."""
+        """``max_frames``: the operator's cap on the frames the model's spec asks for (None: no cap).
+        ``classifier`` may be replaced by one with the same input spec (the models' hot swap)."""
         self.classifier = classifier
         self.overrides: list[Override] = []
         spec = classifier.info.spec
@@ -62,11 +65,14 @@ class Decider:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._decide, data)
 
     def _decide(self, data: bytes) -> Decision:
+        # Read once: an image being decided while the model is swapped finishes on the one it started with.
+        classifier = self.classifier
+        version = classifier.info.version
         frames = self._decode(data)
         for override in self.overrides:
             decision = override(data, frames)
             if decision is not None:
-                return replace(decision, frames=len(frames))
-        batch = preprocess(frames, self.classifier.info.spec)
-        score = float(self.classifier.nailong_scores(batch).max())
-        return Decision(score=score, source="model", model_score=score, frames=len(frames))
+                return replace(decision, frames=len(frames), model_version=version)
+        batch = preprocess(frames, classifier.info.spec)
+        score = float(classifier.nailong_scores(batch).max())
+        return Decision(score=score, source="model", model_score=score, frames=len(frames), model_version=version)
