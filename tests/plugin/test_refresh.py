@@ -305,3 +305,65 @@ async def test_status_api_shows_the_version_in_use(learner) -> None:
 
 def test_cache_keys_carry_the_model_version() -> None:
     assert versioned_key("1+r1", "abc.jpg") != versioned_key("1", "abc.jpg")
+
+
+# --- the console -----------------------------------------------------------------------------------
+
+
+CONSOLE_TOKEN = "console-token-0123456789"
+
+
+@pytest.fixture
+async def console(learner):
+    import httpx
+    from fastapi import FastAPI
+
+    from nailong_bot.web import mount
+
+    app = FastAPI()
+    mount(app, CONSOLE_TOKEN)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot") as client:
+        yield client
+
+
+async def test_console_shows_the_lineage_and_gate_and_its_buttons_need_the_form_token(console, learner) -> None:
+    from nailong_bot.web.auth import TokenAuth
+
+    csrf = TokenAuth(CONSOLE_TOKEN).csrf
+    assert (await console.post("/nailong/refresh", data={"csrf": csrf})).status_code == 401  # not signed in
+    await console.post("/nailong/login", data={"token": CONSOLE_TOKEN})
+    page = (await console.get("/nailong/")).text
+    assert '<section id="refresh">' in page and "基础模型 / the base model" in page
+    assert 'action="/nailong/refresh"' in page and f'name="csrf" value="{csrf}"' in page
+    assert "回退到上一个模型 / Roll back</button>" in page and 'class="quiet" disabled>' in page  # nothing to go back to
+
+    for stale in ({}, {"csrf": "stale"}):
+        assert (await console.post("/nailong/refresh", data=stale)).status_code == 403
+        assert (await console.post("/nailong/rollback", data=stale)).status_code == 403
+    assert learner.refresher.running is None
+
+    started = await console.post("/nailong/refresh", data={"csrf": csrf})
+    assert started.headers["Location"] == "/nailong/?notice=refresh-started"
+    assert learner.refresher.running is not None and (await learner.refresher.running).outcome == "passed"
+    page = (await console.get("/nailong/")).text
+    assert "0.0.1+r1" in page and "refreshed from 0.0.1" in page
+    assert "<li>✓ 纠错判对 / corrections decided their way: 5/5</li>" in page
+    assert "images that changed: 0" in page
+
+    rolled = await console.post("/nailong/rollback", data={"csrf": csrf})
+    assert rolled.headers["Location"] == "/nailong/?notice=rolled-back"
+    assert learner.model_version == "0.0.1"
+    failed = await console.post("/nailong/rollback", data={"csrf": csrf})
+    assert failed.headers["Location"] == "/nailong/?notice=rollback-failed"
+
+
+async def test_console_says_why_a_refresh_cannot_run(console, learner, monkeypatch) -> None:
+    from nailong_bot.web.auth import TokenAuth
+
+    monkeypatch.setattr(refresh, "trainer_python", lambda config: None)
+    await console.post("/nailong/login", data={"token": CONSOLE_TOKEN})
+    page = (await console.get("/nailong/")).text
+    assert "nailong-bot[train]" in page and "Refresh now</button>" in page and 'type="submit" disabled>' in page
+    answer = await console.post("/nailong/refresh", data={"csrf": TokenAuth(CONSOLE_TOKEN).csrf})
+    assert answer.headers["Location"] == "/nailong/?notice=refresh-unavailable"
+    assert learner.refresher.running is None
