@@ -25,7 +25,7 @@ from nailong_vision.classifier import ModelError
 
 from . import verdicts
 from .corrections import Correction, Label
-from .models import lineage
+from .models import lineage, lineage_text
 from .persist import CannotSave
 from .recent import RecentImage
 from .refresh import OUTCOME_NAMES, RefreshRecord, gate_lines
@@ -321,10 +321,7 @@ async def _model(call: Invocation) -> str:
     info, models, refresher = runtime.classifier.info, runtime.models, runtime.refresher
     lines = [f"当前模型 / model in use: {info.name} {info.version}（{info.metadata.get('created_at', '—')}）"]
     if (origin := lineage(info)) is not None:
-        lines.append(
-            f"来历 / lineage: 由 {origin.get('base_version')} 用 {origin.get('corrections')} 条纠错更新而来 / "
-            f"refreshed from {origin.get('base_version')} with {origin.get('corrections')} corrections"
-        )
+        lines.append(f"来历 / lineage: {lineage_text(origin)}")
     else:
         where = "NAILONG_MODEL_PATH" if runtime.config.nailong_model_path else "内置 / bundled"
         lines.append(f"来历 / lineage: 基础模型 / the base model ({where}: {models.base})")

@@ -38,8 +38,9 @@ from nailong_vision.classifier import (
 )
 
 from . import persist
+from .cache import TTLCache
 from .config import Config
-from .decision import Decider
+from .decision import Decider, Decision
 from .storage import SettingsStore
 
 POINTER_FILE = "current.json"
@@ -87,6 +88,16 @@ def lineage(info: ModelInfo) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def lineage_text(origin: dict) -> str:
+    """One line for a refreshed model's lineage, as `/nailong model` and the console show it."""
+    parent = origin.get("parent_version", origin.get("base_version"))
+    corrections, number, base = origin.get("corrections"), origin.get("refresh", 1), origin.get("base_version")
+    return (
+        f"由 {parent} 用 {corrections} 条纠错更新（基础模型 {base} 的第 {number} 次更新）/ refreshed from {parent} "
+        f"with {corrections} corrections (refresh {number} of base {base})"
+    )
+
+
 def incompatibility(current: ModelInfo, candidate: ModelInfo) -> str | None:
     """Why ``candidate`` cannot replace ``current`` in the running decider, or None when it can."""
     if candidate.labels != current.labels or candidate.positive_index != current.positive_index:
@@ -117,6 +128,7 @@ class Models:
         self._base_sha256: str | None = None
         self._decider: Decider | None = None
         self._settings: SettingsStore | None = None
+        self._cache: TTLCache[Decision] | None = None
         # One swap or rollback at a time.
         self._switching = asyncio.Lock()
 
@@ -153,9 +165,10 @@ class Models:
             return base
         return pointer
 
-    def attach(self, decider: Decider, settings: SettingsStore) -> None:
-        """The decider whose model is swapped, and the settings whose default threshold follows the model."""
-        self._decider, self._settings = decider, settings
+    def attach(self, decider: Decider, settings: SettingsStore, cache: TTLCache[Decision]) -> None:
+        """The decider whose model is swapped, the settings whose default threshold follows the model,
+        and the decisions cache."""
+        self._decider, self._settings, self._cache = decider, settings, cache
 
     @property
     def in_use(self) -> ModelInfo:
@@ -204,9 +217,12 @@ class Models:
         return bool(self.read_pointer().previous)
 
     def _use(self, classifier: Classifier) -> None:
-        assert self._decider is not None and self._settings is not None
+        assert self._decider is not None and self._settings is not None and self._cache is not None
         old = self._decider.classifier.info
         self._decider.classifier = classifier
+        # Keyed by version, the old model's decisions would never answer for the new one; but a version
+        # can be built again after a rollback (the same base, refreshed again), so they go.
+        self._cache.clear()
         if self.config.nailong_threshold is None:
             # The gate checked the new model at its own threshold; groups that set theirs keep it.
             self._settings.defaults = replace(self._settings.defaults, threshold=classifier.info.threshold)

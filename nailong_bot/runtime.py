@@ -94,7 +94,8 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         max_pixels=config.nailong_max_pixels,
     )
     decider.overrides.append(correction_override(corrections))
-    models.attach(decider, store)
+    cache: TTLCache[Decision] = TTLCache(config.nailong_cache_size, config.nailong_cache_ttl)
+    models.attach(decider, store, cache)
     refresher = Refresher(config, data_dir, models, corrections)
     _current = Runtime(
         config=config,
@@ -109,7 +110,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
             deadline=config.nailong_download_deadline,
             local_image_dirs=config.nailong_local_image_dirs,
         ),
-        cache=TTLCache(config.nailong_cache_size, config.nailong_cache_ttl),
+        cache=cache,
         store=store,
         recent=recent,
         corrections=corrections,

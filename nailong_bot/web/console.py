@@ -27,7 +27,7 @@ from nailong_vision.classifier import ModelError
 from .. import verdicts
 from ..commands import ACTION_LABELS, format_threshold
 from ..corrections import LABELS, Correction
-from ..models import lineage
+from ..models import lineage, lineage_text
 from ..refresh import OUTCOME_NAMES, gate_lines
 from ..recent import RecentImage
 from ..runtime import Runtime
@@ -116,9 +116,7 @@ def _refresh_panel(runtime: Runtime, csrf: str) -> Html:
     origin = lineage(info)
     rows = [
         ("版本 / version", info.version),
-        ("来历 / lineage", "基础模型 / the base model" if origin is None else
-         f"由 {origin.get('base_version')} 用 {origin.get('corrections')} 条纠错更新 / refreshed from "
-         f"{origin.get('base_version')} with {origin.get('corrections')} corrections"),
+        ("来历 / lineage", "基础模型 / the base model" if origin is None else lineage_text(origin)),
         ("此后新增纠错 / corrections since", refresher.corrections_since_model()),
         ("自动更新 / automatic", "开 / on" if runtime.config.nailong_auto_refresh else "关 / off"),
     ]

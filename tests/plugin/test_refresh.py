@@ -110,6 +110,17 @@ async def test_the_refreshed_model_survives_a_restart_and_rollback_restores_the_
         await again.models.rollback()
 
 
+async def test_a_version_built_again_after_a_rollback_is_not_answered_from_the_cache(learner, fake_trainer) -> None:
+    image = patterned(YELLOW, seed=10)
+    assert (await learner.refresher.start("test")).outcome == "passed"
+    assert (await decide(learner, image)).score < 0.1  # cached under 0.0.1+r1
+    await learner.models.rollback()
+    fake_trainer(yellow=True)  # the same base refreshed again: the same version, another model
+    assert (await learner.refresher.start("test")).outcome == "passed"
+    again = await decide(learner, image)
+    assert (again.source, again.model_version) == ("model", "0.0.1+r1") and again.score > 0.9
+
+
 async def test_a_new_base_model_replaces_the_refreshed_ones(learner, start_guard, tmp_path) -> None:
     assert (await learner.refresher.start("test")).outcome == "passed"
     other = build_tiny_model(tmp_path / "other" / "nailong.onnx", version="0.0.2")
@@ -248,7 +259,7 @@ async def test_refresh_model_and_rollback_commands(app: App, learner) -> None:
     assert learner.model_version == "0.0.1+r1"
 
     (model,) = await chat(app, "/奶龙 模型")
-    assert "0.0.1+r1" in model and "refreshed from 0.0.1 with 2 corrections" in model
+    assert "0.0.1+r1" in model and "refreshed from 0.0.1 with 2 corrections (refresh 1 of base 0.0.1)" in model
     assert "/nailong rollback" in model
 
     (rolled,) = await chat(app, "/nailong rollback")
