@@ -129,6 +129,14 @@ def _number(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _tail(log: Path) -> str:
+    """The last lines of the trainer's log: what an error message shows."""
+    with log.open("rb") as file:
+        file.seek(max(0, file.seek(0, os.SEEK_END) - 16 * 1024))
+        lines = file.read().decode("utf-8", errors="replace").strip().splitlines()
+    return "\n".join(lines[-_LOG_TAIL_LINES:])
+
+
 def _timestamp(iso: str | None) -> float:
     try:
         return datetime.fromisoformat(iso).timestamp() if iso else 0.0
@@ -233,6 +241,9 @@ class Refresher:
             record = await self._conclude(code, log_tail, base, folder, ended)
         except OSError as error:
             record = ended("error", f"无法运行训练程序 / the trainer could not be run: {persist.describe(error)}")
+        except Exception as error:  # a bug must cost this refresh, never the bot
+            logger.exception("模型更新出错 / the refresh failed")
+            record = ended("error", f"更新出错，模型未变，见日志 / the refresh failed, model kept (see the log): {error!r}")
         finally:
             self.running_trigger = None
         self.last = record
@@ -275,10 +286,10 @@ class Refresher:
         python = trainer_python(config)
         if python is None:
             raise OSError(INSTALL_HINT)
-        folder.mkdir(parents=True, exist_ok=True)
+        base_folder = await asyncio.to_thread(self._prepare, base.path, folder)
         arguments = [
             "refresh",
-            "--base", str(self._base_folder(base.path, folder)),
+            "--base", str(base_folder),
             "--feedback", str(self.corrections.feedback_dir),
             "--recent", str(self.data_dir / "recent"),
             "--out", str(folder),
@@ -291,7 +302,7 @@ class Refresher:
         environment = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / TRAINER_MODULE).is_dir():
             environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_CHECKOUT), os.environ.get("PYTHONPATH")]))
-        with (folder / LOG_FILE).open("wb") as log:
+        with await asyncio.to_thread((folder / LOG_FILE).open, "wb") as log:
             process = await asyncio.create_subprocess_exec(
                 python, "-c", _LAUNCHER, str(config.nailong_refresh_nice), TRAINER_MODULE, *arguments,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
@@ -303,12 +314,13 @@ class Refresher:
                 process.kill()
                 await process.wait()
                 raise
-        lines = (folder / LOG_FILE).read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        return code, "\n".join(lines[-_LOG_TAIL_LINES:])
+        return code, await asyncio.to_thread(_tail, folder / LOG_FILE)
 
     @staticmethod
-    def _base_folder(model: Path, folder: Path) -> Path:
-        """A folder with the model as nailong.onnx and its checkpoint as nailong.pt, as the trainer wants."""
+    def _prepare(model: Path, folder: Path) -> Path:
+        """Make the output folder; return a folder with the model as nailong.onnx and its checkpoint as
+        nailong.pt, as the trainer wants them."""
+        folder.mkdir(parents=True, exist_ok=True)
         if model.name == MODEL_FILE:
             return model.parent
         base = folder.with_name(folder.name + ".base")
