@@ -1,5 +1,6 @@
 """What lives from start-up to shutdown: the models, the HTTP client, the cache, settings,
-per-group counts, the recent images, the admins' corrections and the refreshes that learn them."""
+per-group counts, the recent images, the admins' corrections, the refreshes that learn them and the
+audit log of changes."""
 
 from __future__ import annotations
 
@@ -12,16 +13,29 @@ from nonebot.log import logger
 from nailong_vision.classifier import Classifier, ModelError
 
 from .actions import WarningCooldown
+from .audit import AUDIT_FILE, AuditLog
 from .cache import TTLCache
 from .config import Config
 from .corrections import Corrections, correction_override
 from .decision import Decider, Decision
-from .fetch import Fetcher
+from .fetch import Fetcher, is_public_address
 from .models import Models, load_classifier
 from .recent import RecentImages
 from .refresh import Refresher
 from .stats import GroupCounts
 from .storage import Action, GroupSettings, SettingsStore
+
+
+@dataclass
+class ApiShare:
+    """What the HTTP API may use, apart from what group checking uses, so that API callers never
+    starve the guard: its requests at once (one more is answered 429), a fetcher of its own (its own
+    download slots; public addresses only unless NAILONG_API_ALLOW_PRIVATE_URLS) and one decision at
+    a time (with two or more workers, group images always have a worker the API cannot take)."""
+
+    requests: asyncio.Semaphore
+    fetcher: Fetcher
+    deciding: asyncio.Semaphore
 
 
 @dataclass
@@ -39,6 +53,9 @@ class Runtime:
     warning_cooldown: WarningCooldown
     stats: GroupCounts
     saving_stats: asyncio.Task[None]
+    # Changes made through the web console or the API (who, from where, before and after).
+    audit: AuditLog
+    api: ApiShare
     models: Models
     refresher: Refresher
     auto_refresh: asyncio.Task[None]
@@ -86,7 +103,8 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         max_age=config.nailong_recent_max_age_hours * 3600,
     )
     corrections = await asyncio.to_thread(Corrections, data_dir / "feedback")
-    _report_unsaved(store, recent, corrections, stats)
+    audit = await asyncio.to_thread(AuditLog, data_dir / AUDIT_FILE)
+    _report_unsaved(store, recent, corrections, stats, audit)
     decider = Decider(
         classifier,
         workers=config.nailong_workers,
@@ -119,6 +137,21 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         warning_cooldown=WarningCooldown(config.nailong_reply_cooldown),
         stats=stats,
         saving_stats=asyncio.create_task(stats.save_every()),
+        audit=audit,
+        api=ApiShare(
+            requests=asyncio.Semaphore(config.nailong_api_max_requests),
+            fetcher=Fetcher(
+                max_bytes=config.nailong_max_image_bytes,
+                connect_timeout=config.nailong_connect_timeout,
+                read_timeout=config.nailong_read_timeout,
+                retries=config.nailong_fetch_retries,
+                max_concurrent=config.nailong_api_max_requests,
+                max_per_host=config.nailong_max_downloads_per_host,
+                deadline=config.nailong_download_deadline,
+                address_allowed=None if config.nailong_api_allow_private_urls else is_public_address,
+            ),
+            deciding=asyncio.Semaphore(1),
+        ),
         models=models,
         refresher=refresher,
         auto_refresh=asyncio.create_task(refresher.auto_loop()),
@@ -144,7 +177,9 @@ def _load_model_in_use(models: Models) -> Classifier:
     return load_classifier(models.config, models.base)
 
 
-def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts) -> None:
+def _report_unsaved(
+    store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts, audit: AuditLog
+) -> None:
     """One line at start-up for what cannot be saved: the bot still guards, so say it loudly."""
     unsaved = [
         (zh, en, error)
@@ -153,6 +188,7 @@ def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Cor
             ("近期图片（纠错用）", "recent images (for corrections)", recent.save_error),
             ("纠错", "corrections", corrections.save_error),
             ("统计", "counts", stats.save_error),
+            ("操作记录", "audit log", audit.save_error),
         ]
         if error is not None
     ]
@@ -175,4 +211,5 @@ async def stop() -> None:
     await runtime.refresher.stop()
     await runtime.stats.save()
     await runtime.fetcher.aclose()
+    await runtime.api.fetcher.aclose()
     runtime.decider.shutdown()

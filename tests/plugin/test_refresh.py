@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ from nailong_bot.pipeline import decide_bytes
 from nailong_testkit import SUPERUSER, YELLOW, build_tiny_model, group_event, patterned, text_segment, write_checksum
 
 HERE = Path(__file__).parent
+API_TOKEN = "refresh-api-token-0123456789"
 
 
 @pytest.fixture
@@ -303,8 +305,8 @@ async def test_status_api_shows_the_version_in_use(learner) -> None:
     from nailong_bot.web import mount
 
     app = FastAPI()
-    mount(app, "test-token-0123456789")
-    headers = {"Authorization": "Bearer test-token-0123456789"}
+    mount(app, API_TOKEN)
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot") as client:
         assert (await client.get("/nailong/api/status", headers=headers)).json()["model"]["version"] == "0.0.1"
         await learner.refresher.start("test")
@@ -321,7 +323,7 @@ def test_cache_keys_carry_the_model_version() -> None:
 # --- the console -----------------------------------------------------------------------------------
 
 
-CONSOLE_TOKEN = "console-token-0123456789"
+ADMIN_TOKEN = "refresh-admin-token-9876543210"
 
 
 @pytest.fixture
@@ -332,17 +334,21 @@ async def console(learner):
     from nailong_bot.web import mount
 
     app = FastAPI()
-    mount(app, CONSOLE_TOKEN)
+    mount(app, API_TOKEN, ADMIN_TOKEN)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot") as client:
         yield client
 
 
-async def test_console_shows_the_lineage_and_gate_and_its_buttons_need_the_form_token(console, learner) -> None:
-    from nailong_bot.web.auth import TokenAuth
+async def sign_in(console, name: str = "") -> str:
+    """Sign in to the console; the page's form token."""
+    await console.post("/nailong/login", data={"token": ADMIN_TOKEN, "name": name})
+    page = (await console.get("/nailong/")).text
+    return re.search(r'<meta name="csrf-token" content="([^"]+)">', page).group(1)
 
-    csrf = TokenAuth(CONSOLE_TOKEN).csrf
-    assert (await console.post("/nailong/refresh", data={"csrf": csrf})).status_code == 401  # not signed in
-    await console.post("/nailong/login", data={"token": CONSOLE_TOKEN})
+
+async def test_console_shows_the_lineage_and_gate_and_its_buttons_need_the_form_token(console, learner) -> None:
+    assert (await console.post("/nailong/refresh", data={"csrf": "x"})).status_code == 401  # not signed in
+    csrf = await sign_in(console, "ops")
     page = (await console.get("/nailong/")).text
     assert '<section id="refresh">' in page and "基础模型 / the base model" in page
     assert 'action="/nailong/refresh"' in page and f'name="csrf" value="{csrf}"' in page
@@ -366,15 +372,18 @@ async def test_console_shows_the_lineage_and_gate_and_its_buttons_need_the_form_
     assert learner.model_version == "0.0.1"
     failed = await console.post("/nailong/rollback", data={"csrf": csrf})
     assert failed.headers["Location"] == "/nailong/?notice=rollback-failed"
+    audit = [(e["operator"], e["action"], e["before"], e["after"]) for e in learner.audit.latest(5)]
+    assert audit == [
+        ("web:ops", "rollback", {"model": "0.0.1+r1"}, {"model": "0.0.1"}),
+        ("web:ops", "refresh", {"model": "0.0.1"}, {"started": True}),
+    ]
 
 
 async def test_console_says_why_a_refresh_cannot_run(console, learner, monkeypatch) -> None:
-    from nailong_bot.web.auth import TokenAuth
-
     monkeypatch.setattr(refresh, "trainer_python", lambda config: None)
-    await console.post("/nailong/login", data={"token": CONSOLE_TOKEN})
+    csrf = await sign_in(console)
     page = (await console.get("/nailong/")).text
     assert "nailong-bot[train]" in page and "Refresh now</button>" in page and 'type="submit" disabled>' in page
-    answer = await console.post("/nailong/refresh", data={"csrf": TokenAuth(CONSOLE_TOKEN).csrf})
+    answer = await console.post("/nailong/refresh", data={"csrf": csrf})
     assert answer.headers["Location"] == "/nailong/?notice=refresh-unavailable"
     assert learner.refresher.running is None
