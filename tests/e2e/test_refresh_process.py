@@ -106,8 +106,9 @@ class Chat:
         """Post a hit, then `/奶龙 误判` without a reply: the group's latest hit."""
         message_id = await self.post(data)
         await self.onebot.wait_for("delete_msg", timeout=60, message_id=message_id)
+        await asyncio.sleep(1.0)  # kept among the recent images right after the recall
         (answer,) = await self.command("/奶龙 误判")
-        assert answer.startswith("已记录：这不是奶龙"), answer
+        assert answer.startswith("已记录：这不是奶龙") and f"消息 {message_id}" in answer, answer
 
 
 async def test_corrections_refresh_gate_hot_swap_and_rollback(tmp_path, image_server) -> None:
@@ -134,8 +135,11 @@ async def test_corrections_refresh_gate_hot_swap_and_rollback(tmp_path, image_se
         chat = Chat(onebot, image_server)
         chat.hit = plain_hits[0]
         # What the group posted lately: the recent images the refresh replays.
-        for data in ordinary_images(60, seed=5):
-            await chat.post(data)
+        ordinary = ordinary_images(60, seed=5)
+        posted = [await chat.post(data) for data in ordinary]
+        for message_id, score in zip(posted, scores(base_model, ordinary)):
+            if score >= threshold:  # all of them decided before the corrections name "the latest hit"
+                await onebot.wait_for("delete_msg", timeout=60, message_id=message_id)
         # The look-alike family is recalled (each image is a hit before it is corrected).
         for data in corrected:
             await chat.correct_as_wrong(data)
