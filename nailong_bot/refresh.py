@@ -47,14 +47,13 @@ GATE_PASSED, GATE_FAILED, BAD_INPUT = 0, 3, 2
 # How often automatic mode counts the new corrections.
 AUTO_CHECK_SECONDS = 60.0
 _LOG_TAIL_LINES = 5
-TRAINER_MODULE = "trainer"
 # Lowers the trainer's priority before it imports anything, so every thread torch starts inherits it;
 # then runs `python -m <module>` with the remaining arguments.
 _LAUNCHER = (
     "import os, runpy, sys; niceness = int(sys.argv.pop(1)); hasattr(os, 'nice') and os.nice(niceness); "
     "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)"
 )
-# A checkout of the project: its trainer runs, not one installed elsewhere.
+# Where a checkout of the project keeps the trainer, beside this plugin.
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
 Outcome = Literal["passed", "failed", "error"]
@@ -90,6 +89,16 @@ def trainer_python(config: Config) -> str | None:
     if config.nailong_trainer_python is not None:
         return str(config.nailong_trainer_python)
     return sys.executable if importlib.util.find_spec("torch") is not None else None
+
+
+def in_checkout() -> bool:
+    return (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "trainer").is_dir()
+
+
+def trainer_module() -> str:
+    """`trainer` in a checkout of the project (its own, whatever else is installed); `nailong_trainer`,
+    the name an installed wheel gives it."""
+    return "trainer" if in_checkout() else "nailong_trainer"
 
 
 def gate_lines(gate: dict) -> list[str]:
@@ -300,11 +309,11 @@ class Refresher:
             arguments += ["--config", str(config.nailong_refresh_config)]
         threads = str(config.nailong_refresh_threads)
         environment = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-        if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / TRAINER_MODULE).is_dir():
+        if in_checkout():
             environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_CHECKOUT), os.environ.get("PYTHONPATH")]))
         with await asyncio.to_thread((folder / LOG_FILE).open, "wb") as log:
             process = await asyncio.create_subprocess_exec(
-                python, "-c", _LAUNCHER, str(config.nailong_refresh_nice), TRAINER_MODULE, *arguments,
+                python, "-c", _LAUNCHER, str(config.nailong_refresh_nice), trainer_module(), *arguments,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
                 env=environment, cwd=folder,
             )  # fmt: skip

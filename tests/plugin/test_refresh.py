@@ -38,7 +38,7 @@ def base_model(tmp_path: Path) -> Path:
 @pytest.fixture
 def fake_trainer(monkeypatch):
     """Refreshes run the stand-in; returns a function that sets what it does next."""
-    monkeypatch.setattr(refresh, "TRAINER_MODULE", "fake_trainer")
+    monkeypatch.setattr(refresh, "trainer_module", lambda: "fake_trainer")
     monkeypatch.setenv("PYTHONPATH", str(HERE))
 
     def plan(**what: object) -> None:
@@ -214,6 +214,12 @@ async def test_automatic_mode_waits_for_enough_new_corrections_and_an_hour(start
 async def test_automatic_mode_is_off_by_default(learner) -> None:
     correct(learner.corrections, 6)
     assert learner.refresher.maybe_start_auto() is None
+
+
+def test_the_trainer_is_the_checkouts_own_or_the_installed_one(monkeypatch) -> None:
+    assert refresh.trainer_module() == "trainer"  # these tests run in a checkout
+    monkeypatch.setattr(refresh, "_CHECKOUT", Path("/nonexistent/site-packages"))
+    assert refresh.trainer_module() == "nailong_trainer"  # as the wheel installs it
 
 
 def test_trainer_python_defaults_to_the_bots_own_when_torch_is_there(monkeypatch) -> None:
