@@ -73,22 +73,35 @@ def read_corrections(feedback_dir: str | Path) -> list[CorrectionFile]:
     return [c for c in active.values() if c.path.is_file()]
 
 
-def read_recent(recent_dir: str | Path) -> list[Path]:
-    """The distinct image files the recent store still holds, oldest first. A damaged journal line (a
-    crash mid-write) ends the reading, as it does in the plugin."""
+@dataclass(frozen=True)
+class RecentFile:
+    """One distinct image the recent store holds, with the score the bot's model gave it."""
+
+    path: Path
+    score: float | None  # P(nailong) by the model that decided it; None where a correction decided
+    model_version: str
+
+
+def read_recent(recent_dir: str | Path) -> list[RecentFile]:
+    """The distinct image files the recent store still holds, oldest first (an image posted again counts
+    once, with its latest score). A damaged journal line (a crash mid-write) ends the reading, as it does
+    in the plugin."""
     recent_dir = Path(recent_dir)
     index = recent_dir / RECENT_INDEX
     if not index.is_file():
         raise FeedbackError(f"没有近期图片索引 / no recent-images index: {index}")
-    seen: dict[str, None] = {}
+    latest: dict[str, RecentFile] = {}
     with index.open(encoding="utf-8") as journal:
         for line in journal:
             try:
                 record = json.loads(line)
                 if "image" in record:
-                    seen[str(record["image"]["sha256"])] = None
-            except (ValueError, TypeError, KeyError):
+                    image = record["image"]
+                    score = None if image.get("score") is None else float(image["score"])
+                    latest.pop(str(image["sha256"]), None)
+                    latest[str(image["sha256"])] = RecentFile(recent_dir / RECENT_IMAGES / str(image["sha256"]), score,
+                                                              str(image.get("model_version", "")))
+            except (ValueError, TypeError, KeyError, AttributeError):
                 log.warning("近期图片索引有损坏的行，之后的不读 / recent-images index damaged; read up to there: %s", index)
                 break
-    files = [recent_dir / RECENT_IMAGES / sha256 for sha256 in seen]
-    return [path for path in files if path.is_file()]
+    return [entry for entry in latest.values() if entry.path.is_file()]

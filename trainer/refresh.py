@@ -25,6 +25,7 @@ import math
 import re
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from nailong_vision.classifier import MODEL_FILE, Classifier, ModelError
 from nailong_vision.decode import ImageDecodeError
@@ -61,6 +63,7 @@ CHANGED_DIR = "changed"
 CORRECTION_DISTANCE = 6
 TRAIN_FRAMES = 4
 MAX_CHANGED_SAVED = 200
+MIN_TRAINING_SHARE = 0.5
 
 
 class RefreshInputError(ValueError):
@@ -99,6 +102,8 @@ class Pool:
     names: list[str]  # where each came from, for the report
     images: list[DecodedImage]
     targets: np.ndarray  # class index (corrections), or UNLABELED (recent images)
+    # P(positive) by the base model where the bot recorded it (recent images it decided); NaN elsewhere.
+    base_scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -165,7 +170,11 @@ def read_inputs(base_dir: Path, feedback_dir: Path, recent_dir: Path | None, con
             recent_files = read_recent(recent_dir)
         except FeedbackError as error:
             raise RefreshInputError(str(error)) from error
-        recent = uncorrected(decode_pool([str(p) for p in recent_files], base, None), corrections)
+        recent = decode_pool([str(entry.path) for entry in recent_files], base, None)
+        # The bot's own scores by this very model spare scoring the images again.
+        recorded = {str(e.path): e.score for e in recent_files if e.model_version == info.version and e.score is not None}
+        recent.base_scores = np.array([recorded.get(name, np.nan) for name in recent.names])
+        recent = uncorrected(recent, corrections)
     config, folders = None, None
     if config_path is not None:
         try:
@@ -208,7 +217,8 @@ def uncorrected(pool: Pool, corrections: list[CorrectionFile]) -> Pool:
     hashes = [c.phash for c in corrections if c.phash is not None]
     keep = [k for k, (name, image) in enumerate(zip(pool.names, pool.images))
             if Path(name).name[:16] not in ids and all(hamming(image.hash, h) > CORRECTION_DISTANCE for h in hashes)]
-    return Pool([pool.names[k] for k in keep], [pool.images[k] for k in keep], pool.targets[keep])
+    return Pool([pool.names[k] for k in keep], [pool.images[k] for k in keep], pool.targets[keep],
+                None if pool.base_scores is None else pool.base_scores[keep])
 
 
 def fingerprint(inputs: Inputs, base_dir: Path, settings: RefreshSettings) -> str:
@@ -228,24 +238,36 @@ def fingerprint(inputs: Inputs, base_dir: Path, settings: RefreshSettings) -> st
 # ---------------------------------------------------------------- scoring (as the plugin scores)
 
 @torch.no_grad()
-def score_pool(model: torch.nn.Module, pool: Pool, base: Checkpoint, device: torch.device, batch: int = 64) -> np.ndarray:
+def score_images(model: torch.nn.Module, images: list[DecodedImage], base: Checkpoint, device: torch.device,
+                 batch: int = 64) -> np.ndarray:
     """P(positive) per image: its frame most likely to be positive, preprocessed like the plugin."""
-    if not len(pool):
+    if not images:
         return np.empty(0)
-    frames = np.concatenate([image.eval_frames for image in pool.images])
-    owner = np.concatenate([np.full(len(image.eval_frames), k) for k, image in enumerate(pool.images)])
+    frames = np.concatenate([image.eval_frames for image in images])
+    owner = np.concatenate([np.full(len(image.eval_frames), k) for k, image in enumerate(images)])
     probs = []
     for start in range(0, len(frames), batch):
         inputs = torch.from_numpy(normalize(frames[start : start + batch], base.spec)).to(device)
         probs.append(model(inputs).float().softmax(1).cpu().numpy())
-    return per_file_probs(np.concatenate(probs), owner, len(pool), base.positive_index)[:, base.positive_index]
+    return per_file_probs(np.concatenate(probs), owner, len(images), base.positive_index)[:, base.positive_index]
 
 
-def score_all(model: torch.nn.Module, inputs: Inputs, device: torch.device) -> dict[str, np.ndarray]:
-    """P(positive) of the corrected, the recent and the validation images (and all validation probabilities)."""
+def score_pool(model: torch.nn.Module, pool: Pool, base: Checkpoint, device: torch.device,
+               recorded: np.ndarray | None = None) -> np.ndarray:
+    """P(positive) per image of the pool; where ``recorded`` holds a score (not NaN) it is used as it is."""
+    scores = np.full(len(pool), np.nan) if recorded is None else recorded.astype(np.float64).copy()
+    missing = np.nonzero(np.isnan(scores))[0]
+    scores[missing] = score_images(model, [pool.images[k] for k in missing], base, device)
+    return scores
+
+
+def score_all(model: torch.nn.Module, inputs: Inputs, device: torch.device, *, base: bool = False) -> dict[str, np.ndarray]:
+    """P(positive) of the corrected, the recent and the validation images (and all validation probabilities).
+    ``base``: this is the base model, whose scores the bot recorded for many recent images."""
     model.eval()
     scores = {"corrected": score_pool(model, inputs.corrected, inputs.base, device),
-              "recent": score_pool(model, inputs.recent, inputs.base, device),
+              "recent": score_pool(model, inputs.recent, inputs.base, device,
+                                   inputs.recent.base_scores if base else None),
               "validation": np.empty(0), "validation_probs": np.empty((0, len(inputs.base.labels)))}
     if inputs.folders is not None:
         probs = predict_validation(model, inputs.folders, device, inputs.config)
@@ -258,8 +280,12 @@ def score_all(model: torch.nn.Module, inputs: Inputs, device: torch.device) -> d
 class BatchMaker:
     """Step ``s``'s batch depends only on (seed, s): a resumed run trains on the very same batches."""
 
-    def __init__(self, inputs: Inputs, settings: RefreshSettings):
+    def __init__(self, inputs: Inputs, settings: RefreshSettings, recent_hits: np.ndarray):
+        """``recent_hits``: which recent images the base model acts on. Half the recent views come from
+        them: in a group's stream they are a tenth or less, and the corrections (mostly "other") would
+        otherwise pull the whole model away from nailong — recall is what replay must protect most."""
         self.inputs, self.settings = inputs, settings
+        self.recent_groups = [group for group in (np.nonzero(recent_hits)[0], np.nonzero(~recent_hits)[0]) if len(group)]
         base = inputs.base
         # Pasting nailong into a corrected "other" image would contradict the admin; mixing blurs their word.
         self.augment = dataclasses.replace(base.config.augment, paste_nailong=0.0, mix=0.0)
@@ -284,8 +310,8 @@ class BatchMaker:
         image, _ = augment(image, positive, self.size, self.augment, rng, None)
         return (image - self.mean) / self.std
 
-    def pool_view(self, pool: Pool, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
-        item = int(rng.integers(len(pool)))
+    def pool_view(self, pool: Pool, rng: np.random.Generator, items: np.ndarray | None = None) -> tuple[torch.Tensor, int]:
+        item = int(rng.integers(len(pool))) if items is None else int(items[rng.integers(len(items))])
         frames = pool.images[item].train_frames
         target = int(pool.targets[item])
         return self.view(frames[int(rng.integers(len(frames)))], target == self.inputs.base.positive_index, rng), target
@@ -299,8 +325,8 @@ class BatchMaker:
             view, target = self.pool_view(self.inputs.corrected, rng)
             views.append(view)
             targets.append(target)
-        for _ in range(self.recent_count):
-            view, _ = self.pool_view(self.inputs.recent, rng)
+        for slot in range(self.recent_count):
+            view, _ = self.pool_view(self.inputs.recent, rng, self.recent_groups[slot % len(self.recent_groups)])
             views.append(view)
             targets.append(UNLABELED)
         folders = self.inputs.folders
@@ -327,8 +353,10 @@ def refresh_loss(logits: torch.Tensor, targets: torch.Tensor, base_probs: torch.
 
 def plan_steps(budget_seconds: float, spent_seconds: float, step_seconds: float, reserve_seconds: float,
                max_steps: int) -> int:
-    """Steps that fit in what is left of the budget once the gate and the export are paid for (at least one)."""
-    left = budget_seconds - spent_seconds - reserve_seconds
+    """Steps that fit in what is left of the budget once the gate and the export are paid for. Training
+    always gets at least half the budget: on a box so busy that reading and scoring eat the rest, a run
+    that overshoots is more use than one that learns nothing."""
+    left = max(budget_seconds - spent_seconds - reserve_seconds, MIN_TRAINING_SHARE * budget_seconds)
     return max(1, min(max_steps, math.floor(left / max(step_seconds, 1e-6))))
 
 
@@ -382,13 +410,6 @@ def refresh(base_dir: str | Path, feedback_dir: str | Path, out_dir: str | Path,
     if progress.optimizer is not None:
         optimizer.load_state_dict(progress.optimizer)
 
-    if not progress.before:
-        scoring_started = time.perf_counter()
-        progress.before = score_all(base_model, inputs, device)
-        progress.before["seconds"] = time.perf_counter() - scoring_started
-    before = progress.before
-
-    make_batch = BatchMaker(inputs, settings)
     spent_before = progress.seconds
     last_save = time.perf_counter()
 
@@ -400,8 +421,22 @@ def refresh(base_dir: str | Path, feedback_dir: str | Path, out_dir: str | Path,
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    previous_handler = signal.signal(signal.SIGTERM, stop)
+    # SIGTERM (the bot stopping its subprocess) saves progress like Ctrl-C; only the main thread may set handlers.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGTERM, stop) if in_main_thread else None
     try:
+        if not progress.before:
+            scoring_started = time.perf_counter()
+            progress.before = score_all(base_model, inputs, device, base=True)
+            progress.before["seconds"] = time.perf_counter() - scoring_started
+            recorded = inputs.recent.base_scores
+            progress.before["frames"] = frames(inputs) - (0 if recorded is None else sum(
+                len(image.eval_frames) for image, score in zip(inputs.recent.images, recorded) if not np.isnan(score)))
+            log.info("当前模型的判断用时 %.0f 秒 / scored the base model in %.0f s", progress.before["seconds"],
+                     progress.before["seconds"])
+            save()  # a resumed run need not score the base model again
+        before = progress.before
+        make_batch = BatchMaker(inputs, settings, before["recent"] >= inputs.threshold)
         set_train_mode_frozen_bn(model)
         while progress.planned_steps == 0 or progress.step < progress.planned_steps:
             step_started = time.perf_counter()
@@ -409,7 +444,7 @@ def refresh(base_dir: str | Path, feedback_dir: str | Path, out_dir: str | Path,
             if progress.planned_steps == 0 and progress.step >= 2:
                 # The first step pays for warming up; the second is what a step costs.
                 progress.step_seconds = time.perf_counter() - step_started
-                reserve = before["seconds"] + export_reserve(settings.budget_seconds)
+                reserve = scoring_reserve(inputs, before) + export_reserve(settings.budget_seconds)
                 spent = spent_before + time.perf_counter() - started
                 progress.planned_steps = max(progress.step, plan_steps(
                     settings.budget_seconds, spent, progress.step_seconds, reserve, settings.max_steps))
@@ -425,7 +460,8 @@ def refresh(base_dir: str | Path, feedback_dir: str | Path, out_dir: str | Path,
         raise RefreshInterrupted(f"已中断，进度保存在 {progress_path}，再次运行同一命令即可继续 / interrupted at step "
                                  f"{progress.step}; progress saved in {progress_path}: run the same command to resume")
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)
 
     after = score_all(model, inputs, device)
     report = gate(inputs, before, after, settings, out_dir)
@@ -463,6 +499,18 @@ def train_step(model, base_model, optimizer, make_batch: BatchMaker, progress: P
     torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
     optimizer.step()
     progress.step += 1
+
+
+def frames(inputs: Inputs) -> int:
+    """Frames the gate scores with the candidate: every corrected, recent and validation image's."""
+    pools = sum(len(image.eval_frames) for pool in (inputs.corrected, inputs.recent) for image in pool.images)
+    return pools + (len(inputs.folders.val_targets) if inputs.folders is not None else 0)
+
+
+def scoring_reserve(inputs: Inputs, before: dict) -> float:
+    """Time to score the candidate, at the base model's pace: it scored fewer frames where the bot had
+    recorded its scores, the candidate scores them all."""
+    return before["seconds"] / max(1, before["frames"]) * frames(inputs)
 
 
 def export_reserve(budget_seconds: float) -> float:
@@ -538,12 +586,22 @@ def save_changed(inputs: Inputs, before: dict, after: dict, out_dir: Path) -> li
             if len(changed) >= MAX_CHANGED_SAVED:
                 break
             source = Path(names[k])
-            name = f"{kind}-{len(changed):03d}-{source.name}"
+            # The recent store names its files by hash alone: give the copy an extension a viewer knows.
+            suffix = "" if source.suffix else f".{image_format(source)}"
+            name = f"{kind}-{len(changed):03d}-{source.name}{suffix}"
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, folder / name)
             changed.append({"file": f"{CHANGED_DIR}/{name}", "before": float(before[key][k]),
                             "after": float(after[key][k]), "source": kind})
     return changed
+
+
+def image_format(path: Path) -> str:
+    try:
+        with Image.open(path) as image:
+            return (image.format or "bin").lower()
+    except OSError:
+        return "bin"
 
 
 def write_candidate(model: torch.nn.Module, inputs: Inputs, report: GateReport, out_dir: Path, after: dict,

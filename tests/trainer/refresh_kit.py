@@ -85,15 +85,18 @@ def write_corrections(feedback: Path, images: list[tuple[bytes, str]], *, undo: 
     return [image_id(data) for data, _ in images]
 
 
-def write_recent(recent: Path, images: list[bytes]) -> None:
-    """The plugin's recent-images store: ``images/<sha256>`` and an ``index.jsonl`` line per image."""
+def write_recent(recent: Path, images: list[bytes], scores: list[float | None] | None = None,
+                 model_version: str = "") -> None:
+    """The plugin's recent-images store: ``images/<sha256>`` and an ``index.jsonl`` line per image, with the
+    score the bot's model (``model_version``) gave it; by default none (as where a correction decided)."""
     (recent / "images").mkdir(parents=True, exist_ok=True)
+    scores = scores or [None] * len(images)
     lines = []
-    for k, data in enumerate(images):
+    for k, (data, score) in enumerate(zip(images, scores)):
         sha256 = hashlib.sha256(data).hexdigest()
         (recent / "images" / sha256).write_bytes(data)
         lines.append(json.dumps({"image": {"message_id": k, "group_id": 1, "image_key": f"k{k}", "sha256": sha256,
-                                           "size": len(data), "score": 0.5, "model_version": BASE_VERSION,
+                                           "size": len(data), "score": score, "model_version": model_version,
                                            "hit": False, "stored_at": 1.0e9 + k}}))
     (recent / "index.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
