@@ -117,7 +117,7 @@ async def measure(model: Path, hit: bytes, server: ImageServer, samples: int, bu
         print(f"  ratio during / idle: median {during_median / idle_median:.2f}×, p95 {during_p95 / idle_p95:.2f}×")
         print(f"  images acted on: {len(acted & set(posted))}/{len(posted)}")
         print(f"Refresh wall time (command → answer): {refresh_seconds:.0f} s")
-        print("Answers:\n  " + "\n  ".join(answers).replace("\n", "\n  "))
+        print("Answers:\n  " + "\n".join(answers).replace("\n", "\n  "))
     finally:
         await onebot.close()
         stop_bot(process)

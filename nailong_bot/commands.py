@@ -305,10 +305,10 @@ async def _feedback(call: Invocation) -> str:
 # --- The model learns the corrections: what runs, a refresh, a rollback (see refresh.py) ---
 
 
-def refresh_lines(record: RefreshRecord) -> list[str]:
+def refresh_lines(record: RefreshRecord, heading: str = "上次更新 / last refresh") -> list[str]:
     """A finished refresh: its outcome and message, then the gate's numbers."""
     started = datetime.fromtimestamp(record.started_at).strftime("%Y-%m-%d %H:%M")
-    lines = [f"上次更新 / last refresh: {started}（{record.trigger}）{OUTCOME_NAMES[record.outcome]}", record.message]
+    lines = [f"{heading}: {started}（{record.trigger}）{OUTCOME_NAMES[record.outcome]}", record.message]
     return lines + (gate_lines(record.gate) if record.gate else [])
 
 
@@ -365,7 +365,7 @@ async def _refresh(call: Invocation) -> str:
         f"{budget // 60} min; the bot keeps guarding); the result will follow.",
     )
     # Shielded: this command's handler going away must not stop the refresh.
-    return "\n".join(refresh_lines(await asyncio.shield(task)))
+    return "\n".join(refresh_lines(await asyncio.shield(task), "更新结束 / refresh done"))
 
 
 @subcommand(

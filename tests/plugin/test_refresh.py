@@ -261,6 +261,7 @@ async def test_refresh_model_and_rollback_commands(app: App, learner) -> None:
 
     started, finished = await chat(app, "/奶龙 更新")
     assert started.startswith("开始更新模型")
+    assert finished.startswith("更新结束 / refresh done") and "(passed, in use)" in finished
     assert "new model in use: 0.0.1 → 0.0.1+r1" in finished
     assert "✓ 纠错判对 / corrections decided their way: 5/5" in finished
     assert "agreement with the old model: 99.0%" in finished
