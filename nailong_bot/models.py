@@ -45,7 +45,7 @@ from .storage import SettingsStore
 
 POINTER_FILE = "current.json"
 CANDIDATES_DIR = "candidates"
-# Refreshed models kept on disk besides the one in use: how far rollback reaches.
+# Refreshed models kept on disk besides the one in use: how far rollback reaches before the base.
 KEPT_MODELS = 3
 KEPT_FAILED_CANDIDATES = 2
 _UNSAFE = re.compile(r"[^0-9A-Za-z.+_-]")
@@ -193,7 +193,9 @@ class Models:
             await asyncio.to_thread(candidate_dir.rename, self.directory / name)
             # The session holds the model in memory; only the path shown changes.
             classifier.info = replace(classifier.info, path=self.model_path(name))
-            new = Pointer(pointer.base_sha256, name, (*pointer.previous, pointer.current)[-KEPT_MODELS:])
+            # Rollback reaches the last refreshed models and, below them, always the base.
+            refreshed = [n for n in (*pointer.previous, pointer.current) if n is not None][-KEPT_MODELS:]
+            new = Pointer(pointer.base_sha256, name, (None, *refreshed))
             await asyncio.to_thread(self._write_pointer, new)
             self._use(classifier)
             await asyncio.to_thread(self._prune, new)

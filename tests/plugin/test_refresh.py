@@ -9,7 +9,6 @@ import json
 import re
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +120,18 @@ async def test_a_version_built_again_after_a_rollback_is_not_answered_from_the_c
     assert (await learner.refresher.start("test")).outcome == "passed"
     again = await decide(learner, image)
     assert (again.source, again.model_version) == ("model", "0.0.1+r1") and again.score > 0.9
+
+
+async def test_rollback_reaches_the_last_refreshed_models_and_always_the_base(learner, fake_trainer, tmp_path) -> None:
+    for number in range(1, 6):
+        fake_trainer(version=f"0.0.1+r{number}")
+        assert (await learner.refresher.start("test")).outcome == "passed"
+    versions = []
+    while learner.models.can_roll_back():
+        versions.append((await learner.models.rollback())[1].version)
+    assert versions == ["0.0.1+r4", "0.0.1+r3", "0.0.1+r2", "0.0.1"]
+    kept = sorted(p.name for p in (tmp_path / "data" / "models").iterdir() if (p / "nailong.onnx").is_file())
+    assert kept == ["0.0.1+r2", "0.0.1+r3", "0.0.1+r4", "0.0.1+r5"]  # older ones pruned from disk
 
 
 async def test_a_new_base_model_replaces_the_refreshed_ones(learner, start_guard, tmp_path) -> None:
