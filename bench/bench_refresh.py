@@ -11,8 +11,8 @@ gate's result. Prints medians and p95 of both, their ratio, how many images were
 must be), and the refresh's own wall time and answer.
 
 One run, 2026-12-03, the project's 2-core box shared with other jobs, the bundled Lite0, defaults (nice 10, one
-thread, 600 s budget): idle median 49.2 ms / p95 144.7 ms (n=30); during the refresh 58.6 ms / 157.7 ms (n=451):
-1.19× / 1.09×; 482/482 images acted on; the refresh took 491 s and passed its gate (3 corrections).
+thread, 600 s budget): idle median 32.9 ms / p95 58.1 ms (n=30); during the refresh 31.7 ms / 63.5 ms (n=312):
+0.96× / 1.09×; 343/343 images acted on; the refresh took 325 s (48 steps) and passed its gate (3 corrections).
 """
 
 from __future__ import annotations
