@@ -123,7 +123,7 @@ def recommended_threshold(checkpoint: dict, precision_target: float,
 
 
 def export_command(checkpoint_path: str, out: str, opset: int = 20, precision_target: float | None = None,
-                   int8: bool = False, version: str | None = None) -> Path:
+                   int8: bool = False, version: str | None = None, wild_of: str | None = None) -> Path:
     started = time.perf_counter()
     model, checkpoint = load_checkpoint(checkpoint_path)
     target = precision_target if precision_target is not None else checkpoint["config"].get("precision_target", 0.99)
@@ -135,6 +135,14 @@ def export_command(checkpoint_path: str, out: str, opset: int = 20, precision_ta
     difference = check_parity(model, out_path, size)
     version = version or datetime.now(timezone.utc).strftime("%Y.%m.%d")
     write_metadata(out_path, build_metadata(checkpoint, threshold, metrics, version))
+    if wild_of:
+        # The shipped threshold comes from images of sources never trained on, scored by the exported model.
+        from .calibrate import calibrate_model
+        from .config import load_config
+
+        report = calibrate_model(out_path, load_config(wild_of), checkpoint)
+        out_path.with_name(out_path.stem + ".calibration.json").write_text(
+            json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     digest = sha256_file(out_path)
     out_path.with_name(out_path.name + ".sha256").write_text(digest + "\n")
     # Weights without optimizer state, for fine-tuning (`init_checkpoint=`) from the shipped model.
