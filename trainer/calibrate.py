@@ -18,7 +18,7 @@ import onnx
 from nailong_vision.decode import ImageDecodeError
 
 from .config import TrainConfig
-from .data import ImageRecord, wild_records
+from .data import ImageRecord, load_records, wild_records
 from .metrics import summarize
 from .scoring import Scorer, load_scorer
 
@@ -87,6 +87,19 @@ def wild_report(records: list[ImageRecord], scores: np.ndarray, threshold: float
     }
 
 
+def validation_hard_threshold(checkpoint: dict, cfg: TrainConfig, positive: str) -> float:
+    """The lowest threshold with at most ``val_hard_max_fpr`` of the validation's hard-tagged negatives
+    reaching it (scores stored in the checkpoint, tags from the data folders' MANIFEST)."""
+    tags = {r.source: r.tag for r in load_records(cfg)}
+    labels = checkpoint["labels"]
+    scores = checkpoint["val_probs"][:, labels.index(positive)]
+    hard = np.array([tags.get(source) == "hard" for source in checkpoint["val_sources"]])
+    hard &= checkpoint["val_targets"] != labels.index(positive)
+    if not hard.any():
+        raise ValueError("no hard-tagged negatives in the validation split / 验证集里没有难负样本")
+    return wild_threshold(scores[hard], cfg.val_hard_max_fpr)
+
+
 def calibrate_model(model_path: str | Path, cfg: TrainConfig, checkpoint: dict | None = None) -> dict:
     """Score the wild set with the exported model, write the wild threshold into its metadata (with the
     validation metrics at that threshold, from ``checkpoint``) and return the calibration report."""
@@ -94,9 +107,17 @@ def calibrate_model(model_path: str | Path, cfg: TrainConfig, checkpoint: dict |
     positive = scorer.labels[scorer.positive_index]
     records, scores = score_records(scorer, wild_records(cfg))
     other = np.array([r.label != positive for r in records])
-    threshold = wild_threshold(scores[other], cfg.wild_max_fpr)
-    report = {"rule": f"lowest threshold with wild-set false-positive rate ≤ {cfg.wild_max_fpr:.2%}",
+    threshold = wild_only = wild_threshold(scores[other], cfg.wild_max_fpr)
+    rule = f"lowest threshold with wild-set false-positive rate ≤ {cfg.wild_max_fpr:.2%}"
+    hard_threshold = None
+    if cfg.val_hard_max_fpr is not None and checkpoint is not None and "val_probs" in checkpoint:
+        hard_threshold = validation_hard_threshold(checkpoint, cfg, positive)
+        threshold = max(threshold, hard_threshold)
+        rule += f" and validation hard-negative false-positive rate ≤ {cfg.val_hard_max_fpr:.2%}"
+    report = {"rule": rule,
               "wild_sources": cfg.wild_sources,
+              "wild_only_threshold": wild_only,
+              "validation_hard_threshold": hard_threshold,
               "precision_target_threshold": scorer.threshold,
               "wild": wild_report(records, scores, threshold, positive),
               "wild_at_precision_target": wild_report(records, scores, scorer.threshold, positive)}
@@ -113,7 +134,8 @@ def calibrate_model(model_path: str | Path, cfg: TrainConfig, checkpoint: dict |
         report["validation_at_threshold"] = headline
         metadata["metrics"] = json.dumps(headline)
     metadata["calibration"] = json.dumps({
-        "rule": report["rule"], "wild_sources": cfg.wild_sources,
+        "rule": report["rule"], "wild_sources": cfg.wild_sources, "wild_only_threshold": wild_only,
+        "validation_hard_threshold": hard_threshold,
         "wild_other": report["wild"]["other"], "wild_false_positive_rate": report["wild"]["false_positive_rate"],
         "wild_hard_false_positive_rate": report["wild"]["hard"]["false_positive_rate"],
         "precision_target_threshold": round(scorer.threshold, THRESHOLD_DECIMALS)})
@@ -121,6 +143,7 @@ def calibrate_model(model_path: str | Path, cfg: TrainConfig, checkpoint: dict |
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(path))
+    log.info("rule: %s → threshold %.4f (wild set alone: %.4f)", rule, threshold, wild_only)
     log.info("wild set (%d other, %d hard): threshold %.4f → false-positive rate %.4f (hard %.4f); the precision "
              "target's threshold %.4f gave %.4f", report["wild"]["other"], report["wild"]["hard"]["other"], threshold,
              report["wild"]["false_positive_rate"], report["wild"]["hard"]["false_positive_rate"] or 0.0,

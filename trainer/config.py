@@ -63,6 +63,8 @@ class TrainConfig:
     # MANIFEST source repositories held out whole: never trained or validated on, they set the threshold.
     wild_sources: list[str] = field(default_factory=list)
     wild_max_fpr: float = 0.005  # the shipped threshold: the lowest with at most this false-positive rate on them
+    # …and, when set, at most this false-positive rate on the validation's hard-tagged negatives (MANIFEST tag "hard").
+    val_hard_max_fpr: float | None = None
     # Sampling factors within a class: by MANIFEST tag ({hard: 3}) and by source substring ({"npm:openmoji": 0.5}).
     tag_weights: dict[str, float] = field(default_factory=dict)
     source_weights: dict[str, float] = field(default_factory=dict)

@@ -220,3 +220,42 @@ def test_export_sets_the_threshold_on_the_wild_set(trained, tmp_path, image_root
     report = json.loads((tmp_path / "model.calibration.json").read_text(encoding="utf-8"))
     assert report["wild"]["other"] == 4 and report["wild"]["hard"]["other"] == 2
     assert set(report["wild"]["by_source"]) == {"wild/stickers"}
+
+
+def test_evaluate_reports_the_wild_set_by_source_and_tag_with_a_sheet_of_mistakes(trained, tmp_path, image_root,
+                                                                                    negatives_root):
+    from trainer.cli import main
+
+    _, _, model = trained
+    wild_cfg = tiny_config(tmp_path, image_root, f"data=['{image_root}', '{negatives_root}']",
+                           "wild_sources=[wild/stickers]")
+    config_path = tmp_path / "wild.yaml"
+    config_path.write_text(yaml.safe_dump(json.loads(json.dumps(wild_cfg.to_dict()))), encoding="utf-8")
+    out = tmp_path / "wild"
+    # At threshold 0 every wild image is flagged: all four are false positives, each on the sheet.
+    assert main(["evaluate", "--model", str(model), "--wild-of", str(config_path), "--out", str(out),
+                 "--threshold", "0"]) == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["images"] == 4
+    assert report["per_source_repo"]["wild/stickers"]["false_positives"] == 4
+    assert {tag: row["images"] for tag, row in report["per_tag"].items()} == {"hard": 2, "sticker": 2}
+    with open(out / "mistakes" / "mistakes.csv", encoding="utf-8") as handle:
+        mistakes = list(csv.DictReader(handle))
+    assert sorted(row["number"] for row in mistakes) == ["1", "2", "3", "4"]
+    assert {row["tag"] for row in mistakes} == {"hard", "sticker"}
+    assert (out / "mistakes" / "sheet-001.png").stat().st_size > 0
+    assert "按标签 / By tag" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_the_validation_hard_negatives_can_raise_the_threshold(tmp_path, image_root, negatives_root):
+    from trainer.calibrate import validation_hard_threshold
+
+    cfg = tiny_config(tmp_path, image_root, f"data=['{negatives_root}']", "val_hard_max_fpr=0.0")
+    sources = [str(negatives_root / f"other/n{i}.png") for i in range(10)]
+    nailong_scores = np.linspace(0.05, 0.95, 10)  # n9 (hard, 0.95) is the highest-scoring hard negative
+    checkpoint = {"labels": ["nailong", "other"], "val_sources": sources, "val_targets": np.ones(10, dtype=int),
+                  "val_probs": np.stack([nailong_scores, 1 - nailong_scores], axis=1)}
+    assert validation_hard_threshold(checkpoint, cfg, "nailong") == pytest.approx(0.9501)
+    checkpoint["val_targets"] = np.zeros(10, dtype=int)  # no hard negative left: a clear error
+    with pytest.raises(ValueError, match="hard"):
+        validation_hard_threshold(checkpoint, cfg, "nailong")
