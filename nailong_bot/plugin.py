@@ -1,6 +1,9 @@
 """The NoneBot side of the plugin: metadata, settings, the web routes, start-up and shutdown."""
 
+from importlib.metadata import PackageNotFoundError, version
+
 from nonebot import get_driver, get_plugin_config, require
+from nonebot.adapters import Bot
 from nonebot.drivers import ASGIMixin
 from nonebot.log import logger
 from nonebot.plugin import PluginMetadata
@@ -11,10 +14,19 @@ import nonebot_plugin_localstore as localstore  # noqa: E402
 
 from nailong_vision.classifier import ModelError  # noqa: E402
 
-from . import pipeline  # noqa: E402, F401  (registers the image matcher)
+from . import forward, pipeline  # noqa: E402, F401  (pipeline registers the image matcher)
 from . import runtime  # noqa: E402
 from .commands import help_text  # noqa: E402
-from .config import Config  # noqa: E402
+from .config import TOKEN_RECIPE, Config  # noqa: E402
+
+
+def _installed_version() -> str:
+    """The version pip installed; a bare checkout that was never installed has none."""
+    try:
+        return version("nailong-bot")
+    except PackageNotFoundError:
+        return "0+unknown"
+
 
 __plugin_meta__ = PluginMetadata(
     name="奶龙守卫",
@@ -26,14 +38,15 @@ __plugin_meta__ = PluginMetadata(
     type="application",
     config=Config,
     supported_adapters={"~onebot.v11"},
+    extra={"version": _installed_version()},
 )
 
 plugin_config = get_plugin_config(Config)
 driver = get_driver()
 
 
-def _mount_web(token: str) -> None:
-    """The HTTP API and the web console, on the driver's FastAPI app."""
+def _mount_web(config: Config) -> None:
+    """The HTTP API and the web console, on the driver's FastAPI app, each when its token is set."""
     from fastapi import FastAPI
 
     from . import web  # only loaded when switched on
@@ -41,16 +54,34 @@ def _mount_web(token: str) -> None:
     app = driver.server_app if isinstance(driver, ASGIMixin) else None
     if not isinstance(app, FastAPI):
         logger.warning(
-            "设置了 NAILONG_API_TOKEN，但驱动不是 ~fastapi，HTTP API 和控制台未启用 / NAILONG_API_TOKEN is set "
-            "but the driver is not ~fastapi: no HTTP API and no console"
+            "设置了 NAILONG_API_TOKEN 或 NAILONG_ADMIN_TOKEN，但驱动不是 ~fastapi，HTTP API 和控制台未启用 / a web "
+            "token is set but the driver is not ~fastapi: no HTTP API and no console"
         )
         return
-    web.mount(app, token)
-    logger.info("HTTP API 和控制台已启用 / HTTP API and console enabled: /nailong/api/, /nailong/")
+    api_token, admin_token = config.nailong_api_token, config.nailong_admin_token
+    web.mount(
+        app,
+        api_token=None if api_token is None else api_token.get_secret_value(),
+        admin_token=None if admin_token is None else admin_token.get_secret_value(),
+        session_hours=config.nailong_session_hours,
+        secure_cookie=config.nailong_secure_cookie,
+    )
+    if api_token is not None:
+        logger.info("HTTP API 已启用 / HTTP API enabled: /nailong/api/ (NAILONG_API_TOKEN)")
+    if admin_token is not None:
+        logger.info("网页控制台已启用 / web console enabled: /nailong/ (NAILONG_ADMIN_TOKEN)")
+    else:
+        # Before there were two tokens the API token also opened the console: say where it went.
+        logger.warning(
+            "网页控制台未启用：控制台现在需要单独的 NAILONG_ADMIN_TOKEN（与 NAILONG_API_TOKEN 不同），"
+            "API 令牌只能用于 classify 和 status / the web console is off: it now needs its own "
+            "NAILONG_ADMIN_TOKEN (different from NAILONG_API_TOKEN); the API token opens only classify and status. "
+            f"{TOKEN_RECIPE}"
+        )
 
 
-if plugin_config.nailong_api_token is not None:
-    _mount_web(plugin_config.nailong_api_token)
+if plugin_config.nailong_api_token is not None or plugin_config.nailong_admin_token is not None:
+    _mount_web(plugin_config)
 
 
 @driver.on_startup
@@ -67,3 +98,8 @@ async def _start() -> None:
 @driver.on_shutdown
 async def _stop() -> None:
     await runtime.stop()
+
+
+@driver.on_bot_disconnect
+async def _disconnected(bot: Bot) -> None:
+    forward.connection_lost(bot.self_id)

@@ -1,5 +1,5 @@
 """What lives from start-up to shutdown: the model session, the HTTP client, the cache, settings,
-per-group counts, the recent images and the admins' corrections."""
+per-group counts, the recent images, the admins' corrections and the audit log of their changes."""
 
 from __future__ import annotations
 
@@ -18,14 +18,28 @@ from nailong_vision.classifier import (
 )
 
 from .actions import WarningCooldown
+from .audit import AUDIT_FILE, AuditLog
+from .budget import DecodeBudget
 from .cache import TTLCache
 from .config import Config
 from .corrections import Corrections, correction_override
 from .decision import Decider, Decision
-from .fetch import Fetcher
+from .fetch import Fetcher, is_public_address
 from .recent import RecentImages
 from .stats import GroupCounts
 from .storage import Action, GroupSettings, SettingsStore
+
+
+@dataclass
+class ApiShare:
+    """What the HTTP API may use, apart from what group checking uses, so that API callers never
+    starve the guard: its requests at once (one more is answered 429), a fetcher of its own (its own
+    download slots; public addresses only unless NAILONG_API_ALLOW_PRIVATE_URLS) and one decision at
+    a time (with two or more workers, group images always have a worker the API cannot take)."""
+
+    requests: asyncio.Semaphore
+    fetcher: Fetcher
+    deciding: asyncio.Semaphore
 
 
 @dataclass
@@ -38,12 +52,17 @@ class Runtime:
     store: SettingsStore
     recent: RecentImages
     corrections: Corrections
+    # The decoded-image memory every decode in the plugin waits for.
+    decode_budget: DecodeBudget
     # Bounds the images whose bytes are in and wait for or go through a decision (the fetcher bounds
     # those on their way in): with the fetch's limits, the image bytes held in memory.
     deciding: asyncio.Semaphore
     warning_cooldown: WarningCooldown
     stats: GroupCounts
     saving_stats: asyncio.Task[None]
+    # Changes made through the web console or the API (who, from where, before and after).
+    audit: AuditLog
+    api: ApiShare
 
 
 _current: Runtime | None = None
@@ -101,13 +120,16 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         max_bytes=config.nailong_recent_max_bytes,
         max_age=config.nailong_recent_max_age_hours * 3600,
     )
-    corrections = await asyncio.to_thread(Corrections, data_dir / "feedback")
-    _report_unsaved(store, recent, corrections, stats)
+    decode_budget = DecodeBudget(config.nailong_decode_memory_mb << 20)
+    corrections = await asyncio.to_thread(Corrections, data_dir / "feedback", budget=decode_budget)
+    audit = await asyncio.to_thread(AuditLog, data_dir / AUDIT_FILE)
+    _report_unsaved(store, recent, corrections, stats, audit)
     decider = Decider(
         classifier,
         workers=config.nailong_workers,
         max_frames=config.nailong_max_frames,
         max_pixels=config.nailong_max_pixels,
+        budget=decode_budget,
     )
     decider.overrides.append(correction_override(corrections))
     _current = Runtime(
@@ -128,11 +150,27 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         store=store,
         recent=recent,
         corrections=corrections,
+        decode_budget=decode_budget,
         # One image in each worker and one queued behind it, so a worker never waits for the event loop.
         deciding=asyncio.Semaphore(2 * config.nailong_workers),
         warning_cooldown=WarningCooldown(config.nailong_reply_cooldown),
         stats=stats,
         saving_stats=asyncio.create_task(stats.save_every()),
+        audit=audit,
+        api=ApiShare(
+            requests=asyncio.Semaphore(config.nailong_api_max_requests),
+            fetcher=Fetcher(
+                max_bytes=config.nailong_max_image_bytes,
+                connect_timeout=config.nailong_connect_timeout,
+                read_timeout=config.nailong_read_timeout,
+                retries=config.nailong_fetch_retries,
+                max_concurrent=config.nailong_api_max_requests,
+                max_per_host=config.nailong_max_downloads_per_host,
+                deadline=config.nailong_download_deadline,
+                address_allowed=None if config.nailong_api_allow_private_urls else is_public_address,
+            ),
+            deciding=asyncio.Semaphore(1),
+        ),
     )
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
@@ -143,7 +181,9 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     return _current
 
 
-def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts) -> None:
+def _report_unsaved(
+    store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts, audit: AuditLog
+) -> None:
     """One line at start-up for what cannot be saved: the bot still guards, so say it loudly."""
     unsaved = [
         (zh, en, error)
@@ -152,6 +192,7 @@ def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Cor
             ("近期图片（纠错用）", "recent images (for corrections)", recent.save_error),
             ("纠错", "corrections", corrections.save_error),
             ("统计", "counts", stats.save_error),
+            ("操作记录", "audit log", audit.save_error),
         ]
         if error is not None
     ]
@@ -172,4 +213,5 @@ async def stop() -> None:
     runtime.saving_stats.cancel()
     await runtime.stats.save()
     await runtime.fetcher.aclose()
+    await runtime.api.fetcher.aclose()
     runtime.decider.shutdown()

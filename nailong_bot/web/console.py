@@ -1,15 +1,16 @@
-"""The web console at `/nailong/`: groups, recent images, corrections, the model card and a box to try
-an image. Server-rendered HTML and one small script; nothing is loaded from outside the bot.
+"""The web console at `/nailong/`: groups, recent images, corrections, the audit log, the model card and a
+box to try an image. Server-rendered HTML and one small script; nothing is loaded from outside the bot.
+Signed in with NAILONG_ADMIN_TOKEN (see auth.py); every change made here goes into the audit log.
 
 Every value put into a page is HTML-escaped unless it is :class:`Html` built here; thumbnails are
-re-encoded from the recent-images store, never fetched.
+the small re-encoded copies the recent-images store made when each image was decided, never fetched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
-import io
+import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -20,24 +21,27 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from nonebot.log import logger
 
-from nailong_vision.decode import ImageDecodeError, decode_frames
+from nailong_vision.decode import ImageDecodeError
 
 from .. import verdicts
 from ..commands import ACTION_LABELS, format_threshold
 from ..corrections import LABELS, Correction
-from ..recent import RecentImage
+from ..recent import THUMBNAIL_SIZE, RecentImage, make_thumbnail
 from ..runtime import Runtime
 from ..stats import COUNT_NAMES, Counts
-from .api import classify, decision_json, model_card, read_image_input, running
-from .auth import CSRF_HEADER, SESSION_COOKIE, TokenAuth
+from .api import classify_request, model_card, running
+from .auth import CSRF_HEADER, SESSION_COOKIE, Session, TokenAuth, client_address, matches, too_many_attempts
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
 RECENT_SHOWN = 40
 CORRECTIONS_SHOWN = 20
-THUMBNAIL_SIZE = (240, 240)
+AUDIT_SHOWN = 20
 _FORM_LIMIT = 4096
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_MESSAGE_ID = re.compile(r"-?[0-9]{1,20}")
+# The optional name given at sign-in, recorded as the operator "web:<name>".
+_OPERATOR_NAME = re.compile(r"[\w.-]{1,32}")
 # The page loads nothing but its own files; thumbnails and the tried image's preview (blob:) included.
 _HEADERS = {
     "Content-Security-Policy": (
@@ -169,13 +173,37 @@ def _correction_row(correction: Correction) -> Html:
     )
 
 
-def _thumbnail(data: bytes, max_pixels: int) -> bytes:
-    """The first frame, re-encoded small: the browser never gets the posted bytes themselves."""
-    frame = decode_frames(data, max_frames=1, max_pixels=max_pixels)[0]
-    frame.thumbnail(THUMBNAIL_SIZE)
-    buffer = io.BytesIO()
-    frame.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
+def _audit_row(entry: dict) -> Html:
+    def shown(value: object) -> str:
+        return "—" if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+    return render(
+        "<tr><td>$time</td><td>$operator</td><td>$client</td><td>$action</td><td><code>$before</code></td>"
+        "<td><code>$after</code></td></tr>",
+        time=entry.get("time", "—"),
+        operator=entry.get("operator", "—"),
+        client=entry.get("client") or "—",
+        action=entry.get("action", "—"),
+        before=shown(entry.get("before")),
+        after=shown(entry.get("after")),
+    )
+
+
+def _thumbnail(runtime: Runtime, entry: RecentImage) -> bytes | None:
+    """The thumbnail stored when the image was decided. One kept before thumbnails were stored is
+    made now, once, under the decode budget; None when the image cannot be shown."""
+    stored = runtime.recent.read_thumbnail(entry)
+    if stored is not None:
+        return stored
+    try:
+        data = runtime.recent.read(entry)
+        options = {"max_frames": 1, "max_pixels": runtime.config.nailong_max_pixels, "draft_size": THUMBNAIL_SIZE[0]}
+        with runtime.decode_budget.frames(data, **options) as (first,):
+            made = make_thumbnail(first)
+    except (FileNotFoundError, ImageDecodeError):
+        return None
+    runtime.recent.keep_thumbnail(entry, made)
+    return made
 
 
 async def _read_form(request: Request) -> dict[str, str]:
@@ -197,20 +225,39 @@ def _to_console(notice: str | None = None) -> RedirectResponse:
     return RedirectResponse(target, status_code=303)
 
 
+def _login_page(error: str, status_code: int) -> HTMLResponse:
+    return _html_response(page("login.html", error=render('<p class="error">$text</p>', text=error)), status_code)
+
+
+def _throttled_login_page(seconds: int) -> HTMLResponse:
+    refused = too_many_attempts(seconds)
+    response = _login_page(refused.detail, refused.status_code)
+    response.headers.update(refused.headers or {})
+    return response
+
+
 def make_router(auth: TokenAuth) -> APIRouter:
     router = APIRouter(prefix="/nailong", include_in_schema=False)
 
-    def require_login(request: Request) -> None:
-        if not auth.logged_in(request):
+    def require_login(request: Request) -> Session:
+        session = auth.session(request)
+        if session is None:
             raise HTTPException(401, "请先登录 / please sign in at /nailong/login")
+        return session
+
+    def require_form_token(session: Session, given: str | None) -> None:
+        if not matches(given, session.csrf):
+            raise HTTPException(403, "表单已过期，请刷新页面 / stale form, reload the page")
 
     @router.get("/")
     async def console(request: Request, notice: str | None = None) -> Response:
-        if not auth.logged_in(request):
+        session = auth.session(request)
+        if session is None:
             return RedirectResponse("/nailong/login", status_code=303)
         runtime = running()
         recent = await asyncio.to_thread(runtime.recent.newest, RECENT_SHOWN)
         corrections = await asyncio.to_thread(runtime.corrections.newest, CORRECTIONS_SHOWN)
+        audit = await asyncio.to_thread(runtime.audit.latest, AUDIT_SHOWN)
         shown_notice = Html("")
         if notice in NOTICES:
             text, is_error = NOTICES[notice]
@@ -218,14 +265,17 @@ def make_router(auth: TokenAuth) -> APIRouter:
         return _html_response(
             page(
                 "console.html",
-                csrf=auth.csrf,
+                csrf=session.csrf,
+                operator=session.operator,
                 notice=shown_notice,
                 model_card=_model_card(runtime),
                 group_rows=_group_rows(runtime),
-                recent_items=Html("".join(_recent_item(entry, auth.csrf) for entry in recent))
+                recent_items=Html("".join(_recent_item(entry, session.csrf) for entry in recent))
                 or Html('<li class="empty">还没有检查过图片 / no image checked yet</li>'),
                 correction_rows=Html("".join(_correction_row(c) for c in corrections))
                 or Html('<tr><td colspan="7" class="empty">还没有纠错 / no correction yet</td></tr>'),
+                audit_rows=Html("".join(_audit_row(entry) for entry in audit))
+                or Html('<tr><td colspan="6" class="empty">还没有操作记录 / no change recorded yet</td></tr>'),
             )
         )
 
@@ -235,18 +285,50 @@ def make_router(auth: TokenAuth) -> APIRouter:
 
     @router.post("/login")
     async def login(request: Request) -> Response:
+        address = client_address(request)
+        if (seconds := auth.throttle.retry_after(address)) is not None:
+            return _throttled_login_page(seconds)
         form = await _read_form(request)
-        if not auth.token_matches(form.get("token")):
-            error = render('<p class="error">令牌不对 / wrong token</p>')
-            return _html_response(page("login.html", error=error), status_code=401)
+        name = form.get("name", "").strip()
+        if name and not _OPERATOR_NAME.fullmatch(name):
+            return _login_page("名字最多 32 个字母、数字、_ . - / a name is up to 32 letters, digits, _ . -", 400)
+        given = form.get("token")
+        if not auth.check_admin_token(request, given):
+            if (seconds := auth.throttle.retry_after(address)) is not None:
+                return _throttled_login_page(seconds)
+            if auth.is_api_token(given):
+                return _login_page(
+                    "这是 API 令牌，控制台要用 NAILONG_ADMIN_TOKEN / that is the API token: the console needs "
+                    "NAILONG_ADMIN_TOKEN",
+                    401,
+                )
+            return _login_page("令牌不对 / wrong token", 401)
+        if (previous := auth.session(request)) is not None:
+            auth.sessions.end(previous)
+        session = auth.sessions.start(f"web:{name}" if name else "web")
+        logger.info(f"控制台登录 / console sign-in: {session.operator} from {address}")
         response = _to_console()
-        response.set_cookie(SESSION_COOKIE, auth.session, httponly=True, samesite="strict", path="/nailong")
+        response.set_cookie(
+            SESSION_COOKIE,
+            session.id,
+            max_age=int(auth.sessions.lifetime),
+            httponly=True,
+            samesite="strict",
+            secure=auth.cookie_secure(request),
+            path="/nailong",
+        )
         return response
 
     @router.post("/logout")
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        session = auth.session(request)
+        if session is not None:
+            require_form_token(session, (await _read_form(request)).get("csrf"))
+            auth.sessions.end(session)
         response = RedirectResponse("/nailong/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/nailong")
+        response.delete_cookie(
+            SESSION_COOKIE, httponly=True, samesite="strict", secure=auth.cookie_secure(request), path="/nailong"
+        )
         return response
 
     @router.get("/static/{name}")
@@ -264,22 +346,19 @@ def make_router(auth: TokenAuth) -> APIRouter:
         entry = next((e for e in kept if e.sha256 == sha256), None) if _SHA256.fullmatch(sha256) else None
         if entry is None:
             raise HTTPException(404, "这张图片已不在近期记录中 / not among the recent images")
-        try:
-            data = await asyncio.to_thread(runtime.recent.read, entry)
-            image = await asyncio.to_thread(_thumbnail, data, runtime.config.nailong_max_pixels)
-        except (FileNotFoundError, ImageDecodeError) as error:
-            raise HTTPException(404, "这张图片无法显示 / this image cannot be shown") from error
+        image = await asyncio.to_thread(_thumbnail, runtime, entry)
+        if image is None:
+            raise HTTPException(404, "这张图片无法显示 / this image cannot be shown")
         # Named by its content, so it never changes.
         return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
     @router.post("/correct")
     async def correct(request: Request) -> Response:
-        require_login(request)
+        session = require_login(request)
         form = await _read_form(request)
-        if not auth.csrf_matches(form.get("csrf")):
-            raise HTTPException(403, "表单已过期，请刷新页面 / stale form, reload the page")
+        require_form_token(session, form.get("csrf"))
         label, message_id = form.get("label"), form.get("message_id", "")
-        if label not in LABELS or not message_id.lstrip("-").isdigit():
+        if label not in LABELS or not _MESSAGE_ID.fullmatch(message_id):
             raise HTTPException(400, "需要 label=nailong|other 和 message_id / label and message_id required")
         runtime = running()
         entries = await asyncio.to_thread(runtime.recent.lookup, int(message_id))
@@ -291,19 +370,29 @@ def make_router(auth: TokenAuth) -> APIRouter:
         except FileNotFoundError:
             return _to_console("gone")
         try:
-            await verdicts.correct(runtime, [(entry, data)], label, operator="web")
+            added = await verdicts.correct(runtime, [(entry, data)], label, operator=session.operator)
         except OSError as error:
             logger.error(f"保存纠错失败 / saving a correction failed: group={entry.group_id}: {error}")
             return _to_console("failed")
+        await asyncio.to_thread(
+            runtime.audit.record,
+            session.operator,
+            "correction",
+            before={
+                "group_id": entry.group_id,
+                "message_id": entry.message_id,
+                "image": entry.sha256,
+                "verdict": "nailong" if entry.hit else "other",
+                "score": None if entry.score is None else round(entry.score, 6),
+            },
+            after={"verdict": label, "corrections": [correction.id for correction in added]},
+            client=client_address(request),
+        )
         return _to_console(f"corrected-{label}")
 
     @router.post("/try")
     async def try_image(request: Request) -> dict:
-        require_login(request)
-        if not auth.csrf_matches(request.headers.get(CSRF_HEADER)):
-            raise HTTPException(403, "表单已过期，请刷新页面 / stale page, reload it")
-        runtime = running()
-        image = await read_image_input(request, runtime.config.nailong_max_image_bytes)
-        return decision_json(await classify(runtime, image), runtime)
+        require_form_token(require_login(request), request.headers.get(CSRF_HEADER))
+        return await classify_request(request)
 
     return router

@@ -19,10 +19,11 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 from PIL import ExifTags, Image, ImageDraw
@@ -216,6 +217,26 @@ def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
     )
 
 
+def large_sparse_png(width: int, height: int) -> bytes:
+    """A large RGBA PNG that compresses to little (a 6000×6600 one is ~180 KB): a nailong-yellow disc
+    with a blue bar on a transparent sheet, as an attacker's sticker might be."""
+    image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([width // 6, height // 6, width * 5 // 6, height * 5 // 6], fill=(*YELLOW, 255))
+    draw.rectangle([width // 3, height * 2 // 5, width * 2 // 3, height * 9 // 20], fill=(*BLUE, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=9)
+    return buffer.getvalue()
+
+
+def png_variant(png: bytes, text: str) -> bytes:
+    """The same pixels in other bytes: a tEXt chunk after the header (no new decode of the pixels)."""
+    body = b"Comment\x00" + text.encode()
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    end_of_header = 8 + 25  # signature, then IHDR: length, type, 13 bytes, CRC
+    return png[:end_of_header] + chunk + png[end_of_header:]
+
+
 def truncated_jpeg() -> bytes:
     noisy = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
     buffer = io.BytesIO()
@@ -262,13 +283,16 @@ class ImageServer:
     /html (HTML as image/jpeg),
     /huge (an endless body without Content-Length), /huge-declared (Content-Length over any cap),
     /redirect-loop (redirects to itself), /redirect-file (redirects to file:///etc/passwd),
+    /redirect?to=<url> (redirects there),
     /bad-gzip (a body that claims gzip and is not), /trickle/<name>?every=<seconds> (the registered
-    file one byte at a time). ``requests`` counts every path asked for.
+    file one byte at a time). ``requests`` counts every path asked for, ``host_headers`` every
+    Host header. ``host``: the loopback address it listens on (Linux answers on all of 127.0.0.0/8).
     """
 
-    def __init__(self, slow_seconds: float = 3.0) -> None:
+    def __init__(self, slow_seconds: float = 3.0, host: str = "127.0.0.1") -> None:
         self.files: dict[str, tuple[bytes, str]] = {}
         self.requests: Counter[str] = Counter()
+        self.host_headers: Counter[str] = Counter()
         self.huge_bytes_sent = 0
         self.slow_seconds = slow_seconds
         # Requests to /slow being served right now, and the most at once.
@@ -290,6 +314,7 @@ class ImageServer:
             def do_GET(self) -> None:  # noqa: N802
                 path = self.path.split("?", 1)[0]
                 server.requests[path] = server.requests[path] + 1
+                server.host_headers[self.headers.get("Host", "")] += 1
                 route = getattr(server, "_route_" + path.strip("/").split("/")[0].replace("-", "_"), None)
                 if route is None:
                     self._send(404, b"not found", "text/plain")
@@ -303,7 +328,8 @@ class ImageServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = _QuietHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = host
+        self._httpd = _QuietHTTPServer((host, 0), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -317,7 +343,7 @@ class ImageServer:
         self._httpd.server_close()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+        return f"http://{self.host}:{self.port}/{path.lstrip('/')}"
 
     def add(self, name: str, data: bytes, content_type: str = "image/jpeg") -> str:
         self.files[name] = (data, content_type)
@@ -361,6 +387,13 @@ class ImageServer:
     def _route_redirect_loop(self, handler: Any, path: str) -> None:
         handler.send_response(302)
         handler.send_header("Location", "/redirect-loop")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    def _route_redirect(self, handler: Any, path: str) -> None:
+        query = dict(part.partition("=")[::2] for part in handler.path.partition("?")[2].split("&"))
+        handler.send_response(302)
+        handler.send_header("Location", unquote(query["to"]))
         handler.send_header("Content-Length", "0")
         handler.end_headers()
 
@@ -471,7 +504,10 @@ def group_message_payload(
 class FakeOneBot:
     """Connects to the bot by reverse WebSocket, posts events and records the API calls it gets.
 
-    ``responses`` maps an action to the ``(retcode, data)`` to answer with; others get (0, {}).
+    ``responses`` maps an action to the ``(retcode, data)`` to answer with, or to a function of the
+    call's params that returns them; others get (0, {}).
+    ``delays`` maps an action to the seconds its answer is held back (None: it is never answered);
+    meanwhile other calls are answered.
     """
 
     def __init__(self, port: int, self_id: int = 42, access_token: str | None = None) -> None:
@@ -479,7 +515,9 @@ class FakeOneBot:
         self.self_id = self_id
         self.access_token = access_token
         self.calls: list[tuple[float, str, dict]] = []
-        self.responses: dict[str, tuple[int, Any]] = {}
+        self.responses: dict[str, tuple[int, Any] | Callable[[dict], tuple[int, Any]]] = {}
+        self.delays: dict[str, float | None] = {}
+        self._held: set[asyncio.Task] = set()
         self._new_call = asyncio.Event()
         self._ws: Any = None
         self._reader: asyncio.Task | None = None
@@ -508,6 +546,8 @@ class FakeOneBot:
             await self._ws.close()
         if self._reader is not None:
             self._reader.cancel()
+        for held in list(self._held):
+            held.cancel()
 
     async def _read(self) -> None:
         async for raw in self._ws:
@@ -515,18 +555,28 @@ class FakeOneBot:
             action, params = request.get("action"), request.get("params", {})
             self.calls.append((time.monotonic(), action, params))
             self._new_call.set()
-            retcode, data = self.responses.get(action, (0, {}))
-            await self._ws.send(
-                json.dumps(
-                    {
-                        "status": "ok" if retcode == 0 else "failed",
-                        "retcode": retcode,
-                        "data": data,
-                        "message": "" if retcode == 0 else "failed on purpose",
-                        "echo": request.get("echo"),
-                    }
-                )
+            if action not in self.delays:
+                await self._answer(request)
+            elif (delay := self.delays[action]) is not None:
+                held = asyncio.create_task(self._answer(request, delay))
+                self._held.add(held)
+                held.add_done_callback(self._held.discard)
+
+    async def _answer(self, request: dict, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
+        answer = self.responses.get(request.get("action"), (0, {}))
+        retcode, data = answer(request.get("params", {})) if callable(answer) else answer
+        await self._ws.send(
+            json.dumps(
+                {
+                    "status": "ok" if retcode == 0 else "failed",
+                    "retcode": retcode,
+                    "data": data,
+                    "message": "" if retcode == 0 else "failed on purpose",
+                    "echo": request.get("echo"),
+                }
             )
+        )
 
     async def post(self, event: dict) -> None:
         await self._ws.send(json.dumps(event))

@@ -1,9 +1,12 @@
 """The web console's server side (the browser test in tests/e2e drives it in Chromium): login, the page,
-thumbnails, corrections by the same path as the chat command, the try box."""
+thumbnails, corrections by the same path as the chat command and into the audit log, the try box.
+Sessions, throttling and the two tokens' scopes: test_web_auth.py."""
 
 from __future__ import annotations
 
 import io
+import json
+import re
 
 import httpx
 import pytest
@@ -13,12 +16,13 @@ from PIL import Image
 from nailong_bot.cache import content_key
 from nailong_bot.corrections import Corrections
 from nailong_bot.web import mount
-from nailong_bot.web.auth import CSRF_HEADER, TokenAuth
+from nailong_bot.web.auth import CSRF_HEADER
 
 from nailong_testkit import BLUE, YELLOW, patterned, still
+from nonebug_chat import post
 
-TOKEN = "console-token-0123456789"
-CSRF = TokenAuth(TOKEN).csrf
+API_TOKEN = "console-api-token-0123456789"
+ADMIN_TOKEN = "console-admin-token-9876543210"
 NAILONG = patterned(YELLOW, seed=51)
 
 
@@ -26,16 +30,27 @@ NAILONG = patterned(YELLOW, seed=51)
 async def browser(guard):
     """A client that has not signed in yet."""
     app = FastAPI()
-    mount(app, TOKEN)
+    mount(app, API_TOKEN, ADMIN_TOKEN)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot") as client:
         yield client
 
 
+async def form_token(client: httpx.AsyncClient) -> str:
+    """The form token of the client's session, as the page gives it to its forms."""
+    page = (await client.get("/nailong/")).text
+    return re.search(r'<meta name="csrf-token" content="([^"]+)">', page).group(1)
+
+
 @pytest.fixture
 async def signed_in(browser):
-    answer = await browser.post("/nailong/login", data={"token": TOKEN})
+    answer = await browser.post("/nailong/login", data={"token": ADMIN_TOKEN})
     assert answer.status_code == 303 and answer.headers["Location"] == "/nailong/"
     return browser
+
+
+@pytest.fixture
+async def csrf(signed_in) -> str:
+    return await form_token(signed_in)
 
 
 def keep_hit(guard, data: bytes, message_id: int, group_id: int = 9) -> str:
@@ -52,11 +67,11 @@ async def test_the_console_needs_the_token(browser) -> None:
     assert "nailong_session" not in browser.cookies
     for path in ("/nailong/thumb/" + "0" * 64,):
         assert (await browser.get(path)).status_code == 401
-    assert (await browser.post("/nailong/correct", data={"csrf": CSRF})).status_code == 401
-    assert (await browser.post("/nailong/try", content=still(YELLOW), headers={CSRF_HEADER: CSRF})).status_code == 401
+    assert (await browser.post("/nailong/correct", data={"csrf": "x"})).status_code == 401
+    assert (await browser.post("/nailong/try", content=still(YELLOW), headers={CSRF_HEADER: "x"})).status_code == 401
 
 
-async def test_the_page_shows_groups_hits_corrections_and_the_model(signed_in, guard) -> None:
+async def test_the_page_shows_groups_hits_corrections_and_the_model(signed_in, csrf, guard) -> None:
     guard.stats.add(9, checked=3, hits=1, recalls=1)
     sha256 = keep_hit(guard, NAILONG, message_id=901)
     guard.corrections.add(
@@ -70,7 +85,7 @@ async def test_the_page_shows_groups_hits_corrections_and_the_model(signed_in, g
     assert f'<img src="/nailong/thumb/{sha256}"' in text and "命中 / hit" in text and "0.970" in text
     assert "误判 / wrong" in text
     assert "&lt;script&gt;x&lt;/script&gt;" in text and "<script>x" not in text
-    assert "tiny-test" in text and 'content="' + CSRF + '"' in text
+    assert "tiny-test" in text and 'content="' + csrf + '"' in text
 
 
 async def test_thumbnails_come_only_from_the_recent_images(signed_in, guard) -> None:
@@ -82,10 +97,31 @@ async def test_thumbnails_come_only_from_the_recent_images(signed_in, guard) -> 
     assert (await signed_in.get("/nailong/thumb/..%2Fsettings.json")).status_code == 404
 
 
-async def test_marking_a_hit_wrong_is_a_correction_by_web(signed_in, guard) -> None:
+async def test_thumbnails_are_made_when_an_image_is_decided_and_served_from_disk(
+    app, signed_in, guard, image_server
+) -> None:
+    url = image_server.add("console-decided.png", patterned(YELLOW, seed=53, fmt="PNG", size=(900, 700)), "image/png")
+    await post(app, url, message_id=905, acted_on=True)
+    (entry,) = guard.recent.lookup(905)
+    stored = guard.recent.directory / "thumbs" / entry.sha256
+    assert max(Image.open(stored).size) <= 240
+    (guard.recent.directory / "images" / entry.sha256).unlink()  # no original left to decode
+    thumb = await signed_in.get(f"/nailong/thumb/{entry.sha256}")
+    assert thumb.status_code == 200 and thumb.content == stored.read_bytes()
+
+
+async def test_an_image_kept_without_a_thumbnail_gets_one_once(signed_in, guard) -> None:
+    sha256 = keep_hit(guard, NAILONG, message_id=906)  # as kept before thumbnails were stored
+    stored = guard.recent.directory / "thumbs" / sha256
+    assert not stored.exists()
+    thumb = await signed_in.get(f"/nailong/thumb/{sha256}")
+    assert thumb.status_code == 200 and thumb.content == stored.read_bytes()
+
+
+async def test_marking_a_hit_wrong_is_a_correction_by_web(signed_in, csrf, guard) -> None:
     sha256 = keep_hit(guard, NAILONG, message_id=903)
     guard.cache.put(content_key(NAILONG), object())
-    form = {"csrf": CSRF, "message_id": "903", "sha256": sha256, "label": "other"}
+    form = {"csrf": csrf, "message_id": "903", "sha256": sha256, "label": "other"}
     assert (await signed_in.post("/nailong/correct", data={**form, "csrf": "stale"})).status_code == 403
     assert len(guard.corrections) == 0
     answer = await signed_in.post("/nailong/correct", data=form)
@@ -98,26 +134,60 @@ async def test_marking_a_hit_wrong_is_a_correction_by_web(signed_in, guard) -> N
     page = (await signed_in.get(answer.headers["Location"])).text
     assert "已记录：这不是奶龙" in page and f'<tr data-correction="{correction.id}">' in page
     # The image is now let through, by the correction.
-    tried = await signed_in.post("/nailong/try", content=NAILONG, headers={CSRF_HEADER: CSRF})
+    tried = await signed_in.post("/nailong/try", content=NAILONG, headers={CSRF_HEADER: csrf})
     assert tried.json()["source"] == "correction" and tried.json()["nailong"] is False
 
 
-async def test_a_dropped_image_cannot_be_corrected(signed_in, guard) -> None:
-    form = {"csrf": CSRF, "message_id": "999", "sha256": "b" * 64, "label": "nailong"}
+async def test_a_correction_lands_in_the_audit_log_and_on_the_page(browser, guard) -> None:
+    sha256 = keep_hit(guard, NAILONG, message_id=904)
+    signed_in = await browser.post("/nailong/login", data={"token": ADMIN_TOKEN, "name": "阿龙"})
+    assert signed_in.status_code == 303
+    form = {"csrf": await form_token(browser), "message_id": "904", "sha256": sha256, "label": "other"}
+    assert (await browser.post("/nailong/correct", data=form)).status_code == 303
+    (correction,) = guard.corrections.newest(5)
+    assert correction.user_id == "web:阿龙"
+    lines = (guard.audit.path).read_text(encoding="utf-8").splitlines()
+    entry = json.loads(lines[-1])
+    assert entry["operator"] == "web:阿龙" and entry["client"] == "127.0.0.1" and entry["action"] == "correction"
+    assert entry["before"] == {"group_id": 9, "message_id": 904, "image": sha256, "verdict": "nailong", "score": 0.97}
+    assert entry["after"] == {"verdict": "other", "corrections": [correction.id]}
+    assert entry["time"][:4].isdigit() and len(lines) == 1
+    page = (await browser.get("/nailong/")).text
+    audit = page[page.index('<section id="audit">'):]
+    assert "<td>web:阿龙</td><td>127.0.0.1</td><td>correction</td>" in audit
+    assert "&quot;verdict&quot;: &quot;nailong&quot;" in audit and correction.id in audit
+
+
+async def test_audit_entries_are_escaped_on_the_page(signed_in, guard) -> None:
+    guard.audit.record("web:<b>x</b>", "<script>alert(1)</script>", before={"a": "<i>"}, after=None, client="::1")
+    page = (await signed_in.get("/nailong/")).text
+    audit = page[page.index('<section id="audit">'):]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in audit and "<script>alert" not in audit
+    assert "web:&lt;b&gt;x&lt;/b&gt;" in audit and "&lt;i&gt;" in audit
+
+
+async def test_a_bad_sign_in_name_is_refused(browser) -> None:
+    answer = await browser.post("/nailong/login", data={"token": ADMIN_TOKEN, "name": "<script>"})
+    assert answer.status_code == 400 and "nailong_session" not in browser.cookies
+
+
+async def test_a_dropped_image_cannot_be_corrected(signed_in, csrf, guard) -> None:
+    form = {"csrf": csrf, "message_id": "999", "sha256": "b" * 64, "label": "nailong"}
     answer = await signed_in.post("/nailong/correct", data=form)
     assert answer.headers["Location"] == "/nailong/?notice=gone"
     assert len(guard.corrections) == 0
+    assert guard.audit.latest(5) == []  # nothing changed, nothing recorded
 
 
-async def test_try_box_needs_the_page_token_and_answers_like_the_api(signed_in) -> None:
+async def test_try_box_needs_the_page_token_and_answers_like_the_api(signed_in, csrf) -> None:
     assert (await signed_in.post("/nailong/try", content=still(YELLOW))).status_code == 403
-    answer = await signed_in.post("/nailong/try", content=still(YELLOW), headers={CSRF_HEADER: CSRF})
+    answer = await signed_in.post("/nailong/try", content=still(YELLOW), headers={CSRF_HEADER: csrf})
     assert answer.status_code == 200 and answer.json()["nailong"] is True
-    bad = await signed_in.post("/nailong/try", content=b"not an image", headers={CSRF_HEADER: CSRF})
+    bad = await signed_in.post("/nailong/try", content=b"not an image", headers={CSRF_HEADER: csrf})
     assert bad.status_code == 422 and "图片无法解码" in bad.json()["detail"]
 
 
-async def test_sign_out(signed_in) -> None:
-    answer = await signed_in.post("/nailong/logout")
+async def test_sign_out(signed_in, csrf) -> None:
+    answer = await signed_in.post("/nailong/logout", data={"csrf": csrf})
     assert answer.headers["Location"] == "/nailong/login"
     assert (await signed_in.get("/nailong/")).status_code == 303
