@@ -2,8 +2,11 @@
 # (needs runs/lite0-wild-ft/checkpoints/best.pt for the validation split; writes runs/probe-compare2.json).
 """Linear probes, ImageNet EfficientNet-Lite0 @224 vs Lite2 @260, on the same subsets of the issue-15 data:
 a quarter of the training files (first frame), all validation files and the wild set (8 frames, any-frame)."""
-import json, tempfile
+import json
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np, torch
 from trainer.config import load_config
 from trainer.data import load_records, wild_records, file_factors
@@ -19,8 +22,7 @@ ck = torch.load("runs/lite0-wild-ft/checkpoints/best.pt", map_location="cpu", we
 val_set = set(ck["val_sources"])
 records = load_records(base)
 by_source = {r.source: r for r in records}
-excluded = lambda r: any(r.source.endswith(n) for n in base.exclude)
-train = [r for r in records if r.source not in val_set and not excluded(r)]
+train = [r for r in records if r.source not in val_set and not any(r.source.endswith(n) for n in base.exclude)]
 rng = np.random.default_rng(0)
 train = [train[i] for i in sorted(rng.choice(len(train), len(train) // 4, replace=False))]
 val = [by_source[s] for s in ck["val_sources"]]
@@ -44,19 +46,18 @@ for c in (0, 1):
 vt = np.array([r.label == "nailong" for r in val]); wo = np.array([r.label != "nailong" for r in wild])
 vhard = np.array([r.tag == "hard" for r in val])
 results = {}
-class D: pass
 for m, size in sizes.items():
     cfg = load_config("configs/lite0-wild.yaml", [f"model={m}", f"image_size={size}", "pretrained=true",
                                                   "pretrained_source=package", "init_checkpoint=null"])
     model = build_initialised_model(cfg, 2).eval()
-    d = D(); d.spec = specs[m]
+    d = SimpleNamespace(spec=specs[m])  # what extract_features reads of the prepared data
     with tempfile.TemporaryDirectory() as tmp:
         fwd = onnx_features(model, size, Path(tmp))
         feats = {p: extract_features(model, np.stack(frames[m][p]), d, forward=fwd) for p in owners}
     for l2 in (1e-4, 1e-3):
         w, b = fit_linear_head(feats["train"], ytrain, weights, 2, l2)
-        score = lambda p, n: per_file_probs((torch.from_numpy(feats[p]) @ w.T + b).softmax(1).numpy(), np.array(owners[p]), n, 0)[:, 0]
-        vp, wp = score("val", len(val)), score("wild", len(wild))
+        vp, wp = (per_file_probs((torch.from_numpy(feats[p]) @ w.T + b).softmax(1).numpy(), np.array(owners[p]), n, 0)[:, 0]
+                  for p, n in (("val", len(val)), ("wild", len(wild))))
         m_ = summarize(np.stack([vp, 1 - vp], 1), (~vt).astype(int), labels, 0)
         t = wild_threshold(wp[wo], 0.005)
         s = np.sort(vp[vt])[::-1]; t95 = s[int(np.ceil(0.95 * len(s))) - 1]
