@@ -1,5 +1,6 @@
-"""The path of an image: group message → image bytes (cache first) → decision → action, and the
-decided images kept a while, so admins can correct the bot by replying to the message or warning."""
+"""The path of an image: group message (exempt senders stop here) → image bytes (cache first) →
+decision → action (strikes, escalating mutes), and the decided images kept a while, so admins can
+correct the bot by replying to the message or warning."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from .decision import Decision
 from .fetch import FetchError
 from .forward import forwarded_images, forwards
 from .images import CheckedImage, ImageRef, image_refs
+from .exempt import exemption
 from .runtime import Runtime, get_runtime
+from .storage import Action, GroupSettings
 
 
 async def decide_bytes(data: bytes, runtime: Runtime, generation: int) -> Decision:
@@ -88,21 +91,38 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
             f"user={event.user_id} score={hit.decision.score:.3f} threshold={settings.threshold} "
             f"source={hit.decision.source} action={settings.action.value}"
         )
-        outcome = await act(
-            bot,
-            event,
-            hit,
-            settings=settings,
-            reply_text=config.nailong_reply_text,
-            mute_seconds=config.nailong_mute_seconds,
-            cooldown=runtime.warning_cooldown,
-        )
-        warning_id = outcome.warning_id
-        if outcome.recalled is not None:
-            recalled = int(outcome.recalled)
-            runtime.stats.add(event.group_id, recalls=recalled, failed_recalls=1 - recalled)
+        if settings.action is Action.OBSERVE:
+            # The trial (the line above says action=observe): counted and shown in the console, nothing done.
+            runtime.stats.add(event.group_id, observed=1)
+        else:
+            warning_id = await _act_on_hit(bot, event, hit, settings, runtime)
     await _remember(event, checked, settings.threshold, warning_id, runtime)
     return hit
+
+
+async def _act_on_hit(
+    bot: Bot, event: GroupMessageEvent, hit: CheckedImage, settings: GroupSettings, runtime: Runtime
+) -> int | None:
+    """Count the sender's strike, act as the group's settings say, save the strike; the warning's id."""
+    strikes = runtime.strikes
+    strike = strikes.add(event.group_id, event.user_id, event.message_id)
+    outcome = await act(
+        bot,
+        event,
+        hit,
+        settings=settings,
+        strike=strike,
+        mute_seconds=settings.mute.duration(strike, runtime.config.nailong_mute_max_seconds),
+        strike_window=strikes.window,
+        cooldown=runtime.warning_cooldown,
+    )
+    if outcome.recalled is not None:
+        recalled = int(outcome.recalled)
+        runtime.stats.add(event.group_id, recalls=recalled, failed_recalls=1 - recalled)
+    if outcome.muted:
+        strikes.note_mute(event.group_id, event.message_id, outcome.muted)
+    await strikes.save()
+    return outcome.warning_id
 
 
 async def _remember(
@@ -160,5 +180,11 @@ image_guard = on_message(rule=_should_check, priority=1, block=False)
 @image_guard.handle()
 async def _guard(bot: Bot, event: GroupMessageEvent) -> None:
     runtime = get_runtime()
-    if runtime is not None:
-        await check_message(bot, event, runtime)
+    if runtime is None:
+        return
+    if (exempt := await exemption(bot, event, runtime.store.get(event.group_id))) is not None:
+        # Counted, never fetched: a forward counts as one.
+        runtime.stats.add(event.group_id, exempt=len(image_refs(event.message)) + len(forwards(event.message)))
+        logger.debug(f"发送者免检 / sender exempt ({exempt}): group={event.group_id} message={event.message_id}")
+        return
+    await check_message(bot, event, runtime)

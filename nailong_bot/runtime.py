@@ -1,5 +1,5 @@
 """What lives from start-up to shutdown: the model session, the HTTP client, the cache, settings,
-per-group counts, the recent images and the admins' corrections."""
+per-group counts, members' strikes, the recent images and the admins' corrections."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from .decision import Decider, Decision
 from .fetch import Fetcher
 from .recent import RecentImages
 from .stats import GroupCounts
-from .storage import Action, GroupSettings, SettingsStore
+from .storage import Action, GroupSettings, MutePolicy, SettingsStore
+from .strikes import StrikeStore
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Runtime:
     warning_cooldown: WarningCooldown
     stats: GroupCounts
     saving_stats: asyncio.Task[None]
+    strikes: StrikeStore
 
 
 _current: Runtime | None = None
@@ -89,9 +91,14 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         enabled=config.nailong_default_enabled,
         threshold=info.threshold if config.nailong_threshold is None else config.nailong_threshold,
         action=Action.from_flags(config.nailong_recall, config.nailong_reply),
+        exempt_admins=config.nailong_exempt_admins,
+        mute=MutePolicy(after=config.nailong_mute_after, seconds=config.nailong_mute_seconds),
+        reply_text=config.nailong_reply_text,
     )
     store = SettingsStore(data_dir, defaults)
     store.load()
+    strikes = StrikeStore(data_dir, window=config.nailong_strike_window_hours * 3600)
+    await asyncio.to_thread(strikes.load)
     stats = GroupCounts(data_dir)
     await asyncio.to_thread(stats.load)
     recent = await asyncio.to_thread(
@@ -102,7 +109,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         max_age=config.nailong_recent_max_age_hours * 3600,
     )
     corrections = await asyncio.to_thread(Corrections, data_dir / "feedback")
-    _report_unsaved(store, recent, corrections, stats)
+    _report_unsaved(store, recent, corrections, stats, strikes)
     decider = Decider(
         classifier,
         workers=config.nailong_workers,
@@ -133,6 +140,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         warning_cooldown=WarningCooldown(config.nailong_reply_cooldown),
         stats=stats,
         saving_stats=asyncio.create_task(stats.save_every()),
+        strikes=strikes,
     )
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
@@ -143,7 +151,9 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     return _current
 
 
-def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts) -> None:
+def _report_unsaved(
+    store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts, strikes: StrikeStore
+) -> None:
     """One line at start-up for what cannot be saved: the bot still guards, so say it loudly."""
     unsaved = [
         (zh, en, error)
@@ -152,6 +162,7 @@ def _report_unsaved(store: SettingsStore, recent: RecentImages, corrections: Cor
             ("近期图片（纠错用）", "recent images (for corrections)", recent.save_error),
             ("纠错", "corrections", corrections.save_error),
             ("统计", "counts", stats.save_error),
+            ("记过", "strikes", strikes.save_error),
         ]
         if error is not None
     ]
