@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
 
@@ -220,6 +220,21 @@ class SettingsStore:
             await asyncio.to_thread(self._write, snapshot)
             self._groups = groups
         return self.get(group_id)
+
+    async def change(self, group_id: int, operator: int | str, **changes: object) -> GroupSettings:
+        """:meth:`update`, logged with who changed what: the admin's QQ number, or "web" for the console."""
+        before = self.get(group_id)
+        after = await self.update(group_id, **changes)
+        changed = {
+            name: (getattr(before, name), getattr(after, name))
+            for name in (field.name for field in fields(GroupSettings))
+            if getattr(before, name) != getattr(after, name)
+        }
+        logger.info(
+            f"群设置已更改 / group settings changed: group={group_id} operator={operator} "
+            + ", ".join(f"{name}: {old!r} → {new!r}" for name, (old, new) in changed.items())
+        )
+        return after
 
     def _write(self, snapshot: dict) -> None:
         text = json.dumps(snapshot, ensure_ascii=False, indent=2)
