@@ -392,7 +392,11 @@ async def _correct(call: Invocation, label: Label, *, latest_hit_without_reply: 
     if event.reply is None:
         answer += f"\n（本群最近一次命中，消息 {message_id} / this group's latest hit, message {message_id}）"
     for strike in verdict.forgiven:
-        answer += f"\n已撤销 {strike.user_id} 的这次记过 / strike taken back from {strike.user_id}"
+        left = call.runtime.strikes.count(strike.group_id, strike.user_id)
+        answer += (
+            f"\n已撤销成员 {strike.user_id} 的这次记过（还剩 {left} 次）/ strike taken back from member "
+            f"{strike.user_id} ({left} left)"
+        )
         if strike.muted:
             answer += await _unmute(call, strike.user_id)
     return answer
