@@ -70,6 +70,14 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
+def duration_text(seconds: int) -> str:
+    """Seconds as :func:`parse_duration` reads them back, in the largest whole unit: 600 → "10m"."""
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def parse_mute_after(text: str) -> int:
     if not re.fullmatch(r"[0-9]{1,3}", text.strip()) or not 1 <= int(text) <= MAX_MUTE_AFTER:
         raise InvalidSetting(
