@@ -66,14 +66,17 @@ def parse_template(template: str) -> list[tuple[str, str]]:
 def render(template: str, *, user_id: int, score: float, strikes: int) -> Message:
     """The warning's segments (a checked template; an unusable one raises TemplateError)."""
     values = {"score": f"{score:.2f}", "strikes": str(strikes)}
-    message = Message()
+    message, text = Message(), ""
     for kind, value in parse_template(template):
-        if kind == "text":
-            message.append(MessageSegment.text(value))
-        elif value == "user":
+        if kind == "field" and value == "user":
+            if text:
+                message.append(MessageSegment.text(text))
             message.append(MessageSegment.at(user_id))
+            text = ""
         else:
-            message.append(MessageSegment.text(values[value]))
+            text += value if kind == "text" else values[value]
+    if text:
+        message.append(MessageSegment.text(text))
     return message
 
 
