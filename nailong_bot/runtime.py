@@ -182,5 +182,6 @@ async def stop() -> None:
     runtime, _current = _current, None
     runtime.saving_stats.cancel()
     await runtime.stats.save()
+    await runtime.strikes.save()
     await runtime.fetcher.aclose()
     runtime.decider.shutdown()
