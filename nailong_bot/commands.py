@@ -230,7 +230,9 @@ async def _allow(call: Invocation) -> str:
     if len(changed) > MAX_ALLOWED:
         raise CommandFailed(f"豁免名单最多 {MAX_ALLOWED} 人 / at most {MAX_ALLOWED} members on the allow-list")
     await _change(call, allowed=changed)
-    return f"已豁免 / now exempt: {', '.join(map(str, members))}（名单共 {len(changed)} 人 / {len(changed)} on the list）"
+    return (
+        f"已豁免 / now exempt: {', '.join(map(str, members))}（名单共 {len(changed)} 人 / {len(changed)} on the list）"
+    )
 
 
 @subcommand(
@@ -244,7 +246,10 @@ async def _disallow(call: Invocation) -> str:
     remaining = tuple(sorted(allowed - set(members)))
     await _change(call, allowed=remaining)
     removed = sorted(allowed & set(members))
-    return f"已取消豁免 / no longer exempt: {', '.join(map(str, removed))}（名单共 {len(remaining)} 人 / {len(remaining)} on the list）"
+    return (
+        f"已取消豁免 / no longer exempt: {', '.join(map(str, removed))}（名单共 {len(remaining)} 人 / "
+        f"{len(remaining)} on the list）"
+    )
 
 
 @subcommand("allowed", "豁免名单", usage="allowed | 豁免名单 — 查看豁免名单 / the allow-list")

@@ -3,7 +3,8 @@
 correction (the hit was not nailong) takes its strike back.
 
 Written after every change, once the bot has acted on it (hits are rare; the file holds only the
-window's strikes): a crash loses nothing that was answered. Not fsynced: losing the last strike to a power cut costs one strike.
+window's strikes), and at shutdown: a crash loses nothing that was answered. Not fsynced: losing the
+last strike to a power cut costs one strike.
 """
 
 from __future__ import annotations

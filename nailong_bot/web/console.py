@@ -30,6 +30,7 @@ from ..persist import CannotSave
 from ..recent import RecentImage
 from ..runtime import Runtime
 from ..setting_input import (
+    OFF_WORDS,
     InvalidSetting,
     check_template,
     duration_text,
@@ -221,9 +222,9 @@ def _settings_changes(form: dict[str, str], current: GroupSettings, default_text
         changes["allowed"] = allowed
     if "mute_duration" in form:
         duration = form["mute_duration"].strip()
-        mute = (
-            MutePolicy(parse_mute_after(form.get("mute_after", "1")), parse_duration(duration)) if duration else MUTE_OFF
-        )
+        mute = MUTE_OFF
+        if duration and duration.lower() not in OFF_WORDS:
+            mute = MutePolicy(parse_mute_after(form.get("mute_after", "1")), parse_duration(duration))
         if mute != current.mute and (mute.mutes or current.mute.mutes):
             changes["mute"] = mute
     if "reply_text" in form:

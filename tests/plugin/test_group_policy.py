@@ -54,7 +54,8 @@ async def test_new_settings_round_trip(tmp_path) -> None:
     store = SettingsStore(tmp_path, DEFAULTS)
     store.load()
     await store.update(
-        5, exempt_admins=False, allowed=(222, 111), mute=MutePolicy(3, 600), reply_text="{user} 别发", action=Action.OBSERVE
+        5, exempt_admins=False, allowed=(222, 111), mute=MutePolicy(3, 600), reply_text="{user} 别发",
+        action=Action.OBSERVE,
     )
     assert json.loads(store.path.read_text())["groups"]["5"] == {
         "action": "observe", "exempt_admins": False, "allowed": [222, 111],
@@ -156,7 +157,8 @@ def test_a_template_renders_its_placeholders() -> None:
 
 @pytest.mark.parametrize(
     "template",
-    ["{user.__class__}", "{user[0]}", "{0}", "{}", "{score:>99999}", "{user!r}", "{name}", "{", "}", "a{b", "", "x" * 301],
+    ["{user.__class__}", "{user[0]}", "{0}", "{}", "{score:>99999}", "{user!r}", "{name}", "{", "}", "a{b", "",
+     "x" * 301],  # fmt: skip
 )
 def test_unusable_templates_are_refused(template: str) -> None:
     with pytest.raises(TemplateError):
@@ -350,7 +352,8 @@ async def test_third_strike_mutes_with_the_groups_words(app: App, guard, image_s
             warning = MessageSegment.reply(message_id) + Message(
                 [MessageSegment.at(8), MessageSegment.text(f" 第 {strike} 次（1.00）"), MessageSegment.text(note)]
             )
-            ctx.should_call_api("send_group_msg", {"group_id": 1, "message": warning}, result={"message_id": 1000 + message_id})
+            sent = {"message_id": 1000 + message_id}
+            ctx.should_call_api("send_group_msg", {"group_id": 1, "message": warning}, result=sent)
     assert guard.strikes.top(1) == [(8, 3)]
     # "wrong" on the third takes its strike back and lifts its mute.
     from nailong_bot.commands import nailong_command
