@@ -17,12 +17,13 @@ bench: $(VENV)/.installed-test
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Stamps: pip runs again only when pyproject.toml changes.
+# Stamps: pip runs again only when pyproject.toml changes, and for the test set-up when the trainer does: the
+# editable install keeps a copy of it as `nailong_trainer` (what the `nailong-trainer` command runs).
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml $(wildcard trainer/*.py) | $(BIN)/python
 	$(BIN)/pip install -e '.[train,test]'
 	touch $@
 

@@ -1,5 +1,7 @@
 """The NoneBot side of the plugin: metadata, settings, the web routes, start-up and shutdown."""
 
+from importlib.metadata import PackageNotFoundError, version
+
 from nonebot import get_driver, get_plugin_config, require
 from nonebot.drivers import ASGIMixin
 from nonebot.log import logger
@@ -16,6 +18,15 @@ from . import runtime  # noqa: E402
 from .commands import help_text  # noqa: E402
 from .config import Config  # noqa: E402
 
+
+def _installed_version() -> str:
+    """The version pip installed; a bare checkout that was never installed has none."""
+    try:
+        return version("nailong-bot")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 __plugin_meta__ = PluginMetadata(
     name="奶龙守卫",
     description="自动识别群里的奶龙图片（含动图、表情），撤回并提醒；群管理用命令开关和调整 / "
@@ -26,6 +37,7 @@ __plugin_meta__ = PluginMetadata(
     type="application",
     config=Config,
     supported_adapters={"~onebot.v11"},
+    extra={"version": _installed_version()},
 )
 
 plugin_config = get_plugin_config(Config)

@@ -1,8 +1,10 @@
-"""Command line: ``python -m trainer train|search|evaluate|export|predict`` (also ``nailong-trainer``)."""
+"""Command line: ``python -m trainer train|search|evaluate|export|predict`` in a checkout; installed from the
+wheel, the package is ``nailong_trainer`` (``nailong-trainer``, ``python -m nailong_trainer``)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 
@@ -73,7 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What the `train` extra brings that every command needs; the plugin's runtime has none of them.
+TRAIN_MODULES = ("torch", "timm", "yaml")
+INSTALL_HINT = (
+    "训练工具需要 train 依赖，请安装：pip install 'nailong-bot[train]' / "
+    "the trainer needs the train extra: pip install 'nailong-bot[train]'"
+)
+
+
+def missing_train_modules() -> list[str]:
+    return [name for name in TRAIN_MODULES if importlib.util.find_spec(name) is None]
+
+
 def main(argv: list[str] | None = None) -> int:
+    if missing := missing_train_modules():
+        print(f"{INSTALL_HINT} (missing: {', '.join(missing)})", file=sys.stderr)
+        return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     if args.command == "train":

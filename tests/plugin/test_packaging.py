@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +21,7 @@ def test_plugin_metadata() -> None:
     meta = plugin.metadata
     assert meta.name == "奶龙守卫" and meta.config is Config and meta.supported_adapters == {"~onebot.v11"}
     assert "/nailong on" in meta.usage and "/奶龙" in meta.usage
+    assert meta.extra["version"] == version("nailong-bot")
 
 
 def test_plugin_imports_without_torch() -> None:
