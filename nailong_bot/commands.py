@@ -210,7 +210,7 @@ async def _exempt_admins(call: Invocation) -> str:
 
 def _members(call: Invocation, usage: str) -> tuple[int, ...]:
     """The members named by at-mentions and QQ numbers in the command."""
-    mentioned = {int(seg.data["qq"]) for seg in call.message if seg.type == "at" and str(seg.data["qq"]).isdigit()}
+    mentioned = {int(seg.data["qq"]) for seg in call.message if seg.type == "at" and str(seg.data["qq"]).isdecimal()}
     try:
         typed = parse_members(" ".join(call.args))
     except InvalidSetting as error:
@@ -327,9 +327,7 @@ async def _status(call: Invocation) -> str:
         f"senders, {today.observed} hits observed",
     ]
     if top:
-        lines.append(
-            "记过最多 / most strikes: " + ", ".join(f"{user} ×{count}" for user, count in top)
-        )
+        lines.append("记过最多 / most strikes: " + ", ".join(f"{user} ×{count}" for user, count in top))
     if any(store.save_error for store in (runtime.store, runtime.recent, runtime.corrections, runtime.strikes)):
         lines.append(
             "数据目录不可写，更改无法保存（见日志）/ The data folder cannot be written: changes cannot be saved."
