@@ -418,8 +418,8 @@ async def _unmute(call: Invocation, user_id: int) -> str:
 @subcommand(
     "wrong",
     "误判",
-    usage="wrong | 误判 — 回复误判的图片或机器人的警告（不回复：本群最近一次命中）：这不是奶龙 / "
-    "reply (or nothing: the group's latest hit): this was not nailong",
+    usage="wrong | 误判 — 回复误判的图片或机器人的警告（不回复：本群最近一次命中）：这不是奶龙，撤销这次记过 / "
+    "reply (or nothing: the group's latest hit): this was not nailong, its strike is taken back",
 )
 async def _wrong(call: Invocation) -> str:
     return await _correct(call, "other", latest_hit_without_reply=True)
