@@ -88,12 +88,13 @@ def parse_mute_after(text: str) -> int:
 
 
 def parse_mute(words: list[str]) -> MutePolicy:
-    """["off"] or [strike, duration]: ["3", "10m"] mutes from the third strike for ten minutes."""
+    """["off"] or [strike, duration]: ["3", "10m"] (or ["3", "10", "分钟"]) mutes from the third strike
+    for ten minutes."""
     if len(words) == 1 and words[0].lower() in OFF_WORDS:
         return MUTE_OFF
-    if len(words) != 2:
+    if len(words) < 2:
         raise InvalidSetting("需要两个值：第几次起禁言、禁言多久 / two values: the strike that mutes, and for how long")
-    return MutePolicy(after=parse_mute_after(words[0]), seconds=parse_duration(words[1]))
+    return MutePolicy(after=parse_mute_after(words[0]), seconds=parse_duration("".join(words[1:])))
 
 
 def parse_members(text: str) -> tuple[int, ...]:

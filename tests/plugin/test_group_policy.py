@@ -174,7 +174,8 @@ def test_typed_values() -> None:
         with pytest.raises(InvalidSetting):
             parse_duration(bad)
     assert parse_mute(["3", "10m"]) == MutePolicy(3, 600) and parse_mute(["关"]) == MUTE_OFF
-    for bad in (["0", "10m"], ["3"], ["x", "10m"], ["3", "10m", "1"]):
+    assert parse_mute(["3", "10", "分钟"]) == MutePolicy(3, 600)
+    for bad in (["0", "10m"], ["3"], ["x", "10m"], ["3", "10m", "1"], []):
         with pytest.raises(InvalidSetting):
             parse_mute(bad)
     assert parse_members("222, 111，333 111") == (111, 222, 333)
