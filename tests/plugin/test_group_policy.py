@@ -91,6 +91,18 @@ async def test_a_bad_new_setting_sets_the_file_aside(tmp_path, entry: dict) -> N
     assert list(tmp_path.glob("settings.json.corrupt-*"))
 
 
+def test_a_counts_file_of_the_previous_version_loads(tmp_path) -> None:
+    from datetime import date
+
+    from nailong_bot.stats import GroupCounts
+
+    old = {"checked": 3, "hits": 1, "recalls": 1, "failed_recalls": 0, "corrections": 0}
+    (tmp_path / "stats.json").write_text(json.dumps({"version": 1, "days": {date.today().isoformat(): {"1": old}}}))
+    counts = GroupCounts(tmp_path)
+    counts.load()
+    assert counts.over_days(1, 1) == Counts(checked=3, hits=1, recalls=1)
+
+
 def test_mutes_double_from_the_policys_strike_up_to_the_cap() -> None:
     policy = MutePolicy(after=3, seconds=600)
     assert [policy.duration(strike, cap=3000) for strike in range(1, 7)] == [0, 0, 600, 1200, 2400, 3000]
