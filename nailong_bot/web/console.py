@@ -2,19 +2,17 @@
 the model card and a box to try an image. Server-rendered HTML and one small script; nothing is loaded
 from outside the bot.
 
-Every value put into a page is HTML-escaped unless it is :class:`Html` built here; thumbnails are
+Every value put into a page is HTML-escaped unless it is :class:`Html` built by this package; thumbnails are
 re-encoded from the recent-images store, never fetched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import io
 import re
 from datetime import datetime
 from pathlib import Path
-from string import Template
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Request
@@ -24,26 +22,17 @@ from nonebot.log import logger
 from nailong_vision.decode import ImageDecodeError, decode_frames
 
 from .. import verdicts
-from ..commands import ACTION_LABELS, ACTION_NAMES, describe_mute, format_threshold
+from ..commands import ACTION_LABELS, format_threshold
 from ..corrections import LABELS, Correction
 from ..persist import CannotSave
 from ..recent import RecentImage
 from ..runtime import Runtime
-from ..setting_input import (
-    OFF_WORDS,
-    InvalidSetting,
-    check_template,
-    duration_text,
-    parse_duration,
-    parse_members,
-    parse_mute_after,
-    parse_switch,
-    parse_threshold,
-)
+from ..setting_input import InvalidSetting
 from ..stats import COUNT_NAMES, Counts
-from ..storage import MUTE_OFF, GroupSettings, MutePolicy
 from .api import classify, decision_json, model_card, read_image_input, running
 from .auth import CSRF_HEADER, SESSION_COOKIE, TokenAuth
+from .group_settings import settings_changes, settings_form
+from .html import Html, render
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
@@ -53,7 +42,6 @@ THUMBNAIL_SIZE = (240, 240)
 _FORM_LIMIT = 4096
 # A group's settings form: an allow-list of a few hundred QQ numbers, a warning of 300 Chinese characters.
 _SETTINGS_FORM_LIMIT = 32 * 1024
-TOP_OFFENDERS_SHOWN = 5
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # The page loads nothing but its own files; thumbnails and the tried image's preview (blob:) included.
 _HEADERS = {
@@ -73,15 +61,6 @@ NOTICES = {
     "settings-unchanged": ("群设置没有变化 / Nothing changed.", False),
 }
 LABEL_NAMES = {"nailong": "是奶龙 / nailong", "other": "不是奶龙 / not nailong"}
-
-
-class Html(str):
-    """Markup built by this module from escaped values: inserted into a page as it is."""
-
-
-def render(template: str, **values: object) -> Html:
-    escaped = {k: v if isinstance(v, Html) else html.escape(str(v)) for k, v in values.items()}
-    return Html(Template(template).substitute(escaped))
 
 
 def page(name: str, **values: object) -> Html:
@@ -149,93 +128,6 @@ def _group_rows(runtime: Runtime) -> Html:
     )
 
 
-def _options(choices: list[tuple[str, str]], selected: str) -> Html:
-    return Html(
-        "".join(
-            render('<option value="$value"$selected>$label</option>', value=value, label=label,
-                   selected=Html(" selected") if value == selected else "")
-            for value, label in choices
-        )
-    )  # fmt: skip
-
-
-_SWITCH_CHOICES = [("on", "开 / on"), ("off", "关 / off")]
-_ACTION_CHOICES = [(name, ACTION_LABELS[action]) for name, action in ACTION_NAMES.items() if name == action.value]
-
-
-def _settings_form(runtime: Runtime, group_id: int, csrf: str) -> Html:
-    """One group's settings, editable: the same settings, checks and log line as the chat commands."""
-    settings = runtime.store.get(group_id)
-    actions = _ACTION_CHOICES
-    if settings.action.value not in dict(actions):  # "log" comes only from the global settings
-        actions = [*actions, (settings.action.value, ACTION_LABELS[settings.action])]
-    top = runtime.strikes.top(group_id, TOP_OFFENDERS_SHOWN)
-    return render(
-        '<form method="post" action="/nailong/settings" class="group-settings" id="settings-$group" '
-        'data-group="$group"><h3>群 / group $group</h3>'
-        '<input type="hidden" name="csrf" value="$csrf"><input type="hidden" name="group_id" value="$group">'
-        '<label>检测 / detection <select name="enabled">$enabled</select></label>'
-        '<label>阈值 / threshold <input name="threshold" value="$threshold" inputmode="decimal" size="8"></label>'
-        '<label>动作 / action <select name="action">$action</select></label>'
-        '<label>群主、管理员、超级用户免检 / exempt owner, admins, superusers '
-        '<select name="exempt_admins">$exempt_admins</select></label>'
-        '<label>豁免名单（QQ 号，空格分隔）/ allow-list (QQ numbers) <input name="allowed" value="$allowed" size="30"></label>'
-        '<label>禁言：第 <input name="mute_after" value="$mute_after" size="3" inputmode="numeric"> 次起，禁言 '
-        '<input name="mute_duration" value="$mute_duration" size="6" placeholder="10m">（空为不禁言）/ mute from '
-        'this strike for this long (empty: never)</label>'
-        '<label class="wide">警告（空为默认，可用 {user} {score} {strikes}）/ warning (empty: the default) '
-        '<input name="reply_text" value="$reply_text" maxlength="300"></label>'
-        '<p class="hint">当前禁言规则 / mute now: $mute_now</p>'
-        '<p class="offenders">记过最多 / most strikes: $offenders</p>'
-        '<button type="submit">保存 / Save</button></form>',
-        group=group_id,
-        csrf=csrf,
-        enabled=_options(_SWITCH_CHOICES, "on" if settings.enabled else "off"),
-        threshold=format_threshold(settings.threshold),
-        action=_options(actions, settings.action.value),
-        exempt_admins=_options(_SWITCH_CHOICES, "on" if settings.exempt_admins else "off"),
-        allowed=" ".join(map(str, sorted(settings.allowed))),
-        mute_after=settings.mute.after,
-        mute_duration=duration_text(settings.mute.seconds) if settings.mute.mutes else "",
-        reply_text=settings.reply_text,
-        mute_now=describe_mute(settings, runtime.strikes.window, runtime.config.nailong_mute_max_seconds),
-        offenders=", ".join(f"{user} ×{count}" for user, count in top) or "无 / none",
-    )
-
-
-def _settings_changes(form: dict[str, str], current: GroupSettings, default_text: str) -> dict[str, object]:
-    """The settings the form changes (a field left as it was is no change, so the group keeps following
-    the global setting there). Raises InvalidSetting for the first value that cannot be a setting."""
-    changes: dict[str, object] = {}
-    if "enabled" in form and (enabled := parse_switch(form["enabled"])) != current.enabled:
-        changes["enabled"] = enabled
-    if "threshold" in form and form["threshold"].strip() != format_threshold(current.threshold):
-        changes["threshold"] = parse_threshold(form["threshold"].strip())
-    if "action" in form and form["action"] != current.action.value:
-        action = ACTION_NAMES.get(form["action"])
-        if action is None:
-            raise InvalidSetting(f"未知的动作 / unknown action: {form['action']!r}")
-        changes["action"] = action
-    if "exempt_admins" in form and (exempt := parse_switch(form["exempt_admins"])) != current.exempt_admins:
-        changes["exempt_admins"] = exempt
-    if "allowed" in form and frozenset(allowed := parse_members(form["allowed"])) != current.allowed:
-        changes["allowed"] = allowed
-    if "mute_duration" in form:
-        duration = form["mute_duration"].strip()
-        mute = MUTE_OFF
-        if duration and duration.lower() not in OFF_WORDS:
-            mute = MutePolicy(parse_mute_after(form.get("mute_after", "1")), parse_duration(duration))
-        if mute != current.mute and (mute.mutes or current.mute.mutes):
-            changes["mute"] = mute
-    if "reply_text" in form:
-        text = form["reply_text"].strip()
-        if not text and current.reply_text != default_text:
-            changes["reply_text"] = None
-        elif text and text != current.reply_text:
-            changes["reply_text"] = check_template(text)
-    return changes
-
-
 def _recent_item(entry: RecentImage, csrf: str) -> Html:
     # A hit can be wrong; an image let through can be a missed nailong.
     label, button = ("other", "误判 / wrong") if entry.hit else ("nailong", "漏判 / missed")
@@ -297,6 +189,18 @@ async def _read_form(request: Request, *, limit: int = _FORM_LIMIT, max_fields: 
     return {name: values[0] for name, values in fields.items()}
 
 
+def _settings_forms(runtime: Runtime, csrf: str) -> Html:
+    groups = sorted(runtime.store.groups() | runtime.stats.groups() | runtime.strikes.groups())
+    return Html("".join(settings_form(runtime, group, csrf) for group in groups)) or Html(
+        '<p class="empty">还没有群的数据 / no group seen yet</p>'
+    )
+
+
+def _settings_refused(group_id: int, reason: str, status_code: int) -> HTMLResponse:
+    """A page of its own saying why nothing changed, with the way back to the form."""
+    return _html_response(page("settings_refused.html", group=group_id, reason=reason), status_code)
+
+
 def _to_console(notice: str | None = None) -> RedirectResponse:
     # 303: the browser follows a POST's answer with a GET, so reloading does not post again.
     target = "/nailong/" if notice is None else f"/nailong/?notice={notice}"
@@ -310,39 +214,31 @@ def make_router(auth: TokenAuth) -> APIRouter:
         if not auth.logged_in(request):
             raise HTTPException(401, "请先登录 / please sign in at /nailong/login")
 
-    async def console_page(runtime: Runtime, notice: Html, status_code: int = 200) -> Response:
-        recent = await asyncio.to_thread(runtime.recent.newest, RECENT_SHOWN)
-        corrections = await asyncio.to_thread(runtime.corrections.newest, CORRECTIONS_SHOWN)
-        groups = sorted(runtime.store.groups() | runtime.stats.groups() | runtime.strikes.groups())
-        return _html_response(
-            page(
-                "console.html",
-                csrf=auth.csrf,
-                notice=notice,
-                model_card=_model_card(runtime),
-                group_rows=_group_rows(runtime),
-                group_settings=Html("".join(_settings_form(runtime, group, auth.csrf) for group in groups))
-                or Html('<p class="empty">还没有群的数据 / no group seen yet</p>'),
-                recent_items=Html("".join(_recent_item(entry, auth.csrf) for entry in recent))
-                or Html('<li class="empty">还没有检查过图片 / no image checked yet</li>'),
-                correction_rows=Html("".join(_correction_row(c) for c in corrections))
-                or Html('<tr><td colspan="7" class="empty">还没有纠错 / no correction yet</td></tr>'),
-            ),
-            status_code,
-        )
-
-    def error_notice(text: str) -> Html:
-        return render('<p class="notice error">$text</p>', text=text)
-
     @router.get("/")
     async def console(request: Request, notice: str | None = None) -> Response:
         if not auth.logged_in(request):
             return RedirectResponse("/nailong/login", status_code=303)
+        runtime = running()
+        recent = await asyncio.to_thread(runtime.recent.newest, RECENT_SHOWN)
+        corrections = await asyncio.to_thread(runtime.corrections.newest, CORRECTIONS_SHOWN)
         shown_notice = Html("")
         if notice in NOTICES:
             text, is_error = NOTICES[notice]
             shown_notice = render('<p class="notice$error">$text</p>', error=" error" if is_error else "", text=text)
-        return await console_page(running(), shown_notice)
+        return _html_response(
+            page(
+                "console.html",
+                csrf=auth.csrf,
+                notice=shown_notice,
+                model_card=_model_card(runtime),
+                group_rows=_group_rows(runtime),
+                group_settings=_settings_forms(runtime, auth.csrf),
+                recent_items=Html("".join(_recent_item(entry, auth.csrf) for entry in recent))
+                or Html('<li class="empty">还没有检查过图片 / no image checked yet</li>'),
+                correction_rows=Html("".join(_correction_row(c) for c in corrections))
+                or Html('<tr><td colspan="7" class="empty">还没有纠错 / no correction yet</td></tr>'),
+            )
+        )
 
     @router.get("/login")
     async def login_form() -> Response:
@@ -423,18 +319,16 @@ def make_router(auth: TokenAuth) -> APIRouter:
             raise HTTPException(400, "需要群号 group_id / group_id required")
         runtime, group_id = running(), int(group)
         try:
-            changes = _settings_changes(form, runtime.store.get(group_id), runtime.store.defaults.reply_text)
+            changes = settings_changes(form, runtime.store.get(group_id), runtime.store.defaults.reply_text)
         except InvalidSetting as error:
-            notice = f"群 {group_id} 的设置未更改 / settings of group {group_id} unchanged: {error}"
-            return await console_page(runtime, error_notice(notice), 400)
+            return _settings_refused(group_id, str(error), 400)
         if not changes:
             return _to_console("settings-unchanged")
         try:
             await runtime.store.change(group_id, "web", **changes)
         except (CannotSave, OSError) as error:
             logger.error(f"保存群设置失败 / saving settings failed: group={group_id}: {error}")
-            notice = f"保存失败，设置未改变 / saving failed, nothing changed: {error}"
-            return await console_page(runtime, error_notice(notice), 500)
+            return _settings_refused(group_id, f"保存失败 / saving failed: {error}", 500)
         return _to_console("settings-saved")
 
     @router.post("/try")

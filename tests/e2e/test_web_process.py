@@ -242,12 +242,10 @@ async def test_console_edits_a_groups_settings_and_the_chat_agrees(console_bot, 
         form.find_element(By.NAME, "threshold").clear()
         form.find_element(By.NAME, "threshold").send_keys("0.5")
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".notice.error"))
-        shown = driver.find_element(By.CSS_SELECTOR, selector)
-        return (
-            driver.find_element(By.CSS_SELECTOR, ".notice.error").text,
-            shown.find_element(By.NAME, "threshold").get_attribute("value"),
-        )
+        refused = wait.until(lambda d: d.find_elements(By.ID, "refused"))[0].text
+        driver.find_element(By.ID, "back").click()
+        shown = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))[0]
+        return refused, shown.find_element(By.NAME, "threshold").get_attribute("value")
 
     error, threshold_shown = await asyncio.to_thread(refused_template)
     assert error.startswith("群 302 的设置未更改") and "未知的占位符 {user.__class__}" in error
