@@ -17,10 +17,10 @@ from nailong_vision.decode import ImageDecodeError
 from .actions import act
 from .cache import content_key
 from .decision import Decision
+from .exempt import exemption
 from .fetch import FetchError
 from .forward import forwarded_images, forwards
 from .images import CheckedImage, ImageRef, image_refs
-from .exempt import exemption
 from .runtime import Runtime, get_runtime
 from .storage import Action, GroupSettings
 
@@ -86,24 +86,25 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
     runtime.stats.add(event.group_id, checked=len(checked), hits=int(hit is not None))
     warning_id = None
     if hit is not None:
-        logger.warning(
-            f"发现奶龙图片 / nailong image: group={event.group_id} message={event.message_id} "
-            f"user={event.user_id} score={hit.decision.score:.3f} threshold={settings.threshold} "
-            f"source={hit.decision.source} action={settings.action.value}"
-        )
-        if settings.action is Action.OBSERVE:
-            # The trial (the line above says action=observe): counted and shown in the console, nothing done.
-            runtime.stats.add(event.group_id, observed=1)
-        else:
-            warning_id = await _act_on_hit(bot, event, hit, settings, runtime)
+        warning_id = await _act(bot, event, hit, settings, runtime)
     await _remember(event, checked, settings.threshold, warning_id, runtime)
     return hit
 
 
-async def _act_on_hit(
+async def _act(
     bot: Bot, event: GroupMessageEvent, hit: CheckedImage, settings: GroupSettings, runtime: Runtime
 ) -> int | None:
-    """Count the sender's strike, act as the group's settings say, save the strike; the warning's id."""
+    """Act on the message for its hit, as the group's settings say, counting the sender's strike;
+    returns the warning's message id, if one was sent."""
+    logger.warning(
+        f"发现奶龙图片 / nailong image: group={event.group_id} message={event.message_id} "
+        f"user={event.user_id} score={hit.decision.score:.3f} threshold={settings.threshold} "
+        f"source={hit.decision.source} action={settings.action.value}"
+    )
+    if settings.action is Action.OBSERVE:
+        # The trial (the line above says action=observe): counted and shown in the console, nothing done.
+        runtime.stats.add(event.group_id, observed=1)
+        return None
     strikes = runtime.strikes
     strike = strikes.add(event.group_id, event.user_id, event.message_id)
     outcome = await act(
