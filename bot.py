@@ -12,10 +12,13 @@ from nonebot.adapters.onebot.v11 import Adapter as OneBotV11Adapter
 from nonebot.log import default_format, logger
 from nonebot.log import logger_id as default_logger_id
 
+# While it starts, NoneBot logs every setting at DEBUG, tokens included: its start is logged from INFO up.
+logger.remove(default_logger_id)
+starting = logger.add(sys.stdout, level="INFO", diagnose=False, format=default_format)
 nonebot.init()
+logger.remove(starting)
 # NoneBot's console handler takes every record (level 0) and filters by LOG_LEVEL afterwards, so each
 # debug line is still formatted; a handler at LOG_LEVEL lets loguru drop them before any work.
-logger.remove(default_logger_id)
 logger.add(sys.stdout, level=nonebot.get_driver().config.log_level, diagnose=False, format=default_format)
 nonebot.get_driver().register_adapter(OneBotV11Adapter)
 if nonebot.load_plugin("nailong_bot") is None:
@@ -33,4 +36,7 @@ async def _freeze_startup_objects() -> None:
 
 
 if __name__ == "__main__":
-    nonebot.run()
+    # The reverse proxies whose X-Forwarded-For and X-Forwarded-Proto the server believes: uvicorn reads
+    # FORWARDED_ALLOW_IPS from the environment (default 127.0.0.1,::1); from `.env` it is passed on here.
+    proxies = getattr(nonebot.get_driver().config, "forwarded_allow_ips", None)
+    nonebot.run(**({"forwarded_allow_ips": proxies} if proxies else {}))

@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from . import recent
 from .warning import parse_template
 
 DEFAULT_REPLY_TEXT = "检测到奶龙图片，请不要发奶龙哦～ / Nailong image detected, please don't post it."
 
+MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_DISTINCT = 8
+MIN_TOKEN_BITS = 40
+TOKEN_RECIPE = '生成一个 / make one: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def token_weakness(token: str) -> tuple[str, str] | None:
+    """Why ``token`` is too easy to guess ("中文", "English"), or None. The entropy is estimated from
+    how often each character occurs, so repeats and short alphabets count for little; a random
+    token_urlsafe(12) (16 characters) always passes, 16 spaces or "passwordpassword" do not."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"只有 {len(token)} 个字符", f"only {len(token)} characters"
+    counts = Counter(token)
+    bits = -sum(n * math.log2(n / len(token)) for n in counts.values())
+    if len(counts) < MIN_TOKEN_DISTINCT:
+        return f"只有 {len(counts)} 种不同字符", f"only {len(counts)} different characters"
+    if bits < MIN_TOKEN_BITS:
+        return f"估计熵只有 {bits:.0f} 位", f"an estimated {bits:.0f} bits of entropy"
+    return None
+
 
 class Config(BaseModel):
+    # A refused setting's error never repeats its value: a mistyped token must not land in the log.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     # None: the bundled model (its checksum is verified).
     nailong_model_path: Path | None = None
     # None: the threshold recommended in the model's metadata. Below 1: no score exceeds 1, so 1 would
@@ -59,8 +84,16 @@ class Config(BaseModel):
     nailong_recent_max_images: int = Field(default=recent.DEFAULT_MAX_IMAGES, ge=0)
     nailong_recent_max_bytes: int = Field(default=recent.DEFAULT_MAX_BYTES, ge=0)
     nailong_recent_max_age_hours: float = Field(default=recent.DEFAULT_MAX_AGE / 3600, gt=0)
-    # None: no HTTP API and no web console. Long, because it guards a server that may face the network.
-    nailong_api_token: str | None = Field(default=None, min_length=16)
+    # ---- Web access (see web/auth.py). Tokens are SecretStr: their repr never shows them. ----
+    # None: no HTTP API. Opens only `classify` and `status`, which change nothing.
+    nailong_api_token: SecretStr | None = None
+    # None: no web console. Opens the console, where admins change what the bot does in every group.
+    nailong_admin_token: SecretStr | None = None
+    # A console sign-in lasts this long (sessions live in memory: a restart signs everyone out).
+    nailong_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # True: the session cookie is always `Secure`. False: only when the request came over HTTPS, which
+    # behind a proxy the server learns from X-Forwarded-Proto (trusted from FORWARDED_ALLOW_IPS only).
+    nailong_secure_cookie: bool = False
 
     # ---- Who is exempt, repeat offenders (each group may change these in the chat or the console) ----
     # The group owner, admins and superusers are not checked (their images are not even downloaded).
@@ -86,9 +119,33 @@ class Config(BaseModel):
         return value
 
     @field_validator(
-        "nailong_model_path", "nailong_threshold", "nailong_data_dir", "nailong_api_token", "nailong_max_frames",
-        mode="before"
+        "nailong_model_path", "nailong_threshold", "nailong_data_dir", "nailong_api_token", "nailong_admin_token",
+        "nailong_max_frames", mode="before"
     )
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("nailong_api_token", "nailong_admin_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (problem := token_weakness(value.get_secret_value())):
+            raise ValueError(
+                f"令牌太弱：{problem[0]}。需要至少 {MIN_TOKEN_LENGTH} 个字符、{MIN_TOKEN_DISTINCT} 种不同字符，"
+                f"估计熵至少 {MIN_TOKEN_BITS} 位 / token too weak: {problem[1]}. It needs at least "
+                f"{MIN_TOKEN_LENGTH} characters, {MIN_TOKEN_DISTINCT} different ones and an estimated "
+                f"{MIN_TOKEN_BITS} bits of entropy. {TOKEN_RECIPE}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _tokens_differ(self) -> Config:
+        api, admin = self.nailong_api_token, self.nailong_admin_token
+        if api is not None and admin is not None and api.get_secret_value() == admin.get_secret_value():
+            raise ValueError(
+                "NAILONG_ADMIN_TOKEN 必须与 NAILONG_API_TOKEN 不同：API 令牌常交给别的机器人，"
+                "不能打开控制台 / "
+                "NAILONG_ADMIN_TOKEN must differ from NAILONG_API_TOKEN: the API token is given to other bots "
+                f"and must not open the console. {TOKEN_RECIPE}"
+            )
+        return self

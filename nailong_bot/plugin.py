@@ -16,7 +16,7 @@ from nailong_vision.classifier import ModelError  # noqa: E402
 from . import pipeline  # noqa: E402, F401  (registers the image matcher)
 from . import runtime  # noqa: E402
 from .commands import help_text  # noqa: E402
-from .config import Config  # noqa: E402
+from .config import TOKEN_RECIPE, Config  # noqa: E402
 
 
 def _installed_version() -> str:
@@ -44,8 +44,8 @@ plugin_config = get_plugin_config(Config)
 driver = get_driver()
 
 
-def _mount_web(token: str) -> None:
-    """The HTTP API and the web console, on the driver's FastAPI app."""
+def _mount_web(config: Config) -> None:
+    """The HTTP API and the web console, on the driver's FastAPI app, each when its token is set."""
     from fastapi import FastAPI
 
     from . import web  # only loaded when switched on
@@ -53,16 +53,34 @@ def _mount_web(token: str) -> None:
     app = driver.server_app if isinstance(driver, ASGIMixin) else None
     if not isinstance(app, FastAPI):
         logger.warning(
-            "设置了 NAILONG_API_TOKEN，但驱动不是 ~fastapi，HTTP API 和控制台未启用 / NAILONG_API_TOKEN is set "
-            "but the driver is not ~fastapi: no HTTP API and no console"
+            "设置了 NAILONG_API_TOKEN 或 NAILONG_ADMIN_TOKEN，但驱动不是 ~fastapi，HTTP API 和控制台未启用 / a web "
+            "token is set but the driver is not ~fastapi: no HTTP API and no console"
         )
         return
-    web.mount(app, token)
-    logger.info("HTTP API 和控制台已启用 / HTTP API and console enabled: /nailong/api/, /nailong/")
+    api_token, admin_token = config.nailong_api_token, config.nailong_admin_token
+    web.mount(
+        app,
+        api_token=None if api_token is None else api_token.get_secret_value(),
+        admin_token=None if admin_token is None else admin_token.get_secret_value(),
+        session_hours=config.nailong_session_hours,
+        secure_cookie=config.nailong_secure_cookie,
+    )
+    if api_token is not None:
+        logger.info("HTTP API 已启用 / HTTP API enabled: /nailong/api/ (NAILONG_API_TOKEN)")
+    if admin_token is not None:
+        logger.info("网页控制台已启用 / web console enabled: /nailong/ (NAILONG_ADMIN_TOKEN)")
+    else:
+        # Before there were two tokens the API token also opened the console: say where it went.
+        logger.warning(
+            "网页控制台未启用：控制台现在需要单独的 NAILONG_ADMIN_TOKEN（与 NAILONG_API_TOKEN 不同），"
+            "API 令牌只能用于 classify 和 status / the web console is off: it now needs its own "
+            "NAILONG_ADMIN_TOKEN (different from NAILONG_API_TOKEN); the API token opens only classify and status. "
+            f"{TOKEN_RECIPE}"
+        )
 
 
-if plugin_config.nailong_api_token is not None:
-    _mount_web(plugin_config.nailong_api_token)
+if plugin_config.nailong_api_token is not None or plugin_config.nailong_admin_token is not None:
+    _mount_web(plugin_config)
 
 
 @driver.on_startup

@@ -1,5 +1,6 @@
 """What lives from start-up to shutdown: the model session, the HTTP client, the cache, settings,
-per-group counts, members' strikes, the recent images and the admins' corrections."""
+per-group counts, members' strikes, the recent images, the admins' corrections and the audit log of their
+changes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from nailong_vision.classifier import (
 )
 
 from .actions import WarningCooldown
+from .audit import AUDIT_FILE, AuditLog
 from .cache import TTLCache
 from .config import Config
 from .corrections import Corrections, correction_override
@@ -46,6 +48,8 @@ class Runtime:
     stats: GroupCounts
     saving_stats: asyncio.Task[None]
     strikes: StrikeStore
+    # Changes made through the web console or the API (who, from where, before and after).
+    audit: AuditLog
 
 
 _current: Runtime | None = None
@@ -109,7 +113,8 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         max_age=config.nailong_recent_max_age_hours * 3600,
     )
     corrections = await asyncio.to_thread(Corrections, data_dir / "feedback")
-    _report_unsaved(store, recent, corrections, stats, strikes)
+    audit = await asyncio.to_thread(AuditLog, data_dir / AUDIT_FILE)
+    _report_unsaved(store, recent, corrections, stats, strikes, audit)
     decider = Decider(
         classifier,
         workers=config.nailong_workers,
@@ -141,6 +146,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         stats=stats,
         saving_stats=asyncio.create_task(stats.save_every()),
         strikes=strikes,
+        audit=audit,
     )
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
@@ -152,7 +158,12 @@ async def start(config: Config, data_dir: Path) -> Runtime:
 
 
 def _report_unsaved(
-    store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts, strikes: StrikeStore
+    store: SettingsStore,
+    recent: RecentImages,
+    corrections: Corrections,
+    stats: GroupCounts,
+    strikes: StrikeStore,
+    audit: AuditLog,
 ) -> None:
     """One line at start-up for what cannot be saved: the bot still guards, so say it loudly."""
     unsaved = [
@@ -163,6 +174,7 @@ def _report_unsaved(
             ("纠错", "corrections", corrections.save_error),
             ("统计", "counts", stats.save_error),
             ("记过", "strikes", strikes.save_error),
+            ("操作记录", "audit log", audit.save_error),
         ]
         if error is not None
     ]

@@ -1,7 +1,7 @@
 """The HTTP API (`/nailong/api/`) and the web console (`/nailong/`) on the NoneBot driver's FastAPI app.
 
-Mounted only when NAILONG_API_TOKEN is set; both need that token (the API as a Bearer header, the
-console through its login form and a session cookie).
+The API is mounted when NAILONG_API_TOKEN is set (a Bearer header), the console when
+NAILONG_ADMIN_TOKEN is set (its sign-in form, then a session cookie); see auth.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,17 @@ from . import api, console
 from .auth import TokenAuth
 
 
-def mount(app: FastAPI, token: str) -> None:
-    auth = TokenAuth(token)
-    app.include_router(api.make_router(auth))
-    app.include_router(console.make_router(auth))
+def mount(
+    app: FastAPI,
+    api_token: str | None = None,
+    admin_token: str | None = None,
+    *,
+    session_hours: float = 12.0,
+    secure_cookie: bool = False,
+) -> None:
+    """Add the routes whose token is given; they share one auth state (sessions, throttle)."""
+    auth = TokenAuth(api_token, admin_token, session_hours=session_hours, secure_cookie=secure_cookie)
+    if api_token is not None:
+        app.include_router(api.make_router(auth))
+    if admin_token is not None:
+        app.include_router(console.make_router(auth))

@@ -1,6 +1,7 @@
-"""The web console at `/nailong/`: groups and their settings (editable), recent images, corrections,
-the model card and a box to try an image. Server-rendered HTML and one small script; nothing is loaded
-from outside the bot.
+"""The web console at `/nailong/`: groups and their settings (editable), recent images, corrections, the
+audit log, the model card and a box to try an image. Server-rendered HTML and one small script; nothing is
+loaded from outside the bot. Signed in with NAILONG_ADMIN_TOKEN (see auth.py); every change made here goes
+into the audit log.
 
 Every value put into a page is HTML-escaped unless it is :class:`Html` built by this package; thumbnails are
 re-encoded from the recent-images store, never fetched.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -30,19 +32,22 @@ from ..runtime import Runtime
 from ..setting_input import InvalidSetting
 from ..stats import COUNT_NAMES, Counts
 from .api import classify, decision_json, model_card, read_image_input, running
-from .auth import CSRF_HEADER, SESSION_COOKIE, TokenAuth
-from .group_settings import settings_changes, settings_form
+from .auth import CSRF_HEADER, SESSION_COOKIE, Session, TokenAuth, client_address, matches, too_many_attempts
+from .group_settings import settings_changes, settings_form, settings_record
 from .html import Html, render
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
 RECENT_SHOWN = 40
 CORRECTIONS_SHOWN = 20
+AUDIT_SHOWN = 20
 THUMBNAIL_SIZE = (240, 240)
 _FORM_LIMIT = 4096
 # A group's settings form: an allow-list of a few hundred QQ numbers, a warning of 300 Chinese characters.
 _SETTINGS_FORM_LIMIT = 32 * 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# The optional name given at sign-in, recorded as the operator "web:<name>".
+_OPERATOR_NAME = re.compile(r"[\w.-]{1,32}")
 # The page loads nothing but its own files; thumbnails and the tried image's preview (blob:) included.
 _HEADERS = {
     "Content-Security-Policy": (
@@ -167,6 +172,22 @@ def _correction_row(correction: Correction) -> Html:
     )
 
 
+def _audit_row(entry: dict) -> Html:
+    def shown(value: object) -> str:
+        return "—" if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+    return render(
+        "<tr><td>$time</td><td>$operator</td><td>$client</td><td>$action</td><td><code>$before</code></td>"
+        "<td><code>$after</code></td></tr>",
+        time=entry.get("time", "—"),
+        operator=entry.get("operator", "—"),
+        client=entry.get("client") or "—",
+        action=entry.get("action", "—"),
+        before=shown(entry.get("before")),
+        after=shown(entry.get("after")),
+    )
+
+
 def _thumbnail(data: bytes, max_pixels: int) -> bytes:
     """The first frame, re-encoded small: the browser never gets the posted bytes themselves."""
     frame = decode_frames(data, max_frames=1, max_pixels=max_pixels)[0]
@@ -207,20 +228,39 @@ def _to_console(notice: str | None = None) -> RedirectResponse:
     return RedirectResponse(target, status_code=303)
 
 
+def _login_page(error: str, status_code: int) -> HTMLResponse:
+    return _html_response(page("login.html", error=render('<p class="error">$text</p>', text=error)), status_code)
+
+
+def _throttled_login_page(seconds: int) -> HTMLResponse:
+    refused = too_many_attempts(seconds)
+    response = _login_page(refused.detail, refused.status_code)
+    response.headers.update(refused.headers or {})
+    return response
+
+
 def make_router(auth: TokenAuth) -> APIRouter:
     router = APIRouter(prefix="/nailong", include_in_schema=False)
 
-    def require_login(request: Request) -> None:
-        if not auth.logged_in(request):
+    def require_login(request: Request) -> Session:
+        session = auth.session(request)
+        if session is None:
             raise HTTPException(401, "请先登录 / please sign in at /nailong/login")
+        return session
+
+    def require_form_token(session: Session, given: str | None) -> None:
+        if not matches(given, session.csrf):
+            raise HTTPException(403, "表单已过期，请刷新页面 / stale form, reload the page")
 
     @router.get("/")
     async def console(request: Request, notice: str | None = None) -> Response:
-        if not auth.logged_in(request):
+        session = auth.session(request)
+        if session is None:
             return RedirectResponse("/nailong/login", status_code=303)
         runtime = running()
         recent = await asyncio.to_thread(runtime.recent.newest, RECENT_SHOWN)
         corrections = await asyncio.to_thread(runtime.corrections.newest, CORRECTIONS_SHOWN)
+        audit = await asyncio.to_thread(runtime.audit.latest, AUDIT_SHOWN)
         shown_notice = Html("")
         if notice in NOTICES:
             text, is_error = NOTICES[notice]
@@ -228,15 +268,18 @@ def make_router(auth: TokenAuth) -> APIRouter:
         return _html_response(
             page(
                 "console.html",
-                csrf=auth.csrf,
+                csrf=session.csrf,
+                operator=session.operator,
                 notice=shown_notice,
                 model_card=_model_card(runtime),
                 group_rows=_group_rows(runtime),
-                group_settings=_settings_forms(runtime, auth.csrf),
-                recent_items=Html("".join(_recent_item(entry, auth.csrf) for entry in recent))
+                group_settings=_settings_forms(runtime, session.csrf),
+                recent_items=Html("".join(_recent_item(entry, session.csrf) for entry in recent))
                 or Html('<li class="empty">还没有检查过图片 / no image checked yet</li>'),
                 correction_rows=Html("".join(_correction_row(c) for c in corrections))
                 or Html('<tr><td colspan="7" class="empty">还没有纠错 / no correction yet</td></tr>'),
+                audit_rows=Html("".join(_audit_row(entry) for entry in audit))
+                or Html('<tr><td colspan="6" class="empty">还没有操作记录 / no change recorded yet</td></tr>'),
             )
         )
 
@@ -246,18 +289,50 @@ def make_router(auth: TokenAuth) -> APIRouter:
 
     @router.post("/login")
     async def login(request: Request) -> Response:
+        address = client_address(request)
+        if (seconds := auth.throttle.retry_after(address)) is not None:
+            return _throttled_login_page(seconds)
         form = await _read_form(request)
-        if not auth.token_matches(form.get("token")):
-            error = render('<p class="error">令牌不对 / wrong token</p>')
-            return _html_response(page("login.html", error=error), status_code=401)
+        name = form.get("name", "").strip()
+        if name and not _OPERATOR_NAME.fullmatch(name):
+            return _login_page("名字最多 32 个字母、数字、_ . - / a name is up to 32 letters, digits, _ . -", 400)
+        given = form.get("token")
+        if not auth.check_admin_token(request, given):
+            if (seconds := auth.throttle.retry_after(address)) is not None:
+                return _throttled_login_page(seconds)
+            if auth.is_api_token(given):
+                return _login_page(
+                    "这是 API 令牌，控制台要用 NAILONG_ADMIN_TOKEN / that is the API token: the console needs "
+                    "NAILONG_ADMIN_TOKEN",
+                    401,
+                )
+            return _login_page("令牌不对 / wrong token", 401)
+        if (previous := auth.session(request)) is not None:
+            auth.sessions.end(previous)
+        session = auth.sessions.start(f"web:{name}" if name else "web")
+        logger.info(f"控制台登录 / console sign-in: {session.operator} from {address}")
         response = _to_console()
-        response.set_cookie(SESSION_COOKIE, auth.session, httponly=True, samesite="strict", path="/nailong")
+        response.set_cookie(
+            SESSION_COOKIE,
+            session.id,
+            max_age=int(auth.sessions.lifetime),
+            httponly=True,
+            samesite="strict",
+            secure=auth.cookie_secure(request),
+            path="/nailong",
+        )
         return response
 
     @router.post("/logout")
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        session = auth.session(request)
+        if session is not None:
+            require_form_token(session, (await _read_form(request)).get("csrf"))
+            auth.sessions.end(session)
         response = RedirectResponse("/nailong/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/nailong")
+        response.delete_cookie(
+            SESSION_COOKIE, httponly=True, samesite="strict", secure=auth.cookie_secure(request), path="/nailong"
+        )
         return response
 
     @router.get("/static/{name}")
@@ -285,10 +360,9 @@ def make_router(auth: TokenAuth) -> APIRouter:
 
     @router.post("/correct")
     async def correct(request: Request) -> Response:
-        require_login(request)
+        session = require_login(request)
         form = await _read_form(request)
-        if not auth.csrf_matches(form.get("csrf")):
-            raise HTTPException(403, "表单已过期，请刷新页面 / stale form, reload the page")
+        require_form_token(session, form.get("csrf"))
         label, message_id = form.get("label"), form.get("message_id", "")
         if label not in LABELS or not message_id.lstrip("-").isdigit():
             raise HTTPException(400, "需要 label=nailong|other 和 message_id / label and message_id required")
@@ -302,18 +376,36 @@ def make_router(auth: TokenAuth) -> APIRouter:
         except FileNotFoundError:
             return _to_console("gone")
         try:
-            await verdicts.correct(runtime, [(entry, data)], label, operator="web")
+            verdict = await verdicts.correct(runtime, [(entry, data)], label, operator=session.operator)
         except OSError as error:
             logger.error(f"保存纠错失败 / saving a correction failed: group={entry.group_id}: {error}")
             return _to_console("failed")
+        await asyncio.to_thread(
+            runtime.audit.record,
+            session.operator,
+            "correction",
+            before={
+                "group_id": entry.group_id,
+                "message_id": entry.message_id,
+                "image": entry.sha256,
+                "verdict": "nailong" if entry.hit else "other",
+                "score": None if entry.score is None else round(entry.score, 6),
+            },
+            after={
+                "verdict": label,
+                "corrections": [correction.id for correction in verdict.added],
+                # The members whose strike for this message was taken back, if any.
+                **({"strikes_taken_back": [s.user_id for s in verdict.forgiven]} if verdict.forgiven else {}),
+            },
+            client=client_address(request),
+        )
         return _to_console(f"corrected-{label}")
 
     @router.post("/settings")
     async def change_settings(request: Request) -> Response:
-        require_login(request)
+        session = require_login(request)
         form = await _read_form(request, limit=_SETTINGS_FORM_LIMIT, max_fields=12)
-        if not auth.csrf_matches(form.get("csrf")):
-            raise HTTPException(403, "表单已过期，请刷新页面 / stale form, reload the page")
+        require_form_token(session, form.get("csrf"))
         group = form.get("group_id", "")
         if not re.fullmatch(r"[0-9]{1,12}", group) or int(group) == 0:
             raise HTTPException(400, "需要群号 group_id / group_id required")
@@ -324,18 +416,25 @@ def make_router(auth: TokenAuth) -> APIRouter:
             return _settings_refused(group_id, str(error), 400)
         if not changes:
             return _to_console("settings-unchanged")
+        before = runtime.store.get(group_id)
         try:
-            await runtime.store.change(group_id, "web", **changes)
+            after = await runtime.store.change(group_id, session.operator, **changes)
         except (CannotSave, OSError) as error:
             logger.error(f"保存群设置失败 / saving settings failed: group={group_id}: {error}")
             return _settings_refused(group_id, f"保存失败 / saving failed: {error}", 500)
+        await asyncio.to_thread(
+            runtime.audit.record,
+            session.operator,
+            "group-settings",
+            before={"group_id": group_id, **settings_record(before, changes)},
+            after={"group_id": group_id, **settings_record(after, changes)},
+            client=client_address(request),
+        )
         return _to_console("settings-saved")
 
     @router.post("/try")
     async def try_image(request: Request) -> dict:
-        require_login(request)
-        if not auth.csrf_matches(request.headers.get(CSRF_HEADER)):
-            raise HTTPException(403, "表单已过期，请刷新页面 / stale page, reload it")
+        require_form_token(require_login(request), request.headers.get(CSRF_HEADER))
         runtime = running()
         image = await read_image_input(request, runtime.config.nailong_max_image_bytes)
         return decision_json(await classify(runtime, image), runtime)

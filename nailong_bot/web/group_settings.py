@@ -3,6 +3,8 @@ same parsers as the chat commands (setting_input.py), so both accept and refuse 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..commands import ACTION_LABELS, ACTION_NAMES, describe_mute, format_threshold
 from ..runtime import Runtime
 from ..setting_input import (
@@ -107,3 +109,17 @@ def settings_changes(form: dict[str, str], current: GroupSettings, default_text:
         elif text and text != current.reply_text:
             changes["reply_text"] = check_template(text)
     return changes
+
+
+def settings_record(settings: GroupSettings, names: Iterable[str]) -> dict[str, object]:
+    """These settings as JSON values, for the audit log."""
+    values = {
+        "enabled": settings.enabled,
+        "threshold": settings.threshold,
+        "action": settings.action.value,
+        "exempt_admins": settings.exempt_admins,
+        "allowed": sorted(settings.allowed),
+        "mute": {"after": settings.mute.after, "seconds": settings.mute.seconds},
+        "reply_text": settings.reply_text,
+    }
+    return {name: values[name] for name in names}

@@ -1,7 +1,9 @@
-"""The HTTP API and the web console of `bot.py` run as its own process with NAILONG_API_TOKEN set: the
-README's curl calls over real HTTP, and the console in a real headless Chromium (sign in, see a hit
-posted through the real WebSocket appear, try an image, mark the hit wrong, see the correction listed;
-edit a group's settings and see the chat's `/nailong status` agree).
+"""The HTTP API and the web console of `bot.py` run as its own process with NAILONG_API_TOKEN and
+NAILONG_ADMIN_TOKEN set: the README's curl calls over real HTTP, sessions, throttling, token scopes and
+the Secure cookie over real HTTP, and the console in a real headless Chromium (sign in, see a hit posted
+through the real WebSocket appear, try an image, mark the hit wrong, see the correction and its audit
+entry listed, sign out: the old cookie no longer opens the console; edit a group's settings and see the
+chat's `/nailong status` agree).
 
 The browser test needs Debian's `chromium` and `chromium-driver` (`apt-get install chromium
 chromium-driver`); Selenium is pointed at them and never downloads a browser. Without them that test
@@ -12,7 +14,9 @@ set (the README's docs/console.png is made that way).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,12 +24,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot_process import running_bot
+from bot_process import running_bot, start_bot, wait_for_exit
 from nailong_testkit import (
     BLUE,
     YELLOW,
     FakeOneBot,
     build_tiny_model,
+    free_port,
     group_message_payload,
     image_segment,
     md5_name,
@@ -36,6 +41,7 @@ from nailong_testkit import (
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 API_TOKEN = "browser-test-token-0123456789"
+ADMIN_TOKEN = "browser-admin-token-9876543210"
 GROUP = 301
 # Validation numbers written into the test model's metadata, for the model card.
 METRICS = {"nailong_precision": 0.98, "nailong_recall": 0.91, "nailong_f1": 0.944, "nailong_fpr": 0.004,
@@ -53,7 +59,9 @@ async def console_bot(tmp_path_factory) -> AsyncIterator[tuple[FakeOneBot, int]]
     """A running bot with the console switched on, and a fake OneBot implementation connected."""
     workdir: Path = tmp_path_factory.mktemp("console-bot")
     build_tiny_model(workdir / "tiny.onnx", metrics=METRICS)
-    async with running_bot(workdir, NAILONG_API_TOKEN=API_TOKEN) as client:
+    tokens = {"NAILONG_API_TOKEN": API_TOKEN, "NAILONG_ADMIN_TOKEN": ADMIN_TOKEN}
+    async with running_bot(workdir, NAILONG_DATA_DIR=str(workdir / "data"), **tokens) as client:
+        client.workdir = workdir  # type: ignore[attr-defined]
         yield client, client.port
 
 
@@ -113,6 +121,97 @@ async def test_api_over_http(console_bot, image_server) -> None:
     assert len(onebot.actions("delete_msg")) == recalls_before  # the API acts on no group
 
 
+def cookie_flags(answer: httpx.Response) -> set[str]:
+    return {part.strip().split("=")[0].lower() for part in answer.headers["Set-Cookie"].split(";")[1:]}
+
+
+async def test_sessions_throttling_and_scopes_over_http(console_bot) -> None:
+    onebot, port = console_bot
+    base = f"http://127.0.0.1:{port}/nailong"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as browser, httpx.AsyncClient(
+        base_url=base, timeout=10
+    ) as thief:
+        signed_in = await browser.post("/login", data={"token": ADMIN_TOKEN})
+        assert signed_in.status_code == 303 and {"httponly", "samesite"} <= cookie_flags(signed_in)
+        assert "secure" not in cookie_flags(signed_in)  # plain http, no proxy
+        page = await browser.get("/")
+        csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text).group(1)
+        assert (await browser.post("/logout")).status_code == 403  # no form token
+        thief.cookies.set("nailong_session", browser.cookies["nailong_session"])
+        assert (await thief.get("/")).status_code == 200
+        assert (await browser.post("/logout", data={"csrf": csrf})).status_code == 303
+        # The old cookie after sign-out opens nothing.
+        assert (await thief.get("/")).headers["Location"] == "/nailong/login"
+
+        # The API token is no admin token, on the sign-in page or as a Bearer header.
+        assert (await browser.post("/login", data={"token": API_TOKEN})).status_code == 401
+        bearer = {"Authorization": f"Bearer {API_TOKEN}"}
+        assert (await browser.post("/correct", headers=bearer, data={"csrf": csrf})).status_code == 401
+
+        # Behind an HTTPS reverse proxy on this machine (trusted by default): Secure.
+        via_https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.20"}
+        proxied = await browser.post("/login", data={"token": ADMIN_TOKEN}, headers=via_https)
+        assert proxied.status_code == 303 and "secure" in cookie_flags(proxied)
+
+        # Wrong tokens from one client (told apart by the trusted proxy's X-Forwarded-For): 429.
+        attacker = {"X-Forwarded-For": "198.51.100.30"}
+        logins = [await browser.post("/login", data={"token": f"guess-{n:02d}-abcdefghijk"}, headers=attacker)
+                  for n in range(20)]
+        assert logins[0].status_code == 401 and logins[-1].status_code == 429
+        assert int(logins[-1].headers["Retry-After"]) >= 1
+        assert all("guess-" not in answer.text for answer in logins)
+        bearers = [await browser.get("/api/status", headers={"Authorization": f"Bearer guess-{n:02d}-abcdefghijk",
+                                                             "X-Forwarded-For": "198.51.100.31"}) for n in range(20)]
+        assert bearers[0].status_code == 401 and bearers[-1].status_code == 429
+        # Others are not locked out.
+        assert (await browser.get("/api/status", headers=bearer)).status_code == 200
+    log = (onebot.workdir / "bot.log").read_text(errors="replace")
+    assert "too many wrong tokens from 198.51.100.30" in log
+    assert API_TOKEN not in log and ADMIN_TOKEN not in log and "guess-" not in log
+
+
+@pytest.mark.parametrize(
+    ("setting", "token"),
+    [("NAILONG_API_TOKEN", "Sh0rt-s3cret"), ("NAILONG_ADMIN_TOKEN", "hunter2hunter2hunter2")],
+    ids=["short", "low-entropy"],
+)
+def test_a_refused_token_appears_in_no_output(tmp_path, setting: str, token: str) -> None:
+    # In `.env`, as operators set it; at DEBUG NoneBot would also log every setting from there as it starts.
+    (tmp_path / ".env").write_text(f"{setting}={token}\n")
+    process = start_bot(tmp_path, free_port(), LOG_LEVEL="DEBUG")
+    assert wait_for_exit(process, timeout=60) not in (None, 0)
+    log = (tmp_path / "bot.log").read_text(errors="replace")
+    assert "token too weak" in log and "secrets.token_urlsafe(32)" in log and "nailong_bot failed to load" in log
+    assert token not in log
+
+
+async def test_an_api_token_alone_keeps_the_api_and_says_how_to_open_the_console(tmp_path) -> None:
+    async with running_bot(tmp_path, LOG_LEVEL="DEBUG", NAILONG_API_TOKEN=API_TOKEN) as onebot:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{onebot.port}/nailong", timeout=10) as client:
+            bearer = {"Authorization": f"Bearer {API_TOKEN}"}
+            assert (await client.get("/api/status", headers=bearer)).status_code == 200
+            assert (await client.get("/login")).status_code == 404
+            assert (await client.post("/login", data={"token": API_TOKEN})).status_code == 404
+    log = (tmp_path / "bot.log").read_text(errors="replace")
+    assert "the web console is off: it now needs its own NAILONG_ADMIN_TOKEN" in log
+    assert API_TOKEN not in log
+
+
+async def test_forwarded_headers_count_only_from_the_proxies_in_forwarded_allow_ips(tmp_path) -> None:
+    # The proxy is elsewhere (`.env`, passed on by bot.py): what this machine's client claims is ignored.
+    (tmp_path / ".env").write_text("FORWARDED_ALLOW_IPS=192.0.2.1\n")
+    async with running_bot(tmp_path, NAILONG_API_TOKEN=API_TOKEN, NAILONG_ADMIN_TOKEN=ADMIN_TOKEN) as onebot:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{onebot.port}/nailong", timeout=10) as client:
+            https = await client.post("/login", data={"token": ADMIN_TOKEN}, headers={"X-Forwarded-Proto": "https"})
+            assert "secure" not in cookie_flags(https)
+            answers = [
+                await client.get("/api/status", headers={"Authorization": f"Bearer guess-{n:02d}-abcdefghijk",
+                                                         "X-Forwarded-For": f"198.51.100.{n}"})
+                for n in range(20)
+            ]
+    assert answers[-1].status_code == 429  # one client, however many addresses it claims
+
+
 @needs_chromium
 async def test_console_in_a_browser(console_bot, chromium, image_server, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
@@ -126,7 +225,8 @@ async def test_console_in_a_browser(console_bot, chromium, image_server, tmp_pat
     def sign_in() -> tuple[str, str]:
         driver.get(base)
         wait.until(lambda d: d.current_url.endswith("/nailong/login"))
-        driver.find_element(By.ID, "token").send_keys(API_TOKEN)
+        driver.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)
+        driver.find_element(By.ID, "name").send_keys("ops")
         driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
         wait.until(lambda d: d.current_url == base)
         return driver.find_element(By.TAG_NAME, "h1").text, driver.find_element(By.ID, "model").text
@@ -175,13 +275,33 @@ async def test_console_in_a_browser(console_bot, chromium, image_server, tmp_pat
 
     listed = await asyncio.to_thread(mark_wrong)
     assert listed.startswith("已记录：这不是奶龙")
-    assert "不是奶龙 / not nailong" in listed and f"{GROUP} web" in listed
+    assert "不是奶龙 / not nailong" in listed and f"{GROUP} web:ops" in listed
+
+    # The correction is in the audit log on disk, and on the page.
+    (entry,) = [json.loads(line) for line in (onebot.workdir / "data" / "audit.jsonl").read_text().splitlines()]
+    assert (entry["operator"], entry["client"], entry["action"]) == ("web:ops", "127.0.0.1", "correction")
+    assert entry["before"]["message_id"] == 8001 and entry["before"]["verdict"] == "nailong"
+    assert entry["after"]["verdict"] == "other" and len(entry["after"]["corrections"]) == 1
+    audit_row = await asyncio.to_thread(
+        lambda: driver.find_element(By.CSS_SELECTOR, "#audit tbody tr").text
+    )
+    assert "web:ops 127.0.0.1 correction" in audit_row and '"message_id": 8001' in audit_row
 
     screenshot = tmp_path / "console.png"
     await asyncio.to_thread(driver.save_screenshot, str(screenshot))
     assert screenshot.stat().st_size > 10_000
     if os.environ.get("NAILONG_CONSOLE_SCREENSHOT"):
         shutil.copyfile(screenshot, os.environ["NAILONG_CONSOLE_SCREENSHOT"])
+
+    def sign_out_then_reuse_the_old_cookie() -> str:
+        old_cookie = driver.get_cookie("nailong_session")
+        driver.find_element(By.CSS_SELECTOR, "header form button[type=submit]").click()
+        wait.until(lambda d: d.current_url.endswith("/nailong/login"))
+        driver.add_cookie({key: old_cookie[key] for key in ("name", "value", "path")})
+        driver.get(base)
+        return driver.current_url
+
+    assert (await asyncio.to_thread(sign_out_then_reuse_the_old_cookie)).endswith("/nailong/login")
 
     # The bot itself now lets the image through: the web correction took the chat command's path.
     await post_image(onebot, image_server.add("console-hit-again.jpg", nailong), 8002, nailong)
@@ -210,7 +330,7 @@ async def test_console_edits_a_groups_settings_and_the_chat_agrees(console_bot, 
     def edit() -> str:
         driver.get(base)
         if driver.current_url.endswith("/nailong/login"):
-            driver.find_element(By.ID, "token").send_keys(API_TOKEN)
+            driver.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)
             driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
             wait.until(lambda d: d.current_url == base)
 

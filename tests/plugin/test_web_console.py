@@ -1,10 +1,13 @@
 """The web console's server side (the browser test in tests/e2e drives it in Chromium): login, the page,
-thumbnails, corrections by the same path as the chat command, the try box, group settings."""
+thumbnails, corrections by the same path as the chat command and into the audit log, the try box, group
+settings.
+Sessions, throttling and the two tokens' scopes: test_web_auth.py."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 
 import httpx
 import pytest
@@ -14,12 +17,12 @@ from PIL import Image
 from nailong_bot.cache import content_key
 from nailong_bot.corrections import Corrections
 from nailong_bot.web import mount
-from nailong_bot.web.auth import CSRF_HEADER, TokenAuth
+from nailong_bot.web.auth import CSRF_HEADER
 
 from nailong_testkit import BLUE, YELLOW, patterned, still
 
-TOKEN = "console-token-0123456789"
-CSRF = TokenAuth(TOKEN).csrf
+API_TOKEN = "console-api-token-0123456789"
+ADMIN_TOKEN = "console-admin-token-9876543210"
 NAILONG = patterned(YELLOW, seed=51)
 
 
@@ -27,16 +30,27 @@ NAILONG = patterned(YELLOW, seed=51)
 async def browser(guard):
     """A client that has not signed in yet."""
     app = FastAPI()
-    mount(app, TOKEN)
+    mount(app, API_TOKEN, ADMIN_TOKEN)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot") as client:
         yield client
 
 
+async def form_token(client: httpx.AsyncClient) -> str:
+    """The form token of the client's session, as the page gives it to its forms."""
+    page = (await client.get("/nailong/")).text
+    return re.search(r'<meta name="csrf-token" content="([^"]+)">', page).group(1)
+
+
 @pytest.fixture
 async def signed_in(browser):
-    answer = await browser.post("/nailong/login", data={"token": TOKEN})
+    answer = await browser.post("/nailong/login", data={"token": ADMIN_TOKEN})
     assert answer.status_code == 303 and answer.headers["Location"] == "/nailong/"
     return browser
+
+
+@pytest.fixture
+async def csrf(signed_in) -> str:
+    return await form_token(signed_in)
 
 
 def keep_hit(guard, data: bytes, message_id: int, group_id: int = 9) -> str:
@@ -53,11 +67,11 @@ async def test_the_console_needs_the_token(browser) -> None:
     assert "nailong_session" not in browser.cookies
     for path in ("/nailong/thumb/" + "0" * 64,):
         assert (await browser.get(path)).status_code == 401
-    assert (await browser.post("/nailong/correct", data={"csrf": CSRF})).status_code == 401
-    assert (await browser.post("/nailong/try", content=still(YELLOW), headers={CSRF_HEADER: CSRF})).status_code == 401
+    assert (await browser.post("/nailong/correct", data={"csrf": "x"})).status_code == 401
+    assert (await browser.post("/nailong/try", content=still(YELLOW), headers={CSRF_HEADER: "x"})).status_code == 401
 
 
-async def test_the_page_shows_groups_hits_corrections_and_the_model(signed_in, guard) -> None:
+async def test_the_page_shows_groups_hits_corrections_and_the_model(signed_in, csrf, guard) -> None:
     guard.stats.add(9, checked=3, hits=1, recalls=1)
     sha256 = keep_hit(guard, NAILONG, message_id=901)
     guard.corrections.add(
@@ -71,7 +85,7 @@ async def test_the_page_shows_groups_hits_corrections_and_the_model(signed_in, g
     assert f'<img src="/nailong/thumb/{sha256}"' in text and "命中 / hit" in text and "0.970" in text
     assert "误判 / wrong" in text
     assert "&lt;script&gt;x&lt;/script&gt;" in text and "<script>x" not in text
-    assert "tiny-test" in text and 'content="' + CSRF + '"' in text
+    assert "tiny-test" in text and 'content="' + csrf + '"' in text
 
 
 async def test_thumbnails_come_only_from_the_recent_images(signed_in, guard) -> None:
@@ -83,10 +97,10 @@ async def test_thumbnails_come_only_from_the_recent_images(signed_in, guard) -> 
     assert (await signed_in.get("/nailong/thumb/..%2Fsettings.json")).status_code == 404
 
 
-async def test_marking_a_hit_wrong_is_a_correction_by_web(signed_in, guard) -> None:
+async def test_marking_a_hit_wrong_is_a_correction_by_web(signed_in, csrf, guard) -> None:
     sha256 = keep_hit(guard, NAILONG, message_id=903)
     guard.cache.put(content_key(NAILONG), object())
-    form = {"csrf": CSRF, "message_id": "903", "sha256": sha256, "label": "other"}
+    form = {"csrf": csrf, "message_id": "903", "sha256": sha256, "label": "other"}
     assert (await signed_in.post("/nailong/correct", data={**form, "csrf": "stale"})).status_code == 403
     assert len(guard.corrections) == 0
     answer = await signed_in.post("/nailong/correct", data=form)
@@ -99,39 +113,73 @@ async def test_marking_a_hit_wrong_is_a_correction_by_web(signed_in, guard) -> N
     page = (await signed_in.get(answer.headers["Location"])).text
     assert "已记录：这不是奶龙" in page and f'<tr data-correction="{correction.id}">' in page
     # The image is now let through, by the correction.
-    tried = await signed_in.post("/nailong/try", content=NAILONG, headers={CSRF_HEADER: CSRF})
+    tried = await signed_in.post("/nailong/try", content=NAILONG, headers={CSRF_HEADER: csrf})
     assert tried.json()["source"] == "correction" and tried.json()["nailong"] is False
 
 
-async def test_a_dropped_image_cannot_be_corrected(signed_in, guard) -> None:
-    form = {"csrf": CSRF, "message_id": "999", "sha256": "b" * 64, "label": "nailong"}
+async def test_a_correction_lands_in_the_audit_log_and_on_the_page(browser, guard) -> None:
+    sha256 = keep_hit(guard, NAILONG, message_id=904)
+    signed_in = await browser.post("/nailong/login", data={"token": ADMIN_TOKEN, "name": "阿龙"})
+    assert signed_in.status_code == 303
+    form = {"csrf": await form_token(browser), "message_id": "904", "sha256": sha256, "label": "other"}
+    assert (await browser.post("/nailong/correct", data=form)).status_code == 303
+    (correction,) = guard.corrections.newest(5)
+    assert correction.user_id == "web:阿龙"
+    lines = (guard.audit.path).read_text(encoding="utf-8").splitlines()
+    entry = json.loads(lines[-1])
+    assert entry["operator"] == "web:阿龙" and entry["client"] == "127.0.0.1" and entry["action"] == "correction"
+    assert entry["before"] == {"group_id": 9, "message_id": 904, "image": sha256, "verdict": "nailong", "score": 0.97}
+    assert entry["after"] == {"verdict": "other", "corrections": [correction.id]}
+    assert entry["time"][:4].isdigit() and len(lines) == 1
+    page = (await browser.get("/nailong/")).text
+    audit = page[page.index('<section id="audit">'):]
+    assert "<td>web:阿龙</td><td>127.0.0.1</td><td>correction</td>" in audit
+    assert "&quot;verdict&quot;: &quot;nailong&quot;" in audit and correction.id in audit
+
+
+async def test_audit_entries_are_escaped_on_the_page(signed_in, guard) -> None:
+    guard.audit.record("web:<b>x</b>", "<script>alert(1)</script>", before={"a": "<i>"}, after=None, client="::1")
+    page = (await signed_in.get("/nailong/")).text
+    audit = page[page.index('<section id="audit">'):]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in audit and "<script>alert" not in audit
+    assert "web:&lt;b&gt;x&lt;/b&gt;" in audit and "&lt;i&gt;" in audit
+
+
+async def test_a_bad_sign_in_name_is_refused(browser) -> None:
+    answer = await browser.post("/nailong/login", data={"token": ADMIN_TOKEN, "name": "<script>"})
+    assert answer.status_code == 400 and "nailong_session" not in browser.cookies
+
+
+async def test_a_dropped_image_cannot_be_corrected(signed_in, csrf, guard) -> None:
+    form = {"csrf": csrf, "message_id": "999", "sha256": "b" * 64, "label": "nailong"}
     answer = await signed_in.post("/nailong/correct", data=form)
     assert answer.headers["Location"] == "/nailong/?notice=gone"
     assert len(guard.corrections) == 0
+    assert guard.audit.latest(5) == []  # nothing changed, nothing recorded
 
 
-async def test_try_box_needs_the_page_token_and_answers_like_the_api(signed_in) -> None:
+async def test_try_box_needs_the_page_token_and_answers_like_the_api(signed_in, csrf) -> None:
     assert (await signed_in.post("/nailong/try", content=still(YELLOW))).status_code == 403
-    answer = await signed_in.post("/nailong/try", content=still(YELLOW), headers={CSRF_HEADER: CSRF})
+    answer = await signed_in.post("/nailong/try", content=still(YELLOW), headers={CSRF_HEADER: csrf})
     assert answer.status_code == 200 and answer.json()["nailong"] is True
-    bad = await signed_in.post("/nailong/try", content=b"not an image", headers={CSRF_HEADER: CSRF})
+    bad = await signed_in.post("/nailong/try", content=b"not an image", headers={CSRF_HEADER: csrf})
     assert bad.status_code == 422 and "图片无法解码" in bad.json()["detail"]
 
 
-async def test_sign_out(signed_in) -> None:
-    answer = await signed_in.post("/nailong/logout")
+async def test_sign_out(signed_in, csrf) -> None:
+    answer = await signed_in.post("/nailong/logout", data={"csrf": csrf})
     assert answer.headers["Location"] == "/nailong/login"
     assert (await signed_in.get("/nailong/")).status_code == 303
 
 
-async def test_group_settings_are_edited_like_the_chat_commands(signed_in, guard, caplog_loguru) -> None:
+async def test_group_settings_are_edited_like_the_chat_commands(signed_in, csrf, guard, caplog_loguru) -> None:
     guard.stats.add(9, checked=1)
     guard.strikes.add(9, 777777, message_id=1)
     page = (await signed_in.get("/nailong/")).text
     assert 'action="/nailong/settings" class="group-settings" id="settings-9" data-group="9">' in page
     assert "777777 ×1" in page
     form = {
-        "csrf": CSRF, "group_id": "9", "enabled": "on", "threshold": "0.7", "action": "observe",
+        "csrf": csrf, "group_id": "9", "enabled": "on", "threshold": "0.7", "action": "observe",
         "exempt_admins": "off", "allowed": "123456 654321", "mute_after": "3", "mute_duration": "10m",
         "reply_text": "{user} 走开",
     }  # fmt: skip
@@ -147,6 +195,13 @@ async def test_group_settings_are_edited_like_the_chat_commands(signed_in, guard
         "action", "exempt_admins", "allowed", "mute", "reply_text"
     }
     assert any("operator=web" in line and "group=9" in line for line in caplog_loguru)
+    (entry,) = guard.audit.latest(5)
+    assert (entry["operator"], entry["action"]) == ("web", "group-settings")
+    assert entry["before"] == {
+        "group_id": 9, "action": "both", "exempt_admins": True, "allowed": [], "mute": {"after": 1, "seconds": 0},
+        "reply_text": "检测到奶龙图片",
+    }  # fmt: skip
+    assert entry["after"]["action"] == "observe" and entry["after"]["allowed"] == [123456, 654321]
 
     bad = {**form, "reply_text": "{user.__class__}", "threshold": "0.2"}
     refused = await signed_in.post("/nailong/settings", data=bad)
@@ -161,4 +216,4 @@ async def test_group_settings_are_edited_like_the_chat_commands(signed_in, guard
 
 
 async def test_settings_need_the_login(browser) -> None:
-    assert (await browser.post("/nailong/settings", data={"csrf": CSRF, "group_id": "9"})).status_code == 401
+    assert (await browser.post("/nailong/settings", data={"csrf": "x", "group_id": "9"})).status_code == 401
