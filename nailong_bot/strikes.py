@@ -55,6 +55,8 @@ class StrikeStore:
         self._clock = clock
         self._strikes: list[Strike] = []  # oldest first
         self._write_lock = asyncio.Lock()
+        # Changes not yet written: saves waiting behind a write find theirs already written and skip.
+        self._unsaved = False
         # Why strikes cannot be saved (set by load); they are still counted in memory.
         self.save_error: str | None = None
 
@@ -128,10 +130,15 @@ class StrikeStore:
         """Write the strikes; a failed write is logged (they are still counted in memory)."""
         if self.save_error is not None:
             return
+        self._unsaved = True
         async with self._write_lock:
+            if not self._unsaved:  # a write that started after this change has saved it
+                return
+            self._unsaved = False
             snapshot = {"version": _FORMAT_VERSION, "strikes": [asdict(s) for s in self._strikes]}
             data = json.dumps(snapshot, ensure_ascii=False).encode("utf-8")
             try:
                 await asyncio.to_thread(persist.write_atomically, self.path, data, durable=False)
             except OSError as error:
+                self._unsaved = True
                 logger.warning(f"无法保存记过 / could not save the strikes: {self.path}: {error}")

@@ -4,6 +4,7 @@ set aside) and the chat commands (aliases, bad input changes nothing, members ar
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -385,3 +386,28 @@ async def test_third_strike_mutes_with_the_groups_words(app: App, guard, image_s
         "已撤销成员 8 的这次记过（还剩 2 次）/ strike taken back from member 8 (2 left)，已解除禁言 / mute lifted"
     )
     assert guard.strikes.count(1, 8) == 2
+
+
+async def test_strike_saves_in_a_flood_coalesce_and_lose_nothing(tmp_path, monkeypatch) -> None:
+    from nailong_bot import persist
+
+    strikes = StrikeStore(tmp_path, window=24 * HOUR)
+    strikes.load()
+    writes: list[int] = []
+    write = persist.write_atomically
+
+    def counted(path, data, **kwargs):
+        writes.append(len(data))
+        write(path, data, **kwargs)
+
+    monkeypatch.setattr(persist, "write_atomically", counted)
+
+    async def hit(message_id: int) -> None:
+        strikes.add(1, 5, message_id)
+        await strikes.save()
+
+    await asyncio.gather(*(hit(message_id) for message_id in range(50)))
+    assert len(writes) < 50
+    reloaded = StrikeStore(tmp_path, window=24 * HOUR)
+    reloaded.load()
+    assert reloaded.count(1, 5) == 50
