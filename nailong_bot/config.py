@@ -94,6 +94,12 @@ class Config(BaseModel):
     # True: the session cookie is always `Secure`. False: only when the request came over HTTPS, which
     # behind a proxy the server learns from X-Forwarded-Proto (trusted from FORWARDED_ALLOW_IPS only).
     nailong_secure_cookie: bool = False
+    # The HTTP API's share, apart from group checking's (README: 安全 / Security). Classify requests
+    # at once, uploads and URL downloads included; one more is answered 429 with Retry-After.
+    nailong_api_max_requests: int = Field(default=4, ge=1)
+    # The API's URL fetch refuses loopback, private, link-local, multicast and reserved addresses,
+    # after DNS and after every redirect; true lets it reach them. Group images are never limited so.
+    nailong_api_allow_private_urls: bool = False
 
     # ---- Who is exempt, repeat offenders (each group may change these in the chat or the console) ----
     # The group owner, admins and superusers are not checked (their images are not even downloaded).

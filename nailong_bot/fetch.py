@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import ipaddress
 import os
+import socket
 import ssl
 import stat
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import httpx
@@ -31,6 +33,10 @@ _QQ_CDN_CIPHERS = "AES128-GCM-SHA256:AES256-GCM-SHA384"
 QQ_IMAGE_HOSTS = frozenset({"multimedia.nt.qq.com.cn", "gchat.qpic.cn", "c2cpicdw.qpic.cn"})
 _CHUNK = 64 * 1024
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Kernel pseudo-files and devices: reads that never end (/proc/kmsg) or never should happen.
 _SYSTEM_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
 # Local reads run in their own daemon threads (a read() stuck in the kernel cannot be cancelled, and must
@@ -65,9 +71,40 @@ def _is_tls_error(error: BaseException) -> bool:
     return False
 
 
-def _over_http(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(("http", parts.netloc, parts.path, parts.query, parts.fragment))
+def is_public_address(address: IPAddress) -> bool:
+    """Whether ``address`` is on the public internet: not loopback, private, link-local, multicast,
+    unspecified or reserved, nor an IPv6 spelling of such an IPv4 address (mapped, 6to4, NAT64)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return is_public_address(embedded)
+    return address.is_global and not (address.is_multicast or address.is_reserved)
+
+
+def _parse_url(url: str) -> httpx.URL:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as error:
+        raise FetchError(f"bad URL / 地址无效: {error}") from error
+    if parsed.scheme not in ("http", "https"):
+        raise FetchError(f"unsupported URL scheme / 不支持的地址: {parsed.scheme or url[:40]!r}")
+    if not parsed.host:
+        raise FetchError(f"bad URL / 地址无效: no host in {url[:80]!r}")
+    return parsed
+
+
+@dataclass(frozen=True)
+class _Hop:
+    """One request of a download: its URL, and the address its downloads are counted by (None for
+    QQ's image hosts, which the group fetcher does not limit)."""
+
+    url: httpx.URL
+    address: IPAddress | None
+    # Connected to ``address`` itself, with the URL's host name in the Host header and the TLS
+    # handshake: where addresses are checked, a second DNS answer must not send the request elsewhere.
+    pinned: bool = False
 
 
 def decode_base64(text: str, max_bytes: int) -> bytes:
@@ -140,7 +177,11 @@ class Fetcher:
         local_image_dirs: Iterable[Path] | None = None,
         http_fallback_hosts: frozenset[str] = QQ_IMAGE_HOSTS,
         retry_delay: float = 0.5,
+        address_allowed: Callable[[IPAddress], bool] | None = None,
     ) -> None:
+        """``address_allowed``: the addresses this fetcher may reach, checked after DNS and again after
+        every redirect (the API's: :func:`is_public_address`); None: any (group images come from the
+        OneBot implementation, whose URLs may rightly be local)."""
         self.max_bytes = max_bytes
         self.retries = retries
         self.max_per_host = max_per_host
@@ -150,17 +191,22 @@ class Fetcher:
         )
         self.http_fallback_hosts = http_fallback_hosts
         self.retry_delay = retry_delay
+        self.address_allowed = address_allowed
+        self._connect_timeout = connect_timeout
         # A server that trickles bytes just under the read time-out still leaves time for a retry.
         self._attempt_limit = connect_timeout + 2 * read_timeout
         self._downloads = asyncio.Semaphore(max_concurrent)
-        # Only hosts with a download running or waiting: a host's entry goes with its last download.
-        self._hosts: dict[str, _HostSlots] = {}
+        # Only addresses with a download running or waiting: an entry goes with its last download.
+        self._hosts: dict[IPAddress, _HostSlots] = {}
         self._local_readers = asyncio.Semaphore(_LOCAL_READERS)
         self._client = httpx.AsyncClient(
             verify=make_ssl_context(),
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            follow_redirects=True,
-            max_redirects=5,
+            # Followed here, each one resolved and checked like the first request.
+            follow_redirects=False,
+            # Where addresses are checked, connections go to them directly: a proxy (HTTP(S)_PROXY)
+            # would reach whatever it resolves.
+            trust_env=address_allowed is None,
             headers={"User-Agent": "nailong-bot (+https://github.com/nonebot/nonebot2)"},
         )
 
@@ -206,32 +252,29 @@ class Fetcher:
     async def fetch(self, url: str, hold: asyncio.Semaphore | None = None) -> bytes:
         """The bytes at ``url``; raises :class:`FetchError` (never anything else) when it fails.
         With ``hold``, returns with a slot of it taken (see :meth:`image_bytes`)."""
-        try:
-            parts = urlsplit(url)
-        except ValueError as error:
-            raise FetchError(f"bad URL / 地址无效: {error}") from error
-        scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
-        if scheme not in ("http", "https"):
-            raise FetchError(f"unsupported URL scheme / 不支持的地址: {scheme or url[:40]!r}")
+        target = _parse_url(url)
         loop = asyncio.get_running_loop()
         give_up_at = 0.0  # set when the first try gets its slots
         attempt = 0
         while True:
             try:
+                hop = await self._resolve(target)
                 # Host first: waiting behind a slow host must not take a slot other hosts could use.
-                async with self._host_slot(host), self._downloads:
+                async with self._host_slot(hop), self._downloads:
                     give_up_at = give_up_at or loop.time() + self.deadline
-                    data = await self._download(url, give_up_at - loop.time())
+                    data = await self._download(hop, give_up_at - loop.time())
                     if hold is not None:
                         await hold.acquire()
                     return data
             except FetchError as error:
-                if error.tls and scheme == "https" and host in self.http_fallback_hosts:
+                # Failed before any slot (the host did not resolve): the deadline starts now.
+                give_up_at = give_up_at or loop.time() + self.deadline
+                if error.tls and target.scheme == "https" and target.host in self.http_fallback_hosts:
                     logger.warning(
-                        f"TLS 握手失败，改用 http 重新下载 / TLS handshake with {host} failed "
+                        f"TLS 握手失败，改用 http 重新下载 / TLS handshake with {target.host} failed "
                         f"({error.reason}); retrying over http"
                     )
-                    url, scheme = _over_http(url), "http"
+                    target = target.copy_with(scheme="http")
                     continue
                 if not error.retryable or attempt >= self.retries:
                     raise
@@ -245,12 +288,46 @@ class Fetcher:
                 )
                 await asyncio.sleep(delay)
 
+    async def _resolve(self, url: httpx.URL) -> _Hop:
+        """Where a request for ``url`` goes; FetchError when its host does not resolve, or resolves to
+        an address this fetcher may not reach (any of them: the answer is the attacker's to choose)."""
+        if self.address_allowed is None and url.host in QQ_IMAGE_HOSTS:
+            return _Hop(url, None)
+        host = url.raw_host.decode("ascii")
+        try:
+            addresses, named = [ipaddress.ip_address(host)], False
+        except ValueError:
+            addresses, named = await self._look_up(host), True
+        # An IPv4-mapped IPv6 address is its IPv4 address: counted and connected to as that.
+        addresses = [getattr(a, "ipv4_mapped", None) or a for a in addresses]
+        refused = [a for a in addresses if self.address_allowed is not None and not self.address_allowed(a)]
+        if refused:
+            raise FetchError(
+                f"refused a non-public address / 拒绝访问非公网地址: {url.host} → {refused[0]} "
+                f"(NAILONG_API_ALLOW_PRIVATE_URLS)"
+            )
+        return _Hop(url, addresses[0], pinned=named and self.address_allowed is not None)
+
+    async def _look_up(self, host: str) -> list[IPAddress]:
+        try:
+            found = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM), self._connect_timeout
+            )
+            addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in found))
+        except (OSError, UnicodeError, ValueError, asyncio.TimeoutError) as error:
+            raise FetchError(f"cannot resolve the host / 域名解析失败: {host}", retryable=True) from error
+        if not addresses:
+            raise FetchError(f"cannot resolve the host / 域名解析失败: {host}", retryable=True)
+        # IPv4 first: nearly every server reaches it, and the first address is the one connected to.
+        return sorted(addresses, key=lambda address: address.version)
+
     @asynccontextmanager
-    async def _host_slot(self, host: str) -> AsyncIterator[None]:
-        if host in QQ_IMAGE_HOSTS:
+    async def _host_slot(self, hop: _Hop) -> AsyncIterator[None]:
+        # Counted by address, so a host's other names (or a stranger's many) share its slots.
+        if hop.address is None or hop.url.host in QQ_IMAGE_HOSTS:
             yield
             return
-        entry = self._hosts.setdefault(host, _HostSlots(asyncio.Semaphore(self.max_per_host)))
+        entry = self._hosts.setdefault(hop.address, _HostSlots(asyncio.Semaphore(self.max_per_host)))
         entry.users += 1
         try:
             async with entry.slots:
@@ -258,19 +335,16 @@ class Fetcher:
         finally:
             entry.users -= 1
             if not entry.users:
-                del self._hosts[host]
+                del self._hosts[hop.address]
 
-    async def _download(self, url: str, time_left: float) -> bytes:
+    async def _download(self, hop: _Hop, time_left: float) -> bytes:
         try:
-            return await asyncio.wait_for(self._stream(url), min(self._attempt_limit, time_left))
+            return await asyncio.wait_for(self._follow(hop), min(self._attempt_limit, time_left))
         except asyncio.TimeoutError as error:
             raise FetchError("download too slow / 下载超时", retryable=True) from error
         except httpx.TimeoutException as error:
             raise FetchError(f"timed out / 下载超时: {type(error).__name__}", retryable=True) from error
-        except httpx.TooManyRedirects as error:
-            raise FetchError("too many redirects / 重定向过多") from error
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
-            # A redirect to file:// or to garbage: asking again gets the same answer.
+        except httpx.InvalidURL as error:  # asking again gets the same answer
             raise FetchError(f"unusable address / 地址不可用: {error}") from error
         except httpx.DecodingError as error:
             raise FetchError(f"bad content encoding / 内容编码无效: {error}") from error
@@ -281,14 +355,41 @@ class Fetcher:
                 f"network error / 网络错误: {type(error).__name__}: {error}", retryable=True
             ) from error
 
-    async def _stream(self, url: str) -> bytes:
-        async with self._client.stream("GET", url) as response:
+    async def _follow(self, hop: _Hop) -> bytes:
+        """The body at ``hop``, after at most five redirects, each resolved and checked as the first."""
+        redirects = 0
+        while isinstance(answer := await self._get(hop), str):
+            if redirects == _MAX_REDIRECTS:
+                raise FetchError("too many redirects / 重定向过多")
+            redirects += 1
+            try:
+                target = _parse_url(str(hop.url.join(answer)))
+            except (FetchError, httpx.InvalidURL) as error:
+                raise FetchError(f"unusable address / 地址不可用: redirect to {answer[:100]!r}") from error
+            hop = await self._resolve(target)
+        return answer
+
+    async def _get(self, hop: _Hop) -> bytes | str:
+        """The body of one GET, or the address it redirects to."""
+        url, headers, extensions = hop.url, {}, {}
+        if hop.pinned:
+            # Connection: close, as a kept-alive connection to the address would serve the next
+            # request for any other name of it, with this name's TLS handshake.
+            headers = {"Host": url.netloc.decode("ascii"), "Connection": "close"}
+            if url.scheme == "https":
+                extensions = {"sni_hostname": url.raw_host.decode("ascii")}
+            url = url.copy_with(host=str(hop.address))
+        request = self._client.build_request("GET", url, headers=headers, extensions=extensions)
+        response = await self._client.send(request, stream=True)
+        try:
+            if response.status_code in _REDIRECT_STATUS and "Location" in response.headers:
+                return response.headers["Location"]
             if response.status_code != 200:
                 raise FetchError(
                     f"HTTP {response.status_code}", retryable=response.status_code in _RETRY_STATUS
                 )
             declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > self.max_bytes:
+            if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
                 raise FetchError(f"too large / 文件过大: {declared} > {self.max_bytes} bytes")
             body = bytearray()
             async for chunk in response.aiter_bytes(_CHUNK):
@@ -296,6 +397,8 @@ class Fetcher:
                 if len(body) > self.max_bytes:
                     raise FetchError(f"too large / 文件过大: > {self.max_bytes} bytes")
             return bytes(body)
+        finally:
+            await response.aclose()
 
     async def _read_local(self, location: str, hold: asyncio.Semaphore) -> bytes:
         """:func:`read_local_file` in a daemon thread, within the deadline. A read stuck in the kernel

@@ -24,11 +24,23 @@ from .cache import TTLCache
 from .config import Config
 from .corrections import Corrections, correction_override
 from .decision import Decider, Decision
-from .fetch import Fetcher
+from .fetch import Fetcher, is_public_address
 from .recent import RecentImages
 from .stats import GroupCounts
 from .storage import Action, GroupSettings, MutePolicy, SettingsStore
 from .strikes import StrikeStore
+
+
+@dataclass
+class ApiShare:
+    """What the HTTP API may use, apart from what group checking uses, so that API callers never
+    starve the guard: its requests at once (one more is answered 429), a fetcher of its own (its own
+    download slots; public addresses only unless NAILONG_API_ALLOW_PRIVATE_URLS) and one decision at
+    a time (with two or more workers, group images always have a worker the API cannot take)."""
+
+    requests: asyncio.Semaphore
+    fetcher: Fetcher
+    deciding: asyncio.Semaphore
 
 
 @dataclass
@@ -50,6 +62,7 @@ class Runtime:
     strikes: StrikeStore
     # Changes made through the web console or the API (who, from where, before and after).
     audit: AuditLog
+    api: ApiShare
 
 
 _current: Runtime | None = None
@@ -147,6 +160,20 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         saving_stats=asyncio.create_task(stats.save_every()),
         strikes=strikes,
         audit=audit,
+        api=ApiShare(
+            requests=asyncio.Semaphore(config.nailong_api_max_requests),
+            fetcher=Fetcher(
+                max_bytes=config.nailong_max_image_bytes,
+                connect_timeout=config.nailong_connect_timeout,
+                read_timeout=config.nailong_read_timeout,
+                retries=config.nailong_fetch_retries,
+                max_concurrent=config.nailong_api_max_requests,
+                max_per_host=config.nailong_max_downloads_per_host,
+                deadline=config.nailong_download_deadline,
+                address_allowed=None if config.nailong_api_allow_private_urls else is_public_address,
+            ),
+            deciding=asyncio.Semaphore(1),
+        ),
     )
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
@@ -196,4 +223,5 @@ async def stop() -> None:
     await runtime.stats.save()
     await runtime.strikes.save()
     await runtime.fetcher.aclose()
+    await runtime.api.fetcher.aclose()
     runtime.decider.shutdown()

@@ -2,16 +2,21 @@
 
 An image sent here takes the group images' path (fetch → cache → corrections → model) with the same
 limits: the byte cap while the body or the URL is read, the pixel and frame caps while decoding, the
-download time-outs, and the same slots for images in flight. Bad input gets a 4xx with the reason.
+download time-outs. It runs on the API's own share (:class:`~nailong_bot.runtime.ApiShare`): a few
+requests at once (one more gets 429), its own downloads, refusing private addresses, and one decision
+at a time, so callers of the API cannot delay a group's image. Bad input gets a 4xx with the reason;
+a failed download gets one reason whatever the cause, so the API cannot be used to map a network.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from nonebot.log import logger
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -27,6 +32,13 @@ from .auth import TokenAuth
 # Room for a form's boundaries and part headers around the image.
 _FORM_OVERHEAD = 64 * 1024
 _JSON_LIMIT = 64 * 1024
+# Seconds a caller is asked to wait when the API is busy: most requests take milliseconds, a URL
+# download at most NAILONG_DOWNLOAD_DEADLINE.
+_RETRY_AFTER = "5"
+_DOWNLOAD_FAILED = (
+    "图片下载失败：地址无法访问、不是公网 http(s) 地址或文件过大 / image download failed: unreachable, "
+    "not a public http(s) address, or too large"
+)
 
 
 def running() -> Runtime:
@@ -40,25 +52,45 @@ def _too_large(limit: int) -> HTTPException:
     return HTTPException(413, f"图片过大 / image too large: > {limit} bytes (NAILONG_MAX_IMAGE_BYTES)")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it passes ``limit`` bytes."""
+@asynccontextmanager
+async def api_slot(runtime: Runtime) -> AsyncIterator[None]:
+    """One of the API's request slots, held for the whole request, its body included; 429 with
+    Retry-After when none is free. No queue: a waiting request would hold its connection and body."""
+    if runtime.api.requests.locked():
+        raise HTTPException(
+            429, "接口繁忙，请稍后再试 / the API is busy, retry later", headers={"Retry-After": _RETRY_AFTER}
+        )
+    async with runtime.api.requests:
+        yield
+
+
+async def _capped(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused (413) as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    body = bytearray()
+    received = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+        received += len(chunk)
+        if received > limit:
             raise _too_large(limit)
+        yield chunk
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in _capped(request, limit):
+        body += chunk
     return bytes(body)
 
 
-async def _form_file(request: Request, body: bytes) -> bytes:
-    async def stream() -> AsyncIterator[bytes]:
-        yield body
-
+async def _form_file(request: Request, max_bytes: int) -> bytes:
+    """The form's file, parsed as the body arrives (the parser spools a large file to disk)."""
+    parser = MultiPartParser(
+        request.headers, _capped(request, max_bytes + _FORM_OVERHEAD), max_files=1, max_fields=8
+    )
     try:
-        form = await MultiPartParser(request.headers, stream(), max_files=1, max_fields=8).parse()
+        form = await parser.parse()
     except MultiPartException as error:
         raise HTTPException(400, f"表单无法解析 / unreadable form: {error.message}") from error
     try:
@@ -76,14 +108,14 @@ async def read_image_input(request: Request, max_bytes: int) -> bytes | str:
     if content_type == "application/json":
         try:
             payload = json.loads(await _read_body(request, _JSON_LIMIT))
-        except (ValueError, UnicodeDecodeError) as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: arrays nested thousands deep
             raise HTTPException(400, f"JSON 无法解析 / invalid JSON: {error}") from error
         url = payload.get("url") if isinstance(payload, dict) else None
         if not isinstance(url, str) or not url:
             raise HTTPException(400, 'JSON 需要 {"url": "..."} / JSON must be {"url": "..."}')
         return url
     if content_type == "multipart/form-data":
-        data = await _form_file(request, await _read_body(request, max_bytes + _FORM_OVERHEAD))
+        data = await _form_file(request, max_bytes)
         if len(data) > max_bytes:
             raise _too_large(max_bytes)
     else:
@@ -97,24 +129,34 @@ async def read_image_input(request: Request, max_bytes: int) -> bytes | str:
 
 
 async def classify(runtime: Runtime, image: bytes | str) -> Decision:
-    """Decide an image given as bytes or a URL, as a group image would be; 422 with the reason when
-    it cannot be fetched or decoded."""
+    """Decide an image given as bytes or a URL, as a group image would be, on the API's share; 422
+    when it cannot be fetched (one reason for every failure; the log has the cause) or decoded."""
     generation = runtime.cache.generation
+    api = runtime.api
     try:
         # As for a group image: a URL under the fetch's limits, the deciding slot taken once the bytes are in.
         if isinstance(image, str):
-            data = await runtime.fetcher.fetch(image, hold=runtime.deciding)
+            data = await api.fetcher.fetch(image, hold=api.deciding)
         else:
             data = image
-            await runtime.deciding.acquire()
+            await api.deciding.acquire()
         try:
             return await decide_bytes(data, runtime, generation)
         finally:
-            runtime.deciding.release()
+            api.deciding.release()
     except FetchError as error:
-        raise HTTPException(422, f"图片下载失败 / image download failed: {error.reason}") from error
+        logger.info(f"API 图片下载失败 / API image download failed: {image[:200]!r}: {error.reason}")
+        raise HTTPException(422, _DOWNLOAD_FAILED) from error
     except ImageDecodeError as error:
         raise HTTPException(422, f"图片无法解码 / image not decodable: {error}") from error
+
+
+async def classify_request(request: Request) -> dict:
+    """`classify` and the console's "try an image": the image in the request, decided, as JSON."""
+    runtime = running()
+    async with api_slot(runtime):
+        image = await read_image_input(request, runtime.config.nailong_max_image_bytes)
+        return decision_json(await classify(runtime, image), runtime)
 
 
 def decision_json(decision: Decision, runtime: Runtime) -> dict:
@@ -187,9 +229,7 @@ def make_router(auth: TokenAuth) -> APIRouter:
 
     @router.post("/classify")
     async def classify_image(request: Request) -> dict:
-        runtime = running()
-        image = await read_image_input(request, runtime.config.nailong_max_image_bytes)
-        return decision_json(await classify(runtime, image), runtime)
+        return await classify_request(request)
 
     @router.get("/status")
     async def status() -> dict:

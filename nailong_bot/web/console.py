@@ -31,7 +31,7 @@ from ..recent import RecentImage
 from ..runtime import Runtime
 from ..setting_input import InvalidSetting
 from ..stats import COUNT_NAMES, Counts
-from .api import classify, decision_json, model_card, read_image_input, running
+from .api import classify_request, model_card, running
 from .auth import CSRF_HEADER, SESSION_COOKIE, Session, TokenAuth, client_address, matches, too_many_attempts
 from .group_settings import settings_changes, settings_form, settings_record
 from .html import Html, render
@@ -46,6 +46,7 @@ _FORM_LIMIT = 4096
 # A group's settings form: an allow-list of a few hundred QQ numbers, a warning of 300 Chinese characters.
 _SETTINGS_FORM_LIMIT = 32 * 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_MESSAGE_ID = re.compile(r"-?[0-9]{1,20}")
 # The optional name given at sign-in, recorded as the operator "web:<name>".
 _OPERATOR_NAME = re.compile(r"[\w.-]{1,32}")
 # The page loads nothing but its own files; thumbnails and the tried image's preview (blob:) included.
@@ -364,7 +365,7 @@ def make_router(auth: TokenAuth) -> APIRouter:
         form = await _read_form(request)
         require_form_token(session, form.get("csrf"))
         label, message_id = form.get("label"), form.get("message_id", "")
-        if label not in LABELS or not message_id.lstrip("-").isdigit():
+        if label not in LABELS or not _MESSAGE_ID.fullmatch(message_id):
             raise HTTPException(400, "需要 label=nailong|other 和 message_id / label and message_id required")
         runtime = running()
         entries = await asyncio.to_thread(runtime.recent.lookup, int(message_id))
@@ -435,8 +436,6 @@ def make_router(auth: TokenAuth) -> APIRouter:
     @router.post("/try")
     async def try_image(request: Request) -> dict:
         require_form_token(require_login(request), request.headers.get(CSRF_HEADER))
-        runtime = running()
-        image = await read_image_input(request, runtime.config.nailong_max_image_bytes)
-        return decision_json(await classify(runtime, image), runtime)
+        return await classify_request(request)
 
     return router

@@ -7,7 +7,7 @@ import asyncio
 import signal
 
 from bot_process import running_bot, wait_for_exit
-from nailong_testkit import YELLOW, FakeOneBot, group_message_payload, image_segment, still
+from nailong_testkit import YELLOW, FakeOneBot, ImageServer, group_message_payload, image_segment, still
 
 WARNING = "检测到奶龙图片"
 
@@ -23,22 +23,23 @@ def recalled(onebot: FakeOneBot, message_ids: range) -> list[int]:
 
 
 async def test_a_slow_host_does_not_delay_another_group(onebot: FakeOneBot, image_server) -> None:
-    # A 43-byte nailong GIF sent a byte every 0.1 s: never a read time-out, 4 s a download.
-    slow = image_server.add("e2e-slow.gif", still(YELLOW, "GIF", size=(1, 1)), "image/gif")
-    slow = slow.replace("127.0.0.1", "localhost").replace("/img/", "/trickle/") + "?every=0.1"
-    for i in range(6):
-        await onebot.post(image_event(f"{slow}&n={i}", group_id=121, message_id=5021 + i))
-    for _ in range(100):
-        if image_server.requests["/trickle/e2e-slow.gif"] >= 2:
-            break
-        await asyncio.sleep(0.05)
-    positive = image_server.add("e2e-beside-slow.jpg", still(YELLOW, size=(52, 52)))
-    await onebot.post(image_event(positive, group_id=122, message_id=5027))
-    await onebot.wait_for("delete_msg", message_id=5027)
-    assert recalled(onebot, range(5021, 5028)) == [5027]
-    # The slow host's images are decided too, two at a time.
-    for message_id in range(5021, 5027):
-        await onebot.wait_for("delete_msg", timeout=60, message_id=message_id)
+    with ImageServer(host="127.0.0.2") as slow_host:  # another address: per-host limits go by address
+        # A 43-byte nailong GIF sent a byte every 0.1 s: never a read time-out, 4 s a download.
+        slow = slow_host.add("e2e-slow.gif", still(YELLOW, "GIF", size=(1, 1)), "image/gif")
+        slow = slow.replace("/img/", "/trickle/") + "?every=0.1"
+        for i in range(6):
+            await onebot.post(image_event(f"{slow}&n={i}", group_id=121, message_id=5021 + i))
+        for _ in range(100):
+            if slow_host.requests["/trickle/e2e-slow.gif"] >= 2:
+                break
+            await asyncio.sleep(0.05)
+        positive = image_server.add("e2e-beside-slow.jpg", still(YELLOW, size=(52, 52)))
+        await onebot.post(image_event(positive, group_id=122, message_id=5027))
+        await onebot.wait_for("delete_msg", message_id=5027)
+        assert recalled(onebot, range(5021, 5028)) == [5027]
+        # The slow host's images are decided too, two at a time.
+        for message_id in range(5021, 5027):
+            await onebot.wait_for("delete_msg", timeout=60, message_id=message_id)
 
 
 async def test_images_in_a_forwarded_message(onebot: FakeOneBot, image_server) -> None:

@@ -59,7 +59,8 @@ async def console_bot(tmp_path_factory) -> AsyncIterator[tuple[FakeOneBot, int]]
     """A running bot with the console switched on, and a fake OneBot implementation connected."""
     workdir: Path = tmp_path_factory.mktemp("console-bot")
     build_tiny_model(workdir / "tiny.onnx", metrics=METRICS)
-    tokens = {"NAILONG_API_TOKEN": API_TOKEN, "NAILONG_ADMIN_TOKEN": ADMIN_TOKEN}
+    # Private URLs allowed: the test image server is on loopback.
+    tokens = {"NAILONG_API_TOKEN": API_TOKEN, "NAILONG_ADMIN_TOKEN": ADMIN_TOKEN, "NAILONG_API_ALLOW_PRIVATE_URLS": "true"}
     async with running_bot(workdir, NAILONG_DATA_DIR=str(workdir / "data"), **tokens) as client:
         client.workdir = workdir  # type: ignore[attr-defined]
         yield client, client.port

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 from PIL import ExifTags, Image, ImageDraw
@@ -262,13 +263,16 @@ class ImageServer:
     /html (HTML as image/jpeg),
     /huge (an endless body without Content-Length), /huge-declared (Content-Length over any cap),
     /redirect-loop (redirects to itself), /redirect-file (redirects to file:///etc/passwd),
+    /redirect?to=<url> (redirects there),
     /bad-gzip (a body that claims gzip and is not), /trickle/<name>?every=<seconds> (the registered
-    file one byte at a time). ``requests`` counts every path asked for.
+    file one byte at a time). ``requests`` counts every path asked for, ``host_headers`` every
+    Host header. ``host``: the loopback address it listens on (Linux answers on all of 127.0.0.0/8).
     """
 
-    def __init__(self, slow_seconds: float = 3.0) -> None:
+    def __init__(self, slow_seconds: float = 3.0, host: str = "127.0.0.1") -> None:
         self.files: dict[str, tuple[bytes, str]] = {}
         self.requests: Counter[str] = Counter()
+        self.host_headers: Counter[str] = Counter()
         self.huge_bytes_sent = 0
         self.slow_seconds = slow_seconds
         # Requests to /slow being served right now, and the most at once.
@@ -290,6 +294,7 @@ class ImageServer:
             def do_GET(self) -> None:  # noqa: N802
                 path = self.path.split("?", 1)[0]
                 server.requests[path] = server.requests[path] + 1
+                server.host_headers[self.headers.get("Host", "")] += 1
                 route = getattr(server, "_route_" + path.strip("/").split("/")[0].replace("-", "_"), None)
                 if route is None:
                     self._send(404, b"not found", "text/plain")
@@ -303,7 +308,8 @@ class ImageServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = _QuietHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = host
+        self._httpd = _QuietHTTPServer((host, 0), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -317,7 +323,7 @@ class ImageServer:
         self._httpd.server_close()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+        return f"http://{self.host}:{self.port}/{path.lstrip('/')}"
 
     def add(self, name: str, data: bytes, content_type: str = "image/jpeg") -> str:
         self.files[name] = (data, content_type)
@@ -361,6 +367,13 @@ class ImageServer:
     def _route_redirect_loop(self, handler: Any, path: str) -> None:
         handler.send_response(302)
         handler.send_header("Location", "/redirect-loop")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    def _route_redirect(self, handler: Any, path: str) -> None:
+        query = dict(part.partition("=")[::2] for part in handler.path.partition("?")[2].split("&"))
+        handler.send_response(302)
+        handler.send_header("Location", unquote(query["to"]))
         handler.send_header("Content-Length", "0")
         handler.end_headers()
 

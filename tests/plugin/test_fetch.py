@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import socket
 import ssl
 import time
+from urllib.parse import quote
 
 import pytest
 
-from nailong_bot.fetch import FetchError, Fetcher, make_ssl_context, read_local_file
+from nailong_bot.fetch import FetchError, Fetcher, is_public_address, make_ssl_context, read_local_file
 from nailong_testkit import YELLOW, ImageServer, free_port, still
 
 
@@ -195,13 +198,17 @@ async def test_one_deadline_across_retries() -> None:
     await client.aclose()
 
 
-async def test_downloads_from_one_host_are_bounded() -> None:
+async def test_downloads_from_one_address_are_bounded_whatever_its_names() -> None:
     client = fetcher(max_concurrent=4, max_per_host=1, read_timeout=3.0)
-    with ImageServer() as server:
-        slow = [asyncio.create_task(client.fetch(server.url(f"slow?s=1.5&n={i}"))) for i in range(3)]
-        # Another host name for the same server: it has slots of its own.
-        other = server.add("other-host.jpg", still(YELLOW)).replace("127.0.0.1", "localhost")
-        assert await client.fetch(other) == still(YELLOW)
+    with ImageServer() as server, ImageServer(host="127.0.0.2") as elsewhere:
+        # Three names of one address (an IPv4-mapped IPv6 spelling too): one slot between them.
+        names = ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"]
+        slow = [
+            asyncio.create_task(client.fetch(server.url(f"slow?s=0.5&n={i}").replace("127.0.0.1", name)))
+            for i, name in enumerate(names)
+        ]
+        # Another address has slots of its own.
+        assert await client.fetch(elsewhere.add("other-address.jpg", still(YELLOW))) == still(YELLOW)
         assert not any(task.done() for task in slow)
         assert len(await asyncio.gather(*slow)) == 3
         assert server.max_active == 1
@@ -238,3 +245,116 @@ def test_local_reads_can_be_restricted_to_directories(tmp_path) -> None:
     for location in (outside, escape, allowed / ".." / ".." / "home" / "secret.jpg"):
         with pytest.raises(FetchError, match="outside NAILONG_LOCAL_IMAGE_DIRS"):
             read_local_file(str(location), 1 << 20, [allowed])
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),  # cloud metadata
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("240.0.0.1", False),
+        ("255.255.255.255", False),
+        ("::1", False),
+        ("::", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("ff02::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+        ("2002:c0a8:101::", False),  # 6to4 of 192.168.1.1
+    ],
+)
+def test_public_addresses(address: str, public: bool) -> None:
+    assert is_public_address(ipaddress.ip_address(address)) is public
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "localhost", "[::1]", "[::ffff:127.0.0.1]", "0.0.0.0", "169.254.169.254", "10.0.0.1"]
+)
+async def test_a_public_only_fetcher_refuses_local_addresses_before_connecting(image_server, host: str) -> None:
+    client = fetcher(address_allowed=is_public_address, retries=2)
+    url = image_server.add("never-fetched.jpg", still(YELLOW)).replace("127.0.0.1", host)
+    with pytest.raises(FetchError, match="refused a non-public address") as caught:
+        await client.fetch(url)
+    assert not caught.value.retryable
+    assert image_server.requests["/img/never-fetched.jpg"] == 0
+    await client.aclose()
+
+
+# Stands in for a public server in the tests: a second loopback address the fetcher is told to allow.
+STAND_IN = "127.0.0.2"
+
+
+def stand_in_only(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return str(address) == STAND_IN
+
+
+async def test_every_redirect_is_checked_again(image_server) -> None:
+    client = fetcher(address_allowed=stand_in_only)
+    secret = image_server.add("behind-a-redirect.jpg", still(YELLOW))
+    with ImageServer(host=STAND_IN) as public:
+        public.add("fine.jpg", still(YELLOW))
+        hop = public.url("redirect?to=" + quote(public.url("img/fine.jpg"), safe=""))
+        assert await client.fetch(hop) == still(YELLOW)  # a redirect to an allowed address is followed
+        for target in (secret, secret.replace("127.0.0.1", "localhost")):
+            with pytest.raises(FetchError, match="refused a non-public address"):
+                await client.fetch(public.url("redirect?to=" + quote(target, safe="")))
+    assert image_server.requests["/img/behind-a-redirect.jpg"] == 0
+    await client.aclose()
+
+
+async def test_the_checked_address_is_the_one_connected_to(image_server, monkeypatch) -> None:
+    # DNS rebinding: the name's first answer is allowed, later answers point inside.
+    real = socket.getaddrinfo
+    answers = iter([STAND_IN])
+
+    def rebinding(host, *args, **kwargs):
+        if host == "rebind.test":
+            return real(next(answers, "127.0.0.1"), *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    client = fetcher(address_allowed=stand_in_only)
+    image_server.add("rebound.jpg", still(YELLOW))
+    with ImageServer(host=STAND_IN) as public:
+        public.add("rebound.jpg", still(YELLOW))
+        assert await client.fetch(f"http://rebind.test:{public.port}/img/rebound.jpg") == still(YELLOW)
+        # The request went to the checked address, named as the URL names it.
+        assert public.host_headers[f"rebind.test:{public.port}"] == 1
+    assert image_server.requests["/img/rebound.jpg"] == 0
+    await client.aclose()
+
+
+async def test_group_fetches_reach_local_addresses_by_name(image_server) -> None:
+    client = fetcher()  # no address check: the OneBot implementation's URLs may be local
+    url = image_server.add("by-name.jpg", still(YELLOW)).replace("127.0.0.1", "localhost")
+    assert await client.fetch(url) == still(YELLOW)
+    assert image_server.host_headers[f"localhost:{image_server.port}"] >= 1
+    await client.aclose()
+
+
+async def test_a_name_that_fails_to_resolve_is_retried(image_server, monkeypatch) -> None:
+    real = socket.getaddrinfo
+    failures = iter([socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")])
+
+    def flaky(host, *args, **kwargs):
+        if host == "flaky.test":
+            if (error := next(failures, None)) is not None:
+                raise error
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", flaky)
+    client = fetcher(retries=1, address_allowed=lambda address: True)  # connects to what it resolved
+    url = image_server.add("flaky-name.jpg", still(YELLOW)).replace("127.0.0.1", "flaky.test")
+    assert await client.fetch(url) == still(YELLOW)
+    await client.aclose()

@@ -125,17 +125,17 @@ async def test_a_slow_server_does_not_delay_another_group(start_guard) -> None:
         nailong_max_downloads=4, nailong_read_timeout=5, nailong_fetch_retries=2, nailong_download_deadline=HANG
     )
     bot = RecordingBot()
-    with ImageServer() as server:
-        slow_image = server.add("slow.gif", still(YELLOW, "GIF", size=(1, 1)), "image/gif")
-        # The slow host: the same server under another name, sending the image a byte at a time.
-        slow_url = slow_image.replace("127.0.0.1", "localhost").replace("/img/", "/trickle/") + "?every=0.1"
+    with ImageServer() as server, ImageServer(host="127.0.0.2") as slow_server:
+        slow_image = slow_server.add("slow.gif", still(YELLOW, "GIF", size=(1, 1)), "image/gif")
+        # The slow host, at another address, sending the image a byte at a time.
+        slow_url = slow_image.replace("/img/", "/trickle/") + "?every=0.1"
         slow = [
             asyncio.create_task(
                 check_message(bot, group_event([image_segment(f"{slow_url}&n={i}")], message_id=300 + i), guard)
             )
             for i in range(6)
         ]
-        await wait_until(lambda: server.requests["/trickle/slow.gif"] >= 2)
+        await wait_until(lambda: slow_server.requests["/trickle/slow.gif"] >= 2)
         url = server.add("positive-elsewhere.jpg", still(YELLOW, size=(44, 44)))
         event = group_event([image_segment(url)], group_id=2, message_id=400)
         assert await asyncio.wait_for(check_message(bot, event, guard), HANG) is not None
@@ -143,4 +143,4 @@ async def test_a_slow_server_does_not_delay_another_group(start_guard) -> None:
         # The slow host's images are still decided in the end.
         await asyncio.wait_for(asyncio.gather(*slow), HANG)
         assert sorted(bot.recalled()) == [*range(300, 306), 400]
-        assert server.requests["/trickle/slow.gif"] == 6
+        assert slow_server.requests["/trickle/slow.gif"] == 6
