@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from nailong_vision import decode
+
 from . import recent
 from .warning import parse_template
 
@@ -66,7 +68,9 @@ class Config(BaseModel):
     # Directories `get_image`'s local paths may be read from; None: any, except /proc, /sys and /dev.
     nailong_local_image_dirs: list[Path] | None = None
     nailong_max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    nailong_max_pixels: int = Field(default=40_000_000, ge=1)
+    # Pixels one image may decode to (a JPEG is decoded reduced, near the model's input size, first);
+    # larger images are not checked. A PNG costs about 9 bytes a pixel while it is decoded.
+    nailong_max_pixels: int = Field(default=decode.DEFAULT_MAX_PIXELS, ge=1)
     # Frames of an animated image classified; None: as many as the model was trained on (its metadata).
     # A number caps that (fewer frames: less CPU per GIF, a short nailong clip may be missed).
     nailong_max_frames: int | None = Field(default=None, ge=1, le=64)
@@ -78,6 +82,12 @@ class Config(BaseModel):
     nailong_forward_max_depth: int = Field(default=3, ge=0, le=10)
     nailong_forward_max_nodes: int = Field(default=100, ge=1)
     nailong_forward_max_images: int = Field(default=20, ge=1)
+    # Seconds all the forwards of one message may take to be looked up; the message's own images never
+    # wait for them, and what answered by then is checked.
+    nailong_forward_deadline: float = Field(default=3.0, gt=0)
+    # MiB of memory all decodes together may hold (decisions, the API, corrections, thumbnails); a
+    # decode waits for room. Enough for one image at NAILONG_MAX_PIXELS.
+    nailong_decode_memory_mb: int = Field(default=128, ge=16)
     nailong_cache_size: int = Field(default=4096, ge=0)
     nailong_cache_ttl: float = Field(default=24 * 3600, gt=0)
     # Decided images kept on disk so admins can correct them by replying; 0 images: keep none.

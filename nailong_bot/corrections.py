@@ -33,10 +33,10 @@ from PIL import Image
 
 from nonebot.log import logger
 
-from nailong_vision.decode import decode_frames
 from nailong_vision.phash import hamming, phash
 
 from . import persist
+from .budget import DecodeBudget
 from .decision import Decision, Override
 
 Label = Literal["nailong", "other"]
@@ -53,6 +53,8 @@ DEFAULT_MAX_DISTANCE = 6
 _FLAT_STD = 2.0
 # Formats the trainer reads as they are; anything else is saved as PNG of its first frame.
 _KEPT_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "AVIF": "avif"}
+# A corrected image is decoded at about the size the model sees (a pHash looks at 32×32).
+_DECODE_SIZE = 224
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,14 @@ def frame_hash(frame: Image.Image) -> int | None:
 
 
 class Corrections:
-    def __init__(self, feedback_dir: Path, *, max_distance: int = DEFAULT_MAX_DISTANCE) -> None:
-        """Open (or create) the feedback folder and replay its log. Blocks on file I/O."""
+    def __init__(
+        self, feedback_dir: Path, *, max_distance: int = DEFAULT_MAX_DISTANCE, budget: DecodeBudget | None = None
+    ) -> None:
+        """Open (or create) the feedback folder and replay its log. Blocks on file I/O. ``budget``: the
+        plugin's decode budget, which decoding a corrected image waits for (None: unbounded)."""
         self.feedback_dir = feedback_dir
         self.max_distance = max_distance
+        self._budget = budget or DecodeBudget(None)
         self.csv_path = feedback_dir / CSV_FILE
         self._lock = threading.Lock()
         self._by_id: dict[str, Correction] = {}  # insertion order: oldest first
@@ -149,27 +155,27 @@ class Corrections:
         self._require_saving()
         if label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}: {label!r}")
-        first = decode_frames(image_bytes, max_frames=1)[0]
-        new = Correction(
-            id=image_id(image_bytes),
-            label=label,
-            phash=frame_hash(first),
-            file=f"{label}/{image_id(image_bytes)}.{_extension(image_bytes)}",
-            time=datetime.now().astimezone().isoformat(timespec="seconds"),
-            group_id=group_id,
-            user_id=user_id,
-            score=None if score is None else float(score),
-            model_version=model_version,
-        )
-        with self._lock:
-            for old in self._superseded_by(new):
-                retired = self._retire(old) if old.file != new.file else old.file
-                self._append_row("replace", old, file=retired, group_id=group_id, user_id=user_id)
-                del self._by_id[old.id]
-            self._save_image(new, image_bytes, first)
-            self._append_row("add", new)
-            self._by_id[new.id] = new
-            self._rebuild_hashes()
+        with self._budget.frames(image_bytes, max_frames=1, draft_size=_DECODE_SIZE) as (first,):
+            new = Correction(
+                id=image_id(image_bytes),
+                label=label,
+                phash=frame_hash(first),
+                file=f"{label}/{image_id(image_bytes)}.{_extension(image_bytes)}",
+                time=datetime.now().astimezone().isoformat(timespec="seconds"),
+                group_id=group_id,
+                user_id=user_id,
+                score=None if score is None else float(score),
+                model_version=model_version,
+            )
+            with self._lock:
+                for old in self._superseded_by(new):
+                    retired = self._retire(old) if old.file != new.file else old.file
+                    self._append_row("replace", old, file=retired, group_id=group_id, user_id=user_id)
+                    del self._by_id[old.id]
+                self._save_image(new, image_bytes, first)
+                self._append_row("add", new)
+                self._by_id[new.id] = new
+                self._rebuild_hashes()
         return new
 
     def undo(
@@ -187,11 +193,14 @@ class Corrections:
         self._require_saving()
         if (image_bytes is None) == (correction_id is None):
             raise ValueError("give exactly one of image_bytes / correction_id")
+        if correction_id is None:
+            with self._budget.frames(image_bytes, max_frames=1, draft_size=_DECODE_SIZE) as (first,):
+                query = frame_hash(first)
         with self._lock:
             if correction_id is not None:
                 target = self._by_id.get(correction_id)
             else:
-                target = self.lookup(decode_frames(image_bytes, max_frames=1), image_bytes=image_bytes)
+                target = self.lookup(query, image_bytes=image_bytes)
             if target is None:
                 return None
             retired = self._retire(target)

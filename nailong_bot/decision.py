@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
 from nailong_vision.classifier import Classifier
-from nailong_vision.decode import decode_frames
 from nailong_vision.preprocess import preprocess
+
+from .budget import DecodeBudget, NoRoom
+
+# The first frame is handed on at most about this large, for the console's thumbnail (made after
+# acting, off the decision's path).
+PREVIEW_SIZE = 480
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class Decision:
     model_score: float | None = None
     # Frames decoded and looked at (an animated image's sampled frames).
     frames: int = 0
+    # The first frame, small (PREVIEW_SIZE), for the thumbnail; never cached, not part of the decision.
+    preview: Image.Image | None = field(default=None, compare=False, repr=False)
 
 
 # (image bytes, decoded RGB frames) → a decision, or None to let the next step decide.
@@ -37,36 +43,66 @@ Override = Callable[[bytes, list[Image.Image]], Decision | None]
 
 
 class Decider:
-    """Decodes and classifies in a bounded pool of worker threads, never on the event loop."""
+    """Decodes and classifies in a bounded pool of worker threads, never on the event loop, each
+    decode under the plugin's decode budget."""
 
     def __init__(
-        self, classifier: Classifier, *, workers: int, max_frames: int | None, max_pixels: int
+        self,
+        classifier: Classifier,
+        *,
+        workers: int,
+        max_frames: int | None,
+        max_pixels: int,
+        budget: DecodeBudget | None = None,
     ) -> None:
-        """``max_frames``: the operator's cap on the frames the model's spec asks for (None: no cap)."""
+        """``max_frames``: the operator's cap on the frames the model's spec asks for (None: no cap).
+        ``budget``: the decode budget shared with the rest of the plugin (None: unbounded)."""
         self.classifier = classifier
         self.overrides: list[Override] = []
         spec = classifier.info.spec
         self.frames = spec.frames if max_frames is None else min(max_frames, spec.frames)
-        self._decode = partial(
-            decode_frames, max_frames=self.frames, max_pixels=max_pixels, draft_size=spec.size
-        )
+        self.max_pixels = max_pixels
+        self._budget = budget or DecodeBudget(None)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nailong")
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def decide(self, data: bytes) -> Decision:
-        """Raises :class:`~nailong_vision.decode.ImageDecodeError` for bytes that are not a usable image."""
+        """Raises :class:`~nailong_vision.decode.ImageDecodeError` for bytes that are not a usable image
+        (:class:`~nailong_vision.decode.ImageTooLarge` above ``max_pixels``)."""
         # One hand-off per image: with a model of a few milliseconds, each extra trip between the
-        # event loop and a worker thread shows in the decision latency.
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._decide, data)
+        # event loop and a worker thread shows in the decision latency. Only an image that finds no
+        # room in the decode budget makes a second one, after waiting here rather than in a worker.
+        loop, reserved = asyncio.get_running_loop(), 0
+        while True:
+            try:
+                return await loop.run_in_executor(self._executor, self._decide, data, reserved)
+            except NoRoom as no_room:
+                reserved = await self._budget.reserve(no_room.amount)
 
-    def _decide(self, data: bytes) -> Decision:
-        frames = self._decode(data)
+    def _decide(self, data: bytes, reserved: int) -> Decision:
+        spec = self.classifier.info.spec
+        with self._budget.frames(
+            data,
+            wait=False,
+            reserved=reserved,
+            max_frames=self.frames,
+            max_pixels=self.max_pixels,
+            draft_size=spec.size,
+        ) as frames:
+            decision = self._decide_frames(data, frames)
+            return replace(decision, frames=len(frames), preview=_preview(frames[0]))
+
+    def _decide_frames(self, data: bytes, frames: list[Image.Image]) -> Decision:
         for override in self.overrides:
             decision = override(data, frames)
             if decision is not None:
-                return replace(decision, frames=len(frames))
-        batch = preprocess(frames, self.classifier.info.spec)
-        score = float(self.classifier.nailong_scores(batch).max())
-        return Decision(score=score, source="model", model_score=score, frames=len(frames))
+                return decision
+        score = float(self.classifier.nailong_scores(preprocess(frames, self.classifier.info.spec)).max())
+        return Decision(score=score, source="model", model_score=score)
+
+
+def _preview(frame: Image.Image) -> Image.Image:
+    factor = max(frame.size) // PREVIEW_SIZE
+    return frame.reduce(factor) if factor > 1 else frame

@@ -33,10 +33,16 @@ class CheckedImage:
     data: bytes | None
 
 
+def well_formed(message: Message) -> Message:
+    """The segments with a type and a data object: a sender or implementation may put anything in a
+    segment (``"data": null``, a string), and one such segment must not hide the rest."""
+    return Message(s for s in message if isinstance(s.type, str) and isinstance(s.data, dict))
+
+
 def image_refs(message: Message) -> list[ImageRef]:
     """Images and stickers in a message: `image` segments (stickers are sub_type 1) and `mface`."""
     refs = []
-    for segment in message:
+    for segment in well_formed(message):
         data = segment.data
         url = _text(data, "url")
         if segment.type == "image":

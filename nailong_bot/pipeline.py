@@ -5,6 +5,7 @@ correct the bot by replying to the message or warning."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 
 from nonebot import on_message
@@ -12,7 +13,7 @@ from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent
 from nonebot.exception import AdapterException
 from nonebot.log import logger
 
-from nailong_vision.decode import ImageDecodeError
+from nailong_vision.decode import ImageDecodeError, ImageTooLarge
 
 from .actions import act
 from .cache import content_key
@@ -32,7 +33,7 @@ async def decide_bytes(data: bytes, runtime: Runtime, generation: int) -> Decisi
     key = content_key(data)
     cached = runtime.cache.get(key)
     decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data)
-    runtime.cache.put(key, decision, generation)
+    runtime.cache.put(key, replace(decision, preview=None), generation)
     return decision
 
 
@@ -52,6 +53,12 @@ async def check_image(
     except FetchError as error:
         logger.warning(f"图片下载失败，已跳过 / image download failed, skipped: {where}: {error.reason}")
         return None
+    except ImageTooLarge as error:
+        logger.warning(
+            f"图片像素超过上限 NAILONG_MAX_PIXELS，未检查 / image over the pixel cap NAILONG_MAX_PIXELS, not "
+            f"checked: {where}: {error}"
+        )
+        return None
     except ImageDecodeError as error:
         logger.warning(f"图片无法解码，已跳过 / image not decodable, skipped: {where}: {error}")
         return None
@@ -62,33 +69,83 @@ async def check_image(
         logger.exception(f"检查图片时出错 / unexpected error while checking an image: {where}")
         return None
     if ref.key:
-        runtime.cache.put(ref.key, decision, generation)
+        runtime.cache.put(ref.key, replace(decision, preview=None), generation)
     return CheckedImage(ref, decision, data)
+
+
+# Put in a message's queue of decided images when its forwards' lookup has ended.
+_LOOKED_UP = object()
 
 
 async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) -> CheckedImage | None:
     """Check every image of a message, those inside forwarded messages too, and act once on the message
-    if any is a hit; returns the hit, if any."""
-    config = runtime.config
-    refs = image_refs(event.message) + await forwarded_images(
-        bot,
-        event.message,
-        max_depth=config.nailong_forward_max_depth,
-        max_nodes=config.nailong_forward_max_nodes,
-        max_images=config.nailong_forward_max_images,
-        where=f"group={event.group_id} message={event.message_id}",
-    )
-    checked = [c for c in await asyncio.gather(*(check_image(bot, event, r, runtime) for r in refs)) if c]
+    as soon as one is a hit; returns that hit, if any.
+
+    The message's own images are checked at once. Forwards are looked up beside them, under one
+    deadline, and the images of each checked as soon as it answers. After a hit no more forwards are
+    looked up; the images already being checked are still decided (for the counts and corrections)."""
     settings = runtime.store.get(event.group_id)
-    hit = max(checked, key=lambda c: c.decision.score, default=None)
-    if hit is not None and hit.decision.score < settings.threshold:
-        hit = None
+    where = f"group={event.group_id} message={event.message_id}"
+    # Each check's result, and _LOOKED_UP once the lookup has ended (every check it started is counted
+    # by then, so the loop below knows when all are in).
+    decided: asyncio.Queue[CheckedImage | None | object] = asyncio.Queue()
+    checks: list[asyncio.Task[None]] = []
+
+    async def check(ref: ImageRef) -> None:
+        await decided.put(await check_image(bot, event, ref, runtime))
+
+    def start_checks(refs: list[ImageRef]) -> None:
+        checks.extend(asyncio.create_task(check(ref)) for ref in refs)
+
+    start_checks(image_refs(event.message))
+    lookup = asyncio.create_task(_look_up_forwards(bot, event, start_checks, runtime, where))
+    lookup.add_done_callback(lambda _: decided.put_nowait(_LOOKED_UP))
+    checked: list[CheckedImage] = []
+    hit, warning_id, received = None, None, 0
+    try:
+        while received < len(checks) + 1:
+            image = await decided.get()
+            received += 1
+            if not isinstance(image, CheckedImage):
+                continue
+            checked.append(image)
+            if hit is None and image.decision.score >= settings.threshold:
+                hit = image
+                lookup.cancel()
+                warning_id = await _act(bot, event, hit, settings, runtime)
+    finally:
+        for task in [lookup, *checks]:
+            task.cancel()
     runtime.stats.add(event.group_id, checked=len(checked), hits=int(hit is not None))
-    warning_id = None
-    if hit is not None:
-        warning_id = await _act(bot, event, hit, settings, runtime)
     await _remember(event, checked, settings.threshold, warning_id, runtime)
     return hit
+
+
+async def _look_up_forwards(
+    bot: Bot, event: GroupMessageEvent, found: Callable[[list[ImageRef]], None], runtime: Runtime, where: str
+) -> None:
+    """Hand the images inside the message's forwards to ``found`` as they arrive, until the deadline."""
+    config = runtime.config
+    if not forwards(event.message):
+        return
+    try:
+        await asyncio.wait_for(
+            forwarded_images(
+                bot,
+                event.message,
+                found,
+                max_depth=config.nailong_forward_max_depth,
+                max_nodes=config.nailong_forward_max_nodes,
+                max_images=config.nailong_forward_max_images,
+                where=where,
+            ),
+            config.nailong_forward_deadline,
+        )
+    except TimeoutError:
+        logger.warning(
+            f"合并转发没能在 {config.nailong_forward_deadline:g} 秒内查完，其余的未检查 / forwards not looked up "
+            f"within {config.nailong_forward_deadline:g} s, the rest unchecked: {where}"
+        )
 
 
 async def _act(
@@ -149,6 +206,7 @@ async def _remember(
                     score=image.decision.model_score,
                     model_version=version,
                     hit=hit,
+                    preview=image.decision.preview,
                 )
             elif image.ref.key is not None:
                 recent.remember_repost(event.message_id, event.group_id, image_key=image.ref.key, hit=hit)

@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from nonebot import get_driver, get_plugin_config, require
+from nonebot.adapters import Bot
 from nonebot.drivers import ASGIMixin
 from nonebot.log import logger
 from nonebot.plugin import PluginMetadata
@@ -13,7 +14,7 @@ import nonebot_plugin_localstore as localstore  # noqa: E402
 
 from nailong_vision.classifier import ModelError  # noqa: E402
 
-from . import pipeline  # noqa: E402, F401  (registers the image matcher)
+from . import forward, pipeline  # noqa: E402, F401  (pipeline registers the image matcher)
 from . import runtime  # noqa: E402
 from .commands import help_text  # noqa: E402
 from .config import TOKEN_RECIPE, Config  # noqa: E402
@@ -97,3 +98,8 @@ async def _start() -> None:
 @driver.on_shutdown
 async def _stop() -> None:
     await runtime.stop()
+
+
+@driver.on_bot_disconnect
+async def _disconnected(bot: Bot) -> None:
+    forward.connection_lost(bot.self_id)

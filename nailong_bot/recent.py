@@ -2,7 +2,8 @@
 refer to a message even after the bot recalled it.
 
 Layout under the store's directory: ``index.jsonl``, a journal with one line per change (an image
-entry, or a warning → image message link), and ``images/<sha256>`` (each distinct image once).
+entry, or a warning → image message link), ``images/<sha256>`` (each distinct image once) and
+``thumbs/<sha256>`` (its thumbnail for the console, a small JPEG made when the image was decided).
 Loading replays the journal; once it has grown to twice what is live it is rewritten with only the
 live entries. Bounded by count, total bytes and age; the oldest entries go first. Methods are
 synchronous and block on file I/O: call them from a worker thread. They are safe to call from several
@@ -12,6 +13,7 @@ threads at once.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import threading
 import time
@@ -21,11 +23,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from nonebot.log import logger
+from PIL import Image
 
 from . import persist
 
 INDEX_FILE = "index.jsonl"
 IMAGES_DIR = "images"
+THUMBNAILS_DIR = "thumbs"
+THUMBNAIL_SIZE = (240, 240)
 # The journal is compacted once it holds this many times the live lines (and at least the minimum).
 _COMPACT_FACTOR = 2
 _MIN_COMPACT_LINES = 64
@@ -33,6 +38,15 @@ _MIN_COMPACT_LINES = 64
 DEFAULT_MAX_IMAGES = 500
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 DEFAULT_MAX_AGE = 3 * 24 * 3600.0
+
+
+def make_thumbnail(frame: Image.Image) -> bytes:
+    """A decoded frame as the console shows it: re-encoded small, never the posted bytes themselves."""
+    small = frame.copy()
+    small.thumbnail(THUMBNAIL_SIZE)
+    buffer = io.BytesIO()
+    small.convert("RGB").save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ class RecentImages:
         self.max_age = max_age
         self._clock = clock
         self._images_dir = directory / IMAGES_DIR
+        self._thumbnails_dir = directory / THUMBNAILS_DIR
         self._index_path = directory / INDEX_FILE
         self._lock = threading.Lock()
         self._entries: list[RecentImage] = []  # oldest first
@@ -94,8 +109,10 @@ class RecentImages:
         score: float | None,
         model_version: str,
         hit: bool,
+        preview: Image.Image | None = None,
     ) -> None:
-        """Store a decided image; the same (message, image_key) remembered again replaces the old one."""
+        """Store a decided image, and its thumbnail made from ``preview`` (its decoded first frame) if
+        none is stored yet; the same (message, image_key) remembered again replaces the old one."""
         if len(image_bytes) > self.max_bytes or self.max_images <= 0 or self.save_error is not None:
             return
         sha256 = hashlib.sha256(image_bytes).hexdigest()
@@ -110,10 +127,14 @@ class RecentImages:
             hit=hit,
             stored_at=self._clock(),
         )
+        new_thumbnail = preview is not None and not (self._thumbnails_dir / sha256).exists()
+        thumbnail = make_thumbnail(preview) if new_thumbnail else None  # outside the lock: ~ms of CPU
         with self._lock:
             path = self._images_dir / sha256
             if not path.exists():
                 persist.write_atomically(path, image_bytes, durable=False)
+            if thumbnail is not None:
+                persist.write_atomically(self._thumbnails_dir / sha256, thumbnail, durable=False)
             self._add(entry)
 
     def remember_repost(self, message_id: int, group_id: int, *, image_key: str, hit: bool) -> bool:
@@ -163,6 +184,20 @@ class RecentImages:
         """The stored bytes; FileNotFoundError if the image was evicted since it was looked up."""
         return (self._images_dir / entry.sha256).read_bytes()
 
+    def read_thumbnail(self, entry: RecentImage) -> bytes | None:
+        """The stored thumbnail; None if it was never made (an image kept before thumbnails were) or
+        the image was evicted since it was looked up."""
+        try:
+            return (self._thumbnails_dir / entry.sha256).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def keep_thumbnail(self, entry: RecentImage, thumbnail: bytes) -> None:
+        """Store a thumbnail made later, for an image that is still kept."""
+        with self._lock:
+            if any(e.sha256 == entry.sha256 for e in self._entries):
+                persist.write_atomically(self._thumbnails_dir / entry.sha256, thumbnail, durable=False)
+
     def _add(self, entry: RecentImage) -> None:
         """Append an entry whose file is stored, and journal it; under the lock."""
         self._apply(entry)
@@ -205,11 +240,16 @@ class RecentImages:
     def _delete_unreferenced(self, sha256s: set[str]) -> None:
         for sha256 in sha256s - {entry.sha256 for entry in self._entries}:
             (self._images_dir / sha256).unlink(missing_ok=True)
+            (self._thumbnails_dir / sha256).unlink(missing_ok=True)
 
     def _load(self) -> None:
         """Open the store. One that cannot write its files keeps nothing, not even what it could
         read (corrections by reply then answer that nothing can be saved, rather than half work)."""
-        self.save_error = persist.unwritable_reason(self._images_dir) or persist.unwritable_reason(self.directory)
+        self.save_error = (
+            persist.unwritable_reason(self._images_dir)
+            or persist.unwritable_reason(self._thumbnails_dir)
+            or persist.unwritable_reason(self.directory)
+        )
         if self.save_error is None:
             try:
                 self._replay_journal()
@@ -234,7 +274,7 @@ class RecentImages:
                 )
         # Files no entry refers to (left by a crash or a discarded index) would escape the byte bound.
         referenced = {entry.sha256 for entry in self._entries}
-        for path in self._images_dir.iterdir():
+        for path in [*self._images_dir.iterdir(), *self._thumbnails_dir.iterdir()]:
             if path.name not in referenced:
                 path.unlink(missing_ok=True)
         present = {path.name for path in self._images_dir.iterdir()}

@@ -20,6 +20,7 @@ from nailong_vision.classifier import (
 
 from .actions import WarningCooldown
 from .audit import AUDIT_FILE, AuditLog
+from .budget import DecodeBudget
 from .cache import TTLCache
 from .config import Config
 from .corrections import Corrections, correction_override
@@ -53,6 +54,8 @@ class Runtime:
     store: SettingsStore
     recent: RecentImages
     corrections: Corrections
+    # The decoded-image memory every decode in the plugin waits for.
+    decode_budget: DecodeBudget
     # Bounds the images whose bytes are in and wait for or go through a decision (the fetcher bounds
     # those on their way in): with the fetch's limits, the image bytes held in memory.
     deciding: asyncio.Semaphore
@@ -125,7 +128,8 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         max_bytes=config.nailong_recent_max_bytes,
         max_age=config.nailong_recent_max_age_hours * 3600,
     )
-    corrections = await asyncio.to_thread(Corrections, data_dir / "feedback")
+    decode_budget = DecodeBudget(config.nailong_decode_memory_mb << 20)
+    corrections = await asyncio.to_thread(Corrections, data_dir / "feedback", budget=decode_budget)
     audit = await asyncio.to_thread(AuditLog, data_dir / AUDIT_FILE)
     _report_unsaved(store, recent, corrections, stats, strikes, audit)
     decider = Decider(
@@ -133,6 +137,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         workers=config.nailong_workers,
         max_frames=config.nailong_max_frames,
         max_pixels=config.nailong_max_pixels,
+        budget=decode_budget,
     )
     decider.overrides.append(correction_override(corrections))
     _current = Runtime(
@@ -153,6 +158,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         store=store,
         recent=recent,
         corrections=corrections,
+        decode_budget=decode_budget,
         # One image in each worker and one queued behind it, so a worker never waits for the event loop.
         deciding=asyncio.Semaphore(2 * config.nailong_workers),
         warning_cooldown=WarningCooldown(config.nailong_reply_cooldown),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
@@ -18,9 +19,20 @@ from .preprocess import PreprocessSpec
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-DEFAULT_MAX_PIXELS = 40_000_000
+# Pixels one frame may decode to (after JPEG's reduced decode): a 4000×3000 picture, a phone's long
+# screenshot. A PNG cannot be decoded smaller than it is, so this is what one costs in memory.
+DEFAULT_MAX_PIXELS = 12_000_000
 # Seeking to frame k of a GIF/WebP decodes every frame before it; this caps that work (≈1 s).
 DEFAULT_MAX_DECODED_PIXELS = 200_000_000
+# Pillow keeps 8-bit RGB, RGBA and 32-bit pixels in 4 bytes.
+BYTES_PER_PIXEL = 4
+# What decoding one large frame holds at once, per pixel: the frame as stored (a palette's 1 byte),
+# in RGBA (4), and the premultiplied copy Image.reduce makes of it (4). An animation keeps the
+# previous frame as well, for disposal (4 more).
+_WORKING_BYTES_PER_PIXEL = 9
+_ANIMATED_WORKING_BYTES_PER_PIXEL = 13
+# Modes Image.reduce takes; others (palette, 1-bit, 16-bit) are converted first.
+_REDUCIBLE = {"L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}
 
 
 # EXIF orientation → the transpose that shows the image upright (the table of ImageOps.exif_transpose).
@@ -37,6 +49,10 @@ _UPRIGHT = {
 
 class ImageDecodeError(ValueError):
     """The bytes are not an image we can safely decode (not an image, truncated, too large)."""
+
+
+class ImageTooLarge(ImageDecodeError):
+    """A whole image, with more pixels than the cap allows to decode."""
 
 
 def sample_frame_indices(n_frames: int, max_frames: int) -> list[int]:
@@ -68,6 +84,39 @@ def _orientation(image: Image.Image) -> int:
     return orientation if isinstance(orientation, int) else 1
 
 
+def shrink_factor(width: int, height: int, draft_size: int | None) -> int:
+    """The whole factor a frame is box-reduced by on decode: the largest that keeps both sides at least
+    twice ``draft_size``, so the final resize to the model's input looks the same as from the full
+    frame (Pillow's reducing_gap of 2) and a large PNG costs its full size only until it is reduced."""
+    return max(1, min(width, height) // (2 * draft_size)) if draft_size else 1
+
+
+def decode_cost(width: int, height: int, n_frames: int, draft_size: int | None) -> int:
+    """Bytes that decoding ``n_frames`` frames of width × height holds at most: the working copies of
+    the frame being decoded, and the frames kept (reduced, see :func:`shrink_factor`)."""
+    factor = shrink_factor(width, height, draft_size)
+    kept = n_frames * -(-width // factor) * -(-height // factor) * BYTES_PER_PIXEL
+    per_pixel = _ANIMATED_WORKING_BYTES_PER_PIXEL if n_frames > 1 else _WORKING_BYTES_PER_PIXEL
+    return per_pixel * width * height + kept
+
+
+def _reducible(frame: Image.Image) -> Image.Image:
+    """The frame in a mode Image.reduce takes, converted no further than needed (a palette frame
+    keeps its transparency, to be composited once it is small)."""
+    if frame.mode in _REDUCIBLE:
+        return frame
+    if frame.mode in ("P", "PA"):
+        return frame.convert("RGBA" if frame.mode == "PA" or "transparency" in frame.info else "RGB")
+    if frame.mode.startswith("I;16"):
+        return frame.convert("I")  # scaled to 8 bits by to_rgb once small (a float copy is 8 bytes a pixel)
+    return to_rgb(frame)
+
+
+def _shrunk(frame: Image.Image, draft_size: int | None) -> Image.Image:
+    factor = shrink_factor(*frame.size, draft_size)
+    return frame.reduce(factor) if factor > 1 else frame
+
+
 def decode_frames(
     data: bytes,
     *,
@@ -75,6 +124,7 @@ def decode_frames(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
     max_decoded_pixels: int = DEFAULT_MAX_DECODED_PIXELS,
+    reserve: Callable[[int], None] | None = None,
 ) -> list[Image.Image]:
     """Decode ``data`` into 1..max_frames upright RGB frames (animated images sampled evenly).
 
@@ -83,9 +133,14 @@ def decode_frames(
 
     ``draft_size`` lets JPEG decode at a reduced scale that is still at least that size: a large
     photo decodes several times faster and the model sees the same pixels after resizing (the
-    orientation is applied after, to the reduced frame).
+    orientation is applied after, to the reduced frame). Other formats decode whole, and each frame
+    is then box-reduced (:func:`shrink_factor`) before anything else is done with it.
+    ``max_pixels`` caps the pixels of a frame as decoded (after JPEG's reduction): above it the
+    image is refused with :class:`ImageTooLarge`, before any pixel is decoded.
     An animation too long to decode within ``max_decoded_pixels`` is sampled from its beginning
     only (a tiny file can hold thousands of large frames).
+    ``reserve`` is called with :func:`decode_cost` once the header is read and before any pixel is
+    decoded; it may block, e.g. to wait for room in a memory budget shared by threads.
     Raises :class:`ImageDecodeError` for anything that is not a whole, reasonably sized image.
     """
     if not data:
@@ -94,21 +149,26 @@ def decode_frames(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageDecodeError(
-                    f"image too large / 图片过大: {width}x{height} > {max_pixels} pixels"
-                )
+            stored = image.size
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageTooLarge(
+                    f"image too large / 图片过大: {stored[0]}x{stored[1]}, {width * height:,} pixels to decode "
+                    f"> {max_pixels:,}"
+                )
             affordable = max(1, max_decoded_pixels // max(1, width * height))
             n_frames = min(getattr(image, "n_frames", 1), affordable)
+            indices = sample_frame_indices(n_frames, max_frames)
+            if reserve is not None:
+                reserve(decode_cost(width, height, len(indices) if n_frames > 1 else 1, draft_size))
             upright = _UPRIGHT.get(_orientation(image))
             frames = []
-            for index in sample_frame_indices(n_frames, max_frames):
+            for index in indices:
                 image.seek(index)
                 image.load()
-                frame = to_rgb(image)
+                frame = to_rgb(_shrunk(_reducible(image), draft_size))
                 frames.append(frame if upright is None else frame.transpose(upright))
             return frames
     except ImageDecodeError:

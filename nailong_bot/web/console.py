@@ -4,13 +4,12 @@ loaded from outside the bot. Signed in with NAILONG_ADMIN_TOKEN (see auth.py); e
 into the audit log.
 
 Every value put into a page is HTML-escaped unless it is :class:`Html` built by this package; thumbnails are
-re-encoded from the recent-images store, never fetched.
+the small re-encoded copies the recent-images store made when each image was decided, never fetched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import re
 from datetime import datetime
@@ -21,13 +20,13 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from nonebot.log import logger
 
-from nailong_vision.decode import ImageDecodeError, decode_frames
+from nailong_vision.decode import ImageDecodeError
 
 from .. import verdicts
 from ..commands import ACTION_LABELS, format_threshold
 from ..corrections import LABELS, Correction
 from ..persist import CannotSave
-from ..recent import RecentImage
+from ..recent import THUMBNAIL_SIZE, RecentImage, make_thumbnail
 from ..runtime import Runtime
 from ..setting_input import InvalidSetting
 from ..stats import COUNT_NAMES, Counts
@@ -41,7 +40,6 @@ STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascri
 RECENT_SHOWN = 40
 CORRECTIONS_SHOWN = 20
 AUDIT_SHOWN = 20
-THUMBNAIL_SIZE = (240, 240)
 _FORM_LIMIT = 4096
 # A group's settings form: an allow-list of a few hundred QQ numbers, a warning of 300 Chinese characters.
 _SETTINGS_FORM_LIMIT = 32 * 1024
@@ -189,13 +187,21 @@ def _audit_row(entry: dict) -> Html:
     )
 
 
-def _thumbnail(data: bytes, max_pixels: int) -> bytes:
-    """The first frame, re-encoded small: the browser never gets the posted bytes themselves."""
-    frame = decode_frames(data, max_frames=1, max_pixels=max_pixels)[0]
-    frame.thumbnail(THUMBNAIL_SIZE)
-    buffer = io.BytesIO()
-    frame.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
+def _thumbnail(runtime: Runtime, entry: RecentImage) -> bytes | None:
+    """The thumbnail stored when the image was decided. One kept before thumbnails were stored is
+    made now, once, under the decode budget; None when the image cannot be shown."""
+    stored = runtime.recent.read_thumbnail(entry)
+    if stored is not None:
+        return stored
+    try:
+        data = runtime.recent.read(entry)
+        options = {"max_frames": 1, "max_pixels": runtime.config.nailong_max_pixels, "draft_size": THUMBNAIL_SIZE[0]}
+        with runtime.decode_budget.frames(data, **options) as (first,):
+            made = make_thumbnail(first)
+    except (FileNotFoundError, ImageDecodeError):
+        return None
+    runtime.recent.keep_thumbnail(entry, made)
+    return made
 
 
 async def _read_form(request: Request, *, limit: int = _FORM_LIMIT, max_fields: int = 8) -> dict[str, str]:
@@ -351,11 +357,9 @@ def make_router(auth: TokenAuth) -> APIRouter:
         entry = next((e for e in kept if e.sha256 == sha256), None) if _SHA256.fullmatch(sha256) else None
         if entry is None:
             raise HTTPException(404, "这张图片已不在近期记录中 / not among the recent images")
-        try:
-            data = await asyncio.to_thread(runtime.recent.read, entry)
-            image = await asyncio.to_thread(_thumbnail, data, runtime.config.nailong_max_pixels)
-        except (FileNotFoundError, ImageDecodeError) as error:
-            raise HTTPException(404, "这张图片无法显示 / this image cannot be shown") from error
+        image = await asyncio.to_thread(_thumbnail, runtime, entry)
+        if image is None:
+            raise HTTPException(404, "这张图片无法显示 / this image cannot be shown")
         # Named by its content, so it never changes.
         return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 

@@ -19,7 +19,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -215,6 +215,26 @@ def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
         + chunk(b"IDAT", rows)
         + chunk(b"IEND", b"")
     )
+
+
+def large_sparse_png(width: int, height: int) -> bytes:
+    """A large RGBA PNG that compresses to little (a 6000×6600 one is ~180 KB): a nailong-yellow disc
+    with a blue bar on a transparent sheet, as an attacker's sticker might be."""
+    image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([width // 6, height // 6, width * 5 // 6, height * 5 // 6], fill=(*YELLOW, 255))
+    draw.rectangle([width // 3, height * 2 // 5, width * 2 // 3, height * 9 // 20], fill=(*BLUE, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=9)
+    return buffer.getvalue()
+
+
+def png_variant(png: bytes, text: str) -> bytes:
+    """The same pixels in other bytes: a tEXt chunk after the header (no new decode of the pixels)."""
+    body = b"Comment\x00" + text.encode()
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    end_of_header = 8 + 25  # signature, then IHDR: length, type, 13 bytes, CRC
+    return png[:end_of_header] + chunk + png[end_of_header:]
 
 
 def truncated_jpeg() -> bytes:
@@ -484,7 +504,10 @@ def group_message_payload(
 class FakeOneBot:
     """Connects to the bot by reverse WebSocket, posts events and records the API calls it gets.
 
-    ``responses`` maps an action to the ``(retcode, data)`` to answer with; others get (0, {}).
+    ``responses`` maps an action to the ``(retcode, data)`` to answer with, or to a function of the
+    call's params that returns them; others get (0, {}).
+    ``delays`` maps an action to the seconds its answer is held back (None: it is never answered);
+    meanwhile other calls are answered.
     """
 
     def __init__(self, port: int, self_id: int = 42, access_token: str | None = None) -> None:
@@ -492,7 +515,9 @@ class FakeOneBot:
         self.self_id = self_id
         self.access_token = access_token
         self.calls: list[tuple[float, str, dict]] = []
-        self.responses: dict[str, tuple[int, Any]] = {}
+        self.responses: dict[str, tuple[int, Any] | Callable[[dict], tuple[int, Any]]] = {}
+        self.delays: dict[str, float | None] = {}
+        self._held: set[asyncio.Task] = set()
         self._new_call = asyncio.Event()
         self._ws: Any = None
         self._reader: asyncio.Task | None = None
@@ -521,6 +546,8 @@ class FakeOneBot:
             await self._ws.close()
         if self._reader is not None:
             self._reader.cancel()
+        for held in list(self._held):
+            held.cancel()
 
     async def _read(self) -> None:
         async for raw in self._ws:
@@ -528,18 +555,28 @@ class FakeOneBot:
             action, params = request.get("action"), request.get("params", {})
             self.calls.append((time.monotonic(), action, params))
             self._new_call.set()
-            retcode, data = self.responses.get(action, (0, {}))
-            await self._ws.send(
-                json.dumps(
-                    {
-                        "status": "ok" if retcode == 0 else "failed",
-                        "retcode": retcode,
-                        "data": data,
-                        "message": "" if retcode == 0 else "failed on purpose",
-                        "echo": request.get("echo"),
-                    }
-                )
+            if action not in self.delays:
+                await self._answer(request)
+            elif (delay := self.delays[action]) is not None:
+                held = asyncio.create_task(self._answer(request, delay))
+                self._held.add(held)
+                held.add_done_callback(self._held.discard)
+
+    async def _answer(self, request: dict, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
+        answer = self.responses.get(request.get("action"), (0, {}))
+        retcode, data = answer(request.get("params", {})) if callable(answer) else answer
+        await self._ws.send(
+            json.dumps(
+                {
+                    "status": "ok" if retcode == 0 else "failed",
+                    "retcode": retcode,
+                    "data": data,
+                    "message": "" if retcode == 0 else "failed on purpose",
+                    "echo": request.get("echo"),
+                }
             )
+        )
 
     async def post(self, event: dict) -> None:
         await self._ws.send(json.dumps(event))

@@ -101,3 +101,43 @@ async def test_forwards_can_be_left_unchecked(app: App, start_guard) -> None:
     async with app.test_matcher() as ctx:
         ctx.receive_event(connect(ctx), group_event([forward_segment("OFF")], message_id=68))
     assert guard.stats.over_days(1, 1) == Counts()
+
+
+async def test_a_malformed_forward_hides_nothing(app: App, guard, image_server, caplog_loguru) -> None:
+    beside = image_server.add("fwd-malformed-beside.jpg", still(YELLOW, size=(86, 86)))
+    inside = image_server.add("fwd-malformed-inside.jpg", still(YELLOW, size=(87, 87)))
+    broken = {"type": "image", "data": None}
+    answer = {"message": [node(broken, {"type": "text", "data": "x"}), node(image_segment(inside)), None]}
+    async with app.test_matcher() as ctx:
+        bot = connect(ctx)
+        # Beside a nailong image: the image is acted on.
+        ctx.receive_event(bot, group_event([forward_segment("M1"), image_segment(beside)], message_id=69))
+        ctx.should_call_api("get_forward_msg", {"id": "M1"}, result=answer)
+        acted_on(ctx, 69)
+        # Alone: its well-formed nailong image is still found.
+        ctx.receive_event(bot, group_event([forward_segment("M2")], message_id=70))
+        ctx.should_call_api("get_forward_msg", {"id": "M2"}, result=answer)
+        acted_on(ctx, 70)
+    assert sum("malformed nodes or segments in a forward skipped" in line for line in caplog_loguru) >= 1
+
+
+class CountedNode(dict):
+    """A node that counts how often it is looked into."""
+
+    reads = 0
+
+    def get(self, *args):
+        CountedNode.reads += 1
+        return super().get(*args)
+
+
+async def test_nodes_past_the_limit_are_not_read(app: App, start_guard, image_server) -> None:
+    guard = await start_guard(nailong_forward_max_nodes=100)
+    yellow = image_server.add("fwd-node-101.jpg", still(YELLOW, size=(88, 88)))
+    nodes = [node(text_segment(str(i))) for i in range(100)] + [node(image_segment(yellow))]
+    nodes += [CountedNode(node(text_segment("more"))) for _ in range(9_899)]
+    async with app.test_matcher() as ctx:
+        ctx.receive_event(connect(ctx), group_event([forward_segment("BIG")], message_id=71))
+        ctx.should_call_api("get_forward_msg", {"id": "BIG"}, result={"message": nodes})
+    assert CountedNode.reads == 0
+    assert guard.stats.over_days(1, 1) == Counts()

@@ -20,6 +20,7 @@ from nailong_bot.web import mount
 from nailong_bot.web.auth import CSRF_HEADER
 
 from nailong_testkit import BLUE, YELLOW, patterned, still
+from nonebug_chat import post
 
 API_TOKEN = "console-api-token-0123456789"
 ADMIN_TOKEN = "console-admin-token-9876543210"
@@ -95,6 +96,27 @@ async def test_thumbnails_come_only_from_the_recent_images(signed_in, guard) -> 
     assert max(Image.open(io.BytesIO(thumb.content)).size) <= 240
     assert (await signed_in.get("/nailong/thumb/" + "a" * 64)).status_code == 404
     assert (await signed_in.get("/nailong/thumb/..%2Fsettings.json")).status_code == 404
+
+
+async def test_thumbnails_are_made_when_an_image_is_decided_and_served_from_disk(
+    app, signed_in, guard, image_server
+) -> None:
+    url = image_server.add("console-decided.png", patterned(YELLOW, seed=53, fmt="PNG", size=(900, 700)), "image/png")
+    await post(app, url, message_id=905, acted_on=True)
+    (entry,) = guard.recent.lookup(905)
+    stored = guard.recent.directory / "thumbs" / entry.sha256
+    assert max(Image.open(stored).size) <= 240
+    (guard.recent.directory / "images" / entry.sha256).unlink()  # no original left to decode
+    thumb = await signed_in.get(f"/nailong/thumb/{entry.sha256}")
+    assert thumb.status_code == 200 and thumb.content == stored.read_bytes()
+
+
+async def test_an_image_kept_without_a_thumbnail_gets_one_once(signed_in, guard) -> None:
+    sha256 = keep_hit(guard, NAILONG, message_id=906)  # as kept before thumbnails were stored
+    stored = guard.recent.directory / "thumbs" / sha256
+    assert not stored.exists()
+    thumb = await signed_in.get(f"/nailong/thumb/{sha256}")
+    assert thumb.status_code == 200 and thumb.content == stored.read_bytes()
 
 
 async def test_marking_a_hit_wrong_is_a_correction_by_web(signed_in, csrf, guard) -> None:

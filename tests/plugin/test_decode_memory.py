@@ -1,0 +1,143 @@
+"""Memory bounded by pixels: the cap counts the pixels actually decoded, large frames are reduced as
+they are decoded, and one budget bounds the decoded memory of all decodes together."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from nailong_bot.budget import DecodeBudget
+from nailong_bot.decision import Decider
+from nailong_vision.classifier import Classifier
+from nailong_vision.decode import ImageTooLarge, decode_cost, decode_frames
+from nailong_vision.preprocess import PreprocessSpec, preprocess
+
+from nailong_testkit import YELLOW, build_tiny_model, large_sparse_png, patterned
+
+
+def encoded(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_the_cap_counts_the_pixels_decoded_not_those_stored() -> None:
+    scene = Image.open(io.BytesIO(patterned(YELLOW, seed=3, size=(2000, 1500))))
+    # A JPEG decodes at a reduced scale (here ¼: 500×375), so a 3 MP photo fits under a 1 MP cap...
+    (frame,) = decode_frames(encoded(scene, "JPEG"), max_pixels=1_000_000, draft_size=224)
+    assert frame.size == (500, 375)
+    # ...where a PNG, which cannot be decoded smaller, is refused before a pixel is decoded.
+    with pytest.raises(ImageTooLarge, match="2000x1500"):
+        decode_frames(encoded(scene, "PNG"), max_pixels=1_000_000, draft_size=224)
+
+
+def test_the_issues_png_is_refused_by_default() -> None:
+    # 6000×6600 RGBA in ~180 KB: it took the bot from 167 to 805 MB.
+    with pytest.raises(ImageTooLarge):
+        decode_frames(large_sparse_png(6000, 6600), draft_size=224)
+
+
+def test_large_frames_are_reduced_as_they_are_decoded_and_look_the_same_to_the_model() -> None:
+    data = large_sparse_png(2000, 1800)
+    reserved: list[int] = []
+    (frame,) = decode_frames(data, draft_size=224, reserve=reserved.append)
+    assert frame.size == (500, 450)  # reduced by 4: both sides still at least twice the model's input
+    assert reserved == [decode_cost(2000, 1800, 1, 224)] and reserved[0] >= 9 * 2000 * 1800
+    spec = PreprocessSpec(size=224)
+    (full,) = decode_frames(data)  # the whole frame, as before
+    assert np.abs(preprocess([frame], spec) - preprocess([full], spec)).mean() < 0.01
+
+
+def test_the_reservation_comes_before_any_pixel_is_decoded(monkeypatch) -> None:
+    order: list[str] = []
+    load = PngImagePlugin.PngImageFile.load
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: (order.append("load"), load(self))[1])
+    decode_frames(large_sparse_png(600, 600), draft_size=224, reserve=lambda amount: order.append("reserve"))
+    assert order[:2] == ["reserve", "load"]
+
+
+def test_the_budget_bounds_all_decodes_together() -> None:
+    data = large_sparse_png(1500, 1500)
+    one = decode_cost(1500, 1500, 1, 224)
+    budget = DecodeBudget(one + one // 2)  # room for one such decode at a time
+    most_used, lock = 0, threading.Lock()
+
+    def decode() -> None:
+        nonlocal most_used
+        with budget.frames(data, draft_size=224) as frames:
+            with lock:
+                most_used = max(most_used, budget.used)
+            time.sleep(0.05)
+            assert frames[0].size == (750, 750)
+
+    threads = [threading.Thread(target=decode) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert most_used == one and budget.used == 0
+
+
+def test_a_small_image_passes_a_large_one_waiting_for_room() -> None:
+    large, small = large_sparse_png(1500, 1500), patterned(YELLOW, seed=4, size=(200, 200))
+    budget = DecodeBudget(decode_cost(1500, 1500, 1, 224) + decode_cost(200, 200, 1, 224))
+    holding, release = threading.Event(), threading.Event()
+    finished: list[str] = []
+
+    def hold_large() -> None:
+        with budget.frames(large, draft_size=224):
+            holding.set()
+            release.wait(30)
+
+    def decode(name: str, data: bytes) -> None:
+        with budget.frames(data, draft_size=224):
+            finished.append(name)
+
+    holder = threading.Thread(target=hold_large)
+    holder.start()
+    assert holding.wait(30)
+    waiting = threading.Thread(target=decode, args=("large", large))
+    waiting.start()
+    time.sleep(0.2)
+    decode("small", small)  # does not wait behind the large one
+    assert finished == ["small"]
+    release.set()
+    holder.join(30)
+    waiting.join(30)
+    assert finished == ["small", "large"] and budget.used == 0
+
+
+async def test_the_deciders_worker_never_waits_for_room(tmp_path) -> None:
+    classifier = Classifier(build_tiny_model(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    size = classifier.info.spec.size
+    large, small = large_sparse_png(1500, 1500), patterned(YELLOW, seed=5, size=(200, 200))
+    budget = DecodeBudget(decode_cost(1500, 1500, 1, size) + decode_cost(200, 200, 1, size))
+    decider = Decider(classifier, workers=1, max_frames=8, max_pixels=10_000_000, budget=budget)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_large() -> None:
+        with budget.frames(large, draft_size=size):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_large)
+    holder.start()
+    try:
+        assert holding.wait(30)
+        waiting = asyncio.create_task(decider.decide(large))
+        await asyncio.sleep(0.3)
+        # The one worker is free: the large image waits for room on the event loop, not in it.
+        assert (await asyncio.wait_for(decider.decide(small), 10)).score >= 0.7
+        assert not waiting.done()
+    finally:
+        release.set()
+        holder.join(30)
+    assert (await asyncio.wait_for(waiting, 10)).frames == 1
+    assert budget.used == 0
+    decider.shutdown()
