@@ -16,6 +16,12 @@ def content_key(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def versioned_key(model_version: str, key: str) -> str:
+    """The cache key of a decision: the image under the model version that decided it, so a model
+    swapped in never answers with its predecessor's decisions (and a rollback finds them again)."""
+    return f"{model_version}|{key}"
+
+
 class TTLCache(Generic[Value]):
     """A bounded LRU whose entries also expire ``ttl`` seconds after they were stored."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 
 from nonebot import on_command
@@ -20,10 +21,14 @@ from nonebot.log import logger
 from nonebot.params import CommandArg
 from nonebot.permission import SUPERUSER
 
+from nailong_vision.classifier import ModelError
+
 from . import verdicts
 from .corrections import Correction, Label
+from .models import lineage, lineage_text
 from .persist import CannotSave
 from .recent import RecentImage
+from .refresh import OUTCOME_NAMES, RefreshRecord, gate_lines
 from .runtime import Runtime, get_runtime
 from .setting_input import (
     MAX_ALLOWED,
@@ -120,6 +125,7 @@ def help_text() -> str:
         "中文别名 / Chinese aliases: /奶龙 开启|关闭|阈值 0.85|动作 撤回|回复|都要|观察|豁免管理 开|关|豁免 @成员|"
         "取消豁免 @成员|豁免名单|禁言 3 10分钟|禁言 关|文案 …|文案 重置|状态|误判|漏判|撤销|反馈|帮助"
     )
+    lines.append("模型更新（仅超级用户）/ model refresh (superusers): /奶龙 模型|更新|回退")
     return "\n".join(lines)
 
 
@@ -470,6 +476,85 @@ async def _feedback(call: Invocation) -> str:
             "trainer config's data: list.",
         ]
     )
+
+
+# --- The model learns the corrections: what runs, a refresh, a rollback (see refresh.py) ---
+
+
+def refresh_lines(record: RefreshRecord, heading: str = "上次更新 / last refresh") -> list[str]:
+    """A finished refresh: its outcome and message, then the gate's numbers."""
+    started = datetime.fromtimestamp(record.started_at).strftime("%Y-%m-%d %H:%M")
+    lines = [f"{heading}: {started}（{record.trigger}）{OUTCOME_NAMES[record.outcome]}", record.message]
+    return lines + (gate_lines(record.gate) if record.gate else [])
+
+
+@subcommand(
+    "model", "模型", usage="model | 模型 — 当前模型、来历和上次更新（仅超级用户）/ the model in use, its lineage, "
+    "the last refresh (superusers)", superuser_only=True
+)
+async def _model(call: Invocation) -> str:
+    runtime = call.runtime
+    info, models, refresher = runtime.classifier.info, runtime.models, runtime.refresher
+    lines = [f"当前模型 / model in use: {info.name} {info.version}（{info.metadata.get('created_at', '—')}）"]
+    if (origin := lineage(info)) is not None:
+        lines.append(f"来历 / lineage: {lineage_text(origin)}")
+    else:
+        where = "NAILONG_MODEL_PATH" if runtime.config.nailong_model_path else "内置 / bundled"
+        lines.append(f"来历 / lineage: 基础模型 / the base model ({where}: {models.base})")
+    corrections = await asyncio.to_thread(refresher.corrections_since_model)
+    lines.append(f"此后新增纠错 / corrections since it was made: {corrections}")
+    if refresher.running_trigger is not None:
+        lines.append(f"正在更新 / a refresh is running ({refresher.running_trigger})")
+    if refresher.last is not None:
+        lines += refresh_lines(refresher.last)
+    pointer = await asyncio.to_thread(models.read_pointer)
+    if pointer.previous:
+        lines.append("可用 /nailong rollback 回退到上一个模型 / /nailong rollback returns to the one before")
+    config = runtime.config
+    lines.append(
+        f"自动更新 / automatic refresh: 每 {config.nailong_auto_refresh_corrections} 条新纠错，最多每 "
+        f"{config.nailong_auto_refresh_interval_hours:g} 小时一次 / after {config.nailong_auto_refresh_corrections} "
+        f"new corrections, at most every {config.nailong_auto_refresh_interval_hours:g} h"
+        if config.nailong_auto_refresh
+        else "自动更新 / automatic refresh: 关闭 / off (NAILONG_AUTO_REFRESH)"
+    )
+    return "\n".join(lines)
+
+
+@subcommand(
+    "refresh", "更新", usage="refresh | 更新 — 用纠错重新训练模型，通过检查后自动启用（仅超级用户）/ retrain on the "
+    "corrections, swap in if the gate passes (superusers)", superuser_only=True
+)
+async def _refresh(call: Invocation) -> str:
+    refresher = call.runtime.refresher
+    reason = refresher.unavailable()
+    if reason is not None:
+        return reason
+    already = refresher.running is not None and not refresher.running.done()
+    task = refresher.start(f"chat:{call.event.group_id}:{call.event.user_id}")
+    budget = call.runtime.config.nailong_refresh_budget_seconds
+    await call.bot.send(
+        call.event,
+        "已有一次更新在进行，完成后回复结果 / A refresh is already running; its result will follow."
+        if already
+        else f"开始更新模型（约 {budget // 60} 分钟，机器人照常工作），完成后回复结果 / Refresh started (about "
+        f"{budget // 60} min; the bot keeps guarding); the result will follow.",
+    )
+    # Shielded: this command's handler going away must not stop the refresh.
+    return "\n".join(refresh_lines(await asyncio.shield(task), "更新结束 / refresh done"))
+
+
+@subcommand(
+    "rollback", "回退", usage="rollback | 回退 — 换回上一个模型（仅超级用户）/ return to the model before (superusers)",
+    superuser_only=True,
+)
+async def _rollback(call: Invocation) -> str:
+    try:
+        left, now = await call.runtime.models.rollback()
+    except ModelError as error:
+        raise CommandFailed(f"未回退 / not rolled back: {error}") from error
+    logger.info(f"模型已回退 / model rolled back: {left.version} → {now.version} user={call.event.user_id}")
+    return f"已回退 / rolled back: {left.version} → {now.version}"
 
 
 @subcommand("help", "帮助", usage="help | 帮助 — 显示本帮助 / this help")

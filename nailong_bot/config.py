@@ -111,6 +111,20 @@ class Config(BaseModel):
     # after DNS and after every redirect; true lets it reach them. Group images are never limited so.
     nailong_api_allow_private_urls: bool = False
 
+    # --- Refresh: the model learns the admins' corrections (see refresh.py) ---
+    # Start a refresh on its own after enough new corrections; off: only /nailong refresh and the console.
+    nailong_auto_refresh: bool = False
+    nailong_auto_refresh_corrections: int = Field(default=5, ge=1)
+    nailong_auto_refresh_interval_hours: float = Field(default=1.0, gt=0)
+    # An interpreter with the `train` extra; None: the bot's own when torch is installed there.
+    nailong_trainer_python: Path | None = None
+    # The refresh's time budget, CPU threads and priority (nice 0..19: higher yields more to the bot).
+    nailong_refresh_budget_seconds: int = Field(default=600, ge=10)
+    nailong_refresh_threads: int = Field(default=1, ge=1)
+    nailong_refresh_nice: int = Field(default=10, ge=0, le=19)
+    # A trainer config whose data folders also replay and validate (gate check c); None: the recent images only.
+    nailong_refresh_config: Path | None = None
+
     # ---- Who is exempt, repeat offenders (each group may change these in the chat or the console) ----
     # The group owner, admins and superusers are not checked (their images are not even downloaded).
     nailong_exempt_admins: bool = True
@@ -136,7 +150,7 @@ class Config(BaseModel):
 
     @field_validator(
         "nailong_model_path", "nailong_threshold", "nailong_data_dir", "nailong_api_token", "nailong_admin_token",
-        "nailong_max_frames", mode="before"
+        "nailong_max_frames", "nailong_trainer_python", "nailong_refresh_config", mode="before"
     )
     @classmethod
     def _empty_is_default(cls, value: object) -> object:

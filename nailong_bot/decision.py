@@ -33,6 +33,8 @@ class Decision:
     model_score: float | None = None
     # Frames decoded and looked at (an animated image's sampled frames).
     frames: int = 0
+    # The version of the model in use when it was decided: the cache keeps decisions per version.
+    model_version: str = ""
     # The first frame, small (PREVIEW_SIZE), for the thumbnail; never cached, not part of the decision.
     preview: Image.Image | None = field(default=None, compare=False, repr=False)
 
@@ -56,7 +58,8 @@ class Decider:
         budget: DecodeBudget | None = None,
     ) -> None:
         """``max_frames``: the operator's cap on the frames the model's spec asks for (None: no cap).
-        ``budget``: the decode budget shared with the rest of the plugin (None: unbounded)."""
+        ``budget``: the decode budget shared with the rest of the plugin (None: unbounded).
+        ``classifier`` may be replaced by one with the same input spec (the models' hot swap)."""
         self.classifier = classifier
         self.overrides: list[Override] = []
         spec = classifier.info.spec
@@ -82,24 +85,27 @@ class Decider:
                 reserved = await self._budget.reserve(no_room.amount)
 
     def _decide(self, data: bytes, reserved: int) -> Decision:
-        spec = self.classifier.info.spec
+        # Read once: an image being decided while the model is swapped finishes on the one it started with.
+        classifier = self.classifier
         with self._budget.frames(
             data,
             wait=False,
             reserved=reserved,
             max_frames=self.frames,
             max_pixels=self.max_pixels,
-            draft_size=spec.size,
+            draft_size=classifier.info.spec.size,
         ) as frames:
-            decision = self._decide_frames(data, frames)
-            return replace(decision, frames=len(frames), preview=_preview(frames[0]))
+            decision = self._decide_frames(classifier, data, frames)
+            return replace(
+                decision, frames=len(frames), model_version=classifier.info.version, preview=_preview(frames[0])
+            )
 
-    def _decide_frames(self, data: bytes, frames: list[Image.Image]) -> Decision:
+    def _decide_frames(self, classifier: Classifier, data: bytes, frames: list[Image.Image]) -> Decision:
         for override in self.overrides:
             decision = override(data, frames)
             if decision is not None:
                 return decision
-        score = float(self.classifier.nailong_scores(preprocess(frames, self.classifier.info.spec)).max())
+        score = float(classifier.nailong_scores(preprocess(frames, classifier.info.spec)).max())
         return Decision(score=score, source="model", model_score=score)
 
 

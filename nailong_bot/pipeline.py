@@ -16,7 +16,7 @@ from nonebot.log import logger
 from nailong_vision.decode import ImageDecodeError, ImageTooLarge
 
 from .actions import act
-from .cache import content_key
+from .cache import content_key, versioned_key
 from .decision import Decision
 from .exempt import exemption
 from .fetch import FetchError
@@ -31,9 +31,9 @@ async def decide_bytes(data: bytes, runtime: Runtime, generation: int) -> Decisi
     the model), cached under ``generation`` (read before the image was fetched). Raises
     ImageDecodeError. Also the HTTP API's path, so both decide an image the same way."""
     key = content_key(data)
-    cached = runtime.cache.get(key)
+    cached = runtime.cache.get(versioned_key(runtime.model_version, key))
     decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data)
-    runtime.cache.put(key, replace(decision, preview=None), generation)
+    runtime.cache.put(versioned_key(decision.model_version, key), replace(decision, preview=None), generation)
     return decision
 
 
@@ -41,7 +41,7 @@ async def check_image(
     bot: Bot, event: GroupMessageEvent, ref: ImageRef, runtime: Runtime
 ) -> CheckedImage | None:
     """Decide one image; None (logged) when it cannot be fetched or decoded. Never raises."""
-    if ref.key and (cached := runtime.cache.get(ref.key)):
+    if ref.key and (cached := runtime.cache.get(versioned_key(runtime.model_version, ref.key))):
         return CheckedImage(ref, replace(cached, source="cache"), None)
     where = f"group={event.group_id} message={event.message_id} file={ref.file or ref.url}"
     # A correction landing while this image is decided clears the cache; this decision must not refill it.
@@ -69,7 +69,7 @@ async def check_image(
         logger.exception(f"检查图片时出错 / unexpected error while checking an image: {where}")
         return None
     if ref.key:
-        runtime.cache.put(ref.key, replace(decision, preview=None), generation)
+        runtime.cache.put(versioned_key(decision.model_version, ref.key), replace(decision, preview=None), generation)
     return CheckedImage(ref, decision, data)
 
 
@@ -192,7 +192,7 @@ async def _remember(
 ) -> None:
     """Keep the decided images for corrections; called after acting, so it never delays a recall.
     A failed write is logged: it costs the chance to correct this message, nothing else."""
-    recent, version = runtime.recent, runtime.classifier.info.version
+    recent = runtime.recent
 
     def remember_all() -> None:
         for image in checked:
@@ -204,7 +204,7 @@ async def _remember(
                     image.data,
                     image_key=image.ref.key or content_key(image.data),
                     score=image.decision.model_score,
-                    model_version=version,
+                    model_version=image.decision.model_version,
                     hit=hit,
                     preview=image.decision.preview,
                 )

@@ -1,6 +1,6 @@
-"""What lives from start-up to shutdown: the model session, the HTTP client, the cache, settings,
-per-group counts, members' strikes, the recent images, the admins' corrections and the audit log of their
-changes."""
+"""What lives from start-up to shutdown: the models, the HTTP client, the cache, settings,
+per-group counts, members' strikes, the recent images, the admins' corrections, the refreshes that learn
+them and the audit log of changes."""
 
 from __future__ import annotations
 
@@ -10,13 +10,7 @@ from pathlib import Path
 
 from nonebot.log import logger
 
-from nailong_vision.classifier import (
-    Classifier,
-    ModelError,
-    bundled_model_path,
-    default_providers,
-    verify_checksum,
-)
+from nailong_vision.classifier import Classifier, ModelError
 
 from .actions import WarningCooldown
 from .audit import AUDIT_FILE, AuditLog
@@ -26,7 +20,9 @@ from .config import Config
 from .corrections import Corrections, correction_override
 from .decision import Decider, Decision
 from .fetch import Fetcher, is_public_address
+from .models import Models, load_classifier
 from .recent import RecentImages
+from .refresh import Refresher
 from .stats import GroupCounts
 from .storage import Action, GroupSettings, MutePolicy, SettingsStore
 from .strikes import StrikeStore
@@ -47,7 +43,6 @@ class ApiShare:
 @dataclass
 class Runtime:
     config: Config
-    classifier: Classifier
     decider: Decider
     fetcher: Fetcher
     cache: TTLCache[Decision]
@@ -66,6 +61,18 @@ class Runtime:
     # Changes made through the web console or the API (who, from where, before and after).
     audit: AuditLog
     api: ApiShare
+    models: Models
+    refresher: Refresher
+    auto_refresh: asyncio.Task[None]
+
+    @property
+    def classifier(self) -> Classifier:
+        """The model in use now (a refresh or a rollback swaps it)."""
+        return self.decider.classifier
+
+    @property
+    def model_version(self) -> str:
+        return self.decider.classifier.info.version
 
 
 _current: Runtime | None = None
@@ -76,36 +83,13 @@ def get_runtime() -> Runtime | None:
     return _current
 
 
-def load_classifier(config: Config) -> Classifier:
-    """The configured model, or the bundled one after checking its checksum. Raises ModelError."""
-    path = config.nailong_model_path or bundled_model_path()
-    if path.is_file():
-        verify_checksum(path, required=config.nailong_model_path is None)
-    requested = config.nailong_onnx_providers or default_providers()
-    classifier = Classifier(path, providers=requested, threads=config.nailong_onnx_threads)
-    # onnxruntime falls back to the CPU on its own (e.g. onnxruntime-gpu without a matching CUDA/cuDNN):
-    # say so plainly, or a GPU server quietly runs on its CPU.
-    inactive = [provider for provider in requested if provider not in classifier.info.providers]
-    if inactive:
-        running = list(classifier.info.providers)
-        logger.warning(
-            f"onnxruntime 未能启用 {inactive}，实际使用 {running}（用 GPU 需要 onnxruntime-gpu 和版本匹配的 "
-            f"CUDA/cuDNN）/ onnxruntime could not enable {inactive}, running on {running} (the GPU needs "
-            f"onnxruntime-gpu with matching CUDA/cuDNN)"
-        )
-    try:
-        classifier.warm_up()
-    except Exception as error:  # onnxruntime's errors are untyped
-        raise ModelError(f"模型无法运行 / model fails on a test input: {path}: {error}") from error
-    return classifier
-
-
 async def start(config: Config, data_dir: Path) -> Runtime:
     """Load the model and settings; raises ModelError with a clear message when the model is unusable."""
     global _current
     if _current is not None:
         await stop()
-    classifier = await asyncio.to_thread(load_classifier, config)
+    models = Models(data_dir / "models", config)
+    classifier = await asyncio.to_thread(_load_model_in_use, models)
     info = classifier.info
     defaults = GroupSettings(
         enabled=config.nailong_default_enabled,
@@ -140,9 +124,11 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         budget=decode_budget,
     )
     decider.overrides.append(correction_override(corrections))
+    cache: TTLCache[Decision] = TTLCache(config.nailong_cache_size, config.nailong_cache_ttl)
+    models.attach(decider, store, cache)
+    refresher = Refresher(config, data_dir, models, corrections)
     _current = Runtime(
         config=config,
-        classifier=classifier,
         decider=decider,
         fetcher=Fetcher(
             max_bytes=config.nailong_max_image_bytes,
@@ -154,7 +140,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
             deadline=config.nailong_download_deadline,
             local_image_dirs=config.nailong_local_image_dirs,
         ),
-        cache=TTLCache(config.nailong_cache_size, config.nailong_cache_ttl),
+        cache=cache,
         store=store,
         recent=recent,
         corrections=corrections,
@@ -180,6 +166,9 @@ async def start(config: Config, data_dir: Path) -> Runtime:
             ),
             deciding=asyncio.Semaphore(1),
         ),
+        models=models,
+        refresher=refresher,
+        auto_refresh=asyncio.create_task(refresher.auto_loop()),
     )
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
@@ -188,6 +177,18 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         f"{len(corrections)} corrections in {corrections.feedback_dir}"
     )
     return _current
+
+
+def _load_model_in_use(models: Models) -> Classifier:
+    """The refreshed model current.json names, else the base. A refreshed model that cannot be loaded
+    is logged and the base runs instead: the bot still starts."""
+    pointer = models.read_pointer()
+    if pointer.current is not None:
+        try:
+            return load_classifier(models.config, models.model_path(pointer.current))
+        except ModelError as error:
+            logger.error(f"更新后的模型无法加载，改用基础模型 / the refreshed model cannot be loaded, using the base: {error}")
+    return load_classifier(models.config, models.base)
 
 
 def _report_unsaved(
@@ -226,6 +227,8 @@ async def stop() -> None:
         return
     runtime, _current = _current, None
     runtime.saving_stats.cancel()
+    runtime.auto_refresh.cancel()
+    await runtime.refresher.stop()
     await runtime.stats.save()
     await runtime.strikes.save()
     await runtime.fetcher.aclose()

@@ -16,6 +16,7 @@ DESCRIPTION = """奶龙识别模型训练工具 / nailong model trainer
   evaluate  评估模型并生成报告 / evaluate a model, write a report
   export    导出插件使用的 ONNX 模型 / export the ONNX model the plugin loads
   predict   对图片给出判断 / classify image files
+  refresh   用管理员的纠错更新模型（带检查）/ learn the admins' corrections, gated
 """
 
 
@@ -72,6 +73,29 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, help="model.onnx")
     predict.add_argument("paths", nargs="+", metavar="IMAGE|DIR")
     predict.add_argument("--threshold", type=float, help="判定阈值 / threshold (default: the model's)")
+    refresh = commands.add_parser(
+        "refresh", help="用纠错更新模型 / learn the admins' corrections",
+        description="从当前模型出发，学习管理员的纠错，同时用近期图片和/或训练数据回放保持其余判断不变；通过检查后导出。"
+                    "中断后再次运行同一命令即可继续。退出码：0 通过，3 未通过（候选模型留在 --out），2 输入有误，1 其他错误。/ "
+                    "Fine-tune the current model on the admins' corrections, with a replay of recent images and/or "
+                    "training folders keeping everything else where it was; gate and export the result. Run the same "
+                    "command again to resume. Exit codes: 0 gate passed, 3 gate failed (candidate left in --out), "
+                    "2 bad input, 1 anything else.")
+    refresh.add_argument("--base", required=True, metavar="DIR",
+                         help="当前模型目录（nailong.onnx + nailong.pt）/ current model folder (nailong.onnx + nailong.pt)")
+    refresh.add_argument("--feedback", required=True, metavar="DIR",
+                         help="插件的纠错目录 <data_dir>/feedback / the plugin's corrections folder")
+    refresh.add_argument("--recent", metavar="DIR", help="插件的近期图片目录 <data_dir>/recent / the plugin's recent images")
+    refresh.add_argument("--config", help="训练配置：其 data 作回放和验证 / training config whose data: is replayed and "
+                                          "gives the grouped validation")
+    refresh.add_argument("--out", required=True, metavar="DIR", help="候选模型和检查报告的目录 / folder for the candidate "
+                                                                   "and the gate report")
+    refresh.add_argument("--budget-seconds", type=float, default=600.0,
+                         help="总时间预算，步数由此推算 / time budget of the whole run; steps are planned from it (600)")
+    refresh.add_argument("--max-steps", type=int, default=160, help="步数上限 / at most this many steps (160)")
+    refresh.add_argument("--threads", type=int, help="CPU 线程数 / CPU threads (default: torch's)")
+    refresh.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="设备 / device (auto)")
+    refresh.add_argument("--seed", type=int, default=0, help="随机种子 / seed")
     return parser
 
 
@@ -122,7 +146,32 @@ def main(argv: list[str] | None = None) -> int:
         from .predict import predict_command
 
         return predict_command(args.model, args.paths, args.threshold)
+    elif args.command == "refresh":
+        return refresh_command(args)
     return 0
+
+
+def refresh_command(args: argparse.Namespace) -> int:
+    """Exit code 0: the gate passed; 3: it failed; 2: bad input; 1: anything else (interrupted included)."""
+    from .refresh import RefreshInputError, RefreshInterrupted, RefreshSettings, refresh
+
+    settings = RefreshSettings(budget_seconds=args.budget_seconds, max_steps=args.max_steps, threads=args.threads,
+                               device=args.device, seed=args.seed)
+    log = logging.getLogger("trainer.refresh")
+    try:
+        report = refresh(args.base, args.feedback, args.out, args.recent, args.config, settings)
+    except RefreshInputError as error:
+        log.error("%s", error)
+        return 2
+    except RefreshInterrupted as error:
+        log.warning("%s", error)
+        return 1
+    except Exception:
+        log.exception("更新失败 / refresh failed")
+        return 1
+    for reason in report.reasons:
+        log.warning("%s", reason)
+    return 0 if report.passed else 3
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from nailong_vision.classifier import Classifier
 from nailong_vision.preprocess import PreprocessSpec
 
+from .checkpoint import load_model
+
 
 class Teacher:
     """One teacher: a callable from the student's normalised batch to the teacher's logits."""
@@ -27,11 +29,9 @@ class Teacher:
             info = self.classifier.info
             self.spec, teacher_labels, self.model = info.spec, list(info.labels), None
         else:
-            from .export import load_checkpoint
-
-            self.model, checkpoint = load_checkpoint(path)
+            self.model, checkpoint = load_model(path)
             self.model.to(device)
-            self.spec, teacher_labels = PreprocessSpec.from_metadata(checkpoint["spec"]), checkpoint["labels"]
+            self.spec, teacher_labels = checkpoint.spec, checkpoint.labels
         if teacher_labels != labels:
             raise ValueError(f"teacher {path} has labels {teacher_labels}, the student {labels} / 教师模型的类别与学生不同")
 

@@ -6,6 +6,7 @@ precision target; onnxruntime is checked against PyTorch before anything is writ
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,13 +20,11 @@ import onnxruntime as ort
 import torch
 
 from nailong_vision.classifier import Classifier, softmax
-from nailong_vision.preprocess import PreprocessSpec
 
-from .config import config_from_dict
+from .checkpoint import Checkpoint, load_model
 from .data import prepare_data, val_batches
 from .loop import predict_validation
 from .metrics import per_file_probs, summarize, threshold_for_precision
-from .model import build_model
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +34,6 @@ INT8_MAX_F1_DROP = 0.005
 
 class ExportError(RuntimeError):
     """The exported model does not behave like the checkpoint."""
-
-
-def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    """The model of a trainer checkpoint, in eval mode, and the checkpoint itself."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(checkpoint["config"]["model"], len(checkpoint["labels"]))
-    model.load_state_dict(checkpoint["model"])
-    return model.eval(), checkpoint
 
 
 def to_onnx(model: torch.nn.Module, path: Path, size: int, opset: int) -> None:
@@ -77,69 +68,80 @@ def check_parity(model: torch.nn.Module, path: Path, size: int, batch: int = 4) 
     return difference
 
 
-def build_metadata(checkpoint: dict, threshold: float, metrics: dict, version: str) -> dict[str, str]:
-    cfg = checkpoint["config"]
-    spec = PreprocessSpec.from_metadata(checkpoint["spec"])
-    return {
-        "labels": json.dumps(checkpoint["labels"]),
-        "positive_label": cfg.get("positive_label", "nailong"),
+def build_metadata(checkpoint: Checkpoint, threshold: float, metrics: dict, version: str) -> dict[str, str]:
+    cfg, spec = checkpoint.config, checkpoint.spec
+    metadata = {
+        "labels": json.dumps(checkpoint.labels),
+        "positive_label": checkpoint.positive_label,
         **spec.to_metadata(),
         "threshold": f"{threshold:.4f}",
-        "model_name": f"nailong-{cfg['model']}-{spec.size}",
+        "model_name": f"nailong-{cfg.model}-{spec.size}",
         "version": version,
         "metrics": json.dumps(metrics),
-        "data": json.dumps(checkpoint["data_summary"], ensure_ascii=False),
-        "training": json.dumps({"step": checkpoint["state"]["step"], "seed": cfg["seed"],
-                                "init_checkpoint": cfg.get("init_checkpoint"),
-                                "pretrained": cfg.get("pretrained") and cfg.get("pretrained_source"),
-                                "teacher": cfg.get("teacher") or None}),
+        "data": json.dumps(checkpoint.data_summary, ensure_ascii=False),
+        "training": json.dumps({"step": checkpoint.step, "seed": cfg.seed, "init_checkpoint": cfg.init_checkpoint,
+                                "pretrained": cfg.pretrained and cfg.pretrained_source, "teacher": cfg.teacher or None}),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if checkpoint.lineage is not None:
+        metadata["lineage"] = json.dumps(checkpoint.lineage, ensure_ascii=False)
+    return metadata
 
 
-def validation_scores(model: torch.nn.Module, checkpoint: dict) -> tuple[np.ndarray, np.ndarray]:
+def validation_scores(model: torch.nn.Module, checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
     """Per-file validation probabilities and targets: stored in a best.pt, else computed now
     from the checkpoint's own config (same grouped split, same plugin preprocessing)."""
-    if "val_probs" in checkpoint:
-        return checkpoint["val_probs"], checkpoint["val_targets"]
-    cfg = config_from_dict(checkpoint["config"])
-    data = prepare_data(cfg)
-    return predict_validation(model, data, torch.device("cpu"), cfg), data.val_file_targets()
+    if checkpoint.validation is not None:
+        return checkpoint.validation.probs, checkpoint.validation.targets
+    data = prepare_data(checkpoint.config)
+    return predict_validation(model, data, torch.device("cpu"), checkpoint.config), data.val_file_targets()
 
 
-def recommended_threshold(checkpoint: dict, precision_target: float,
+def recommended_threshold(checkpoint: Checkpoint, precision_target: float,
                           scores: tuple[np.ndarray, np.ndarray]) -> tuple[float, dict]:
     """Threshold for the precision target on the validation files, and the metrics there."""
     probs, targets = scores
-    positive = checkpoint["labels"].index(checkpoint["config"].get("positive_label", "nailong"))
+    positive = checkpoint.positive_index
     threshold = threshold_for_precision(targets == positive, probs[:, positive], precision_target)
-    metrics = summarize(probs, targets, checkpoint["labels"], positive, threshold)
+    return threshold, headline_metrics(probs, targets, checkpoint.labels, positive, threshold, precision_target)
+
+
+def headline_metrics(probs: np.ndarray, targets: np.ndarray, labels: list[str], positive: int, threshold: float,
+                     precision_target: float) -> dict:
+    """The metrics written into an exported model's metadata."""
+    metrics = summarize(probs, targets, labels, positive, threshold)
     headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "nailong_precision", "nailong_recall",
                                         "nailong_f1", "nailong_fpr", "nailong_best_f1",
                                         "nailong_best_f1_threshold", "average_precision")}
     headline["precision_target"] = precision_target
     headline["validation_images"] = int(len(targets))
-    return threshold, headline
+    return headline
+
+
+def export_onnx(model: torch.nn.Module, checkpoint: Checkpoint, out_path: Path, metadata: dict[str, str],
+                opset: int = 20) -> float:
+    """``model.onnx`` with its metadata, ``model.onnx.sha256`` and ``model.pt`` (weights without optimizer
+    state, for fine-tuning with ``init_checkpoint=`` or ``refresh``); returns the parity check's max |Δlogit|."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    to_onnx(model, out_path, checkpoint.spec.size, opset)
+    difference = check_parity(model, out_path, checkpoint.spec.size)
+    write_metadata(out_path, metadata)
+    out_path.with_name(out_path.name + ".sha256").write_text(sha256_file(out_path) + "\n")
+    checkpoint.save(out_path.with_suffix(".pt"), resume=False)
+    return difference
 
 
 def export_command(checkpoint_path: str, out: str, opset: int = 20, precision_target: float | None = None,
                    int8: bool = False, version: str | None = None) -> Path:
     started = time.perf_counter()
-    model, checkpoint = load_checkpoint(checkpoint_path)
-    target = precision_target if precision_target is not None else checkpoint["config"].get("precision_target", 0.99)
+    model, checkpoint = load_model(checkpoint_path)
+    target = precision_target if precision_target is not None else checkpoint.config.precision_target
     threshold, metrics = recommended_threshold(checkpoint, target, validation_scores(model, checkpoint))
     out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    size = int(checkpoint["spec"]["input_size"])
-    to_onnx(model, out_path, size, opset)
-    difference = check_parity(model, out_path, size)
     version = version or datetime.now(timezone.utc).strftime("%Y.%m.%d")
-    write_metadata(out_path, build_metadata(checkpoint, threshold, metrics, version))
-    digest = sha256_file(out_path)
-    out_path.with_name(out_path.name + ".sha256").write_text(digest + "\n")
-    # Weights without optimizer state, for fine-tuning (`init_checkpoint=`) from the shipped model.
-    torch.save({key: checkpoint[key] for key in ("model", "config", "labels", "spec", "data_summary", "state")},
-               out_path.with_suffix(".pt"))
+    # The exported checkpoint carries no validation scores: they belong to the run, not to the model.
+    exported = dataclasses.replace(checkpoint, validation=None, resume={}, extra={})
+    difference = export_onnx(model, exported, out_path, build_metadata(checkpoint, threshold, metrics, version), opset)
     log.info("exported %s (%.1f MB, max |Δlogit| %.1e, threshold %.4f, %.1fs)", out_path,
              out_path.stat().st_size / 1e6, difference, threshold, time.perf_counter() - started)
     if int8:
@@ -151,13 +153,13 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def export_int8(fp32_path: Path, checkpoint: dict) -> Path | None:
+def export_int8(fp32_path: Path, checkpoint: Checkpoint) -> Path | None:
     """A dynamically quantised copy, kept only if validation nailong F1 drops by ≤ 0.005."""
     from onnxruntime.quantization import quantize_dynamic
 
     int8_path = fp32_path.with_name(fp32_path.stem + ".int8.onnx")
     quantize_dynamic(str(fp32_path), str(int8_path))
-    data = prepare_data(config_from_dict(checkpoint["config"]))
+    data = prepare_data(checkpoint.config)
     positive = data.positive_index
     f1 = {}
     for path in (fp32_path, int8_path):

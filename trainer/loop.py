@@ -22,6 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from .augment import mix
+from .checkpoint import Checkpoint, Validation
 from .config import TrainConfig
 from .data import PreparedData, SampleStream, TrainSet, prepare_data, val_batches
 from .distill import TeacherEnsemble, class_probabilities, distillation_loss
@@ -112,22 +113,16 @@ class RunState:
 def save_checkpoint(path: Path, model, optimizer, scaler, state: RunState, cfg: TrainConfig,
                     data: PreparedData, extra: dict | None = None) -> None:
     """Everything needed to resume bit-for-bit, and to export without the data at hand."""
-    payload = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
-        "state": vars(state),
-        "rng": rng_state(),
-        "config": cfg.to_dict(),
-        "labels": data.labels,
-        "spec": data.spec.to_metadata(),
-        "data_summary": data.summary,
-        **(extra or {}),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    torch.save(payload, partial)
-    partial.replace(path)  # never leave a half-written checkpoint behind
+    extra = dict(extra or {})
+    validation = None
+    if "val_probs" in extra:
+        validation = Validation(extra.pop("val_probs"), extra.pop("val_targets"), extra.pop("val_sources"),
+                                extra.pop("val_metrics"))
+    Checkpoint(
+        weights=model.state_dict(), config=cfg, labels=data.labels, spec=data.spec, data_summary=data.summary,
+        state=vars(state), validation=validation,
+        resume={"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state()}, extra=extra,
+    ).save(path)
 
 
 def train(cfg: TrainConfig, data: PreparedData | None = None, on_eval=None) -> RunState:
@@ -177,11 +172,11 @@ def train(cfg: TrainConfig, data: PreparedData | None = None, on_eval=None) -> R
     checkpoint_dir = Path(cfg.checkpoint_dir)
     last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
     if last_path.exists():
-        saved = torch.load(last_path, map_location=device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scaler.load_state_dict(saved["scaler"])
-        state = RunState(**saved["state"])
+        saved = Checkpoint.load(last_path, map_location=device)
+        model.load_state_dict(saved.weights)
+        optimizer.load_state_dict(saved.resume["optimizer"])
+        scaler.load_state_dict(saved.resume["scaler"])
+        state = RunState(**saved.state)
         if is_main:
             log.info("resumed from %s at step %d (best nailong F1 %.4f)", last_path, state.step, state.best_metric)
 
@@ -201,7 +196,7 @@ def train(cfg: TrainConfig, data: PreparedData | None = None, on_eval=None) -> R
     if saved is not None:
         # Restored after the loader is started: starting it draws from torch's RNG, which the
         # uninterrupted run did before its first step, not at this point.
-        set_rng_state(saved["rng"])
+        set_rng_state(saved.resume["rng"])
     writer = SummaryWriter(cfg.tensorboard_dir, purge_step=state.step) if is_main else None
     progress = tqdm(total=cfg.max_steps, initial=state.step, disable=not is_main, desc="train", dynamic_ncols=True)
 

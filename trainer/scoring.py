@@ -52,17 +52,16 @@ def load_scorer(path: str | Path) -> Scorer:
                       classifier.logits)
     import torch
 
-    from .export import load_checkpoint, recommended_threshold, validation_scores
+    from .checkpoint import load_model
+    from .export import recommended_threshold, validation_scores
 
-    model, checkpoint = load_checkpoint(path)
-    threshold, _ = recommended_threshold(checkpoint, checkpoint["config"].get("precision_target", 0.99),
+    model, checkpoint = load_model(path)
+    threshold, _ = recommended_threshold(checkpoint, checkpoint.config.precision_target,
                                          validation_scores(model, checkpoint))
-    labels = checkpoint["labels"]
 
     def forward(batch: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return model(torch.from_numpy(batch)).numpy()
 
-    return Scorer(labels, labels.index(checkpoint["config"].get("positive_label", "nailong")),
-                  PreprocessSpec.from_metadata(checkpoint["spec"]), threshold, f"{path.name} step {checkpoint['state']['step']}",
-                  forward)
+    return Scorer(checkpoint.labels, checkpoint.positive_index, checkpoint.spec, threshold,
+                  f"{path.name} step {checkpoint.step}", forward)

@@ -25,6 +25,7 @@ from nailong_vision.decode import ImageDecodeError
 from ..corrections import SOURCE_PREFIX
 from ..decision import Decision
 from ..fetch import FetchError
+from ..models import lineage
 from ..pipeline import decide_bytes
 from ..runtime import Runtime, get_runtime
 from .auth import TokenAuth
@@ -191,6 +192,18 @@ def model_card(runtime: Runtime) -> dict:
         "threshold": runtime.store.defaults.threshold,
         "providers": list(info.providers),
         "metrics": metrics if isinstance(metrics, dict) else {},
+        # None for the base model; a refreshed one names its base, corrections and gate.
+        "lineage": lineage(info),
+    }
+
+
+def refresh_json(runtime: Runtime) -> dict:
+    """The refresh in progress (its trigger) and the last one, as last_refresh.json keeps it."""
+    refresher = runtime.refresher
+    return {
+        "running": refresher.running_trigger,
+        "last": None if refresher.last is None else asdict(refresher.last),
+        "auto": runtime.config.nailong_auto_refresh,
     }
 
 
@@ -221,6 +234,7 @@ def status_json(runtime: Runtime) -> dict:
         "groups": groups,
         "corrections": runtime.corrections.counts(),
         "recent_images": len(runtime.recent),
+        "refresh": refresh_json(runtime),
     }
 
 

@@ -20,13 +20,16 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from nonebot.log import logger
 
+from nailong_vision.classifier import ModelError
 from nailong_vision.decode import ImageDecodeError
 
 from .. import verdicts
 from ..commands import ACTION_LABELS, format_threshold
 from ..corrections import LABELS, Correction
 from ..persist import CannotSave
+from ..models import lineage, lineage_text
 from ..recent import THUMBNAIL_SIZE, RecentImage, make_thumbnail
+from ..refresh import OUTCOME_NAMES, gate_lines
 from ..runtime import Runtime
 from ..setting_input import InvalidSetting
 from ..stats import COUNT_NAMES, Counts
@@ -63,7 +66,12 @@ NOTICES = {
     "failed": ("保存纠错失败，请查看日志 / Saving the correction failed; see the log.", True),
     "settings-saved": ("群设置已保存 / Group settings saved.", False),
     "settings-unchanged": ("群设置没有变化 / Nothing changed.", False),
+    "refresh-started": ("已开始更新模型，完成后本页显示结果 / Refresh started; reload this page for its result.", False),
+    "refresh-unavailable": ("无法更新模型，原因见下 / The model cannot be refreshed: see below why.", True),
+    "rolled-back": ("已回退到上一个模型 / Rolled back to the model before.", False),
+    "rollback-failed": ("未回退，请查看日志 / Not rolled back; see the log.", True),
 }
+CHANGED_SHOWN = 10
 LABEL_NAMES = {"nailong": "是奶龙 / nailong", "other": "不是奶龙 / not nailong"}
 
 
@@ -101,6 +109,52 @@ def _model_card(runtime: Runtime) -> Html:
     ]
     items = "".join(render("<dt>$term</dt><dd>$value</dd>", term=term, value=value) for term, value in rows)
     return Html(f'<dl class="card">{items}</dl>')
+
+
+def _refresh_panel(runtime: Runtime, csrf: str) -> Html:
+    """The model's lineage, the last refresh with its gate report, and the refresh and rollback buttons."""
+    info, refresher = runtime.classifier.info, runtime.refresher
+    origin = lineage(info)
+    rows = [
+        ("版本 / version", info.version),
+        ("来历 / lineage", "基础模型 / the base model" if origin is None else lineage_text(origin)),
+        ("此后新增纠错 / corrections since", refresher.corrections_since_model()),
+        ("自动更新 / automatic", "开 / on" if runtime.config.nailong_auto_refresh else "关 / off"),
+    ]
+    if refresher.running_trigger is not None:
+        rows.append(("正在更新 / running", refresher.running_trigger))
+    items = "".join(render("<dt>$term</dt><dd>$value</dd>", term=term, value=value) for term, value in rows)
+    parts = [f'<dl class="card">{items}</dl>']
+    last = refresher.last
+    if last is not None:
+        parts.append(render(
+            '<div class="gate $outcome"><h3>上次更新 / last refresh: $time（$trigger）$name</h3><p>$message</p>',
+            outcome=last.outcome, time=_time(last.started_at), trigger=last.trigger,
+            name=OUTCOME_NAMES[last.outcome], message=last.message,
+        ))  # fmt: skip
+        if last.gate:
+            parts.append("<ul>" + "".join(render("<li>$line</li>", line=line) for line in gate_lines(last.gate)) + "</ul>")
+            changed = last.gate.get("changed") or []
+            parts.append(render("<p>判断改变的图片 / images that changed: $n</p>", n=len(changed)))
+            parts.append("<ul class=\"changed\">" + "".join(
+                render("<li><code>$file</code> $before → $after</li>", file=item.get("file"),
+                       before=_number(item.get("before")), after=_number(item.get("after")))
+                for item in changed[:CHANGED_SHOWN] if isinstance(item, dict)
+            ) + "</ul>")  # fmt: skip
+        parts.append("</div>")
+    unavailable = refresher.unavailable()
+    if unavailable is not None:
+        parts.append(render('<p class="notice error">$reason</p>', reason=unavailable))
+    parts.append(render(
+        '<form method="post" action="/nailong/refresh" class="inline"><input type="hidden" name="csrf" value="$csrf">'
+        '<button type="submit"$disabled>开始更新 / Refresh now</button></form>'
+        '<form method="post" action="/nailong/rollback" class="inline"><input type="hidden" name="csrf" value="$csrf">'
+        '<button type="submit" class="quiet"$no_rollback>回退到上一个模型 / Roll back</button></form>',
+        csrf=csrf,
+        disabled=Html(" disabled" if unavailable or refresher.running_trigger else ""),
+        no_rollback=Html("" if runtime.models.can_roll_back() else " disabled"),
+    ))  # fmt: skip
+    return Html("".join(parts))
 
 
 def _count_cells(counts: Counts) -> Html:
@@ -279,6 +333,7 @@ def make_router(auth: TokenAuth) -> APIRouter:
                 operator=session.operator,
                 notice=shown_notice,
                 model_card=_model_card(runtime),
+                refresh_panel=_refresh_panel(runtime, session.csrf),
                 group_rows=_group_rows(runtime),
                 group_settings=_settings_forms(runtime, session.csrf),
                 recent_items=Html("".join(_recent_item(entry, session.csrf) for entry in recent))
@@ -436,6 +491,41 @@ def make_router(auth: TokenAuth) -> APIRouter:
             client=client_address(request),
         )
         return _to_console("settings-saved")
+
+    async def checked_form(request: Request) -> Session:
+        session = require_login(request)
+        require_form_token(session, (await _read_form(request)).get("csrf"))
+        return session
+
+    @router.post("/refresh")
+    async def start_refresh(request: Request) -> Response:
+        session = await checked_form(request)
+        runtime = running()
+        if runtime.refresher.unavailable() is not None:
+            return _to_console("refresh-unavailable")
+        before = runtime.model_version
+        runtime.refresher.start(session.operator)
+        await asyncio.to_thread(
+            runtime.audit.record, session.operator, "refresh", before={"model": before},
+            after={"started": True}, client=client_address(request),
+        )  # fmt: skip
+        return _to_console("refresh-started")
+
+    @router.post("/rollback")
+    async def rollback(request: Request) -> Response:
+        session = await checked_form(request)
+        runtime = running()
+        try:
+            left, now = await runtime.models.rollback()
+        except ModelError as error:
+            logger.warning(f"控制台回退失败 / rollback from the console failed: {error}")
+            return _to_console("rollback-failed")
+        logger.info(f"模型已回退 / model rolled back: {left.version} → {now.version} ({session.operator})")
+        await asyncio.to_thread(
+            runtime.audit.record, session.operator, "rollback", before={"model": left.version},
+            after={"model": now.version}, client=client_address(request),
+        )  # fmt: skip
+        return _to_console("rolled-back")
 
     @router.post("/try")
     async def try_image(request: Request) -> dict:

@@ -50,6 +50,9 @@ def build_tiny_model(
     metrics: dict[str, float] | None = None,
     top_half: bool = False,
     frames: int | None = None,
+    version: str = "0.0.1",
+    yellow: bool = True,
+    extra_metadata: dict[str, str] | None = None,
 ) -> Path:
     """GlobalAveragePool → Flatten → Gemm: logit(nailong) - logit(rest) = 2·(R + G − 2B − 5).
 
@@ -57,6 +60,7 @@ def build_tiny_model(
     Without ``metadata`` the input is dynamic in H/W and the file carries no metadata_props.
     ``top_half``: only the upper half of the input counts, so the model tells which way is up.
     ``frames``: the frame count written into the metadata (none written by default, as in older exports).
+    ``yellow=False``: a model that learnt yellow is not nailong (every image scores low), as a refresh may.
     """
     import onnx
     from onnx import TensorProto, helper
@@ -65,7 +69,7 @@ def build_tiny_model(
     weights = np.zeros((len(labels), 3), dtype=np.float32)
     bias = np.zeros(len(labels), dtype=np.float32)
     weights[0] = [2.0, 2.0, -4.0]
-    bias[0] = -10.0
+    bias[0] = -10.0 if yellow else -40.0
     spatial: list[Any] = [size, size] if metadata else ["height", "width"]
     crop = [helper.make_node("Slice", ["input", "top", "middle", "rows"], ["seen"])] if top_half else []
     half_bounds = [
@@ -100,13 +104,14 @@ def build_tiny_model(
             "resize": "bilinear",
             "threshold": str(threshold),
             "model_name": "tiny-test",
-            "version": "0.0.1",
+            "version": version,
             "metrics": json.dumps(metrics or {}),
             "data": json.dumps({}),
             "created_at": "2025-01-01T00:00:00Z",
         }
         if frames is not None:
             props["frames"] = str(frames)
+        props.update(extra_metadata or {})
         helper.set_model_props(model, props)
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)

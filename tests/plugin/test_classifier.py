@@ -12,7 +12,7 @@ from PIL import Image, features
 
 from nailong_bot.config import Config
 from nailong_bot.decision import Decider
-from nailong_bot.runtime import load_classifier
+from nailong_bot.models import load_classifier
 from nailong_vision import classifier as classifier_module
 from nailong_vision.classifier import Classifier, ModelError, bundled_model_path, default_providers
 from nailong_vision.decode import ImageDecodeError
@@ -154,7 +154,7 @@ def test_missing_and_unreadable_model_files(tmp_path) -> None:
 
 def test_bundled_model_checksum_is_verified(tmp_path, monkeypatch) -> None:
     model = build_tiny_model(tmp_path / "nailong.onnx")
-    monkeypatch.setattr("nailong_bot.runtime.bundled_model_path", lambda: model)
+    monkeypatch.setattr("nailong_bot.models.bundled_model_path", lambda: model)
     bundled = Config(nailong_onnx_providers=["CPUExecutionProvider"])
     with pytest.raises(ModelError, match="checksum file missing"):
         load_classifier(bundled)
@@ -324,7 +324,7 @@ async def test_override_decides_before_the_model(tmp_path) -> None:
         return Decision(score=0.0, source="correction") if frames[0].getpixel((0, 0))[2] < 100 else None
 
     decider.overrides.append(corrections)
-    assert await decider.decide(still(YELLOW)) == Decision(0.0, "correction", frames=1)
+    assert await decider.decide(still(YELLOW)) == Decision(0.0, "correction", frames=1, model_version="0.0.1")
     assert (await decider.decide(still(BLUE))).source == "model"
     assert len(seen) == 2
     assert all(thread.startswith("nailong") for *_, thread in seen)  # in the worker, off the event loop

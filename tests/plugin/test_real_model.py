@@ -10,7 +10,7 @@ from PIL import ExifTags, Image
 
 from nailong_bot.config import Config
 from nailong_bot.decision import Decider
-from nailong_bot.runtime import load_classifier
+from nailong_bot.models import load_classifier
 from nailong_vision.classifier import bundled_model_path
 
 FIXTURES = Path(__file__).parent / "fixtures"

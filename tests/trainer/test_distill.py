@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from trainer.data import UNLABELED, TrainSet, prepare_data
 from trainer.distill import Teacher, TeacherEnsemble, class_probabilities, distillation_loss
-from trainer.export import load_checkpoint
+from trainer.checkpoint import load_model
 from trainer.loop import train
 from trainer.model import preprocess_spec
 
@@ -48,8 +48,8 @@ def test_soft_targets_of_mixed_images_are_accepted():
 
 def test_a_teacher_with_its_own_normalisation_sees_the_same_pixels(trained, tmp_path, image_root):
     cfg, best, onnx_path = trained
-    model, checkpoint = load_checkpoint(best)
-    labels = checkpoint["labels"]
+    model, checkpoint = load_model(best)
+    labels = checkpoint.labels
     # The student normalises with mean = std = 0.5 at 48 px; the teacher wants ImageNet statistics at 32 px.
     student_spec = preprocess_spec(tiny_config(tmp_path, image_root, "model=tf_efficientnet_lite0",
                                                "normalization=model", "image_size=48"))

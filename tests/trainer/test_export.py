@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from nailong_vision.preprocess import PreprocessSpec
-from trainer.export import ExportError, check_parity, load_checkpoint, to_onnx
+from trainer.checkpoint import Checkpoint, load_model
+from trainer.export import ExportError, check_parity, to_onnx
 from trainer.model import build_model
 
 
@@ -28,7 +29,7 @@ def test_export_writes_the_metadata_the_plugin_reads(trained):
 
 def test_exported_model_matches_pytorch_with_a_dynamic_batch(trained):
     _, best, onnx_path = trained
-    model, _ = load_checkpoint(best)
+    model, _ = load_model(best)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     for batch in (1, 5):
         inputs = torch.randn(batch, 3, 32, 32)
@@ -71,7 +72,7 @@ def test_int8_copy_is_kept_only_within_the_f1_budget(trained, tmp_path, monkeypa
     fp32 = tmp_path / "model.onnx"
     shutil.copy(onnx_path, fp32)
     monkeypatch.setattr(export, "INT8_MAX_F1_DROP", allowed_drop)
-    result = export.export_int8(fp32, torch.load(best, weights_only=False))
+    result = export.export_int8(fp32, Checkpoint.load(best))
     int8 = tmp_path / "model.int8.onnx"
     assert (result == int8) is kept and int8.exists() is kept
     if kept:

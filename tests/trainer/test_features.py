@@ -5,7 +5,8 @@ import torch
 
 from trainer import features
 from trainer.data import prepare_data
-from trainer.export import export_command, load_checkpoint
+from trainer.checkpoint import load_model
+from trainer.export import export_command
 from trainer.loop import predict_validation
 
 from .conftest import tiny_config
@@ -18,11 +19,11 @@ def test_features_are_cached_and_the_checkpoint_scores_like_its_fitted_head(tmp_
     assert len(list((tmp_path / "cache").glob("features-convnext_atto-*.npz"))) == 1
 
     checkpoint_path = tmp_path / "ckpt" / "best.pt"
-    model, checkpoint = load_checkpoint(checkpoint_path)
+    model, checkpoint = load_model(checkpoint_path)
     data = prepare_data(cfg)
     # The saved network (backbone + fitted head) gives the validation scores the head was judged on.
     network_probs = predict_validation(model, data, torch.device("cpu"), cfg)
-    assert np.allclose(network_probs, checkpoint["val_probs"], atol=1e-4)
+    assert np.allclose(network_probs, checkpoint.validation.probs, atol=1e-4)
 
     # A second run reads the cache instead of running the backbone again.
     monkeypatch.setattr(features, "extract_features", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))

@@ -7,7 +7,7 @@ from nailong_vision.classifier import Classifier
 from nailong_vision.decode import decode_frames
 from nailong_vision.preprocess import preprocess
 from trainer.data import prepare_data, scan_imagefolder, val_batches
-from trainer.export import load_checkpoint
+from trainer.checkpoint import load_model
 from trainer.loop import predict_validation
 
 
@@ -33,7 +33,7 @@ def test_animated_image_is_validated_on_the_frames_the_plugin_samples(trained):
 def test_plugin_scores_equal_the_trainers_validation_scores(trained):
     cfg, best, onnx_path = trained
     data = prepare_data(cfg)
-    model, _ = load_checkpoint(best)
+    model, _ = load_model(best)
     trainer_probs = predict_validation(model, data, torch.device("cpu"), cfg)[:, data.positive_index]
     classifier = Classifier(onnx_path, providers=["CPUExecutionProvider"])
     assert classifier.info.spec == data.spec

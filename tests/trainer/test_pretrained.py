@@ -10,7 +10,8 @@ from nailong_vision.classifier import Classifier
 from nailong_vision.decode import decode_frames
 from nailong_vision.preprocess import preprocess
 from trainer.data import prepare_data
-from trainer.export import export_command, load_checkpoint
+from trainer.checkpoint import load_model
+from trainer.export import export_command
 from trainer.loop import predict_validation, train
 from trainer.model import build_initialised_model, preprocess_spec
 from trainer.pretrained import load_package_weights, package_weights_path, rename_efficientnet_pytorch
@@ -73,7 +74,7 @@ def test_pretrained_lite_trains_exports_and_the_plugin_scores_like_the_trainer(t
     train(cfg)
     onnx_path = export_command(f"{cfg.checkpoint_dir}/best.pt", str(tmp_path / "lite.onnx"), version="test")
     data = prepare_data(cfg)
-    model, _ = load_checkpoint(f"{cfg.checkpoint_dir}/best.pt")
+    model, _ = load_model(f"{cfg.checkpoint_dir}/best.pt")
     trainer_probs = predict_validation(model, data, torch.device("cpu"), cfg)[:, data.positive_index]
     classifier = Classifier(onnx_path, providers=["CPUExecutionProvider"])
     assert classifier.info.spec == data.spec and classifier.info.spec.mean == (0.5, 0.5, 0.5)

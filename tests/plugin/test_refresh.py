@@ -1,0 +1,407 @@
+"""The plugin's side of a refresh: the trainer subprocess (a stand-in with the same arguments, exit codes
+and files: tests/plugin/fake_trainer), the checks before a swap, the hot swap, rollback, the model kept
+across a restart, automatic mode, and the superuser commands. The end-to-end test runs the real trainer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from nonebot.adapters.onebot.v11 import Adapter, Bot
+from nonebug import App
+
+from nailong_bot import refresh
+from nailong_bot.cache import versioned_key
+from nailong_bot.corrections import Corrections
+from nailong_bot.pipeline import decide_bytes
+from nailong_testkit import SUPERUSER, YELLOW, build_tiny_model, group_event, patterned, text_segment, write_checksum
+
+HERE = Path(__file__).parent
+API_TOKEN = "refresh-api-token-0123456789"
+
+
+@pytest.fixture
+def base_model(tmp_path: Path) -> Path:
+    """The operator's model, with a checkpoint beside it (what a refresh starts from)."""
+    model = build_tiny_model(tmp_path / "base" / "nailong.onnx")
+    write_checksum(model)
+    (tmp_path / "base" / "nailong.pt").write_bytes(b"checkpoint")
+    return model
+
+
+@pytest.fixture
+def fake_trainer(monkeypatch):
+    """Refreshes run the stand-in; returns a function that sets what it does next."""
+    monkeypatch.setattr(refresh, "trainer_module", lambda: "fake_trainer")
+    monkeypatch.setenv("PYTHONPATH", str(HERE))
+
+    def plan(**what: object) -> None:
+        monkeypatch.setenv("FAKE_TRAINER", json.dumps(what))
+
+    plan()
+    return plan
+
+
+@pytest.fixture
+async def learner(start_guard, base_model, fake_trainer, tmp_path):
+    return await start_guard(tmp_path / "data", nailong_model_path=base_model, nailong_trainer_python=Path(sys.executable))
+
+
+def correct(corrections: Corrections, count: int, label: str = "other") -> None:
+    for seed in range(count):
+        corrections.add(
+            patterned(YELLOW, seed=100 + seed), label=label, group_id=1, user_id=5, score=0.9, model_version="0.0.1"
+        )
+
+
+async def decide(runtime, data: bytes):
+    return await decide_bytes(data, runtime, runtime.cache.generation)
+
+
+async def test_a_passing_refresh_is_swapped_in_without_a_restart(learner, tmp_path) -> None:
+    correct(learner.corrections, 2)
+    image = patterned(YELLOW, seed=7)  # of the corrected family, not itself corrected
+    before = await decide(learner, image)
+    assert (before.source, before.model_version) == ("model", "0.0.1") and before.score > 0.9
+    decider = learner.decider
+
+    record = await learner.refresher.start("test")
+
+    assert record.outcome == "passed", record.message
+    assert learner.decider is decider  # the same runtime: no restart
+    assert learner.model_version == "0.0.1+r1"
+    after = await decide(learner, image)
+    # Decided by the new model, not answered from the cache of the old one.
+    assert (after.source, after.model_version) == ("model", "0.0.1+r1") and after.score < 0.1
+    assert learner.store.defaults.threshold == learner.classifier.info.threshold
+    kept = tmp_path / "data" / "models" / "0.0.1+r1"
+    assert {p.name for p in kept.iterdir()} >= {"nailong.onnx", "nailong.onnx.sha256", "nailong.pt", "gate.json"}
+    assert learner.classifier.info.path == kept / "nailong.onnx"
+    call = json.loads((kept / "fake_call.json").read_text())
+    assert call["niceness"] == 10 and call["omp_threads"] == "1"  # low priority, one thread
+    assert {"nailong.onnx", "nailong.pt"} <= set(call["base_files"])
+    assert call["argv"][call["argv"].index("--feedback") + 1] == str(tmp_path / "data" / "feedback")
+    assert call["argv"][call["argv"].index("--recent") + 1] == str(tmp_path / "data" / "recent")
+    saved = json.loads((tmp_path / "data" / "models" / "last_refresh.json").read_text())
+    assert saved["outcome"] == "passed" and saved["gate"]["checks"]["corrections"]["agreed"] == 5
+
+
+async def test_the_refreshed_model_survives_a_restart_and_rollback_restores_the_old(
+    learner, start_guard, base_model, tmp_path
+) -> None:
+    image = patterned(YELLOW, seed=8)
+    await decide(learner, image)
+    assert (await learner.refresher.start("test")).outcome == "passed"
+
+    restarted = await start_guard(tmp_path / "data", nailong_model_path=base_model)
+    assert restarted.model_version == "0.0.1+r1"
+    assert restarted.refresher.last is not None and restarted.refresher.last.outcome == "passed"
+
+    left, now = await restarted.models.rollback()
+    assert (left.version, now.version) == ("0.0.1+r1", "0.0.1")
+    assert (await decide(restarted, image)).score > 0.9
+    again = await start_guard(tmp_path / "data", nailong_model_path=base_model)
+    assert again.model_version == "0.0.1"
+    with pytest.raises(refresh.ModelError, match="no earlier model"):
+        await again.models.rollback()
+
+
+async def test_a_version_built_again_after_a_rollback_is_not_answered_from_the_cache(learner, fake_trainer) -> None:
+    image = patterned(YELLOW, seed=10)
+    assert (await learner.refresher.start("test")).outcome == "passed"
+    assert (await decide(learner, image)).score < 0.1  # cached under 0.0.1+r1
+    await learner.models.rollback()
+    fake_trainer(yellow=True)  # the same base refreshed again: the same version, another model
+    assert (await learner.refresher.start("test")).outcome == "passed"
+    again = await decide(learner, image)
+    assert (again.source, again.model_version) == ("model", "0.0.1+r1") and again.score > 0.9
+
+
+async def test_rollback_reaches_the_last_refreshed_models_and_always_the_base(learner, fake_trainer, tmp_path) -> None:
+    for number in range(1, 6):
+        fake_trainer(version=f"0.0.1+r{number}")
+        assert (await learner.refresher.start("test")).outcome == "passed"
+    versions = []
+    while learner.models.can_roll_back():
+        versions.append((await learner.models.rollback())[1].version)
+    assert versions == ["0.0.1+r4", "0.0.1+r3", "0.0.1+r2", "0.0.1"]
+    kept = sorted(p.name for p in (tmp_path / "data" / "models").iterdir() if (p / "nailong.onnx").is_file())
+    assert kept == ["0.0.1+r2", "0.0.1+r3", "0.0.1+r4", "0.0.1+r5"]  # older ones pruned from disk
+
+
+async def test_a_new_base_model_replaces_the_refreshed_ones(learner, start_guard, tmp_path) -> None:
+    assert (await learner.refresher.start("test")).outcome == "passed"
+    other = build_tiny_model(tmp_path / "other" / "nailong.onnx", version="0.0.2")
+    restarted = await start_guard(tmp_path / "data", nailong_model_path=other)
+    assert restarted.model_version == "0.0.2"  # the operator's new model, not one refreshed from the old
+
+
+async def test_a_failing_gate_keeps_the_model_and_says_why(learner, fake_trainer, tmp_path) -> None:
+    fake_trainer(exit=3)
+    record = await learner.refresher.start("test")
+    assert record.outcome == "failed"
+    assert "3/5 decided their way" in record.message
+    assert learner.model_version == "0.0.1"
+    assert not (tmp_path / "data" / "models" / "current.json").exists()
+    assert record.gate is not None and (Path(record.folder) / "gate.md").exists()  # the report is kept
+
+
+@pytest.mark.parametrize(
+    ("plan", "said"),
+    [
+        ({"exit": 1}, "something broke"),
+        ({"exit": 2}, "bad input"),
+        ({"sha256": "0" * 64}, "checksum mismatch"),
+        ({"labels": ["nailong", "emoji", "anime", "others", "long"]}, "other labels"),
+    ],
+    ids=["crash", "bad-input", "checksum", "labels"],
+)
+async def test_a_broken_candidate_is_not_swapped_in(learner, fake_trainer, plan, said) -> None:
+    fake_trainer(**plan)
+    record = await learner.refresher.start("test")
+    assert record.outcome == "error"
+    assert said in record.message
+    assert learner.model_version == "0.0.1"
+    assert not learner.models.can_roll_back()
+
+
+async def test_images_in_flight_finish_on_the_model_they_started_with(learner, tmp_path) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(data: bytes, frames: list):
+        entered.set()
+        release.wait(10)
+
+    learner.decider.overrides.insert(0, hold)
+    in_flight = asyncio.ensure_future(learner.decider.decide(patterned(YELLOW, seed=9)))
+    await asyncio.to_thread(entered.wait, 10)
+    assert (await learner.refresher.start("test")).outcome == "passed"
+    release.set()
+    decision = await in_flight
+    assert (decision.model_version, decision.source) == ("0.0.1", "model") and decision.score > 0.9
+    learner.decider.overrides.pop(0)
+    assert (await learner.decider.decide(patterned(YELLOW, seed=9))).model_version == "0.0.1+r1"
+
+
+async def test_the_guard_decides_while_a_refresh_runs(learner, fake_trainer) -> None:
+    fake_trainer(sleep=3)
+    task = learner.refresher.start("test")
+    decisions = [await decide(learner, patterned(YELLOW, seed=seed)) for seed in range(20, 25)]
+    assert not task.done()
+    assert all(d.source == "model" for d in decisions)
+    assert learner.refresher.start("again") is task  # one refresh at a time
+    assert (await task).outcome == "passed"
+
+
+async def test_automatic_mode_waits_for_enough_new_corrections_and_an_hour(start_guard, base_model, fake_trainer, tmp_path) -> None:
+    runtime = await start_guard(
+        tmp_path / "data", nailong_model_path=base_model, nailong_trainer_python=Path(sys.executable),
+        nailong_auto_refresh=True, nailong_auto_refresh_corrections=3,
+    )  # fmt: skip
+    correct(runtime.corrections, 2)
+    assert runtime.refresher.maybe_start_auto() is None
+    correct(runtime.corrections, 3)
+    task = runtime.refresher.maybe_start_auto()
+    assert task is not None and (await task).trigger == "auto"
+    assert runtime.model_version == "0.0.1+r1"
+    # Within the hour nothing starts, however many new corrections come in.
+    await asyncio.sleep(1.1)  # corrections' times are in whole seconds
+    correct(runtime.corrections, 3, label="nailong")
+    assert runtime.refresher.maybe_start_auto() is None
+    # Past the interval, only corrections newer than the last refresh count.
+    refresher = runtime.refresher
+    refresher.config = refresher.config.model_copy(update={"nailong_auto_refresh_interval_hours": 0.5 / 3600})
+    assert refresher.maybe_start_auto() is not None  # those 3
+    await refresher.running
+    await asyncio.sleep(0.6)
+    assert refresher.maybe_start_auto() is None  # nothing new since
+
+
+async def test_automatic_mode_is_off_by_default(learner) -> None:
+    correct(learner.corrections, 6)
+    assert learner.refresher.maybe_start_auto() is None
+
+
+def test_the_trainer_is_the_checkouts_own_or_the_installed_one(monkeypatch) -> None:
+    assert refresh.trainer_module() == "trainer"  # these tests run in a checkout
+    monkeypatch.setattr(refresh, "_CHECKOUT", Path("/nonexistent/site-packages"))
+    assert refresh.trainer_module() == "nailong_trainer"  # as the wheel installs it
+
+
+def test_trainer_python_defaults_to_the_bots_own_when_torch_is_there(monkeypatch) -> None:
+    from nailong_bot.config import Config
+
+    assert refresh.trainer_python(Config(nailong_trainer_python="/opt/train/bin/python")) == "/opt/train/bin/python"
+    monkeypatch.setattr(refresh.importlib.util, "find_spec", lambda name: object() if name == "torch" else None)
+    assert refresh.trainer_python(Config()) == sys.executable
+    monkeypatch.setattr(refresh.importlib.util, "find_spec", lambda name: None)
+    assert refresh.trainer_python(Config()) is None
+    assert "torch" not in sys.modules or "nailong_bot.refresh" in sys.modules  # never imported by the plugin
+
+
+# --- the superuser commands ------------------------------------------------------------------------
+
+
+async def chat(app: App, text: str, *, user_id: int = SUPERUSER, role: str = "member") -> list[str]:
+    """Every message the bot sends for one command, in order."""
+    from nailong_bot.commands import nailong_command
+
+    answers: list[str] = []
+    async with app.test_matcher(nailong_command) as ctx:
+        bot = ctx.create_bot(base=Bot, adapter=ctx.create_adapter(base=Adapter), self_id="42")
+        ctx.receive_event(bot, group_event([text_segment(text)], role=role, user_id=user_id, group_id=1))
+
+        async def capture(event, message, **kwargs):
+            answers.append(str(message))
+
+        bot.send = capture  # type: ignore[method-assign]
+        ctx.should_finished(nailong_command)
+    return answers
+
+
+async def test_refresh_model_and_rollback_commands(app: App, learner) -> None:
+    correct(learner.corrections, 2)
+    (model,) = await chat(app, "/nailong model")
+    assert "0.0.1" in model and "基础模型 / the base model" in model
+    assert "corrections since it was made: 2" in model
+
+    started, finished = await chat(app, "/奶龙 更新")
+    assert started.startswith("开始更新模型")
+    assert finished.startswith("更新结束 / refresh done") and "(passed, in use)" in finished
+    assert "new model in use: 0.0.1 → 0.0.1+r1" in finished
+    assert "✓ 纠错判对 / corrections decided their way: 5/5" in finished
+    assert "agreement with the old model: 99.0%" in finished
+    assert learner.model_version == "0.0.1+r1"
+
+    (model,) = await chat(app, "/奶龙 模型")
+    assert "0.0.1+r1" in model and "refreshed from 0.0.1 with 2 corrections (refresh 1 of base 0.0.1)" in model
+    assert "/nailong rollback" in model
+
+    (rolled,) = await chat(app, "/nailong rollback")
+    assert rolled == "已回退 / rolled back: 0.0.1+r1 → 0.0.1"
+    assert learner.model_version == "0.0.1"
+    (nothing,) = await chat(app, "/奶龙 回退")
+    assert nothing.startswith("未回退 / not rolled back: 没有更早的模型")
+
+
+async def test_a_failing_gate_is_reported_in_the_chat(app: App, learner, fake_trainer) -> None:
+    fake_trainer(exit=3)
+    _, finished = await chat(app, "/nailong refresh")
+    assert "gate failed, model kept" in finished and "3/5 decided their way" in finished
+    assert "✗ 纠错判对 / corrections decided their way: 3/5" in finished
+
+
+async def test_refresh_without_the_trainer_says_how_to_install_it(app: App, learner, monkeypatch) -> None:
+    monkeypatch.setattr(refresh, "trainer_python", lambda config: None)
+    (answer,) = await chat(app, "/nailong refresh")
+    assert 'pip install "nailong-bot[train]"' in answer
+    assert learner.refresher.running is None
+
+
+async def test_refresh_without_a_checkpoint_says_so(app: App, learner, base_model) -> None:
+    base_model.with_suffix(".pt").unlink()
+    (answer,) = await chat(app, "/nailong refresh")
+    assert "nailong.pt" in answer and "cannot be refreshed" in answer
+
+
+@pytest.mark.parametrize("text", ["/nailong model", "/nailong refresh", "/nailong rollback", "/奶龙 更新"])
+async def test_model_commands_are_for_superusers(app: App, learner, text: str) -> None:
+    (answer,) = await chat(app, text, user_id=5, role="admin")
+    assert answer == "只有超级用户可以使用这个命令 / Only superusers can use this."
+    assert learner.refresher.running is None
+
+
+async def test_status_api_shows_the_version_in_use(learner) -> None:
+    import httpx
+    from fastapi import FastAPI
+
+    from nailong_bot.web import mount
+
+    app = FastAPI()
+    mount(app, API_TOKEN)
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot") as client:
+        assert (await client.get("/nailong/api/status", headers=headers)).json()["model"]["version"] == "0.0.1"
+        await learner.refresher.start("test")
+        status = (await client.get("/nailong/api/status", headers=headers)).json()
+    assert status["model"]["version"] == "0.0.1+r1"
+    assert status["model"]["lineage"]["base_version"] == "0.0.1"
+    assert status["refresh"]["last"]["outcome"] == "passed"
+
+
+def test_cache_keys_carry_the_model_version() -> None:
+    assert versioned_key("1+r1", "abc.jpg") != versioned_key("1", "abc.jpg")
+
+
+# --- the console -----------------------------------------------------------------------------------
+
+
+ADMIN_TOKEN = "refresh-admin-token-9876543210"
+
+
+@pytest.fixture
+async def console(learner):
+    import httpx
+    from fastapi import FastAPI
+
+    from nailong_bot.web import mount
+
+    app = FastAPI()
+    mount(app, API_TOKEN, ADMIN_TOKEN)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot") as client:
+        yield client
+
+
+async def sign_in(console, name: str = "") -> str:
+    """Sign in to the console; the page's form token."""
+    await console.post("/nailong/login", data={"token": ADMIN_TOKEN, "name": name})
+    page = (await console.get("/nailong/")).text
+    return re.search(r'<meta name="csrf-token" content="([^"]+)">', page).group(1)
+
+
+async def test_console_shows_the_lineage_and_gate_and_its_buttons_need_the_form_token(console, learner) -> None:
+    assert (await console.post("/nailong/refresh", data={"csrf": "x"})).status_code == 401  # not signed in
+    csrf = await sign_in(console, "ops")
+    page = (await console.get("/nailong/")).text
+    assert '<section id="refresh">' in page and "基础模型 / the base model" in page
+    assert 'action="/nailong/refresh"' in page and f'name="csrf" value="{csrf}"' in page
+    assert "回退到上一个模型 / Roll back</button>" in page and 'class="quiet" disabled>' in page  # nothing to go back to
+
+    for stale in ({}, {"csrf": "stale"}):
+        assert (await console.post("/nailong/refresh", data=stale)).status_code == 403
+        assert (await console.post("/nailong/rollback", data=stale)).status_code == 403
+    assert learner.refresher.running is None
+
+    started = await console.post("/nailong/refresh", data={"csrf": csrf})
+    assert started.headers["Location"] == "/nailong/?notice=refresh-started"
+    assert learner.refresher.running is not None and (await learner.refresher.running).outcome == "passed"
+    page = (await console.get("/nailong/")).text
+    assert "0.0.1+r1" in page and "refreshed from 0.0.1" in page
+    assert "<li>✓ 纠错判对 / corrections decided their way: 5/5</li>" in page
+    assert "images that changed: 0" in page
+
+    rolled = await console.post("/nailong/rollback", data={"csrf": csrf})
+    assert rolled.headers["Location"] == "/nailong/?notice=rolled-back"
+    assert learner.model_version == "0.0.1"
+    failed = await console.post("/nailong/rollback", data={"csrf": csrf})
+    assert failed.headers["Location"] == "/nailong/?notice=rollback-failed"
+    audit = [(e["operator"], e["action"], e["before"], e["after"]) for e in learner.audit.latest(5)]
+    assert audit == [
+        ("web:ops", "rollback", {"model": "0.0.1+r1"}, {"model": "0.0.1"}),
+        ("web:ops", "refresh", {"model": "0.0.1"}, {"started": True}),
+    ]
+
+
+async def test_console_says_why_a_refresh_cannot_run(console, learner, monkeypatch) -> None:
+    monkeypatch.setattr(refresh, "trainer_python", lambda config: None)
+    csrf = await sign_in(console)
+    page = (await console.get("/nailong/")).text
+    assert "nailong-bot[train]" in page and "Refresh now</button>" in page and 'type="submit" disabled>' in page
+    answer = await console.post("/nailong/refresh", data={"csrf": csrf})
+    assert answer.headers["Location"] == "/nailong/?notice=refresh-unavailable"
+    assert learner.refresher.running is None
