@@ -16,6 +16,7 @@ DESCRIPTION = """奶龙识别模型训练工具 / nailong model trainer
   evaluate  评估模型并生成报告 / evaluate a model, write a report
   export    导出插件使用的 ONNX 模型 / export the ONNX model the plugin loads
   predict   对图片给出判断 / classify image files
+  mine      挖掘难负样本：给图片池打分、出编号缩略图、把标注变成数据目录 / hard-negative mining
   refresh   用管理员的纠错更新模型（带检查）/ learn the admins' corrections, gated
 """
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", nargs="+", help="ImageFolder 目录 / folders (<label>/*.jpg)")
     source.add_argument("--val-of", metavar="CONFIG", help="训练配置的验证集（按近重复分组）/ the grouped validation split of a training config")
+    source.add_argument("--wild-of", metavar="CONFIG", help="训练配置的野外集（wild_sources，从不训练）/ the wild set of a training config")
     evaluate.add_argument("--out", default="runs/evaluate", help="报告目录 / report directory")
     evaluate.add_argument("--threshold", type=float, help="判定阈值，默认取模型推荐值 / threshold (default: the model's)")
 
@@ -67,12 +69,35 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--precision-target", type=float, help="推荐阈值的精确率目标 / precision the recommended threshold aims for (default: from the config, 0.99)")
     export.add_argument("--int8", action="store_true", help="另存 int8 动态量化版本（F1 下降 ≤0.005 才保留）/ also try a dynamic int8 copy")
     export.add_argument("--version", help="模型版本号 / model version (default: date)")
+    export.add_argument("--wild-of", metavar="CONFIG",
+                        help="用该配置的野外集（wild_sources）定阈值：野外集误判率 ≤ wild_max_fpr 的最低阈值 / set the "
+                             "threshold on the config's wild set: the lowest with its false-positive rate ≤ wild_max_fpr")
 
     predict = commands.add_parser("predict", help="预测 / classify images",
                                   description="用与插件相同的解码和预处理给出判断。/ Classify with the plugin's own decoding and preprocessing.")
     predict.add_argument("--model", required=True, help="model.onnx")
     predict.add_argument("paths", nargs="+", metavar="IMAGE|DIR")
     predict.add_argument("--threshold", type=float, help="判定阈值 / threshold (default: the model's)")
+
+    mine = commands.add_parser(
+        "mine", help="难负样本挖掘 / hard-negative mining",
+        description="1) --model M --pool DIR... --out ROUND：用插件的解码与模型给图片池打分，最高分的图片写成编号缩略图"
+                    "（sheets/*.png）和待标注的 to_label.csv；2) 在 label 列填 nailong / other / skip 后，"
+                    "--labelled ROUND/to_label.csv --out FOLDER 生成带 MANIFEST.csv 的数据目录；"
+                    "3) --rebuild FOLDER/MANIFEST.csv --out FOLDER 从来源重建。/ "
+                    "1) score pools through the plugin's path, write the top images as numbered contact sheets and "
+                    "to_label.csv; 2) after labelling, build an ImageFolder with a MANIFEST.csv; 3) rebuild one from "
+                    "its manifest.")
+    step = mine.add_mutually_exclusive_group(required=True)
+    step.add_argument("--pool", nargs="+", metavar="[SOURCE=]DIR|npm:NAME@VERSION", help="图片池 / unlabelled pools")
+    step.add_argument("--labelled", metavar="CSV", help="标注好的 to_label.csv / the labelled to_label.csv")
+    step.add_argument("--rebuild", metavar="MANIFEST", help="按清单重建数据目录 / rebuild a folder from its MANIFEST.csv")
+    mine.add_argument("--model", help="model.onnx 或 / or checkpoint .pt（打分时必需 / needed with --pool）")
+    mine.add_argument("--out", required=True, help="输出目录 / output folder")
+    mine.add_argument("--top", type=int, default=192, help="待标注的最高分图片数 / images to label (default 192)")
+    mine.add_argument("--cache-dir", default=".cache/trainer", help="数据包缓存 / where packages are unpacked")
+    mine.add_argument("--git-dir", action="append", default=[], metavar="OWNER/NAME=PATH",
+                      help="重建时使用本地 git 仓库 / a local git directory for a source repository (--rebuild)")
     refresh = commands.add_parser(
         "refresh", help="用纠错更新模型 / learn the admins' corrections",
         description="从当前模型出发，学习管理员的纠错，同时用近期图片和/或训练数据回放保持其余判断不变；通过检查后导出。"
@@ -137,15 +162,28 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "evaluate":
         from .evaluate import evaluate_command
 
-        evaluate_command(args.model, args.data, args.out, args.threshold, args.val_of)
+        evaluate_command(args.model, args.data, args.out, args.threshold, args.val_of, args.wild_of)
     elif args.command == "export":
         from .export import export_command
 
-        export_command(args.checkpoint, args.out, args.opset, args.precision_target, args.int8, args.version)
+        export_command(args.checkpoint, args.out, args.opset, args.precision_target, args.int8, args.version,
+                       args.wild_of)
     elif args.command == "predict":
         from .predict import predict_command
 
         return predict_command(args.model, args.paths, args.threshold)
+    elif args.command == "mine":
+        from . import mine
+
+        if args.pool:
+            if not args.model:
+                raise SystemExit("mine --pool needs --model / 打分需要 --model")
+            mine.mine_command(args.model, args.pool, args.out, args.top, args.cache_dir)
+        elif args.labelled:
+            mine.build_imagefolder(args.labelled, args.out)
+        else:
+            mine.rebuild_imagefolder(args.rebuild, args.out, args.cache_dir,
+                                     dict(item.split("=", 1) for item in args.git_dir))
     elif args.command == "refresh":
         return refresh_command(args)
     return 0

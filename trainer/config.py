@@ -59,6 +59,18 @@ class TrainConfig:
     # Sampling within a class: 0 = every training image alike; 1 = every near-duplicate group alike
     # (a clip of 40 frames then weighs as much as one still); 0.5 = in between.
     group_balance: float = 0.0
+    # Hard-negative mining and calibration on images from elsewhere (issue 15):
+    # MANIFEST source repositories held out whole: never trained or validated on, they set the threshold.
+    wild_sources: list[str] = field(default_factory=list)
+    wild_max_fpr: float = 0.005  # the shipped threshold: the lowest with at most this false-positive rate on them
+    # …and, when set, at most this false-positive rate on the validation's hard-tagged negatives (MANIFEST tag "hard").
+    val_hard_max_fpr: float | None = None
+    # Sampling factors within a class: by MANIFEST tag ({hard: 3}) and by source substring ({"npm:openmoji": 0.5}).
+    tag_weights: dict[str, float] = field(default_factory=dict)
+    source_weights: dict[str, float] = field(default_factory=dict)
+    # Data entries (the first ones of `data`) whose images keep the sides a run on them alone gave them: a
+    # fine-tune from that run (init_checkpoint) then never validates on its own training images.
+    keep_split_of: list[str] = field(default_factory=list)
     cache_dir: str = ".cache/trainer"
     num_workers: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -10,6 +10,9 @@ import json
 import logging
 import math
 import re
+import shutil
+import subprocess
+import tarfile
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +47,12 @@ class ImageRecord:
     data: bytes | None = field(default=None, repr=False)  # bytes for rows that have no file
     origin: str = ""  # the data folder or dataset it came from, for the data summary
     provenance: str = ""  # MANIFEST "source_repo source_path", for report subsets by source
+    tag: str = ""  # MANIFEST "tag" (hard, sticker, emoji …): sampling weights and report slices
+
+    @property
+    def source_repo(self) -> str:
+        """The first repository or package the MANIFEST names for this image ("" without one)."""
+        return self.provenance.split(" ", 1)[0].split(";")[0]
 
     def read(self) -> bytes:
         return self.data if self.data is not None else Path(self.source).read_bytes()
@@ -82,6 +91,7 @@ def scan_imagefolder(root: str | Path, repo_families: list[str] = (),
         raise FileNotFoundError(f"data folder not found / 找不到数据目录: {root}")
     families: dict[str, str] = {}
     provenance: dict[str, str] = {}
+    tags: dict[str, str] = {}
     manifest = root / "MANIFEST.csv"
     if manifest.exists():
         with manifest.open(encoding="utf-8", newline="") as handle:
@@ -92,13 +102,14 @@ def scan_imagefolder(root: str | Path, repo_families: list[str] = (),
                 families[row["file"]] = (f"repo:{repo}" if whole_repo
                                          else family_from_source_path(row.get("source_path", ""), by_query))
                 provenance[row["file"]] = f"{row.get('source_repo', '')} {row.get('source_path', '')}"
+                tags[row["file"]] = row.get("tag") or ""
     records = []
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for path in sorted(label_dir.rglob("*")):
             if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
                 relative = path.relative_to(root).as_posix()
                 records.append(ImageRecord(str(path), label_dir.name, families.get(relative, ""), origin=str(root),
-                                           provenance=provenance.get(relative, "")))
+                                           provenance=provenance.get(relative, ""), tag=tags.get(relative, "")))
     if not records:
         raise ValueError(f"no images found in / 目录里没有图片: {root} (expected {root}/<label>/*.jpg)")
     return records
@@ -133,12 +144,100 @@ def load_hf_records(name: str, data_dir: str | None = None, split: str = "train"
     return records
 
 
-def load_records(cfg: TrainConfig) -> list[ImageRecord]:
+# ---------------------------------------------------------------- package-provided sources
+
+PACKAGE_PREFIX = "npm:"
+PACKAGE_DEFAULT_LABEL = "other"  # an emoji or sticker package holds no nailong unless it says so
+
+
+def parse_package_source(entry: str) -> tuple[str, str]:
+    """``npm:NAME@VERSION[#LABEL]`` → (package spec, label); a local ``npm:…/file.tgz`` stands for a
+    package file already at hand. A registry package must pin its version, so a run can be repeated."""
+    spec, _, label = entry[len(PACKAGE_PREFIX):].partition("#")
+    label = label or PACKAGE_DEFAULT_LABEL
+    if spec.endswith(".tgz"):
+        return spec, label
+    name, at, version = spec.rpartition("@")
+    if not at or not name or not version or name.endswith("/"):
+        raise ValueError(f"a package source needs an exact version / 数据包需写明版本: {entry!r} "
+                         f"(e.g. npm:openmoji@17.0.0)")
+    return spec, label
+
+
+def fetch_package(spec: str, cache_dir: str | Path) -> Path:
+    """The package's files, unpacked once under ``cache_dir/packages/``: ``npm pack NAME@VERSION``
+    downloads the tarball the registry serves (a local ``.tgz`` is used as it is)."""
+    packages = Path(cache_dir) / "packages"
+    local = Path(spec) if spec.endswith(".tgz") else None
+    if local is not None and not local.is_file():
+        raise FileNotFoundError(f"package file not found / 找不到数据包文件: {spec}")
+    key = f"{local.stem}-{hashlib.sha256(local.read_bytes()).hexdigest()[:12]}" if local else re.sub(r"[^\w.-]+", "_", spec)
+    unpacked = packages / key
+    if (unpacked / ".complete").exists():
+        return unpacked
+    packages.mkdir(parents=True, exist_ok=True)
+    if local is None:
+        if shutil.which("npm") is None:
+            raise RuntimeError(f"npm is needed to fetch {spec} / 需要 npm 才能下载数据包")
+        done = subprocess.run(["npm", "pack", spec, "--pack-destination", str(packages), "--json"],
+                              capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"npm pack {spec} failed / 下载数据包失败: {done.stderr.strip()[-500:]}")
+        local = packages / json.loads(done.stdout)[0]["filename"]
+    partial = unpacked.with_name(unpacked.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    with tarfile.open(local) as archive:
+        members = [m for m in archive.getmembers() if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES]
+        archive.extractall(partial, members=members, filter="data")  # "data": no paths outside, no links
+    shutil.rmtree(unpacked, ignore_errors=True)
+    partial.rename(unpacked)
+    (unpacked / ".complete").write_text(spec + "\n", encoding="utf-8")
+    return unpacked
+
+
+def scan_package(entry: str, cache_dir: str | Path) -> list[ImageRecord]:
+    """The images of a package source (``npm:NAME@VERSION[#LABEL]``), all under one label; provenance
+    is the package and the path inside it, as in a data folder's MANIFEST."""
+    spec, label = parse_package_source(entry)
+    root = fetch_package(spec, cache_dir)
+    records = [ImageRecord(str(path), label, origin=entry, provenance=f"npm:{spec} {path.relative_to(root).as_posix()}")
+               for path in sorted(root.rglob("*")) if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES]
+    if not records:
+        raise ValueError(f"no images in package / 数据包里没有图片: {spec}")
+    return records
+
+
+def scan_source(entry: str, cfg: TrainConfig) -> list[ImageRecord]:
+    """One ``data:`` entry: an ImageFolder (also the admins' corrections folder) or a package source."""
+    if entry.startswith(PACKAGE_PREFIX):
+        return scan_package(entry, cfg.cache_dir)
+    return scan_imagefolder(entry, cfg.repo_families, cfg.search_query_families)
+
+
+def is_wild(record: ImageRecord, cfg: TrainConfig) -> bool:
+    """Whether the image comes from a source held out whole for calibration (``wild_sources``)."""
+    return record.source_repo in cfg.wild_sources
+
+
+def load_all_records(cfg: TrainConfig) -> list[ImageRecord]:
     records = []
-    for root in cfg.data:
-        records.extend(scan_imagefolder(root, cfg.repo_families, cfg.search_query_families))
+    for entry in cfg.data:
+        records.extend(scan_source(entry, cfg))
     if cfg.hf_dataset:
         records.extend(load_hf_records(cfg.hf_dataset, cfg.hf_data_dir))
+    return records
+
+
+def load_records(cfg: TrainConfig) -> list[ImageRecord]:
+    """The images a run trains and validates on: every data source minus the wild sources."""
+    return [r for r in load_all_records(cfg) if not is_wild(r, cfg)]
+
+
+def wild_records(cfg: TrainConfig) -> list[ImageRecord]:
+    """The wild set: images of the ``wild_sources``, never trained or validated on, for calibration."""
+    records = [r for r in load_all_records(cfg) if is_wild(r, cfg)]
+    if cfg.wild_sources and not records:
+        raise ValueError(f"no images of the wild sources / 没有找到留出来源的图片: {cfg.wild_sources}")
     return records
 
 
@@ -221,23 +320,27 @@ def near_duplicate_groups(hashes: list[int], families: list[str], max_distance: 
 
 
 def grouped_split(
-    labels: list[str], groups: list[int], val_fraction: float, seed: int, forced_val: set[int] = frozenset()
+    labels: list[str], groups: list[int], val_fraction: float, seed: int, forced_val: set[int] = frozenset(),
+    forced_train: set[int] = frozenset(),
 ) -> np.ndarray:
     """Boolean mask of validation images. Whole groups go to one side; per label, groups are
     taken in a seeded random order until that label's validation share is reached (a group that
-    would overshoot it by more than a quarter is skipped, so one huge family cannot swallow it)."""
+    would overshoot it by more than a quarter is skipped, so one huge family cannot swallow it).
+    Groups of ``forced_train`` images stay in training, even when they also hold a ``forced_val`` one."""
     members: dict[int, list[int]] = defaultdict(list)
     for index, group in enumerate(groups):
         members[group].append(index)
     is_val = np.zeros(len(labels), dtype=bool)
-    for group in {groups[i] for i in forced_val}:
+    pinned = {groups[i] for i in forced_train}
+    for group in {groups[i] for i in forced_val} - pinned:
         is_val[members[group]] = True
     rng = np.random.default_rng(seed)
     group_label = {g: Counter(labels[i] for i in idx).most_common(1)[0][0] for g, idx in members.items()}
     for label, total in sorted(Counter(labels).items()):
         target = val_fraction * total
         taken = sum(1 for i in range(len(labels)) if is_val[i] and labels[i] == label)
-        candidates = sorted(g for g, lab in group_label.items() if lab == label and not is_val[members[g][0]])
+        candidates = sorted(g for g, lab in group_label.items()
+                            if lab == label and not is_val[members[g][0]] and g not in pinned)
         for group in rng.permutation(candidates):
             if taken >= target:
                 break
@@ -250,14 +353,17 @@ def grouped_split(
 
 
 def sampling_weights(
-    frame_owner: np.ndarray, targets: np.ndarray, groups: list[int], group_balance: float
+    frame_owner: np.ndarray, targets: np.ndarray, groups: list[int], group_balance: float,
+    file_factor: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sampling weight of each training frame: every class gets the same share; within a class a
-    file weighs (size of its near-duplicate group) ** -group_balance; a file's weight is split
-    evenly among its frames. ``frame_owner`` maps each frame to its file."""
+    file weighs (size of its near-duplicate group) ** -group_balance, times its ``file_factor``
+    (hard negatives drawn more often); a file's weight is split evenly among its frames.
+    ``frame_owner`` maps each frame to its file."""
     files = sorted(set(frame_owner.tolist()))
     group_size = Counter(groups[f] for f in files)
-    file_weight = {f: group_size[groups[f]] ** -group_balance for f in files}
+    factor = np.ones(len(groups)) if file_factor is None else file_factor
+    file_weight = {f: group_size[groups[f]] ** -group_balance * factor[f] for f in files}
     class_total: Counter[int] = Counter()
     for f, weight in file_weight.items():
         class_total[int(targets[f])] += weight
@@ -266,6 +372,33 @@ def sampling_weights(
         [file_weight[f] / (class_total[int(targets[f])] * frames_per_file[f]) for f in frame_owner.tolist()],
         dtype=np.float64,
     )
+
+
+def file_factors(records: list[ImageRecord], cfg: TrainConfig) -> np.ndarray:
+    """Per-file sampling factor: ``tag_weights`` by MANIFEST tag times ``source_weights`` by source
+    (a substring of the MANIFEST source or the data entry); 1 where none applies."""
+    factors = np.ones(len(records))
+    for i, record in enumerate(records):
+        factors[i] *= cfg.tag_weights.get(record.tag, 1.0)
+        for pattern, weight in cfg.source_weights.items():
+            if pattern in record.provenance or pattern in record.origin:
+                factors[i] *= weight
+    return factors
+
+
+def earlier_sides(records: list[ImageRecord], hashes: np.ndarray, label_names: list[str],
+                  cfg: TrainConfig) -> tuple[set[int], set[int]]:
+    """(validation, training) indices of the images of ``keep_split_of``'s data entries, on the sides a
+    run on those entries alone gave them (same grouping, seed and fraction): a fine-tune from that run
+    never validates on an image it was trained on. Those entries' images come first in ``records``."""
+    earlier = [i for i, r in enumerate(records) if r.origin in cfg.keep_split_of]
+    if earlier != list(range(len(earlier))):
+        raise ValueError("keep_split_of must name the first entries of data / keep_split_of 须是 data 的前几项")
+    groups = near_duplicate_groups([int(hashes[i]) for i in earlier], [records[i].family for i in earlier],
+                                   cfg.group_distance)
+    is_val = grouped_split([label_names[i] for i in earlier], groups, cfg.val_fraction, cfg.split_seed,
+                           {i for i in earlier if any(n in records[i].family for n in cfg.holdout_families)})
+    return set(np.nonzero(is_val)[0].tolist()), set(np.nonzero(~is_val)[0].tolist())
 
 
 # ---------------------------------------------------------------- prepared data
@@ -343,7 +476,11 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
     label_names = [r.label for r in records]
     groups = near_duplicate_groups([int(h) for h in arrays["hash"]], [r.family for r in records], cfg.group_distance)
     forced = {i for i, r in enumerate(records) if any(name in r.family for name in cfg.holdout_families)}
-    is_val = grouped_split(label_names, groups, cfg.val_fraction, cfg.split_seed, forced)
+    forced_train: set[int] = set()
+    if cfg.keep_split_of:
+        earlier_val, forced_train = earlier_sides(records, arrays["hash"], label_names, cfg)
+        forced |= earlier_val
+    is_val = grouped_split(label_names, groups, cfg.val_fraction, cfg.split_seed, forced, forced_train)
     # Left out after the split, so an exclude list never moves other images between the sides.
     dropped = excluded(records, cfg)
     if dropped.any():
@@ -358,7 +495,7 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
     val_files = np.nonzero(is_val)[0]
     file_position = {int(f): k for k, f in enumerate(val_files)}
 
-    weights = sampling_weights(train_owner, targets, groups, cfg.group_balance)
+    weights = sampling_weights(train_owner, targets, groups, cfg.group_balance, file_factors(records, cfg))
     group_sizes = Counter(groups)
     kept = [r for r, d in zip(records, dropped) if not d]
     summary = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from nailong_vision.decode import ImageDecodeError
 
 from .config import TrainConfig, load_config
-from .data import ImageRecord, load_records, prepare_data, scan_imagefolder
+from .data import ImageRecord, load_records, prepare_data, scan_imagefolder, wild_records
 from .metrics import binary_at, confusion_matrix, per_class, pr_curve
 from .scoring import load_scorer
 
@@ -29,13 +30,16 @@ def validation_records(cfg: TrainConfig) -> list[ImageRecord]:
 
 
 def evaluate_command(model: str, data_dirs: list[str] | None, out: str, threshold: float | None = None,
-                     val_of: str | None = None) -> dict:
+                     val_of: str | None = None, wild_of: str | None = None) -> dict:
     scorer = load_scorer(model)
     threshold = scorer.threshold if threshold is None else threshold
     subsets: dict[str, list[str]] = {}
     if val_of:
         cfg = load_config(val_of)
         records, data_dirs, subsets = validation_records(cfg), [f"validation split of {val_of}"], cfg.report_subsets
+    elif wild_of:
+        cfg = load_config(wild_of)
+        records, data_dirs = wild_records(cfg), [f"wild set of {wild_of}: {', '.join(cfg.wild_sources)}"]
     else:
         records = [r for root in data_dirs for r in scan_imagefolder(root)]
     positive = scorer.labels[scorer.positive_index]
@@ -76,6 +80,11 @@ def evaluate_command(model: str, data_dirs: list[str] | None, out: str, threshol
         "subsets": {name: slice_metrics([i for i, r in enumerate(kept) if in_subset(r, patterns)],
                                         is_positive, score, threshold)
                     for name, patterns in subsets.items()},
+        "per_source_repo": {repo or "(no manifest)": slice_metrics([i for i, r in enumerate(kept) if r.source_repo == repo],
+                                                                  is_positive, score, threshold)
+                            for repo in sorted({r.source_repo for r in kept})},
+        "per_tag": {tag: slice_metrics([i for i, r in enumerate(kept) if r.tag == tag], is_positive, score, threshold)
+                    for tag in sorted({r.tag for r in kept} - {""})},
         "per_family": per_family(kept, is_positive, score >= threshold),
         "false_positives": [sources[i] for i in np.argsort(-score) if not is_positive[i] and score[i] >= threshold],
         "false_negatives": [sources[i] for i in np.argsort(score) if is_positive[i] and score[i] < threshold],
@@ -85,9 +94,31 @@ def evaluate_command(model: str, data_dirs: list[str] | None, out: str, threshol
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     (out_dir / "report.md").write_text(markdown(report), encoding="utf-8")
     plot(out_dir, matrix, classes, precision, recall, thresholds, threshold)
+    mistakes_sheet(out_dir, kept, score, is_positive, threshold)
     log.info("nailong at %.3f: P %.4f R %.4f F1 %.4f FPR %.4f; report in %s", threshold, report["nailong"]["precision"],
              report["nailong"]["recall"], report["nailong"]["f1"], report["nailong"]["false_positive_rate"], out_dir)
     return report
+
+
+MISTAKES_ON_SHEET = 32
+
+
+def mistakes_sheet(out_dir: Path, records: list[ImageRecord], score: np.ndarray, is_positive: np.ndarray,
+                   threshold: float) -> None:
+    """The images it still gets wrong, as one small contact sheet (mistakes.png): false positives from the
+    highest score down, then missed nailong from the lowest up; numbered as in mistakes.csv."""
+    from .mine import write_csv, write_sheets
+
+    wrong = [i for i in np.argsort(-score) if not is_positive[i] and score[i] >= threshold]
+    wrong += [i for i in np.argsort(score) if is_positive[i] and score[i] < threshold]
+    rows = [{"number": k + 1, "score": float(score[i]), "label": records[i].label, "path": records[i].source,
+             "source": records[i].provenance or records[i].source, "tag": records[i].tag}
+            for k, i in enumerate(wrong[:MISTAKES_ON_SHEET])]
+    sheet_dir = out_dir / "mistakes"
+    shutil.rmtree(sheet_dir, ignore_errors=True)
+    if rows:
+        write_sheets(rows, sheet_dir, thumb=64)
+        write_csv(sheet_dir / "mistakes.csv", ["number", "score", "label", "tag", "source"], rows)
 
 
 def in_subset(record: ImageRecord, patterns: list[str]) -> bool:
@@ -154,8 +185,10 @@ def markdown(report: dict) -> str:
     def rate(value: float | None) -> str:
         return "–" if value is None else f"{value:.4f}"
 
-    for title, key in (("按来源 / By source", "per_source"), ("子集 / Subsets", "subsets")):
-        if report[key]:
+    for title, key in (("按来源 / By source", "per_source"), ("子集 / Subsets", "subsets"),
+                       ("按来源仓库 / By source repository (MANIFEST)", "per_source_repo"),
+                       ("按标签 / By tag (MANIFEST; hard = confusable)", "per_tag")):
+        if report.get(key):
             lines += ["", f"## {title}", "", "| | images | nailong | recall | false positives | FPR | other ≥ 0.5 |",
                       "|---|---|---|---|---|---|---|"]
             for name, row in report[key].items():

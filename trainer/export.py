@@ -126,13 +126,13 @@ def export_onnx(model: torch.nn.Module, checkpoint: Checkpoint, out_path: Path, 
     to_onnx(model, out_path, checkpoint.spec.size, opset)
     difference = check_parity(model, out_path, checkpoint.spec.size)
     write_metadata(out_path, metadata)
-    out_path.with_name(out_path.name + ".sha256").write_text(sha256_file(out_path) + "\n")
+    write_checksum(out_path)
     checkpoint.save(out_path.with_suffix(".pt"), resume=False)
     return difference
 
 
 def export_command(checkpoint_path: str, out: str, opset: int = 20, precision_target: float | None = None,
-                   int8: bool = False, version: str | None = None) -> Path:
+                   int8: bool = False, version: str | None = None, wild_of: str | None = None) -> Path:
     started = time.perf_counter()
     model, checkpoint = load_model(checkpoint_path)
     target = precision_target if precision_target is not None else checkpoint.config.precision_target
@@ -142,6 +142,15 @@ def export_command(checkpoint_path: str, out: str, opset: int = 20, precision_ta
     # The exported checkpoint carries no validation scores: they belong to the run, not to the model.
     exported = dataclasses.replace(checkpoint, validation=None, resume={}, extra={})
     difference = export_onnx(model, exported, out_path, build_metadata(checkpoint, threshold, metrics, version), opset)
+    if wild_of:
+        # The shipped threshold comes from images of sources never trained on, scored by the exported model.
+        from .calibrate import calibrate_model
+        from .config import load_config
+
+        report = calibrate_model(out_path, load_config(wild_of), checkpoint)
+        out_path.with_name(out_path.stem + ".calibration.json").write_text(
+            json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        write_checksum(out_path)  # calibration rewrote the threshold in the metadata
     log.info("exported %s (%.1f MB, max |Δlogit| %.1e, threshold %.4f, %.1fs)", out_path,
              out_path.stat().st_size / 1e6, difference, threshold, time.perf_counter() - started)
     if int8:
@@ -151,6 +160,11 @@ def export_command(checkpoint_path: str, out: str, opset: int = 20, precision_ta
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_checksum(path: Path) -> None:
+    """``<model>.sha256``, which the plugin checks before loading the model."""
+    path.with_name(path.name + ".sha256").write_text(sha256_file(path) + "\n")
 
 
 def export_int8(fp32_path: Path, checkpoint: Checkpoint) -> Path | None:

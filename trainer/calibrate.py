@@ -1,0 +1,152 @@
+"""Calibration on the wild set: the shipped threshold is the lowest at which images from sources never
+trained on (the config's ``wild_sources``) are flagged at most ``wild_max_fpr`` of the time.
+
+The validation split says how well the model ranks; it cannot say how often it fires on sticker series it
+never saw, because its negatives come from the same collections as the training ones. The wild set can.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from nailong_vision.decode import ImageDecodeError
+
+from .checkpoint import Checkpoint, Validation
+from .config import TrainConfig
+from .data import ImageRecord, load_records, wild_records
+from .metrics import summarize
+from .scoring import Scorer, load_scorer
+
+log = logging.getLogger(__name__)
+
+THRESHOLD_DECIMALS = 4  # the metadata stores the threshold with four decimals
+
+
+def wild_threshold(other_scores: np.ndarray, max_fpr: float, decimals: int = THRESHOLD_DECIMALS) -> float:
+    """The lowest threshold (to ``decimals``) at which at most ``max_fpr`` of ``other_scores`` reach it.
+
+    A hit is ``score >= threshold``, as in the plugin. With ``n`` negatives, ``floor(max_fpr · n)`` may
+    reach it; the threshold is the next step above the highest score that must stay below."""
+    scores = np.sort(np.asarray(other_scores, dtype=np.float64))[::-1]
+    if len(scores) == 0:
+        raise ValueError("the wild set has no other images / 野外集没有负样本")
+    allowed = math.floor(max_fpr * len(scores) + 1e-9)
+    if allowed >= len(scores):
+        return 0.0
+    must_miss = scores[allowed]  # the highest score that has to stay under the threshold
+    step = 10.0 ** -decimals
+    threshold = round(math.floor(must_miss / step) * step, decimals)
+    while threshold <= must_miss:  # the smallest value of that many decimals strictly above it
+        threshold = round(threshold + step, decimals)
+    return min(threshold, 1.0)
+
+
+def score_records(scorer: Scorer, records: list[ImageRecord]) -> tuple[list[ImageRecord], np.ndarray]:
+    """P(nailong) of each readable record, through the plugin's decoding and preprocessing."""
+    kept, scores = [], []
+    for record in records:
+        try:
+            scores.append(scorer.score_bytes(record.read())[scorer.positive_index])
+        except (ImageDecodeError, OSError) as error:
+            log.warning("skipped unreadable wild image %s: %s", record.source, error)
+            continue
+        kept.append(record)
+    return kept, np.array(scores, dtype=np.float64)
+
+
+def wild_report(records: list[ImageRecord], scores: np.ndarray, threshold: float, positive: str) -> dict:
+    """False positives of the wild set at ``threshold``: overall, on hard-tagged images, by source and by tag."""
+    is_positive = np.array([r.label == positive for r in records])
+    hit = scores >= threshold
+
+    def rates(members: np.ndarray) -> dict:
+        other = members & ~is_positive
+        nailong = members & is_positive
+        return {"images": int(members.sum()), "other": int(other.sum()), "false_positives": int(hit[other].sum()),
+                "false_positive_rate": float(hit[other].mean()) if other.any() else None,
+                "nailong": int(nailong.sum()), "recall": float(hit[nailong].mean()) if nailong.any() else None}
+
+    every = np.ones(len(records), dtype=bool)
+    by_source = {s: rates(np.array([r.source_repo == s for r in records])) for s in sorted({r.source_repo for r in records})}
+    by_tag = {t: rates(np.array([r.tag == t for r in records])) for t in sorted({r.tag for r in records} - {""})}
+    order = np.argsort(-scores)
+    return {
+        "threshold": threshold,
+        **rates(every),
+        "hard": rates(np.array([r.tag == "hard" for r in records])),
+        "by_source": by_source,
+        "by_tag": by_tag,
+        "false_positive_files": [(records[i].source, float(scores[i])) for i in order
+                                 if hit[i] and not is_positive[i]],
+        "missed_nailong": [(records[i].source, float(scores[i])) for i in order if is_positive[i] and not hit[i]],
+    }
+
+
+def validation_hard_threshold(validation: Validation, labels: list[str], cfg: TrainConfig, positive: str) -> float:
+    """The lowest threshold with at most ``val_hard_max_fpr`` of the validation's hard-tagged negatives
+    reaching it (scores stored in the checkpoint, tags from the data folders' MANIFEST)."""
+    tags = {r.source: r.tag for r in load_records(cfg)}
+    scores = validation.probs[:, labels.index(positive)]
+    hard = np.array([tags.get(source) == "hard" for source in validation.sources])
+    hard &= validation.targets != labels.index(positive)
+    if not hard.any():
+        raise ValueError("no hard-tagged negatives in the validation split / 验证集里没有难负样本")
+    return wild_threshold(scores[hard], cfg.val_hard_max_fpr)
+
+
+def calibrate_model(model_path: str | Path, cfg: TrainConfig, checkpoint: Checkpoint | None = None) -> dict:
+    """Score the wild set with the exported model, write the wild threshold into its metadata (with the
+    validation metrics at that threshold, from ``checkpoint``) and return the calibration report."""
+    scorer = load_scorer(model_path)
+    positive = scorer.labels[scorer.positive_index]
+    records, scores = score_records(scorer, wild_records(cfg))
+    other = np.array([r.label != positive for r in records])
+    threshold = wild_only = wild_threshold(scores[other], cfg.wild_max_fpr)
+    rule = f"lowest threshold with wild-set false-positive rate ≤ {cfg.wild_max_fpr:.2%}"
+    hard_threshold = None
+    validation = checkpoint.validation if checkpoint is not None else None
+    if cfg.val_hard_max_fpr is not None and validation is not None:
+        hard_threshold = validation_hard_threshold(validation, checkpoint.labels, cfg, positive)
+        threshold = max(threshold, hard_threshold)
+        rule += f" and validation hard-negative false-positive rate ≤ {cfg.val_hard_max_fpr:.2%}"
+    report = {"rule": rule,
+              "wild_sources": cfg.wild_sources,
+              "wild_only_threshold": wild_only,
+              "validation_hard_threshold": hard_threshold,
+              "precision_target_threshold": scorer.threshold,
+              "wild": wild_report(records, scores, threshold, positive),
+              "wild_at_precision_target": wild_report(records, scores, scorer.threshold, positive)}
+    path = Path(model_path)
+    model = onnx.load(str(path))
+    metadata = {p.key: p.value for p in model.metadata_props}
+    metadata["threshold"] = f"{threshold:.{THRESHOLD_DECIMALS}f}"
+    if validation is not None:
+        labels = checkpoint.labels
+        metrics = summarize(validation.probs, validation.targets, labels, labels.index(positive), threshold)
+        headline = json.loads(metadata.get("metrics", "{}"))
+        headline.update({k: metrics[k] for k in ("accuracy", "macro_f1", "nailong_precision", "nailong_recall",
+                                                 "nailong_f1", "nailong_fpr")})
+        report["validation_at_threshold"] = headline
+        metadata["metrics"] = json.dumps(headline)
+    metadata["calibration"] = json.dumps({
+        "rule": report["rule"], "wild_sources": cfg.wild_sources, "wild_only_threshold": wild_only,
+        "validation_hard_threshold": hard_threshold,
+        "wild_other": report["wild"]["other"], "wild_false_positive_rate": report["wild"]["false_positive_rate"],
+        "wild_hard_false_positive_rate": report["wild"]["hard"]["false_positive_rate"],
+        "precision_target_threshold": round(scorer.threshold, THRESHOLD_DECIMALS)})
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    log.info("rule: %s → threshold %.4f (wild set alone: %.4f)", rule, threshold, wild_only)
+    log.info("wild set (%d other, %d hard): threshold %.4f → false-positive rate %.4f (hard %.4f); the precision "
+             "target's threshold %.4f gave %.4f", report["wild"]["other"], report["wild"]["hard"]["other"], threshold,
+             report["wild"]["false_positive_rate"], report["wild"]["hard"]["false_positive_rate"] or 0.0,
+             scorer.threshold, report["wild_at_precision_target"]["false_positive_rate"])
+    return report
