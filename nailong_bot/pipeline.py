@@ -118,6 +118,8 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
             task.cancel()
     runtime.stats.add(event.group_id, checked=len(checked), hits=int(hit is not None))
     await _remember(event, checked, settings.threshold, warning_id, runtime)
+    # After the images are kept: a correction replying to the warning finds them without waiting for this.
+    await runtime.strikes.save()
     return hit
 
 
@@ -151,8 +153,8 @@ async def _look_up_forwards(
 async def _act(
     bot: Bot, event: GroupMessageEvent, hit: CheckedImage, settings: GroupSettings, runtime: Runtime
 ) -> int | None:
-    """Act on the message for its hit, as the group's settings say, counting the sender's strike;
-    returns the warning's message id, if one was sent."""
+    """Act on the message for its hit, as the group's settings say, counting the sender's strike (saved
+    by the caller); returns the warning's message id, if one was sent."""
     logger.warning(
         f"发现奶龙图片 / nailong image: group={event.group_id} message={event.message_id} "
         f"user={event.user_id} score={hit.decision.score:.3f} threshold={settings.threshold} "
@@ -179,7 +181,6 @@ async def _act(
         runtime.stats.add(event.group_id, recalls=recalled, failed_recalls=1 - recalled)
     if outcome.muted:
         strikes.note_mute(event.group_id, event.message_id, outcome.muted)
-    await strikes.save()
     return outcome.warning_id
 
 

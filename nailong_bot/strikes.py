@@ -55,7 +55,7 @@ class StrikeStore:
         self._clock = clock
         self._strikes: list[Strike] = []  # oldest first
         self._write_lock = asyncio.Lock()
-        # Changes not yet written: saves waiting behind a write find theirs already written and skip.
+        # Changes not yet written; a save finding none (a write that started after them wrote them) skips.
         self._unsaved = False
         # Why strikes cannot be saved (set by load); they are still counted in memory.
         self.save_error: str | None = None
@@ -104,6 +104,7 @@ class StrikeStore:
         strike within the window it is (1: the first)."""
         self._forget_old()
         self._strikes.append(Strike(group_id, user_id, message_id, self._clock(), 0))
+        self._unsaved = True
         return self.count(group_id, user_id)
 
     def note_mute(self, group_id: int, message_id: int, seconds: int) -> None:
@@ -113,12 +114,14 @@ class StrikeStore:
             if (s.group_id, s.message_id) == (group_id, message_id) else s
             for s in self._strikes
         ]  # fmt: skip
+        self._unsaved = True
 
     async def remove(self, group_id: int, message_ids: set[int]) -> list[Strike]:
         """Take back the strikes these messages caused (a correction said they were not nailong)."""
         removed = [s for s in self._strikes if s.group_id == group_id and s.message_id in message_ids]
         if removed:
             self._strikes = [s for s in self._strikes if s not in removed]
+            self._unsaved = True
             await self.save()
         return removed
 
@@ -127,12 +130,11 @@ class StrikeStore:
         self._strikes = [s for s in self._strikes if s.at >= oldest]
 
     async def save(self) -> None:
-        """Write the strikes; a failed write is logged (they are still counted in memory)."""
+        """Write the strikes if they changed; a failed write is logged (they are still counted in memory)."""
         if self.save_error is not None:
             return
-        self._unsaved = True
         async with self._write_lock:
-            if not self._unsaved:  # a write that started after this change has saved it
+            if not self._unsaved:
                 return
             self._unsaved = False
             snapshot = {"version": _FORMAT_VERSION, "strikes": [asdict(s) for s in self._strikes]}
