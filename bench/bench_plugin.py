@@ -159,13 +159,13 @@ def stages(classifier: Classifier, threads: int, server: ImageServer, idle_repea
     event = group_event([image_segment(still_url)], message_id=1)
     (ref,) = image_refs(event.message)
     hit = CheckedImage(ref, Decision(score=0.99, source="model"), still_bytes)
-    settings = GroupSettings(enabled=True, threshold=0.5, action=Action.BOTH)
+    settings = GroupSettings(enabled=True, threshold=0.5, action=Action.BOTH, reply_text="x")
     row(
         "act (recall + reply, OneBot answering at once)",
         asyncio.run(
             timed_async(
                 lambda: act(
-                    StubBot(), event, hit, settings=settings, reply_text="x", mute_seconds=0,
+                    StubBot(), event, hit, settings=settings, strike=1, mute_seconds=0, strike_window=86400,
                     cooldown=WarningCooldown(0),
                 ),
                 200,

@@ -1,4 +1,4 @@
-"""Act on a hit: recall the message, reply with a warning, mute the sender, as configured."""
+"""Act on a hit: recall the message, mute the sender, reply with the group's warning, as configured."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent, Message, MessageSegment
+from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent, MessageSegment
 from nonebot.exception import AdapterException
 from nonebot.log import logger
 
 from .images import CheckedImage
 from .storage import GroupSettings
+from .warning import render, strike_note
 
 
 class WarningCooldown:
@@ -39,6 +40,8 @@ class ActOutcome:
     recalled: bool | None
     # The warning's message id, if one was sent (replies to it can then find the image).
     warning_id: int | None
+    # Seconds the sender was muted for (0: not muted).
+    muted: int = 0
 
 
 async def act(
@@ -47,17 +50,21 @@ async def act(
     hit: CheckedImage,
     *,
     settings: GroupSettings,
-    reply_text: str,
+    strike: int,
     mute_seconds: int,
+    strike_window: float,
     cooldown: WarningCooldown,
 ) -> ActOutcome:
-    """Never raises for a failed action: it is logged, and a failed recall falls back to a reply."""
+    """Recall, mute, then warn (the warning can then say what happened), as the group's settings say.
+    ``strike``: which of the sender's strikes this hit is; ``mute_seconds``: the mute it earns (0: none).
+    Never raises for a failed action: it is logged, and a failed recall falls back to a reply."""
     where = (
         f"group={event.group_id} message={event.message_id} user={event.user_id} "
-        f"score={hit.decision.score:.3f}"
+        f"score={hit.decision.score:.3f} strike={strike}"
     )
     reply = settings.action.replies
     warning_id = recalled = None
+    muted = 0
     if settings.action.recalls:
         try:
             await bot.delete_msg(message_id=event.message_id)
@@ -68,20 +75,28 @@ async def act(
             recalled = False
             logger.warning(f"撤回失败，改为回复 / recall failed, replying instead: {where}: {error}")
             reply = True
+    if mute_seconds > 0:
+        try:
+            await bot.set_group_ban(group_id=event.group_id, user_id=event.user_id, duration=mute_seconds)
+            muted = mute_seconds
+            logger.info(f"已禁言 {mute_seconds} 秒 / muted for {mute_seconds}s: {where}")
+        except AdapterException as error:
+            logger.warning(f"禁言失败 / mute failed: {where}: {error}")
     if reply and not cooldown.claim(event.group_id):
         logger.info(f"警告冷却中，本次不回复 / warning skipped, group cooling down: {where}")
         reply = False
     if reply:
-        message = Message([MessageSegment.reply(event.message_id), MessageSegment.text(reply_text)])
+        message = MessageSegment.reply(event.message_id) + render(
+            settings.reply_text, user_id=event.user_id, score=hit.decision.score, strikes=strike
+        )
+        if settings.mute.mutes:
+            note = strike_note(
+                strike, window_seconds=strike_window, mute_after=settings.mute.after, muted_seconds=muted
+            )
+            message += MessageSegment.text(note)
         try:
             sent = await bot.send_group_msg(group_id=event.group_id, message=message)
             warning_id = sent.get("message_id") if isinstance(sent, dict) else None
         except AdapterException as error:
             logger.warning(f"回复失败 / reply failed: {where}: {error}")
-    if mute_seconds > 0:
-        try:
-            await bot.set_group_ban(group_id=event.group_id, user_id=event.user_id, duration=mute_seconds)
-            logger.info(f"已禁言 {mute_seconds} 秒 / muted for {mute_seconds}s: {where}")
-        except AdapterException as error:
-            logger.warning(f"禁言失败 / mute failed: {where}: {error}")
-    return ActOutcome(recalled=recalled, warning_id=warning_id)
+    return ActOutcome(recalled=recalled, warning_id=warning_id, muted=muted)

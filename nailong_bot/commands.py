@@ -9,14 +9,14 @@ replied to).
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
 from nonebot import on_command
 from nonebot.adapters.onebot.v11 import GROUP_ADMIN, GROUP_OWNER, Bot, GroupMessageEvent, Message
+from nonebot.exception import AdapterException
 from nonebot.log import logger
 from nonebot.params import CommandArg
 from nonebot.permission import SUPERUSER
@@ -30,19 +30,31 @@ from .persist import CannotSave
 from .recent import RecentImage
 from .refresh import OUTCOME_NAMES, RefreshRecord, gate_lines
 from .runtime import Runtime, get_runtime
-from .storage import Action
+from .setting_input import (
+    MAX_ALLOWED,
+    InvalidSetting,
+    check_template,
+    parse_members,
+    parse_mute,
+    parse_switch,
+    parse_threshold,
+)
+from .storage import Action, GroupSettings
+from .warning import PLACEHOLDERS, format_duration
 
 ADMIN = GROUP_ADMIN | GROUP_OWNER | SUPERUSER
 ACTION_NAMES = {
     "recall": Action.RECALL, "撤回": Action.RECALL,
     "reply": Action.REPLY, "回复": Action.REPLY,
     "both": Action.BOTH, "都要": Action.BOTH,
+    "observe": Action.OBSERVE, "观察": Action.OBSERVE,
 }  # fmt: skip
 ACTION_LABELS = {
     Action.RECALL: "撤回 (recall)",
     Action.REPLY: "回复警告 (reply)",
     Action.BOTH: "撤回并回复 (both)",
     Action.LOG: "仅记录日志 (log only)",
+    Action.OBSERVE: "观察：只统计，不处理 (observe: counted, nothing done)",
 }
 REFUSAL = (
     "只有群主、管理员和超级用户可以使用这个命令 / Only the group owner, admins and superusers can use this."
@@ -61,6 +73,9 @@ class Invocation:
     event: GroupMessageEvent
     args: list[str]
     runtime: Runtime
+    # The whole argument (at-mentions included) and its text after the sub-command's name, as typed.
+    message: Message = field(default_factory=Message)
+    text: str = ""
 
 
 Handler = Callable[[Invocation], Awaitable[str]]
@@ -107,21 +122,27 @@ def help_text() -> str:
     lines = ["奶龙守卫命令（群主/管理员/超级用户可用）/ nailong guard commands:"]
     lines += [f"/nailong {entry.usage}" for entry in _REGISTERED]
     lines.append(
-        "中文别名 / Chinese aliases: /奶龙 开启|关闭|阈值 0.85|动作 撤回|回复|都要|状态|误判|漏判|撤销|反馈|帮助"
+        "中文别名 / Chinese aliases: /奶龙 开启|关闭|阈值 0.85|动作 撤回|回复|都要|观察|豁免管理 开|关|豁免 @成员|"
+        "取消豁免 @成员|豁免名单|禁言 3 10分钟|禁言 关|文案 …|文案 重置|状态|误判|漏判|撤销|反馈|帮助"
     )
     lines.append("模型更新（仅超级用户）/ model refresh (superusers): /奶龙 模型|更新|回退")
     return "\n".join(lines)
 
 
+async def _change(call: Invocation, **changes: object) -> GroupSettings:
+    """Change this group's settings, logged with the admin's QQ number."""
+    return await call.runtime.store.change(call.event.group_id, call.event.user_id, **changes)
+
+
 @subcommand("on", "开启", usage="on | 开启 — 在本群开启奶龙检测 / enable in this group")
 async def _enable(call: Invocation) -> str:
-    await call.runtime.store.update(call.event.group_id, enabled=True)
+    await _change(call, enabled=True)
     return "已在本群开启奶龙检测 / Nailong detection is ON in this group."
 
 
 @subcommand("off", "关闭", usage="off | 关闭 — 在本群关闭（不再下载图片）/ disable in this group")
 async def _disable(call: Invocation) -> str:
-    await call.runtime.store.update(call.event.group_id, enabled=False)
+    await _change(call, enabled=False)
     return "已在本群关闭奶龙检测 / Nailong detection is OFF in this group."
 
 
@@ -133,33 +154,159 @@ async def _threshold(call: Invocation) -> str:
     if len(call.args) != 1:
         return usage
     try:
-        value = float(call.args[0])
-    except ValueError:
-        return f"阈值必须是数字 / threshold must be a number: {call.args[0]!r}\n{usage}"
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        return f"阈值必须在 0 到 1 之间 / threshold must be within 0..1: {call.args[0]!r}\n{usage}"
-    if value == 1.0:
-        # No score reaches above 1, so this would silently check nothing: switching off is said plainly.
-        return (
-            f"阈值 {call.args[0]} 等于关闭检测；要关闭请用 /nailong off（/奶龙 关闭）/ A threshold of "
-            f"{call.args[0]} turns detection off; to do that, use /nailong off.\n{usage}"
-        )
-    # Kept as given: rounding would turn 0.99999 into 1.0, which is off.
-    settings = await call.runtime.store.update(call.event.group_id, threshold=value)
+        value = parse_threshold(call.args[0])
+    except InvalidSetting as error:
+        return f"{error}\n{usage}"
+    settings = await _change(call, threshold=value)
     return f"阈值已设为 / threshold set to {format_threshold(settings.threshold)}"
 
 
 @subcommand(
-    "action", "动作", usage="action recall|reply|both | 动作 撤回|回复|都要 — 命中后做什么 / what a hit does"
+    "action",
+    "动作",
+    usage="action recall|reply|both|observe | 动作 撤回|回复|都要|观察 — 命中后做什么；观察：只统计不处理，"
+    "先试用 / what a hit does; observe: a trial, counted, nothing done",
 )
 async def _action(call: Invocation) -> str:
-    usage = "用法 / usage: /nailong action recall|reply|both（/奶龙 动作 撤回|回复|都要）"
+    usage = "用法 / usage: /nailong action recall|reply|both|observe（/奶龙 动作 撤回|回复|都要|观察）"
     action = ACTION_NAMES.get(call.args[0].lower()) if len(call.args) == 1 else None
     if action is None:
         given = f": {call.args[0]!r}" if call.args else ""
         return f"未知的动作 / unknown action{given}\n{usage}"
-    settings = await call.runtime.store.update(call.event.group_id, action=action)
+    settings = await _change(call, action=action)
     return f"动作已设为 / action set to {ACTION_LABELS[settings.action]}"
+
+
+def describe_exempt_admins(exempt: bool) -> str:
+    if exempt:
+        return "群主、管理员和超级用户免检 (owner, admins and superusers are exempt)"
+    return "群主、管理员和超级用户也检查 (owner, admins and superusers are checked too)"
+
+
+def describe_mute(settings: GroupSettings, window_seconds: float, cap_seconds: int) -> str:
+    policy = settings.mute
+    if not policy.mutes:
+        return "不禁言 (off)"
+    zh, en = format_duration(policy.seconds)
+    cap_zh, cap_en = format_duration(cap_seconds)
+    hours = f"{window_seconds / 3600:g}"
+    return (
+        f"{hours} 小时内第 {policy.after} 次起禁言 {zh}，之后每次加倍，最多 {cap_zh} / from strike {policy.after} "
+        f"within {hours} h: muted for {en}, doubled each further strike, at most {cap_en}"
+    )
+
+
+@subcommand(
+    "exempt-admins",
+    "豁免管理",
+    usage="exempt-admins on|off | 豁免管理 开|关 — 群主、管理员和超级用户的图片是否免检 / whether the owner, "
+    "admins and superusers are exempt",
+)
+async def _exempt_admins(call: Invocation) -> str:
+    usage = "用法 / usage: /nailong exempt-admins on|off（/奶龙 豁免管理 开|关）"
+    if len(call.args) != 1:
+        return usage
+    try:
+        exempt = parse_switch(call.args[0])
+    except InvalidSetting as error:
+        return f"{error}\n{usage}"
+    settings = await _change(call, exempt_admins=exempt)
+    return f"已设置 / set: {describe_exempt_admins(settings.exempt_admins)}"
+
+
+def _members(call: Invocation, usage: str) -> tuple[int, ...]:
+    """The members named by at-mentions and QQ numbers in the command."""
+    mentioned = {int(seg.data["qq"]) for seg in call.message if seg.type == "at" and str(seg.data["qq"]).isdecimal()}
+    try:
+        typed = parse_members(" ".join(call.args))
+    except InvalidSetting as error:
+        raise CommandFailed(f"{error}\n{usage}") from None
+    members = tuple(sorted(mentioned | set(typed)))
+    if not members:
+        raise CommandFailed(usage)
+    return members
+
+
+@subcommand(
+    "allow", "豁免", usage="allow @成员|QQ号 | 豁免 @成员 — 这些成员的图片不检查 / never check these members' images"
+)
+async def _allow(call: Invocation) -> str:
+    members = _members(call, "用法 / usage: /nailong allow @成员 或 QQ 号（/奶龙 豁免 @成员）")
+    changed = tuple(sorted(call.runtime.store.get(call.event.group_id).allowed | set(members)))
+    if len(changed) > MAX_ALLOWED:
+        raise CommandFailed(f"豁免名单最多 {MAX_ALLOWED} 人 / at most {MAX_ALLOWED} members on the allow-list")
+    await _change(call, allowed=changed)
+    return (
+        f"已豁免 / now exempt: {', '.join(map(str, members))}（名单共 {len(changed)} 人 / {len(changed)} on the list）"
+    )
+
+
+@subcommand(
+    "disallow", "取消豁免", usage="disallow @成员|QQ号 | 取消豁免 @成员 — 移出豁免名单 / take off the allow-list"
+)
+async def _disallow(call: Invocation) -> str:
+    members = _members(call, "用法 / usage: /nailong disallow @成员 或 QQ 号（/奶龙 取消豁免 @成员）")
+    allowed = call.runtime.store.get(call.event.group_id).allowed
+    if not allowed & set(members):
+        return f"不在豁免名单上 / not on the allow-list: {', '.join(map(str, members))}"
+    remaining = tuple(sorted(allowed - set(members)))
+    await _change(call, allowed=remaining)
+    removed = sorted(allowed & set(members))
+    return (
+        f"已取消豁免 / no longer exempt: {', '.join(map(str, removed))}（名单共 {len(remaining)} 人 / "
+        f"{len(remaining)} on the list）"
+    )
+
+
+@subcommand("allowed", "豁免名单", usage="allowed | 豁免名单 — 查看豁免名单 / the allow-list")
+async def _allowed(call: Invocation) -> str:
+    allowed = sorted(call.runtime.store.get(call.event.group_id).allowed)
+    if not allowed:
+        return "豁免名单为空 / The allow-list is empty."
+    return f"豁免名单（{len(allowed)} 人）/ allow-list ({len(allowed)}): {', '.join(map(str, allowed))}"
+
+
+@subcommand(
+    "mute",
+    "禁言",
+    usage="mute 3 10m | 禁言 3 10分钟 — 24 小时内第 3 次起禁言 10 分钟，之后每次加倍；mute off | 禁言 关 — 不禁言 / "
+    "mute from the 3rd strike within 24 h for 10 minutes, doubling; off: never",
+)
+async def _mute(call: Invocation) -> str:
+    usage = "用法 / usage: /nailong mute 3 10m | /nailong mute off（/奶龙 禁言 3 10分钟 | /奶龙 禁言 关）"
+    try:
+        policy = parse_mute(call.args)
+    except InvalidSetting as error:
+        return f"{error}\n{usage}"
+    settings = await _change(call, mute=policy)
+    runtime = call.runtime
+    described = describe_mute(settings, runtime.strikes.window, runtime.config.nailong_mute_max_seconds)
+    return f"禁言已设为 / mute set: {described}"
+
+
+@subcommand(
+    "text",
+    "文案",
+    usage="text <内容> | 文案 <内容> — 本群的警告，可用 {user}（@发送者）{score} {strikes}；text reset | 文案 重置 — "
+    "恢复默认 / this group's warning with {user} {score} {strikes}; reset: the default",
+)
+async def _text(call: Invocation) -> str:
+    usage = (
+        "用法 / usage: /nailong text {user} 请不要发奶龙，这是第 {strikes} 次 | /nailong text reset"
+        "（/奶龙 文案 … | /奶龙 文案 重置）\n占位符 / placeholders: "
+        + "；".join(f"{{{name}}} {meaning}" for name, meaning in PLACEHOLDERS.items())
+    )
+    if not call.text:
+        return usage
+    if call.text.lower() in ("reset", "重置", "默认"):
+        settings = await _change(call, reply_text=None)
+        return f"警告已恢复默认 / warning reset to the default: {settings.reply_text}"
+    try:
+        template = check_template(call.text)
+    except InvalidSetting as error:
+        return f"警告未更改 / warning unchanged: {error}\n{usage}"
+    await _change(call, reply_text=template)
+    return f"警告已设为 / warning set to: {template}"
 
 
 @subcommand("status", "状态", usage="status | 状态 — 查看本群设置和统计 / settings and counts")
@@ -168,6 +315,8 @@ async def _status(call: Invocation) -> str:
     settings = runtime.store.get(group)
     info = runtime.classifier.info
     today, week = runtime.stats.over_days(group, 1), runtime.stats.over_days(group, 7)
+    allowed = sorted(settings.allowed)
+    top = runtime.strikes.top(group, 3)
     lines = [
         f"奶龙检测 / detection: {'已开启 (on)' if settings.enabled else '已关闭 (off)'}",
         f"阈值 / threshold: {format_threshold(settings.threshold)}",
@@ -176,8 +325,16 @@ async def _status(call: Invocation) -> str:
         f"本群今天检查 {today.checked} 张图片，命中 {today.hits} 次；近 7 天检查 {week.checked} 张，"
         f"命中 {week.hits} 次 / today: {today.checked} images checked, {today.hits} hits; "
         f"last 7 days: {week.checked} checked, {week.hits} hits",
+        f"免检 / exempt: {describe_exempt_admins(settings.exempt_admins)}；豁免名单 / allow-list: "
+        + (", ".join(map(str, allowed)) if allowed else "无 (none)"),
+        f"禁言 / mute: {describe_mute(settings, runtime.strikes.window, runtime.config.nailong_mute_max_seconds)}",
+        f"警告 / warning: {settings.reply_text}",
+        f"今天免检图片 {today.exempt} 张，观察模式命中 {today.observed} 次 / today: {today.exempt} images of exempt "
+        f"senders, {today.observed} hits observed",
     ]
-    if any(store.save_error for store in (runtime.store, runtime.recent, runtime.corrections)):
+    if top:
+        lines.append("记过最多 / most strikes: " + ", ".join(f"{user} ×{count}" for user, count in top))
+    if any(store.save_error for store in (runtime.store, runtime.recent, runtime.corrections, runtime.strikes)):
         lines.append(
             "数据目录不可写，更改无法保存（见日志）/ The data folder cannot be written: changes cannot be saved."
         )
@@ -231,9 +388,10 @@ async def _change_corrections(call: Invocation, change: Callable[[], Awaitable[C
 async def _correct(call: Invocation, label: Label, *, latest_hit_without_reply: bool = False) -> str:
     images = await _replied_images(call, latest_hit_without_reply=latest_hit_without_reply)
     event = call.event
-    added = await _change_corrections(
+    verdict = await _change_corrections(
         call, lambda: verdicts.correct(call.runtime, images, label, operator=event.user_id)
     )
+    added = verdict.added
     message_id = images[0][0].message_id
     zh, en = CORRECTED[label]
     if len(added) == 1:
@@ -242,14 +400,32 @@ async def _correct(call: Invocation, label: Label, *, latest_hit_without_reply: 
         answer = f"已记录 {len(added)} 张图片：{zh} / Recorded {len(added)} images: {en}."
     if event.reply is None:
         answer += f"\n（本群最近一次命中，消息 {message_id} / this group's latest hit, message {message_id}）"
+    for strike in verdict.forgiven:
+        left = call.runtime.strikes.count(strike.group_id, strike.user_id)
+        answer += (
+            f"\n已撤销成员 {strike.user_id} 的这次记过（还剩 {left} 次）/ strike taken back from member "
+            f"{strike.user_id} ({left} left)"
+        )
+        if strike.muted:
+            answer += await _unmute(call, strike.user_id)
     return answer
+
+
+async def _unmute(call: Invocation, user_id: int) -> str:
+    """Lift the mute a strike that was taken back caused; the answer's line about it."""
+    try:
+        await call.bot.set_group_ban(group_id=call.event.group_id, user_id=user_id, duration=0)
+    except AdapterException as error:
+        logger.warning(f"解除禁言失败 / unmute failed: group={call.event.group_id} user={user_id}: {error}")
+        return "，解除禁言失败（见日志）/ lifting the mute failed (see the log)"
+    return "，已解除禁言 / mute lifted"
 
 
 @subcommand(
     "wrong",
     "误判",
-    usage="wrong | 误判 — 回复误判的图片或机器人的警告（不回复：本群最近一次命中）：这不是奶龙 / "
-    "reply (or nothing: the group's latest hit): this was not nailong",
+    usage="wrong | 误判 — 回复误判的图片或机器人的警告（不回复：本群最近一次命中）：这不是奶龙，撤销这次记过 / "
+    "reply (or nothing: the group's latest hit): this was not nailong, its strike is taken back",
 )
 async def _wrong(call: Invocation) -> str:
     return await _correct(call, "other", latest_hit_without_reply=True)
@@ -404,8 +580,11 @@ async def _dispatch(bot: Bot, event: GroupMessageEvent, arg: Message = CommandAr
         await nailong_command.finish(f"未知的子命令 / unknown sub-command: {words[0]!r}\n{help_text()}")
     if entry.superuser_only and not await SUPERUSER(bot, event):
         await nailong_command.finish(SUPERUSER_REFUSAL)
+    # The sub-command's own text as typed (a warning template keeps its spaces).
+    name_and_text = arg.extract_plain_text().strip().split(maxsplit=1)
+    text = name_and_text[1] if len(name_and_text) > 1 else ""
     try:
-        answer = await entry.handler(Invocation(bot, event, words[1:], runtime))
+        answer = await entry.handler(Invocation(bot, event, words[1:], runtime, arg, text))
     except CommandFailed as failure:
         answer = str(failure)
     except CannotSave as error:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from nailong_vision import decode
 
 from . import recent
+from .warning import parse_template
 
 DEFAULT_REPLY_TEXT = "检测到奶龙图片，请不要发奶龙哦～ / Nailong image detected, please don't post it."
 
@@ -123,6 +124,21 @@ class Config(BaseModel):
     nailong_refresh_nice: int = Field(default=10, ge=0, le=19)
     # A trainer config whose data folders also replay and validate (gate check c); None: the recent images only.
     nailong_refresh_config: Path | None = None
+
+    # ---- Who is exempt, repeat offenders (each group may change these in the chat or the console) ----
+    # The group owner, admins and superusers are not checked (their images are not even downloaded).
+    nailong_exempt_admins: bool = True
+    # NAILONG_MUTE_SECONDS mutes from this strike on (hits of one member in one group within the window),
+    # doubled on each further strike up to NAILONG_MUTE_MAX_SECONDS.
+    nailong_mute_after: int = Field(default=1, ge=1, le=100)
+    nailong_mute_max_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    nailong_strike_window_hours: float = Field(default=24.0, gt=0, le=30 * 24)
+
+    @field_validator("nailong_reply_text")
+    @classmethod
+    def _reply_text_is_a_template(cls, value: str) -> str:
+        parse_template(value)  # its TemplateError says what is wrong, in Chinese and English
+        return value
 
     @field_validator("nailong_onnx_providers", "nailong_local_image_dirs", mode="before")
     @classmethod

@@ -1,5 +1,6 @@
-"""The path of an image: group message → image bytes (cache first) → decision → action, and the
-decided images kept a while, so admins can correct the bot by replying to the message or warning."""
+"""The path of an image: group message (exempt senders stop here) → image bytes (cache first) →
+decision → action (strikes, escalating mutes), and the decided images kept a while, so admins can
+correct the bot by replying to the message or warning."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from nailong_vision.decode import ImageDecodeError, ImageTooLarge
 from .actions import act
 from .cache import content_key, versioned_key
 from .decision import Decision
+from .exempt import exemption
 from .fetch import FetchError
 from .forward import forwarded_images, forwards
 from .images import CheckedImage, ImageRef, image_refs
 from .runtime import Runtime, get_runtime
-from .storage import GroupSettings
+from .storage import Action, GroupSettings
 
 
 async def decide_bytes(data: bytes, runtime: Runtime, generation: int) -> Decision:
@@ -116,6 +118,8 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
             task.cancel()
     runtime.stats.add(event.group_id, checked=len(checked), hits=int(hit is not None))
     await _remember(event, checked, settings.threshold, warning_id, runtime)
+    # After the images are kept: a correction replying to the warning finds them without waiting for this.
+    await runtime.strikes.save()
     return hit
 
 
@@ -149,25 +153,34 @@ async def _look_up_forwards(
 async def _act(
     bot: Bot, event: GroupMessageEvent, hit: CheckedImage, settings: GroupSettings, runtime: Runtime
 ) -> int | None:
-    """Act on the message for its hit; returns the warning's message id, if one was sent."""
+    """Act on the message for its hit, as the group's settings say, counting the sender's strike (saved
+    by the caller); returns the warning's message id, if one was sent."""
     logger.warning(
         f"发现奶龙图片 / nailong image: group={event.group_id} message={event.message_id} "
         f"user={event.user_id} score={hit.decision.score:.3f} threshold={settings.threshold} "
         f"source={hit.decision.source} action={settings.action.value}"
     )
-    config = runtime.config
+    if settings.action is Action.OBSERVE:
+        # The trial (the line above says action=observe): counted and shown in the console, nothing done.
+        runtime.stats.add(event.group_id, observed=1)
+        return None
+    strikes = runtime.strikes
+    strike = strikes.add(event.group_id, event.user_id, event.message_id)
     outcome = await act(
         bot,
         event,
         hit,
         settings=settings,
-        reply_text=config.nailong_reply_text,
-        mute_seconds=config.nailong_mute_seconds,
+        strike=strike,
+        mute_seconds=settings.mute.duration(strike, runtime.config.nailong_mute_max_seconds),
+        strike_window=strikes.window,
         cooldown=runtime.warning_cooldown,
     )
     if outcome.recalled is not None:
         recalled = int(outcome.recalled)
         runtime.stats.add(event.group_id, recalls=recalled, failed_recalls=1 - recalled)
+    if outcome.muted:
+        strikes.note_mute(event.group_id, event.message_id, outcome.muted)
     return outcome.warning_id
 
 
@@ -227,5 +240,11 @@ image_guard = on_message(rule=_should_check, priority=1, block=False)
 @image_guard.handle()
 async def _guard(bot: Bot, event: GroupMessageEvent) -> None:
     runtime = get_runtime()
-    if runtime is not None:
-        await check_message(bot, event, runtime)
+    if runtime is None:
+        return
+    if (exempt := await exemption(bot, event, runtime.store.get(event.group_id))) is not None:
+        # Counted, never fetched: a forward counts as one.
+        runtime.stats.add(event.group_id, exempt=len(image_refs(event.message)) + len(forwards(event.message)))
+        logger.debug(f"发送者免检 / sender exempt ({exempt}): group={event.group_id} message={event.message_id}")
+        return
+    await check_message(bot, event, runtime)

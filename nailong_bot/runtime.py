@@ -1,6 +1,6 @@
 """What lives from start-up to shutdown: the models, the HTTP client, the cache, settings,
-per-group counts, the recent images, the admins' corrections, the refreshes that learn them and the
-audit log of changes."""
+per-group counts, members' strikes, the recent images, the admins' corrections, the refreshes that learn
+them and the audit log of changes."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from .models import Models, load_classifier
 from .recent import RecentImages
 from .refresh import Refresher
 from .stats import GroupCounts
-from .storage import Action, GroupSettings, SettingsStore
+from .storage import Action, GroupSettings, MutePolicy, SettingsStore
+from .strikes import StrikeStore
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Runtime:
     warning_cooldown: WarningCooldown
     stats: GroupCounts
     saving_stats: asyncio.Task[None]
+    strikes: StrikeStore
     # Changes made through the web console or the API (who, from where, before and after).
     audit: AuditLog
     api: ApiShare
@@ -93,9 +95,14 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         enabled=config.nailong_default_enabled,
         threshold=info.threshold if config.nailong_threshold is None else config.nailong_threshold,
         action=Action.from_flags(config.nailong_recall, config.nailong_reply),
+        exempt_admins=config.nailong_exempt_admins,
+        mute=MutePolicy(after=config.nailong_mute_after, seconds=config.nailong_mute_seconds),
+        reply_text=config.nailong_reply_text,
     )
     store = SettingsStore(data_dir, defaults)
     store.load()
+    strikes = StrikeStore(data_dir, window=config.nailong_strike_window_hours * 3600)
+    await asyncio.to_thread(strikes.load)
     stats = GroupCounts(data_dir)
     await asyncio.to_thread(stats.load)
     recent = await asyncio.to_thread(
@@ -108,7 +115,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     decode_budget = DecodeBudget(config.nailong_decode_memory_mb << 20)
     corrections = await asyncio.to_thread(Corrections, data_dir / "feedback", budget=decode_budget)
     audit = await asyncio.to_thread(AuditLog, data_dir / AUDIT_FILE)
-    _report_unsaved(store, recent, corrections, stats, audit)
+    _report_unsaved(store, recent, corrections, stats, strikes, audit)
     decider = Decider(
         classifier,
         workers=config.nailong_workers,
@@ -143,6 +150,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         warning_cooldown=WarningCooldown(config.nailong_reply_cooldown),
         stats=stats,
         saving_stats=asyncio.create_task(stats.save_every()),
+        strikes=strikes,
         audit=audit,
         api=ApiShare(
             requests=asyncio.Semaphore(config.nailong_api_max_requests),
@@ -184,7 +192,12 @@ def _load_model_in_use(models: Models) -> Classifier:
 
 
 def _report_unsaved(
-    store: SettingsStore, recent: RecentImages, corrections: Corrections, stats: GroupCounts, audit: AuditLog
+    store: SettingsStore,
+    recent: RecentImages,
+    corrections: Corrections,
+    stats: GroupCounts,
+    strikes: StrikeStore,
+    audit: AuditLog,
 ) -> None:
     """One line at start-up for what cannot be saved: the bot still guards, so say it loudly."""
     unsaved = [
@@ -194,6 +207,7 @@ def _report_unsaved(
             ("近期图片（纠错用）", "recent images (for corrections)", recent.save_error),
             ("纠错", "corrections", corrections.save_error),
             ("统计", "counts", stats.save_error),
+            ("记过", "strikes", strikes.save_error),
             ("操作记录", "audit log", audit.save_error),
         ]
         if error is not None
@@ -216,6 +230,7 @@ async def stop() -> None:
     runtime.auto_refresh.cancel()
     await runtime.refresher.stop()
     await runtime.stats.save()
+    await runtime.strikes.save()
     await runtime.fetcher.aclose()
     await runtime.api.fetcher.aclose()
     runtime.decider.shutdown()

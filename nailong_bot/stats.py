@@ -1,5 +1,5 @@
-"""Per-group counts by day (images checked, hits, recalls, failed recalls, corrections), kept in
-``stats.json`` so a restart does not reset them.
+"""Per-group counts by day (images checked, hits, recalls, failed recalls, corrections, images of
+exempt senders, hits in observe mode), kept in ``stats.json`` so a restart does not reset them.
 
 Counting happens on the event loop and only touches memory; the file is written every few seconds
 (when something changed) and at shutdown, so a crash loses at most those last seconds of counts and
@@ -34,6 +34,10 @@ class Counts:
     recalls: int = 0
     failed_recalls: int = 0
     corrections: int = 0
+    # Images of exempt senders (owner, admins, superusers, the allow-list): not downloaded, not checked.
+    exempt: int = 0
+    # Hits in observe mode (the trial): counted in hits too, nothing was done.
+    observed: int = 0
 
     def __iadd__(self, other: Counts) -> Counts:
         for name in COUNT_NAMES:

@@ -1,20 +1,23 @@
 """Per-group settings, kept in one JSON file that survives restarts.
 
 Only what an admin changed is stored; everything else follows the global settings, so changing
-`.env` later still reaches groups that never touched that setting.
+`.env` later still reaches groups that never touched that setting. A file written before a setting
+existed simply lacks it, and the group follows the global setting there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
 
 from nonebot.log import logger
 
 from . import persist
+from .config import DEFAULT_REPLY_TEXT
+from .warning import parse_template
 
 SETTINGS_FILE = "settings.json"
 _FORMAT_VERSION = 1
@@ -26,6 +29,8 @@ class Action(str, Enum):
     BOTH = "both"
     # Only reachable through NAILONG_RECALL=false and NAILONG_REPLY=false: hits are only logged.
     LOG = "log"
+    # A trial: decided and counted as usual, nothing done in the group (no strike, no mute either).
+    OBSERVE = "observe"
 
     @property
     def recalls(self) -> bool:
@@ -43,32 +48,89 @@ class Action(str, Enum):
 
 
 @dataclass(frozen=True)
+class MutePolicy:
+    """Mute a member from their ``after``-th strike within the strike window, for ``seconds``,
+    doubled on each further strike up to a cap. ``seconds`` 0: never mute."""
+
+    after: int = 1
+    seconds: int = 0
+
+    @property
+    def mutes(self) -> bool:
+        return self.seconds > 0
+
+    def duration(self, strike: int, cap: int) -> int:
+        """Seconds to mute for the ``strike``-th strike (0: none)."""
+        if not self.mutes or strike < self.after:
+            return 0
+        # The exponent is bounded: past 2**32 every duration is at the cap anyway.
+        return min(cap, self.seconds * 2 ** min(strike - self.after, 32))
+
+    @classmethod
+    def from_json(cls, raw: object) -> MutePolicy:
+        if not isinstance(raw, dict):
+            raise ValueError(f"mute must be an object: {raw!r}")
+        after, seconds = raw.get("after"), raw.get("seconds")
+        if not (isinstance(after, int) and not isinstance(after, bool) and after >= 1):
+            raise ValueError(f"mute.after must be a whole number ≥ 1: {after!r}")
+        if not (isinstance(seconds, int) and not isinstance(seconds, bool) and seconds >= 0):
+            raise ValueError(f"mute.seconds must be a whole number ≥ 0: {seconds!r}")
+        return cls(after, seconds)
+
+
+MUTE_OFF = MutePolicy()
+
+
+@dataclass(frozen=True)
 class GroupOverrides:
     """What a group's admins set; ``None`` means "as the global setting"."""
 
     enabled: bool | None = None
     threshold: float | None = None
     action: Action | None = None
+    exempt_admins: bool | None = None
+    # Members whose images are never checked here (no global list: empty unless set).
+    allowed: tuple[int, ...] | None = None
+    mute: MutePolicy | None = None
+    # A warning template (see warning.py), checked before it is stored.
+    reply_text: str | None = None
 
     @classmethod
     def from_json(cls, raw: object) -> GroupOverrides:
         if not isinstance(raw, dict):
             raise ValueError(f"group entry is not an object: {raw!r}")
         enabled, threshold, action = raw.get("enabled"), raw.get("threshold"), raw.get("action")
-        if enabled is not None and not isinstance(enabled, bool):
-            raise ValueError(f"enabled must be true/false: {enabled!r}")
+        exempt_admins, allowed = raw.get("exempt_admins"), raw.get("allowed")
+        mute, reply_text = raw.get("mute"), raw.get("reply_text")
+        for name, switch in (("enabled", enabled), ("exempt_admins", exempt_admins)):
+            if switch is not None and not isinstance(switch, bool):
+                raise ValueError(f"{name} must be true/false: {switch!r}")
         if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
             raise ValueError(f"threshold must be within 0..1: {threshold!r}")
+        if allowed is not None and not (
+            isinstance(allowed, list) and all(isinstance(m, int) and not isinstance(m, bool) for m in allowed)
+        ):
+            raise ValueError(f"allowed must be a list of QQ numbers: {allowed!r}")
+        if reply_text is not None:
+            if not isinstance(reply_text, str):
+                raise ValueError(f"reply_text must be text: {reply_text!r}")
+            parse_template(reply_text)  # a TemplateError is a ValueError
         return cls(
             enabled=enabled,
             threshold=None if threshold is None else float(threshold),
             action=None if action is None else Action(action),
+            exempt_admins=exempt_admins,
+            allowed=None if allowed is None else tuple(sorted(set(allowed))),
+            mute=None if mute is None else MutePolicy.from_json(mute),
+            reply_text=reply_text,
         )
 
     def to_json(self) -> dict:
         data = asdict(self)
         if self.action is not None:
             data["action"] = self.action.value
+        if self.allowed is not None:
+            data["allowed"] = list(self.allowed)
         return {key: value for key, value in data.items() if value is not None}
 
 
@@ -79,6 +141,12 @@ class GroupSettings:
     enabled: bool
     threshold: float
     action: Action
+    # The group owner, admins and superusers are not checked.
+    exempt_admins: bool = True
+    allowed: frozenset[int] = frozenset()
+    mute: MutePolicy = MUTE_OFF
+    # A warning template (see warning.py).
+    reply_text: str = DEFAULT_REPLY_TEXT
 
 
 class SettingsStore:
@@ -117,10 +185,15 @@ class SettingsStore:
 
     def get(self, group_id: int) -> GroupSettings:
         overrides = self._groups.get(group_id, GroupOverrides())
+        defaults = self.defaults
         return GroupSettings(
-            enabled=self.defaults.enabled if overrides.enabled is None else overrides.enabled,
-            threshold=self.defaults.threshold if overrides.threshold is None else overrides.threshold,
-            action=self.defaults.action if overrides.action is None else overrides.action,
+            enabled=defaults.enabled if overrides.enabled is None else overrides.enabled,
+            threshold=defaults.threshold if overrides.threshold is None else overrides.threshold,
+            action=defaults.action if overrides.action is None else overrides.action,
+            exempt_admins=defaults.exempt_admins if overrides.exempt_admins is None else overrides.exempt_admins,
+            allowed=defaults.allowed if overrides.allowed is None else frozenset(overrides.allowed),
+            mute=defaults.mute if overrides.mute is None else overrides.mute,
+            reply_text=defaults.reply_text if overrides.reply_text is None else overrides.reply_text,
         )
 
     def groups(self) -> set[int]:
@@ -147,6 +220,21 @@ class SettingsStore:
             await asyncio.to_thread(self._write, snapshot)
             self._groups = groups
         return self.get(group_id)
+
+    async def change(self, group_id: int, operator: int | str, **changes: object) -> GroupSettings:
+        """:meth:`update`, logged with who changed what: the admin's QQ number, or "web" for the console."""
+        before = self.get(group_id)
+        after = await self.update(group_id, **changes)
+        changed = {
+            name: (getattr(before, name), getattr(after, name))
+            for name in (field.name for field in fields(GroupSettings))
+            if getattr(before, name) != getattr(after, name)
+        }
+        logger.info(
+            f"群设置已更改 / group settings changed: group={group_id} operator={operator} "
+            + ", ".join(f"{name}: {old!r} → {new!r}" for name, (old, new) in changed.items())
+        )
+        return after
 
     def _write(self, snapshot: dict) -> None:
         text = json.dumps(snapshot, ensure_ascii=False, indent=2)

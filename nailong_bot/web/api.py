@@ -210,7 +210,7 @@ def refresh_json(runtime: Runtime) -> dict:
 def status_json(runtime: Runtime) -> dict:
     store, stats = runtime.store, runtime.stats
     groups = []
-    for group_id in sorted(store.groups() | stats.groups()):
+    for group_id in sorted(store.groups() | stats.groups() | runtime.strikes.groups()):
         settings = store.get(group_id)
         groups.append(
             {
@@ -218,6 +218,11 @@ def status_json(runtime: Runtime) -> dict:
                 "enabled": settings.enabled,
                 "threshold": settings.threshold,
                 "action": settings.action.value,
+                "exempt_admins": settings.exempt_admins,
+                "allowed": sorted(settings.allowed),
+                "mute": asdict(settings.mute),
+                "reply_text": settings.reply_text,
+                "most_strikes": [{"user_id": user, "strikes": n} for user, n in runtime.strikes.top(group_id)],
                 "today": asdict(stats.over_days(group_id, 1)),
                 "last_7_days": asdict(stats.over_days(group_id, 7)),
             }

@@ -1,20 +1,19 @@
-"""The web console at `/nailong/`: groups, recent images, corrections, the audit log, the model card and a
-box to try an image. Server-rendered HTML and one small script; nothing is loaded from outside the bot.
-Signed in with NAILONG_ADMIN_TOKEN (see auth.py); every change made here goes into the audit log.
+"""The web console at `/nailong/`: groups and their settings (editable), recent images, corrections, the
+audit log, the model card and a box to try an image. Server-rendered HTML and one small script; nothing is
+loaded from outside the bot. Signed in with NAILONG_ADMIN_TOKEN (see auth.py); every change made here goes
+into the audit log.
 
-Every value put into a page is HTML-escaped unless it is :class:`Html` built here; thumbnails are
+Every value put into a page is HTML-escaped unless it is :class:`Html` built by this package; thumbnails are
 the small re-encoded copies the recent-images store made when each image was decided, never fetched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import re
 from datetime import datetime
 from pathlib import Path
-from string import Template
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Request
@@ -27,13 +26,17 @@ from nailong_vision.decode import ImageDecodeError
 from .. import verdicts
 from ..commands import ACTION_LABELS, format_threshold
 from ..corrections import LABELS, Correction
+from ..persist import CannotSave
 from ..models import lineage, lineage_text
 from ..recent import THUMBNAIL_SIZE, RecentImage, make_thumbnail
 from ..refresh import OUTCOME_NAMES, gate_lines
 from ..runtime import Runtime
+from ..setting_input import InvalidSetting
 from ..stats import COUNT_NAMES, Counts
 from .api import classify_request, model_card, running
 from .auth import CSRF_HEADER, SESSION_COOKIE, Session, TokenAuth, client_address, matches, too_many_attempts
+from .group_settings import settings_changes, settings_form, settings_record
+from .html import Html, render
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
@@ -41,6 +44,8 @@ RECENT_SHOWN = 40
 CORRECTIONS_SHOWN = 20
 AUDIT_SHOWN = 20
 _FORM_LIMIT = 4096
+# A group's settings form: an allow-list of a few hundred QQ numbers, a warning of 300 Chinese characters.
+_SETTINGS_FORM_LIMIT = 32 * 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MESSAGE_ID = re.compile(r"-?[0-9]{1,20}")
 # The optional name given at sign-in, recorded as the operator "web:<name>".
@@ -59,6 +64,8 @@ NOTICES = {
     "corrected-nailong": ("已记录：这是奶龙，以后相同的图片都会处理 / Recorded: nailong.", False),
     "gone": ("这张图片已从近期记录中清除 / That image was dropped from the recent images.", True),
     "failed": ("保存纠错失败，请查看日志 / Saving the correction failed; see the log.", True),
+    "settings-saved": ("群设置已保存 / Group settings saved.", False),
+    "settings-unchanged": ("群设置没有变化 / Nothing changed.", False),
     "refresh-started": ("已开始更新模型，完成后本页显示结果 / Refresh started; reload this page for its result.", False),
     "refresh-unavailable": ("无法更新模型，原因见下 / The model cannot be refreshed: see below why.", True),
     "rolled-back": ("已回退到上一个模型 / Rolled back to the model before.", False),
@@ -66,15 +73,6 @@ NOTICES = {
 }
 CHANGED_SHOWN = 10
 LABEL_NAMES = {"nailong": "是奶龙 / nailong", "other": "不是奶龙 / not nailong"}
-
-
-class Html(str):
-    """Markup built by this module from escaped values: inserted into a page as it is."""
-
-
-def render(template: str, **values: object) -> Html:
-    escaped = {k: v if isinstance(v, Html) else html.escape(str(v)) for k, v in values.items()}
-    return Html(Template(template).substitute(escaped))
 
 
 def page(name: str, **values: object) -> Html:
@@ -184,7 +182,7 @@ def _group_rows(runtime: Runtime) -> Html:
             )
         )
     return Html("".join(rows)) or Html(
-        '<tr><td colspan="14" class="empty">还没有群的数据 / no group seen yet</td></tr>'
+        '<tr><td colspan="18" class="empty">还没有群的数据 / no group seen yet</td></tr>'
     )
 
 
@@ -260,17 +258,29 @@ def _thumbnail(runtime: Runtime, entry: RecentImage) -> bytes | None:
     return made
 
 
-async def _read_form(request: Request) -> dict[str, str]:
+async def _read_form(request: Request, *, limit: int = _FORM_LIMIT, max_fields: int = 8) -> dict[str, str]:
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > _FORM_LIMIT:
+        if len(body) > limit:
             raise HTTPException(413, "表单过大 / form too large")
     try:
-        fields = parse_qs(body.decode("utf-8"), max_num_fields=8)
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=max_fields)
     except (UnicodeDecodeError, ValueError) as error:
         raise HTTPException(400, f"表单无法解析 / unreadable form: {error}") from error
     return {name: values[0] for name, values in fields.items()}
+
+
+def _settings_forms(runtime: Runtime, csrf: str) -> Html:
+    groups = sorted(runtime.store.groups() | runtime.stats.groups() | runtime.strikes.groups())
+    return Html("".join(settings_form(runtime, group, csrf) for group in groups)) or Html(
+        '<p class="empty">还没有群的数据 / no group seen yet</p>'
+    )
+
+
+def _settings_refused(group_id: int, reason: str, status_code: int) -> HTMLResponse:
+    """A page of its own saying why nothing changed, with the way back to the form."""
+    return _html_response(page("settings_refused.html", group=group_id, reason=reason), status_code)
 
 
 def _to_console(notice: str | None = None) -> RedirectResponse:
@@ -325,6 +335,7 @@ def make_router(auth: TokenAuth) -> APIRouter:
                 model_card=_model_card(runtime),
                 refresh_panel=_refresh_panel(runtime, session.csrf),
                 group_rows=_group_rows(runtime),
+                group_settings=_settings_forms(runtime, session.csrf),
                 recent_items=Html("".join(_recent_item(entry, session.csrf) for entry in recent))
                 or Html('<li class="empty">还没有检查过图片 / no image checked yet</li>'),
                 correction_rows=Html("".join(_correction_row(c) for c in corrections))
@@ -425,7 +436,7 @@ def make_router(auth: TokenAuth) -> APIRouter:
         except FileNotFoundError:
             return _to_console("gone")
         try:
-            added = await verdicts.correct(runtime, [(entry, data)], label, operator=session.operator)
+            verdict = await verdicts.correct(runtime, [(entry, data)], label, operator=session.operator)
         except OSError as error:
             logger.error(f"保存纠错失败 / saving a correction failed: group={entry.group_id}: {error}")
             return _to_console("failed")
@@ -440,10 +451,46 @@ def make_router(auth: TokenAuth) -> APIRouter:
                 "verdict": "nailong" if entry.hit else "other",
                 "score": None if entry.score is None else round(entry.score, 6),
             },
-            after={"verdict": label, "corrections": [correction.id for correction in added]},
+            after={
+                "verdict": label,
+                "corrections": [correction.id for correction in verdict.added],
+                # The members whose strike for this message was taken back, if any.
+                **({"strikes_taken_back": [s.user_id for s in verdict.forgiven]} if verdict.forgiven else {}),
+            },
             client=client_address(request),
         )
         return _to_console(f"corrected-{label}")
+
+    @router.post("/settings")
+    async def change_settings(request: Request) -> Response:
+        session = require_login(request)
+        form = await _read_form(request, limit=_SETTINGS_FORM_LIMIT, max_fields=12)
+        require_form_token(session, form.get("csrf"))
+        group = form.get("group_id", "")
+        if not re.fullmatch(r"[0-9]{1,12}", group) or int(group) == 0:
+            raise HTTPException(400, "需要群号 group_id / group_id required")
+        runtime, group_id = running(), int(group)
+        try:
+            changes = settings_changes(form, runtime.store.get(group_id), runtime.store.defaults.reply_text)
+        except InvalidSetting as error:
+            return _settings_refused(group_id, str(error), 400)
+        if not changes:
+            return _to_console("settings-unchanged")
+        before = runtime.store.get(group_id)
+        try:
+            after = await runtime.store.change(group_id, session.operator, **changes)
+        except (CannotSave, OSError) as error:
+            logger.error(f"保存群设置失败 / saving settings failed: group={group_id}: {error}")
+            return _settings_refused(group_id, f"保存失败 / saving failed: {error}", 500)
+        await asyncio.to_thread(
+            runtime.audit.record,
+            session.operator,
+            "group-settings",
+            before={"group_id": group_id, **settings_record(before, changes)},
+            after={"group_id": group_id, **settings_record(after, changes)},
+            client=client_address(request),
+        )
+        return _to_console("settings-saved")
 
     async def checked_form(request: Request) -> Session:
         session = require_login(request)

@@ -2,7 +2,8 @@
 NAILONG_ADMIN_TOKEN set: the README's curl calls over real HTTP, sessions, throttling, token scopes and
 the Secure cookie over real HTTP, and the console in a real headless Chromium (sign in, see a hit posted
 through the real WebSocket appear, try an image, mark the hit wrong, see the correction and its audit
-entry listed, sign out: the old cookie no longer opens the console).
+entry listed, sign out: the old cookie no longer opens the console; edit a group's settings and see the
+chat's `/nailong status` agree).
 
 The browser test needs Debian's `chromium` and `chromium-driver` (`apt-get install chromium
 chromium-driver`); Selenium is pointed at them and never downloads a browser. Without them that test
@@ -34,6 +35,7 @@ from nailong_testkit import (
     image_segment,
     md5_name,
     patterned,
+    text_segment,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -308,3 +310,77 @@ async def test_console_in_a_browser(console_bot, chromium, image_server, tmp_pat
     await post_image(onebot, image_server.add("console-barrier.jpg", barrier), 8003, barrier)
     await onebot.wait_for("delete_msg", message_id=8003)
     assert not [params for _, params in onebot.actions("delete_msg") if params["message_id"] == 8002]
+
+
+@needs_chromium
+async def test_console_edits_a_groups_settings_and_the_chat_agrees(console_bot, chromium, image_server) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    onebot, port = console_bot
+    driver = chromium
+    wait = WebDriverWait(driver, 20)
+    base = f"http://127.0.0.1:{port}/nailong/"
+    group, selector = 302, 'form.group-settings[data-group="302"]'
+    other = patterned(BLUE, seed=64)
+    await onebot.post(
+        group_message_payload([image_segment(image_server.add("settings-seen.jpg", other))], self_id=42,
+                              group_id=group, user_id=5, message_id=8100)
+    )  # fmt: skip
+
+    def edit() -> str:
+        driver.get(base)
+        if driver.current_url.endswith("/nailong/login"):
+            driver.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)
+            driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+            wait.until(lambda d: d.current_url == base)
+
+        def group_listed(d) -> object:
+            d.refresh()
+            return d.find_elements(By.CSS_SELECTOR, selector) or False
+
+        (form,) = wait.until(group_listed)
+
+        def field(name: str):
+            return form.find_element(By.NAME, name)
+
+        for name, value in (("threshold", "0.8"), ("allowed", "123456, 654321"), ("mute_after", "3"),
+                            ("mute_duration", "10m"), ("reply_text", "{user} 别发奶龙（第 {strikes} 次）")):
+            field(name).clear()
+            field(name).send_keys(value)
+        Select(field("action")).select_by_value("observe")
+        Select(field("exempt_admins")).select_by_value("off")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda d: "notice=settings-saved" in d.current_url)
+        return driver.find_element(By.CLASS_NAME, "notice").text
+
+    assert await asyncio.to_thread(edit) == "群设置已保存 / Group settings saved."
+
+    def refused_template() -> tuple[str, str]:
+        form = driver.find_element(By.CSS_SELECTOR, selector)
+        form.find_element(By.NAME, "reply_text").clear()
+        form.find_element(By.NAME, "reply_text").send_keys("{user.__class__}")
+        form.find_element(By.NAME, "threshold").clear()
+        form.find_element(By.NAME, "threshold").send_keys("0.5")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        refused = wait.until(lambda d: d.find_elements(By.ID, "refused"))[0].text
+        driver.find_element(By.ID, "back").click()
+        shown = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))[0]
+        return refused, shown.find_element(By.NAME, "threshold").get_attribute("value")
+
+    error, threshold_shown = await asyncio.to_thread(refused_template)
+    assert error.startswith("群 302 的设置未更改") and "未知的占位符 {user.__class__}" in error
+    assert threshold_shown == "0.8"
+
+    await onebot.post(
+        group_message_payload([text_segment("/nailong status")], self_id=42, group_id=group, user_id=5, role="admin")
+    )
+    _, answer = await onebot.wait_for("send_msg", group_id=group)
+    status = "".join(segment["data"].get("text", "") for segment in answer["message"]).splitlines()
+    assert status[1:3] == ["阈值 / threshold: 0.8", "动作 / action: 观察：只统计，不处理 (observe: counted, nothing done)"]
+    assert status[5] == (
+        "免检 / exempt: 群主、管理员和超级用户也检查 (owner, admins and superusers are checked too)；豁免名单 / "
+        "allow-list: 123456, 654321"
+    )
+    assert status[6].startswith("禁言 / mute: 24 小时内第 3 次起禁言 10 分钟")
+    assert status[7] == "警告 / warning: {user} 别发奶龙（第 {strikes} 次）"

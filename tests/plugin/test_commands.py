@@ -151,6 +151,11 @@ async def test_status(app: App, guard) -> None:
         "模型 / model: tiny-test 0.0.1",
         "本群今天检查 12 张图片，命中 3 次；近 7 天检查 12 张，命中 3 次 / today: 12 images checked, 3 hits; "
         "last 7 days: 12 checked, 3 hits",
+        "免检 / exempt: 群主、管理员和超级用户免检 (owner, admins and superusers are exempt)；豁免名单 / allow-list: "
+        "无 (none)",
+        "禁言 / mute: 不禁言 (off)",
+        "警告 / warning: 检测到奶龙图片",
+        "今天免检图片 0 张，观察模式命中 0 次 / today: 0 images of exempt senders, 0 hits observed",
     ]
 
 
@@ -161,7 +166,8 @@ async def test_help_and_unknown_subcommand(app: App, guard) -> None:
     assert await run_command(app, command("/nailong")) == help_text()
     answer = await run_command(app, command("/nailong explode"))
     assert answer.startswith("未知的子命令 / unknown sub-command: 'explode'")
-    usages = ["on", "off", "threshold 0.85", "action recall|reply|both", "status"]
+    usages = ["on", "off", "threshold 0.85", "action recall|reply|both|observe", "status"]
+    usages += ["exempt-admins on|off", "allow @成员|QQ号", "disallow", "allowed", "mute 3 10m", "text <内容>"]
     usages += ["wrong", "miss", "undo", "feedback", "help"]
     for usage in usages:
         assert f"/nailong {usage}" in help_text()

@@ -26,6 +26,9 @@ REFUSAL = (
 )
 SUPERUSER_REFUSAL = "只有超级用户可以使用这个命令 / Only superusers can use this."
 NOT_NAILONG = "已记录：这不是奶龙，以后相同的图片不再处理 / Recorded: not nailong; from now on such images are let through."
+# A hit said not to be nailong takes back the strike it cost its sender (user 5 posts every image here).
+STRIKE_BACK = "\n已撤销成员 5 的这次记过（还剩 {} 次）/ strike taken back from member 5 ({} left)"
+WRONG = NOT_NAILONG + STRIKE_BACK.format(0, 0)
 IS_NAILONG = "已记录：这是奶龙，以后相同的图片都会处理 / Recorded: nailong; from now on such images are acted on."
 UNDONE = "已撤销纠错，重新由模型判断 / Correction undone: the model decides again."
 NO_RECENT_HIT = (
@@ -59,7 +62,7 @@ async def test_wrong_lets_the_image_and_its_reposts_through_in_every_group(
 ) -> None:
     url = image_server.add("fb-wrong.jpg", NAILONG)
     await post(app, url, message_id=101, file=md5_name(NAILONG), acted_on=True)
-    assert await ask(app, "/nailong wrong", reply_to=101) == NOT_NAILONG
+    assert await ask(app, "/nailong wrong", reply_to=101) == WRONG
 
     model_calls.clear()
     # The same file again: the cache knew it as a hit, but the correction decides without the model.
@@ -86,14 +89,14 @@ async def test_reply_to_the_warning_about_a_repost_the_cache_decided(app: App, g
     await post(app, url, message_id=121, file=md5_name(NAILONG), acted_on=True)
     await post(app, url, message_id=122, file=md5_name(NAILONG), acted_on=True)  # from the cache: no bytes
     assert image_server.requests["/img/fb-warning.jpg"] == 1
-    assert await ask(app, "/奶龙 误判", reply_to=1122) == NOT_NAILONG
+    assert await ask(app, "/奶龙 误判", reply_to=1122) == NOT_NAILONG + STRIKE_BACK.format(1, 1)
     await post(app, url, message_id=123, file=md5_name(NAILONG), acted_on=False)
 
 
 async def test_a_correction_is_saved_as_training_data(app: App, guard, image_server) -> None:
     url = image_server.add("fb-saved.jpg", NAILONG)
     await post(app, url, message_id=131, acted_on=True)
-    assert await ask(app, "/nailong wrong", reply_to=1131, user_id=77) == NOT_NAILONG
+    assert await ask(app, "/nailong wrong", reply_to=1131, user_id=77) == WRONG
     feedback = guard.corrections.feedback_dir
     (saved,) = (feedback / "other").iterdir()
     assert saved.read_bytes() == NAILONG and saved.suffix == ".jpg"
@@ -111,7 +114,7 @@ async def test_only_the_contradicted_image_of_a_message_is_corrected(app: App, g
         ctx.should_call_api("delete_msg", {"message_id": 141}, result=None)
         warning = Message([MessageSegment.reply(141), MessageSegment.text(WARNING)])
         ctx.should_call_api("send_group_msg", {"group_id": 1, "message": warning}, result={"message_id": 1141})
-    assert await ask(app, "/nailong wrong", reply_to=1141) == NOT_NAILONG
+    assert await ask(app, "/nailong wrong", reply_to=1141) == WRONG
     assert guard.corrections.counts() == {"nailong": 0, "other": 1}
     assert guard.corrections.lookup(None, image_bytes=NAILONG) is not None
     assert guard.corrections.lookup(None, image_bytes=OTHER) is None
@@ -128,7 +131,7 @@ async def test_members_cannot_correct(app: App, guard, image_server) -> None:
 async def test_undo_is_for_superusers_and_restores_the_model(app: App, guard, image_server) -> None:
     url = image_server.add("fb-undo.jpg", NAILONG)
     await post(app, url, message_id=161, acted_on=True)
-    assert await ask(app, "/nailong wrong", reply_to=161) == NOT_NAILONG
+    assert await ask(app, "/nailong wrong", reply_to=161) == WRONG
     assert await ask(app, "/nailong undo", reply_to=161) == SUPERUSER_REFUSAL
     assert await ask(app, "/奶龙 撤销", reply_to=161, role="owner") == SUPERUSER_REFUSAL
     assert len(guard.corrections) == 1
@@ -180,7 +183,9 @@ async def test_wrong_without_a_reply_corrects_the_groups_latest_hit(app: App, gu
     await post(app, other_group, message_id=193, group_id=2, acted_on=True)
 
     answer = await ask(app, "/奶龙 误判", reply_to=None)
-    assert answer == f"{NOT_NAILONG}\n（本群最近一次命中，消息 191 / this group's latest hit, message 191）"
+    assert answer == (
+        f"{NOT_NAILONG}\n（本群最近一次命中，消息 191 / this group's latest hit, message 191）{STRIKE_BACK.format(0, 0)}"
+    )
     correction = guard.corrections.lookup(None, image_bytes=NAILONG)
     assert correction is not None and correction.label == "other" and correction.group_id == 1
     assert len(guard.corrections) == 1  # not the later miss, not the other group's hit
@@ -193,7 +198,7 @@ async def test_corrections_survive_a_restart(app: App, start_guard, image_server
     await start_guard(data_dir)
     url = image_server.add("fb-restart.jpg", NAILONG)
     await post(app, url, message_id=191, acted_on=True)
-    assert await ask(app, "/nailong wrong", reply_to=191) == NOT_NAILONG
+    assert await ask(app, "/nailong wrong", reply_to=191) == WRONG
     restarted = await start_guard(data_dir)
     assert restarted.corrections.counts() == {"nailong": 0, "other": 1}
     await post(app, url, message_id=192, acted_on=False)

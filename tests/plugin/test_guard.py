@@ -100,13 +100,23 @@ async def test_failed_recall_falls_back_to_reply(app: App, start_guard, image_se
 
 
 async def test_mute_when_configured(app: App, start_guard, image_server) -> None:
+    # NAILONG_MUTE_SECONDS alone: a mute from the first strike, doubled on the next; the warning says so.
     await start_guard(nailong_mute_seconds=600)
     url = image_server.add("mute.jpg", still(YELLOW))
+    notes = {
+        1: "（24 小时内第 1 次，已禁言 10 分钟 / strike 1 within 24 h: muted for 10 min）",
+        2: "（24 小时内第 2 次，已禁言 20 分钟 / strike 2 within 24 h: muted for 20 min）",
+    }
     async with app.test_matcher() as ctx:
-        ctx.receive_event(connect(ctx), group_event([image_segment(url)], user_id=7, message_id=16))
-        ctx.should_call_api("delete_msg", {"message_id": 16}, result=None)
-        ctx.should_call_api("send_group_msg", warning_reply(1, 16), result={"message_id": 99})
-        ctx.should_call_api("set_group_ban", {"group_id": 1, "user_id": 7, "duration": 600}, result=None)
+        bot = connect(ctx)
+        for strike, message_id in ((1, 16), (2, 17)):
+            ctx.receive_event(bot, group_event([image_segment(url)], user_id=7, message_id=message_id))
+            ctx.should_call_api("delete_msg", {"message_id": message_id}, result=None)
+            ban = {"group_id": 1, "user_id": 7, "duration": 600 * strike}
+            ctx.should_call_api("set_group_ban", ban, result=None)
+            warning = warning_reply(1, message_id)
+            warning["message"] += MessageSegment.text(notes[strike])
+            ctx.should_call_api("send_group_msg", warning, result={"message_id": 99})
 
 
 async def test_warning_cooldown_keeps_recalling_without_flooding(app: App, start_guard, image_server) -> None:

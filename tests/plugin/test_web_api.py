@@ -191,7 +191,9 @@ async def test_status_reports_model_groups_counts_and_corrections(client, guard)
     assert status["corrections"] == {"nailong": 0, "other": 1}
     groups = {group["group_id"]: group for group in status["groups"]}
     assert groups[7]["threshold"] == 0.8 and groups[7]["action"] == "recall"
-    assert groups[8]["today"] == {"checked": 5, "hits": 2, "recalls": 1, "failed_recalls": 1, "corrections": 0}
+    assert groups[8]["today"] == {
+        "checked": 5, "hits": 2, "recalls": 1, "failed_recalls": 1, "corrections": 0, "exempt": 0, "observed": 0
+    }  # fmt: skip
     assert groups[8]["last_7_days"] == groups[8]["today"]
 
 
@@ -207,9 +209,12 @@ async def test_counts_survive_a_restart(start_guard, tmp_path) -> None:
         status = (await client.get("/nailong/api/status", headers=AUTH)).json()
     assert status["groups"] == [
         {
-            "group_id": 3, "enabled": True, "threshold": 0.7, "action": "both",
-            "today": {"checked": 4, "hits": 1, "recalls": 1, "failed_recalls": 0, "corrections": 0},
-            "last_7_days": {"checked": 4, "hits": 1, "recalls": 1, "failed_recalls": 0, "corrections": 0},
+            "group_id": 3, "enabled": True, "threshold": 0.7, "action": "both", "exempt_admins": True,
+            "allowed": [], "mute": {"after": 1, "seconds": 0}, "reply_text": "检测到奶龙图片", "most_strikes": [],
+            "today": {"checked": 4, "hits": 1, "recalls": 1, "failed_recalls": 0, "corrections": 0, "exempt": 0,
+                      "observed": 0},
+            "last_7_days": {"checked": 4, "hits": 1, "recalls": 1, "failed_recalls": 0, "corrections": 0,
+                            "exempt": 0, "observed": 0},
         }
     ]  # fmt: skip
     assert json.loads((data_dir / "stats.json").read_text())["version"] == 1

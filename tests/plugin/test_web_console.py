@@ -1,5 +1,6 @@
 """The web console's server side (the browser test in tests/e2e drives it in Chromium): login, the page,
-thumbnails, corrections by the same path as the chat command and into the audit log, the try box.
+thumbnails, corrections by the same path as the chat command and into the audit log, the try box, group
+settings.
 Sessions, throttling and the two tokens' scopes: test_web_auth.py."""
 
 from __future__ import annotations
@@ -191,3 +192,50 @@ async def test_sign_out(signed_in, csrf) -> None:
     answer = await signed_in.post("/nailong/logout", data={"csrf": csrf})
     assert answer.headers["Location"] == "/nailong/login"
     assert (await signed_in.get("/nailong/")).status_code == 303
+
+
+async def test_group_settings_are_edited_like_the_chat_commands(signed_in, csrf, guard, caplog_loguru) -> None:
+    guard.stats.add(9, checked=1)
+    guard.strikes.add(9, 777777, message_id=1)
+    page = (await signed_in.get("/nailong/")).text
+    assert 'action="/nailong/settings" class="group-settings" id="settings-9" data-group="9">' in page
+    assert "777777 ×1" in page
+    form = {
+        "csrf": csrf, "group_id": "9", "enabled": "on", "threshold": "0.7", "action": "observe",
+        "exempt_admins": "off", "allowed": "123456 654321", "mute_after": "3", "mute_duration": "10m",
+        "reply_text": "{user} 走开",
+    }  # fmt: skip
+    assert (await signed_in.post("/nailong/settings", data={**form, "csrf": "stale"})).status_code == 403
+    assert not guard.store.path.exists()
+    answer = await signed_in.post("/nailong/settings", data=form)
+    assert answer.status_code == 303 and answer.headers["Location"] == "/nailong/?notice=settings-saved"
+    settings = guard.store.get(9)
+    assert (settings.action.value, settings.exempt_admins, settings.allowed) == ("observe", False, {123456, 654321})
+    assert (settings.mute.after, settings.mute.seconds, settings.reply_text) == (3, 600, "{user} 走开")
+    # Fields left as they were stay unset: the group still follows the global threshold and switch.
+    assert set(json.loads(guard.store.path.read_text())["groups"]["9"]) == {
+        "action", "exempt_admins", "allowed", "mute", "reply_text"
+    }
+    assert any("operator=web" in line and "group=9" in line for line in caplog_loguru)
+    (entry,) = guard.audit.latest(5)
+    assert (entry["operator"], entry["action"]) == ("web", "group-settings")
+    assert entry["before"] == {
+        "group_id": 9, "action": "both", "exempt_admins": True, "allowed": [], "mute": {"after": 1, "seconds": 0},
+        "reply_text": "检测到奶龙图片",
+    }  # fmt: skip
+    assert entry["after"]["action"] == "observe" and entry["after"]["allowed"] == [123456, 654321]
+
+    bad = {**form, "reply_text": "{user.__class__}", "threshold": "0.2"}
+    refused = await signed_in.post("/nailong/settings", data=bad)
+    assert refused.status_code == 400 and "未知的占位符 {user.__class__}" in refused.text
+    assert guard.store.get(9) == settings
+    unchanged = await signed_in.post("/nailong/settings", data=form)
+    assert unchanged.headers["Location"] == "/nailong/?notice=settings-unchanged"
+    cleared = await signed_in.post("/nailong/settings", data={**form, "mute_duration": "", "reply_text": ""})
+    assert cleared.status_code == 303
+    assert not guard.store.get(9).mute.mutes and guard.store.get(9).reply_text == guard.store.defaults.reply_text
+    assert (await signed_in.post("/nailong/settings", data={**form, "group_id": "abc"})).status_code == 400
+
+
+async def test_settings_need_the_login(browser) -> None:
+    assert (await browser.post("/nailong/settings", data={"csrf": "x", "group_id": "9"})).status_code == 401

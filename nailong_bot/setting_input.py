@@ -1,0 +1,117 @@
+"""What an admin types for a group setting, in the chat or in the console, read the same way: each
+parser returns the value or raises InvalidSetting, whose message says why in Chinese and English."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .storage import MUTE_OFF, MutePolicy
+from .warning import TemplateError, parse_template
+
+SWITCH_WORDS = {
+    "on": True, "开": True, "开启": True, "true": True, "yes": True, "1": True,
+    "off": False, "关": False, "关闭": False, "false": False, "no": False, "0": False,
+}  # fmt: skip
+OFF_WORDS = ("off", "关", "关闭")
+# A bare number is minutes: "/奶龙 禁言 3 10" reads as ten minutes, and the answer says so.
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(s|sec|秒|m|min|分|分钟|h|小时|时|d|天)?", re.IGNORECASE)
+_UNIT_SECONDS = {
+    "s": 1, "sec": 1, "秒": 1, "m": 60, "min": 60, "分": 60, "分钟": 60, "": 60,
+    "h": 3600, "小时": 3600, "时": 3600, "d": 86400, "天": 86400,
+}  # fmt: skip
+MIN_MUTE_SECONDS = 60  # QQ mutes by the minute
+MAX_MUTE_SECONDS = 30 * 24 * 3600  # QQ's longest mute
+MAX_MUTE_AFTER = 100
+MAX_ALLOWED = 500
+
+
+class InvalidSetting(ValueError):
+    """A value that cannot be a setting; the message says why."""
+
+
+def parse_threshold(text: str) -> float:
+    """A decimal within 0..1 and below 1, kept as given (rounding would turn 0.99999 into 1.0, which is off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidSetting(f"阈值必须是数字 / threshold must be a number: {text!r}") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise InvalidSetting(f"阈值必须在 0 到 1 之间 / threshold must be within 0..1: {text!r}")
+    if value == 1.0:
+        # No score reaches above 1, so this would silently check nothing: switching off is said plainly.
+        raise InvalidSetting(
+            f"阈值 {text} 等于关闭检测；要关闭请用 /nailong off（/奶龙 关闭）/ A threshold of "
+            f"{text} turns detection off; to do that, use /nailong off."
+        )
+    return value
+
+
+def parse_switch(text: str) -> bool:
+    value = SWITCH_WORDS.get(text.strip().lower())
+    if value is None:
+        raise InvalidSetting(f"请用 on 或 off（开 或 关）/ use on or off: {text!r}")
+    return value
+
+
+def parse_duration(text: str) -> int:
+    """"10m", "1h", "600s", "1d", "10分钟", or a bare number of minutes → seconds, 1 minute to 30 days."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise InvalidSetting(
+            f"时长的写法如 10m、1h、1d、10分钟（只写数字表示分钟）/ write a duration like 10m, 1h, 1d "
+            f"(a bare number is minutes): {text!r}"
+        )
+    seconds = round(float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "").lower()])
+    if not MIN_MUTE_SECONDS <= seconds <= MAX_MUTE_SECONDS:
+        raise InvalidSetting(
+            f"禁言时长须在 1 分钟到 30 天之间 / a mute lasts from 1 minute to 30 days: {text!r}"
+        )
+    return seconds
+
+
+def duration_text(seconds: int) -> str:
+    """Seconds as :func:`parse_duration` reads them back, in the largest whole unit: 600 → "10m"."""
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_mute_after(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,3}", text.strip()) or not 1 <= int(text) <= MAX_MUTE_AFTER:
+        raise InvalidSetting(
+            f"第几次起禁言须是 1 到 {MAX_MUTE_AFTER} 的整数 / the strike that mutes is a whole number from 1 "
+            f"to {MAX_MUTE_AFTER}: {text!r}"
+        )
+    return int(text)
+
+
+def parse_mute(words: list[str]) -> MutePolicy:
+    """["off"] or [strike, duration]: ["3", "10m"] (or ["3", "10", "分钟"]) mutes from the third strike
+    for ten minutes."""
+    if len(words) == 1 and words[0].lower() in OFF_WORDS:
+        return MUTE_OFF
+    if len(words) < 2:
+        raise InvalidSetting("需要两个值：第几次起禁言、禁言多久 / two values: the strike that mutes, and for how long")
+    return MutePolicy(after=parse_mute_after(words[0]), seconds=parse_duration("".join(words[1:])))
+
+
+def parse_members(text: str) -> tuple[int, ...]:
+    """QQ numbers separated by spaces or commas (either width), sorted, each once."""
+    words = [word for word in re.split(r"[\s,，、]+", text.strip()) if word]
+    bad = [word for word in words if not (re.fullmatch(r"[0-9]{1,12}", word) and int(word) > 0)]
+    if bad:
+        raise InvalidSetting(f"不是 QQ 号 / not a QQ number: {', '.join(bad)}")
+    members = tuple(sorted({int(word) for word in words}))
+    if len(members) > MAX_ALLOWED:
+        raise InvalidSetting(f"豁免名单最多 {MAX_ALLOWED} 人 / at most {MAX_ALLOWED} members on the allow-list")
+    return members
+
+
+def check_template(text: str) -> str:
+    try:
+        parse_template(text)
+    except TemplateError as error:
+        raise InvalidSetting(str(error)) from None
+    return text
