@@ -5,6 +5,7 @@ them and the audit log of changes."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from .cache import TTLCache
 from .config import Config
 from .corrections import Corrections, correction_override
 from .decision import Decider, Decision
-from .fetch import Fetcher, is_public_address
+from .fetch import Fetcher, IPAddress, is_public_address
 from .models import Models, load_classifier
 from .recent import RecentImages
 from .refresh import Refresher
@@ -83,6 +84,28 @@ def get_runtime() -> Runtime | None:
     return _current
 
 
+def _fetcher(
+    config: Config,
+    max_concurrent: int,
+    *,
+    local_image_dirs: Iterable[Path] | None = None,
+    address_allowed: Callable[[IPAddress], bool] | None = None,
+) -> Fetcher:
+    """A downloader with the configured limits; the groups' and the API's differ in slots and in where they may
+    fetch from (local folders for the groups, public addresses only for the API by default)."""
+    return Fetcher(
+        max_bytes=config.nailong_max_image_bytes,
+        connect_timeout=config.nailong_connect_timeout,
+        read_timeout=config.nailong_read_timeout,
+        retries=config.nailong_fetch_retries,
+        max_concurrent=max_concurrent,
+        max_per_host=config.nailong_max_downloads_per_host,
+        deadline=config.nailong_download_deadline,
+        local_image_dirs=local_image_dirs,
+        address_allowed=address_allowed,
+    )
+
+
 async def start(config: Config, data_dir: Path) -> Runtime:
     """Load the model and settings; raises ModelError with a clear message when the model is unusable."""
     global _current
@@ -130,15 +153,8 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     _current = Runtime(
         config=config,
         decider=decider,
-        fetcher=Fetcher(
-            max_bytes=config.nailong_max_image_bytes,
-            connect_timeout=config.nailong_connect_timeout,
-            read_timeout=config.nailong_read_timeout,
-            retries=config.nailong_fetch_retries,
-            max_concurrent=config.nailong_max_downloads,
-            max_per_host=config.nailong_max_downloads_per_host,
-            deadline=config.nailong_download_deadline,
-            local_image_dirs=config.nailong_local_image_dirs,
+        fetcher=_fetcher(
+            config, config.nailong_max_downloads, local_image_dirs=config.nailong_local_image_dirs
         ),
         cache=cache,
         store=store,
@@ -154,14 +170,9 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         audit=audit,
         api=ApiShare(
             requests=asyncio.Semaphore(config.nailong_api_max_requests),
-            fetcher=Fetcher(
-                max_bytes=config.nailong_max_image_bytes,
-                connect_timeout=config.nailong_connect_timeout,
-                read_timeout=config.nailong_read_timeout,
-                retries=config.nailong_fetch_retries,
-                max_concurrent=config.nailong_api_max_requests,
-                max_per_host=config.nailong_max_downloads_per_host,
-                deadline=config.nailong_download_deadline,
+            fetcher=_fetcher(
+                config,
+                config.nailong_api_max_requests,
                 address_allowed=None if config.nailong_api_allow_private_urls else is_public_address,
             ),
             deciding=asyncio.Semaphore(1),
