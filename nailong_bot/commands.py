@@ -341,6 +341,10 @@ async def _status(call: Invocation) -> str:
     return "\n".join(lines)
 
 
+# How long a correction waits for the images of a hit just acted on to be kept (normally milliseconds).
+HIT_KEPT_TIMEOUT = 10.0
+
+
 async def _replied_images(
     call: Invocation, *, latest_hit_without_reply: bool = False
 ) -> list[tuple[RecentImage, bytes]]:
@@ -350,10 +354,16 @@ async def _replied_images(
     recent, group = call.runtime.recent, call.event.group_id
     if recent.save_error is not None:
         raise CannotSave(f"近期图片 / recent images: {recent.save_error}")
+    acted = call.runtime.acted_hits
+    await acted.settled(group, timeout=HIT_KEPT_TIMEOUT)
     if call.event.reply is not None:
         entries = await asyncio.to_thread(recent.lookup, call.event.reply.message_id)
     elif latest_hit_without_reply:
-        entries = await asyncio.to_thread(recent.latest_hit, group)
+        latest = acted.latest(group)
+        if latest is not None:
+            entries = await asyncio.to_thread(recent.lookup, latest)
+        else:  # none acted on since start-up: the last one kept
+            entries = await asyncio.to_thread(recent.latest_hit, group)
         if not entries:
             raise CommandFailed(
                 "本群最近没有被判定为奶龙的图片；也可以回复图片消息或机器人的警告 / No image in this group "

@@ -5,6 +5,7 @@ correct the bot by replying to the message or warning."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import ExitStack
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -102,22 +103,25 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
     lookup.add_done_callback(lambda _: decided.put_nowait(_LOOKED_UP))
     checked: list[CheckedImage] = []
     hit, warning_id, received = None, None, 0
-    try:
-        while received < len(checks) + 1:
-            image = await decided.get()
-            received += 1
-            if not isinstance(image, CheckedImage):
-                continue
-            checked.append(image)
-            if hit is None and image.decision.score >= settings.threshold:
-                hit = image
-                lookup.cancel()
-                warning_id = await _act(bot, event, hit, settings, runtime)
-    finally:
-        for task in [lookup, *checks]:
-            task.cancel()
-    runtime.stats.add(event.group_id, checked=len(checked), hits=int(hit is not None))
-    await _remember(event, checked, settings.threshold, warning_id, runtime)
+    # From a hit until its images are kept, a correction in this group waits for them.
+    with ExitStack() as acting:
+        try:
+            while received < len(checks) + 1:
+                image = await decided.get()
+                received += 1
+                if not isinstance(image, CheckedImage):
+                    continue
+                checked.append(image)
+                if hit is None and image.decision.score >= settings.threshold:
+                    hit = image
+                    acting.enter_context(runtime.acted_hits.acting(event.group_id, event.message_id))
+                    lookup.cancel()
+                    warning_id = await _act(bot, event, hit, settings, runtime)
+        finally:
+            for task in [lookup, *checks]:
+                task.cancel()
+        runtime.stats.add(event.group_id, checked=len(checked), hits=int(hit is not None))
+        await _remember(event, checked, settings.threshold, warning_id, runtime)
     # After the images are kept: a correction replying to the warning finds them without waiting for this.
     await runtime.strikes.save()
     return hit

@@ -12,13 +12,15 @@ threads at once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -308,3 +310,38 @@ class RecentImages:
         persist.write_atomically(self._index_path, text.encode("utf-8"), durable=False)
         self._journal_lines = len(records)
 
+
+class ActedHits:
+    """Per group, the latest hit acted on, and the hits whose images are not kept yet.
+
+    Keeping runs after acting (a recall never waits for the disk) and finishes in no fixed order, so the
+    store's last kept hit need not be the last one recalled. A correction waits for the hits being kept, or
+    `/nailong wrong` sent right after a recall would find nothing, or the group's previous hit."""
+
+    def __init__(self) -> None:
+        self._latest: dict[int, int] = {}
+        self._pending: dict[int, set[asyncio.Future[None]]] = {}
+
+    @contextmanager
+    def acting(self, group_id: int, message_id: int) -> Iterator[None]:
+        """Around acting on a hit and keeping its images."""
+        self._latest[group_id] = message_id
+        done = asyncio.get_running_loop().create_future()
+        pending = self._pending.setdefault(group_id, set())
+        pending.add(done)
+        try:
+            yield
+        finally:
+            done.set_result(None)
+            pending.discard(done)
+            if not pending:
+                del self._pending[group_id]
+
+    def latest(self, group_id: int) -> int | None:
+        """The message of the group's latest hit acted on since start-up."""
+        return self._latest.get(group_id)
+
+    async def settled(self, group_id: int, timeout: float) -> None:
+        """Return once the group's hits acted on so far are kept, or after ``timeout`` seconds."""
+        if pending := self._pending.get(group_id):
+            await asyncio.wait(set(pending), timeout=timeout)

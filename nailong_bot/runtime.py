@@ -22,7 +22,7 @@ from .corrections import Corrections, correction_override
 from .decision import Decider, Decision
 from .fetch import Fetcher, IPAddress, is_public_address
 from .models import Models, load_classifier
-from .recent import RecentImages
+from .recent import ActedHits, RecentImages
 from .refresh import Refresher
 from .stats import GroupCounts
 from .storage import Action, GroupSettings, MutePolicy, SettingsStore
@@ -49,6 +49,7 @@ class Runtime:
     cache: TTLCache[Decision]
     store: SettingsStore
     recent: RecentImages
+    acted_hits: ActedHits
     corrections: Corrections
     # The decoded-image memory every decode in the plugin waits for.
     decode_budget: DecodeBudget
@@ -159,6 +160,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         cache=cache,
         store=store,
         recent=recent,
+        acted_hits=ActedHits(),
         corrections=corrections,
         decode_budget=decode_budget,
         # One image in each worker and one queued behind it, so a worker never waits for the event loop.

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
 from nonebot.log import logger
 
-from nailong_bot.recent import IMAGES_DIR, INDEX_FILE, RecentImages
+from nailong_bot.recent import IMAGES_DIR, INDEX_FILE, ActedHits, RecentImages
 
 
 class Clock:
@@ -200,3 +201,59 @@ def test_a_corrupt_index_is_set_aside_and_the_store_starts_empty(tmp_path, garba
     assert any("recent-images index corrupted" in message for message in messages)
     remember(reopened, 2, blob(2))
     assert len(RecentImages(tmp_path).lookup(2)) == 1
+
+
+async def test_a_correction_waits_for_the_hit_being_kept_in_its_group() -> None:
+    # `/nailong wrong` right after a recall, while the hit's images still queue for the disk, must find that
+    # hit and not the group's previous one (seen in the end-to-end refresh test under load).
+    hits = ActedHits()
+    kept: list[str] = []
+
+    async def act_then_keep() -> None:
+        with hits.acting(group_id=1, message_id=7):
+            await asyncio.sleep(0.2)  # the write queued behind others
+            kept.append("hit")
+
+    acting = asyncio.create_task(act_then_keep())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(hits.settled(2, timeout=5), 0.05)  # another group's hit keeps nobody waiting
+    assert kept == []
+    await hits.settled(1, timeout=5)
+    assert kept == ["hit"]
+    await acting
+    await asyncio.wait_for(hits.settled(1, timeout=5), 0.05)  # nothing left to wait for
+    assert hits.latest(1) == 7 and hits.latest(2) is None
+
+
+async def test_the_latest_hit_is_the_last_acted_on_not_the_last_kept() -> None:
+    # Keeping finishes in no fixed order: a hit acted on earlier may be kept after a later one.
+    hits = ActedHits()
+    first_kept = asyncio.Event()
+
+    async def hit(message_id: int, keep_after: asyncio.Event | None) -> None:
+        with hits.acting(group_id=1, message_id=message_id):
+            if keep_after is not None:
+                await keep_after.wait()
+            else:
+                first_kept.set()
+
+    earlier = asyncio.create_task(hit(9057, keep_after=first_kept))
+    await asyncio.sleep(0)
+    later = asyncio.create_task(hit(9060, keep_after=None))
+    await asyncio.gather(earlier, later)
+    assert hits.latest(1) == 9060
+
+
+async def test_a_hit_that_is_never_kept_delays_a_correction_only_until_the_timeout() -> None:
+    hits = ActedHits()
+    release = asyncio.Event()
+
+    async def stuck() -> None:
+        with hits.acting(group_id=1, message_id=7):
+            await release.wait()
+
+    task = asyncio.create_task(stuck())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(hits.settled(1, timeout=0.1), 2)
+    release.set()
+    await task
