@@ -15,12 +15,21 @@ def connect(ctx) -> Bot:
 
 
 async def ask(
-    app: App, text: str, *, reply_to: int | None = None, role: str = "admin", user_id: int = 5, group_id: int = 1
+    app: App,
+    text: str,
+    *,
+    reply_to: int | None = None,
+    role: str = "admin",
+    user_id: int = 5,
+    group_id: int = 1,
+    mentions: tuple[int, ...] = (),
 ) -> str:
-    """Send a command (as a reply to message ``reply_to``) and return the bot's answer."""
+    """Send a command (as a reply to message ``reply_to``, followed by at-mentions of ``mentions``) and
+    return the bot's answer."""
     from nailong_bot.commands import nailong_command
 
-    event = group_event([text_segment(text)], role=role, user_id=user_id, group_id=group_id, reply_to=reply_to)
+    segments = [text_segment(text)] + [{"type": "at", "data": {"qq": str(qq)}} for qq in mentions]
+    event = group_event(segments, role=role, user_id=user_id, group_id=group_id, reply_to=reply_to)
     answers: list[str] = []
     async with app.test_matcher(nailong_command) as ctx:
         bot = connect(ctx)

@@ -209,19 +209,8 @@ async def test_exempt_admins_switch(app: App, guard) -> None:
 
 
 async def test_allow_list_by_mention_and_number(app: App, guard) -> None:
-    from nailong_bot.commands import nailong_command
-
-    event = group_event([text_segment("/nailong allow "), {"type": "at", "data": {"qq": "123456"}}], role="admin")
-    answers: list[str] = []
-    async with app.test_matcher(nailong_command) as ctx:
-        bot = connect(ctx)
-        ctx.receive_event(bot, event)
-
-        async def capture(event, message, **kwargs):
-            answers.append(str(message))
-
-        bot.send = capture  # type: ignore[method-assign]
-    assert answers == ["已豁免 / now exempt: 123456（名单共 1 人 / 1 on the list）"]
+    answer = await ask(app, "/nailong allow ", mentions=(123456,))
+    assert answer == "已豁免 / now exempt: 123456（名单共 1 人 / 1 on the list）"
     assert await ask(app, "/奶龙 豁免 654321 777777") == "已豁免 / now exempt: 654321, 777777（名单共 3 人 / 3 on the list）"
     assert await ask(app, "/nailong disallow 777777") == (
         "已取消豁免 / no longer exempt: 777777（名单共 2 人 / 2 on the list）"
