@@ -21,10 +21,13 @@ import torch
 
 from nailong_vision.classifier import Classifier, softmax
 
+from .calibrate import calibrate_model
 from .checkpoint import Checkpoint, load_model
+from .config import load_config
 from .data import prepare_data, val_batches
-from .loop import predict_validation
-from .metrics import per_file_probs, summarize, threshold_for_precision
+from .loop import validation_scores
+from .metrics import per_file_probs, summarize
+from .thresholds import recommended_threshold
 
 log = logging.getLogger(__name__)
 
@@ -88,36 +91,6 @@ def build_metadata(checkpoint: Checkpoint, threshold: float, metrics: dict, vers
     return metadata
 
 
-def validation_scores(model: torch.nn.Module, checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
-    """Per-file validation probabilities and targets: stored in a best.pt, else computed now
-    from the checkpoint's own config (same grouped split, same plugin preprocessing)."""
-    if checkpoint.validation is not None:
-        return checkpoint.validation.probs, checkpoint.validation.targets
-    data = prepare_data(checkpoint.config)
-    return predict_validation(model, data, torch.device("cpu"), checkpoint.config), data.val_file_targets()
-
-
-def recommended_threshold(checkpoint: Checkpoint, precision_target: float,
-                          scores: tuple[np.ndarray, np.ndarray]) -> tuple[float, dict]:
-    """Threshold for the precision target on the validation files, and the metrics there."""
-    probs, targets = scores
-    positive = checkpoint.positive_index
-    threshold = threshold_for_precision(targets == positive, probs[:, positive], precision_target)
-    return threshold, headline_metrics(probs, targets, checkpoint.labels, positive, threshold, precision_target)
-
-
-def headline_metrics(probs: np.ndarray, targets: np.ndarray, labels: list[str], positive: int, threshold: float,
-                     precision_target: float) -> dict:
-    """The metrics written into an exported model's metadata."""
-    metrics = summarize(probs, targets, labels, positive, threshold)
-    headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "nailong_precision", "nailong_recall",
-                                        "nailong_f1", "nailong_fpr", "nailong_best_f1",
-                                        "nailong_best_f1_threshold", "average_precision")}
-    headline["precision_target"] = precision_target
-    headline["validation_images"] = int(len(targets))
-    return headline
-
-
 def export_onnx(model: torch.nn.Module, checkpoint: Checkpoint, out_path: Path, metadata: dict[str, str],
                 opset: int = 20) -> float:
     """``model.onnx`` with its metadata, ``model.onnx.sha256`` and ``model.pt`` (weights without optimizer
@@ -144,9 +117,6 @@ def export_command(checkpoint_path: str, out: str, opset: int = 20, precision_ta
     difference = export_onnx(model, exported, out_path, build_metadata(checkpoint, threshold, metrics, version), opset)
     if wild_of:
         # The shipped threshold comes from images of sources never trained on, scored by the exported model.
-        from .calibrate import calibrate_model
-        from .config import load_config
-
         report = calibrate_model(out_path, load_config(wild_of), checkpoint)
         out_path.with_name(out_path.stem + ".calibration.json").write_text(
             json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")

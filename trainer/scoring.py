@@ -53,7 +53,8 @@ def load_scorer(path: str | Path) -> Scorer:
     import torch
 
     from .checkpoint import load_model
-    from .export import recommended_threshold, validation_scores
+    from .loop import validation_scores
+    from .thresholds import recommended_threshold
 
     model, checkpoint = load_model(path)
     threshold, _ = recommended_threshold(checkpoint, checkpoint.config.precision_target,
