@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from nailong_vision import frame_rule
 from nailong_vision.preprocess import PreprocessSpec
 
 
@@ -46,6 +47,9 @@ class TrainConfig:
     image_size: int = 160
     train_frames: int = 4  # frames an animated training image contributes
     eval_frames: int = PreprocessSpec.frames  # frames the plugin samples: written into the model's metadata
+    # How an animation's frames make its score (nailong_vision/frame_rule.py): max, mean, trimmed_mean:T, k_of_n:K.
+    # Validation and export use it; the exported model's metadata carries it to the plugin.
+    frame_rule: str = frame_rule.DEFAULT_RULE.name
     val_fraction: float = 0.2
     # Its own seed, so a new training seed or a fine-tune never moves training images into validation.
     split_seed: int = 1337
@@ -130,6 +134,9 @@ class TrainConfig:
     precision_target: float = 0.99  # the recommended threshold aims for this nailong precision
     # Validation report: subsets reported apart, by name → file-path or source-path substrings.
     report_subsets: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        frame_rule.parse(self.frame_rule)  # a misspelt rule fails at load, not after training
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

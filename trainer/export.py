@@ -19,6 +19,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from nailong_vision import frame_rule
 from nailong_vision.classifier import Classifier, softmax
 
 from .calibrate import calibrate_model
@@ -77,6 +78,7 @@ def build_metadata(checkpoint: Checkpoint, threshold: float, metrics: dict, vers
         "labels": json.dumps(checkpoint.labels),
         "positive_label": checkpoint.positive_label,
         **spec.to_metadata(),
+        frame_rule.METADATA_KEY: frame_rule.parse(cfg.frame_rule).name,
         "threshold": f"{threshold:.4f}",
         "model_name": f"nailong-{cfg.model}-{spec.size}",
         "version": version,
@@ -149,7 +151,8 @@ def export_int8(fp32_path: Path, checkpoint: Checkpoint) -> Path | None:
     for path in (fp32_path, int8_path):
         classifier = Classifier(path, providers=["CPUExecutionProvider"], threads=0)
         frame_probs = np.concatenate([softmax(classifier.logits(b.numpy())) for b in val_batches(data, 64)])
-        file_probs = per_file_probs(frame_probs, data.val_file, len(data.val_sources), positive)
+        file_probs = per_file_probs(frame_probs, data.val_file, len(data.val_sources), positive,
+                                    classifier.info.frame_rule)
         f1[path] = summarize(file_probs, data.val_file_targets(), data.labels, positive)["nailong_best_f1"]
     drop = f1[fp32_path] - f1[int8_path]
     if drop > INT8_MAX_F1_DROP:

@@ -21,6 +21,8 @@ import torch.distributed as dist
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from nailong_vision.frame_rule import parse as parse_frame_rule
+
 from .augment import mix
 from .checkpoint import Checkpoint, Validation
 from .config import TrainConfig
@@ -113,7 +115,8 @@ def predict_validation(model: torch.nn.Module, data: PreparedData, device: torch
             logits = model(batch.to(device).contiguous(memory_format=torch.channels_last))
         probs.append(logits.float().softmax(1).cpu().numpy())
     model.train(was_training)
-    return per_file_probs(np.concatenate(probs), data.val_file, len(data.val_sources), data.positive_index)
+    return per_file_probs(np.concatenate(probs), data.val_file, len(data.val_sources), data.positive_index,
+                          parse_frame_rule(cfg.frame_rule))
 
 
 def validation_scores(model: torch.nn.Module, checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from nailong_vision.frame_rule import DEFAULT_RULE, FrameRule
 
-def per_file_probs(frame_probs: np.ndarray, frame_file: np.ndarray, n_files: int, positive: int) -> np.ndarray:
-    """Each file takes the probabilities of its frame most likely to be nailong — the plugin acts
-    when any sampled frame is a hit."""
-    best = np.full(n_files, -1.0)
+
+def per_file_probs(frame_probs: np.ndarray, frame_file: np.ndarray, n_files: int, positive: int,
+                   rule: FrameRule = DEFAULT_RULE) -> np.ndarray:
+    """Each file's class probabilities from its frames', by the plugin's frame rule (``max``: the frame
+    most likely to be nailong — the plugin acts when any sampled frame is a hit)."""
     out = np.zeros((n_files, frame_probs.shape[1]), dtype=np.float64)
-    for frame, file in enumerate(frame_file):
-        if frame_probs[frame, positive] > best[file]:
-            best[file] = frame_probs[frame, positive]
-            out[file] = frame_probs[frame]
+    order = np.argsort(frame_file, kind="stable")
+    files, starts = np.unique(frame_file[order], return_index=True)
+    for file, rows in zip(files, np.split(order, starts[1:])):
+        out[file] = rule.combine(frame_probs[rows], positive)
     return out
 
 

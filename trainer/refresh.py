@@ -38,6 +38,7 @@ from PIL import Image
 
 from nailong_vision.classifier import MODEL_FILE, Classifier, ModelError
 from nailong_vision.decode import ImageDecodeError
+from nailong_vision.frame_rule import parse as parse_frame_rule
 from nailong_vision.phash import hamming
 from nailong_vision.preprocess import normalize
 
@@ -241,7 +242,7 @@ def fingerprint(inputs: Inputs, base_dir: Path, settings: RefreshSettings) -> st
 @torch.no_grad()
 def score_images(model: torch.nn.Module, images: list[DecodedImage], base: Checkpoint, device: torch.device,
                  batch: int = 64) -> np.ndarray:
-    """P(positive) per image: its frame most likely to be positive, preprocessed like the plugin."""
+    """P(positive) per image from its frames by the model's frame rule, preprocessed like the plugin."""
     if not images:
         return np.empty(0)
     frames = np.concatenate([image.eval_frames for image in images])
@@ -250,7 +251,8 @@ def score_images(model: torch.nn.Module, images: list[DecodedImage], base: Check
     for start in range(0, len(frames), batch):
         inputs = torch.from_numpy(normalize(frames[start : start + batch], base.spec)).to(device)
         probs.append(model(inputs).float().softmax(1).cpu().numpy())
-    return per_file_probs(np.concatenate(probs), owner, len(images), base.positive_index)[:, base.positive_index]
+    rule = parse_frame_rule(base.config.frame_rule)
+    return per_file_probs(np.concatenate(probs), owner, len(images), base.positive_index, rule)[:, base.positive_index]
 
 
 def score_pool(model: torch.nn.Module, pool: Pool, base: Checkpoint, device: torch.device,
