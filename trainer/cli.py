@@ -58,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--data", nargs="+", help="ImageFolder 目录 / folders (<label>/*.jpg)")
     source.add_argument("--val-of", metavar="CONFIG", help="训练配置的验证集（按近重复分组）/ the grouped validation split of a training config")
     source.add_argument("--wild-of", metavar="CONFIG", help="训练配置的野外集（wild_sources，从不训练）/ the wild set of a training config")
+    source.add_argument("--families", nargs="+", metavar="DIR",
+                        help="留出的表情包家族目录（MANIFEST 的 family 列）：按家族统计误判 / held-out sticker families "
+                             "(MANIFEST family column): false positives per family, mean and worst decile, the 10 worst")
+    evaluate.add_argument("--max-fpr", type=float, default=0.01,
+                          help="与 --families 一起：家族集误判率 ≤ 此值的最低阈值 / with --families: the threshold rule's "
+                               "family-set false-positive rate (0.01)")
+    evaluate.add_argument("--wild-line", metavar="CONFIG",
+                          help="与 --families 一起：该配置的野外集作第二条线 / with --families: that config's wild set as the "
+                               "second line")
     evaluate.add_argument("--out", default="runs/evaluate", help="报告目录 / report directory")
     evaluate.add_argument("--threshold", type=float, help="判定阈值，默认取模型推荐值 / threshold (default: the model's)")
 
@@ -162,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "evaluate":
         from .evaluate import evaluate_command
 
-        evaluate_command(args.model, args.data, args.out, args.threshold, args.val_of, args.wild_of)
+        evaluate_command(args.model, args.data, args.out, args.threshold, args.val_of, args.wild_of, args.families,
+                         args.wild_line, args.max_fpr)
     elif args.command == "export":
         from .export import export_command
 

@@ -55,6 +55,10 @@ class TrainConfig:
     split_seed: int = 1337
     group_distance: int = 6  # pHash bits: images closer than this stay on one side of the split
     holdout_families: list[str] = field(default_factory=list)  # source folders kept for validation
+    # Leave-family-out runs: with family_folds = k ≥ 2, whole families are dealt into k folds and fold
+    # family_fold is the validation (instead of val_fraction, holdout_families and keep_split_of).
+    family_folds: int = 0
+    family_fold: int = 0
     # MANIFEST source repositories that are one family each (a desk pet's frames, one artist's series).
     repo_families: list[str] = field(default_factory=list)
     # Labels whose image-search downloads (baidu733758-12.jpg) are grouped by query: a query for a look-alike
@@ -137,6 +141,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         frame_rule.parse(self.frame_rule)  # a misspelt rule fails at load, not after training
+        if self.family_folds and not 0 <= self.family_fold < self.family_folds:
+            raise ValueError(f"family_fold must be in 0..{self.family_folds - 1}: {self.family_fold}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -33,12 +33,12 @@ from .sources import (
     scan_unlabeled,
     wild_records,
 )
-from .split import earlier_sides, grouped_split, near_duplicate_groups
+from .split import earlier_sides, family_folds, grouped_split, near_duplicate_groups
 
 __all__ = [
     "CACHE_SCALE", "IMAGE_SUFFIXES", "PACKAGE_DEFAULT_LABEL", "PACKAGE_PREFIX", "UNLABELED", "DecodedImage",
     "ImageRecord", "PreparedData", "SampleStream", "TrainSet", "decode_all", "decode_record", "earlier_sides",
-    "excluded", "family_from_source_path", "fetch_package", "file_factors", "grouped_split", "is_wild",
+    "excluded", "family_folds", "family_from_source_path", "fetch_package", "file_factors", "grouped_split", "is_wild",
     "load_all_records", "load_hf_records", "load_records", "near_duplicate_groups", "parse_package_source",
     "prepare_data", "resolve_labels", "sampling_weights", "scan_imagefolder", "scan_package", "scan_source",
     "scan_unlabeled", "val_batches", "wild_records",

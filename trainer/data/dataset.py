@@ -17,7 +17,7 @@ from ..config import TrainConfig
 from ..model import preprocess_spec
 from .cache import decode_all
 from .sources import ImageRecord, excluded, load_records, resolve_labels, scan_unlabeled
-from .split import earlier_sides, grouped_split, near_duplicate_groups
+from .split import earlier_sides, family_folds, grouped_split, near_duplicate_groups
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +90,16 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
     records = [records[i] for i in arrays["ok"]]
     label_names = [r.label for r in records]
     groups = near_duplicate_groups([int(h) for h in arrays["hash"]], [r.family for r in records], cfg.group_distance)
-    forced = {i for i, r in enumerate(records) if any(name in r.family for name in cfg.holdout_families)}
-    forced_train: set[int] = set()
-    if cfg.keep_split_of:
-        earlier_val, forced_train = earlier_sides(records, arrays["hash"], label_names, cfg)
-        forced |= earlier_val
-    is_val = grouped_split(label_names, groups, cfg.val_fraction, cfg.split_seed, forced, forced_train)
+    if cfg.family_folds:
+        # Leave-family-out: one fold of whole families is the validation, the others train.
+        is_val = family_folds(label_names, groups, cfg.family_folds, cfg.split_seed) == cfg.family_fold
+    else:
+        forced = {i for i, r in enumerate(records) if any(name in r.family for name in cfg.holdout_families)}
+        forced_train: set[int] = set()
+        if cfg.keep_split_of:
+            earlier_val, forced_train = earlier_sides(records, arrays["hash"], label_names, cfg)
+            forced |= earlier_val
+        is_val = grouped_split(label_names, groups, cfg.val_fraction, cfg.split_seed, forced, forced_train)
     # Left out after the split, so an exclude list never moves other images between the sides.
     dropped = excluded(records, cfg)
     if dropped.any():
@@ -126,7 +130,9 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
         "val_frames": int(len(val_rows)),
         "sources": {origin: dict(Counter(r.label for r in kept if r.origin == origin))
                     for origin in dict.fromkeys(r.origin for r in kept)},
-        "split": f"grouped by pHash ≤ {cfg.group_distance} bits + family, seed {cfg.split_seed}, val {cfg.val_fraction}",
+        "split": (f"family fold {cfg.family_fold} of {cfg.family_folds} (pHash ≤ {cfg.group_distance} bits + family), "
+                  f"seed {cfg.split_seed}" if cfg.family_folds else
+                  f"grouped by pHash ≤ {cfg.group_distance} bits + family, seed {cfg.split_seed}, val {cfg.val_fraction}"),
     }
     train_pixels, train_targets = arrays["train_pixels"][train_rows], targets[train_owner]
     if cfg.unlabeled:

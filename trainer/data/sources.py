@@ -65,8 +65,10 @@ def family_from_source_path(source_path: str, by_search_query: bool = False) -> 
 def scan_imagefolder(root: str | Path, repo_families: list[str] = (),
                      search_query_families: list[str] = ()) -> list[ImageRecord]:
     """Images under ``root/<label>/``; a ``MANIFEST.csv`` (file, source_repo, source_path) adds family
-    keys — every image of a repository in ``repo_families`` is one family, so is every image of one
-    search query under a label in ``search_query_families`` — and provenance."""
+    keys and provenance. The family is the manifest's ``family`` column where it has one (a sticker
+    series labelled by hand); else every image of a repository in ``repo_families`` is one family, so is
+    every image of one search query under a label in ``search_query_families``, and otherwise it is read
+    from the source path (:func:`family_from_source_path`)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found / 找不到数据目录: {root}")
@@ -80,7 +82,8 @@ def scan_imagefolder(root: str | Path, repo_families: list[str] = (),
                 repo = row.get("source_repo", "").split(";")[0]
                 whole_repo = repo in repo_families
                 by_query = row.get("label", row["file"].split("/")[0]) in search_query_families
-                families[row["file"]] = (f"repo:{repo}" if whole_repo
+                families[row["file"]] = (f"family:{row['family']}" if row.get("family")
+                                         else f"repo:{repo}" if whole_repo
                                          else family_from_source_path(row.get("source_path", ""), by_query))
                 provenance[row["file"]] = f"{row.get('source_repo', '')} {row.get('source_path', '')}"
                 tags[row["file"]] = row.get("tag") or ""

@@ -83,3 +83,25 @@ def earlier_sides(records: list[ImageRecord], hashes: np.ndarray, label_names: l
                            {i for i in earlier if any(n in records[i].family for n in cfg.holdout_families)})
     return set(np.nonzero(is_val)[0].tolist()), set(np.nonzero(~is_val)[0].tolist())
 
+
+def family_folds(labels: list[str], groups: list[int], k: int, seed: int) -> np.ndarray:
+    """Fold (0..k-1) of each image for leave-family-out runs: whole groups (families joined with their
+    near-duplicates, :func:`near_duplicate_groups`) go to one fold, so no family is on both sides of any
+    fold's split. Per label (a group's most common one), larger groups are placed first, each in the fold
+    holding the fewest images of that label so far; ties in size are broken in a seeded random order."""
+    if k < 2:
+        raise ValueError(f"family folds need k ≥ 2: {k}")
+    members: dict[int, list[int]] = defaultdict(list)
+    for index, group in enumerate(groups):
+        members[group].append(index)
+    group_label = {g: Counter(labels[i] for i in idx).most_common(1)[0][0] for g, idx in members.items()}
+    rng = np.random.default_rng(seed)
+    order = sorted(rng.permutation(sorted(members)).tolist(), key=lambda g: -len(members[g]))
+    folds = np.zeros(len(groups), dtype=np.int64)
+    sizes: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(k, dtype=np.int64))
+    for group in order:
+        per_fold = sizes[group_label[group]]
+        fold = int(np.argmin(per_fold))
+        folds[members[group]] = fold
+        per_fold[fold] += len(members[group])
+    return folds
