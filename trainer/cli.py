@@ -1,4 +1,4 @@
-"""Command line: ``python -m trainer train|search|evaluate|export|predict`` in a checkout; installed from the
+"""Command line: ``python -m trainer train|search|evaluate|export|predict|frame-rule`` in a checkout; installed from the
 wheel, the package is ``nailong_trainer`` (``nailong-trainer``, ``python -m nailong_trainer``)."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ DESCRIPTION = """奶龙识别模型训练工具 / nailong model trainer
   predict   对图片给出判断 / classify image files
   mine      挖掘难负样本：给图片池打分、出编号缩略图、把标注变成数据目录 / hard-negative mining
   refresh   用管理员的纠错更新模型（带检查）/ learn the admins' corrections, gated
+  frame-rule 在留出家族上比较动图的帧规则 / compare animation frame rules on held-out sticker families
 """
 
 
@@ -130,6 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--threads", type=int, help="CPU 线程数 / CPU threads (default: torch's)")
     refresh.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="设备 / device (auto)")
     refresh.add_argument("--seed", type=int, default=0, help="随机种子 / seed")
+    frame_rule = commands.add_parser(
+        "frame-rule", help="比较帧规则 / compare frame rules",
+        description="每张图的帧只打分一次，再按各帧规则（max、mean、trimmed_mean:T、k_of_n:K）得出整图分数，在留出家族上比较："
+                    "家族集误判率 ≤ --max-fpr 的最低阈值下的召回率与家族误判率。选中的规则经配置项 frame_rule 导出。/ "
+                    "Score every image's frames once, then compare the frame rules on held-out families: recall and "
+                    "family FPR at each rule's own threshold (lowest with family-set FPR ≤ --max-fpr). The chosen rule "
+                    "ships through the config key frame_rule.")
+    frame_rule.add_argument("--model", required=True, help="model.onnx 或 / or checkpoint .pt")
+    frame_rule.add_argument("--families", nargs="+", required=True, metavar="DIR",
+                            help="留出家族目录（及来源不相交的奶龙目录）/ held-out family folders (and source-disjoint nailong)")
+    frame_rule.add_argument("--out", required=True, help="报告目录 / report directory")
+    frame_rule.add_argument("--rules", nargs="+", help="候选规则 / candidate rules (default: max mean trimmed_mean:0.25 "
+                                                       "k_of_n:2 k_of_n:3)")
+    frame_rule.add_argument("--max-fpr", type=float, default=0.01, help="家族集误判率上限 / family-set FPR of the rule (0.01)")
     return parser
 
 
@@ -196,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
                                      dict(item.split("=", 1) for item in args.git_dir))
     elif args.command == "refresh":
         return refresh_command(args)
+    elif args.command == "frame-rule":
+        from .frame_rules import frame_rule_command
+
+        frame_rule_command(args.model, args.families, args.out, args.rules, args.max_fpr)
     return 0
 
 

@@ -150,3 +150,46 @@ def test_no_sheet_without_a_false_positive(tmp_path):
     records, scores = records_of({"plain": [0.1] * 5}, nailong=[0.9])
     report = family_report(records, scores, 0.5, "nailong")
     assert worst_families_sheet(tmp_path / "w.png", records, scores, report, "nailong") is None
+
+
+def test_the_frame_rule_comparison_scores_each_rule_on_the_family_yardstick():
+    """A bear's dance with one nailong-ish frame in eight is what max acts on; nailong in two frames of
+    eight is what the mean loses (below ordinary stills the model is unsure of). k_of_n:2 keeps the
+    nailong and drops the bear."""
+    from trainer.frame_rules import choose, compare_rules
+
+    records, frames = [], []
+    for family in range(20):
+        for k in range(10):
+            records.append(ImageRecord(f"f{family}-{k}.gif", "other", f"f{family}"))
+            frames.append(np.full(8, 0.05 + 0.001 * k))
+    for family in range(5):  # stills the model is unsure of: one frame, the same score under every rule
+        for k in range(10):
+            records.append(ImageRecord(f"s{family}-{k}.png", "other", f"s{family}"))
+            frames.append(np.array([0.35]))
+    for k in range(10):  # the bear: one frame of each sticker looks like nailong
+        records.append(ImageRecord(f"bear-{k}.gif", "other", "bear"))
+        frames.append(np.array([0.97] + [0.1] * 7))
+    for k in range(10):  # nailong in two frames of eight
+        records.append(ImageRecord(f"nailong-{k}.gif", "nailong", "nailong"))
+        frames.append(np.array([0.95, 0.9] + [0.1] * 6))
+    results = compare_rules(records, frames, ["max", "mean", "k_of_n:2"], "nailong", threshold=0.5)
+    assert results["max"]["at_threshold"]["max_family_fpr"] == 1.0  # the whole bear series acts
+    assert results["max"]["at_rule_threshold"]["recall"] == 0.0  # …and pushes max's own threshold above nailong
+    assert results["mean"]["at_rule_threshold"]["recall"] == 0.0  # 0.31 < the stills' 0.35
+    assert results["k_of_n:2"]["at_threshold"]["false_positives"] == 0
+    assert results["k_of_n:2"]["at_rule_threshold"]["recall"] == 1.0
+    assert results["k_of_n:2"]["animated_at_rule_threshold"]["recall"] == 1.0
+    assert choose(results) == "k_of_n:2"
+
+
+def test_frame_rule_command_writes_its_report(tmp_path, trained):
+    _, _, onnx_path = trained
+    root = family_folder(tmp_path / "heldout", families=3)
+    out = tmp_path / "rules"
+    assert main(["frame-rule", "--model", str(onnx_path), "--families", str(root), "--out", str(out),
+                 "--rules", "max", "mean"]) == 0
+    summary = json.loads((out / "frame_rules.json").read_text(encoding="utf-8"))
+    assert set(summary["rules"]) == {"max", "mean"} and summary["chosen"] in {"max", "mean"}
+    assert summary["animated"] >= 2  # the folder's two GIFs
+    assert "Chosen" in (out / "frame_rules.md").read_text(encoding="utf-8")
