@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--wild-line", metavar="CONFIG",
                           help="与 --families 一起：该配置的野外集作第二条线 / with --families: that config's wild set as the "
                                "second line")
+    evaluate.add_argument("--val-line", metavar="CONFIG",
+                          help="与 --families 一起：该配置的分组验证集（从未训练的奶龙的召回率）/ with --families: that "
+                               "config's grouped validation (recall on nailong never trained on)")
     evaluate.add_argument("--out", default="runs/evaluate", help="报告目录 / report directory")
     evaluate.add_argument("--threshold", type=float, help="判定阈值，默认取模型推荐值 / threshold (default: the model's)")
 
@@ -145,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     frame_rule.add_argument("--rules", nargs="+", help="候选规则 / candidate rules (default: max mean trimmed_mean:0.25 "
                                                        "k_of_n:2 k_of_n:3)")
     frame_rule.add_argument("--max-fpr", type=float, default=0.01, help="家族集误判率上限 / family-set FPR of the rule (0.01)")
+    frame_rule.add_argument("--nailong-of", metavar="CONFIG",
+                            help="加入该配置分组验证集中的奶龙图片计算召回率 / add the nailong images of that config's "
+                                 "grouped validation to the recall")
     return parser
 
 
@@ -187,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         from .evaluate import evaluate_command
 
         evaluate_command(args.model, args.data, args.out, args.threshold, args.val_of, args.wild_of, args.families,
-                         args.wild_line, args.max_fpr)
+                         args.wild_line, args.max_fpr, args.val_line)
     elif args.command == "export":
         from .export import export_command
 
@@ -214,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "frame-rule":
         from .frame_rules import frame_rule_command
 
-        frame_rule_command(args.model, args.families, args.out, args.rules, args.max_fpr)
+        frame_rule_command(args.model, args.families, args.out, args.rules, args.max_fpr, args.nailong_of)
     return 0
 
 

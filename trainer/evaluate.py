@@ -34,9 +34,11 @@ def validation_records(cfg: TrainConfig) -> list[ImageRecord]:
 
 def evaluate_command(model: str, data_dirs: list[str] | None, out: str, threshold: float | None = None,
                      val_of: str | None = None, wild_of: str | None = None, families: list[str] | None = None,
-                     wild_line: str | None = None, max_fpr: float = family_yardstick.DEFAULT_MAX_FPR) -> dict:
+                     wild_line: str | None = None, max_fpr: float = family_yardstick.DEFAULT_MAX_FPR,
+                     val_line: str | None = None) -> dict:
     """``families``: held-out family folders (MANIFEST ``family`` column) → the family yardstick, with
-    ``wild_line`` (a config whose wild set is scored too) as its second line."""
+    ``wild_line`` (a config whose wild set is scored too) as its second line and ``val_line`` (a config whose
+    grouped validation is scored: recall on nailong never trained on) beside it."""
     scorer = load_scorer(model)
     threshold = scorer.threshold if threshold is None else threshold
     subsets: dict[str, list[str]] = {}
@@ -108,6 +110,12 @@ def evaluate_command(model: str, data_dirs: list[str] | None, out: str, threshol
                                    "at_threshold": wild_report(wild, wild_scores, threshold, positive),
                                    "at_rule_threshold": wild_report(wild, wild_scores,
                                                                     report["families"]["rule_threshold"], positive)}
+        if val_line:
+            validation, val_scores = score_records(scorer, validation_records(load_config(val_line)))
+            report["val_line"] = {"config": val_line,
+                                  "at_threshold": wild_report(validation, val_scores, threshold, positive),
+                                  "at_rule_threshold": wild_report(validation, val_scores,
+                                                                   report["families"]["rule_threshold"], positive)}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     (out_dir / "report.md").write_text(markdown(report), encoding="utf-8")
     plot(out_dir, matrix, classes, precision, recall, thresholds, threshold)
@@ -219,13 +227,16 @@ def markdown(report: dict) -> str:
     if "families" in report:
         lines += family_yardstick.markdown(report["families"])
         lines += ["", "![worst families](worst_families.png)"]
-    if "wild_line" in report:
-        lines += ["", f"## 第二条线：野外集 / Second line: the wild set of {report['wild_line']['config']}", "",
-                  "| threshold | other | false positives | FPR | hard FPR | nailong recall |", "|---|---|---|---|---|---|"]
-        for row in (report["wild_line"]["at_threshold"], report["wild_line"]["at_rule_threshold"]):
-            lines.append(f"| {row['threshold']:.4f} | {row['other']} | {row['false_positives']} | "
-                         f"{rate(row['false_positive_rate'])} | {rate(row['hard']['false_positive_rate'])} | "
-                         f"{rate(row['recall'])} |")
+    for key, title in (("wild_line", "第二条线：野外集 / Second line: the wild set"),
+                       ("val_line", "分组验证集 / The grouped validation")):
+        if key in report:
+            lines += ["", f"## {title} of {report[key]['config']}", "",
+                      "| threshold | other | false positives | FPR | hard FPR | nailong | recall |",
+                      "|---|---|---|---|---|---|---|"]
+            for row in (report[key]["at_threshold"], report[key]["at_rule_threshold"]):
+                lines.append(f"| {row['threshold']:.4f} | {row['other']} | {row['false_positives']} | "
+                             f"{rate(row['false_positive_rate'])} | {rate(row['hard']['false_positive_rate'])} | "
+                             f"{row['nailong']} | {rate(row['recall'])} |")
     for title, key in (("误判 / False positives", "false_positives"), ("漏判 / False negatives", "false_negatives")):
         lines += ["", f"## {title} ({len(report[key])})", ""] + [f"- {s}" for s in report[key][:50]]
     lines += ["", "![confusion](confusion.png) ![pr](pr_curve.png)", ""]

@@ -21,7 +21,9 @@ import numpy as np
 from nailong_vision.decode import ImageDecodeError
 from nailong_vision.frame_rule import parse as parse_frame_rule
 
+from .config import load_config
 from .data import ImageRecord, scan_imagefolder
+from .evaluate import validation_records
 from .families import DEFAULT_MAX_FPR, at_threshold, family_report
 from .scoring import Scorer, load_scorer
 
@@ -95,16 +97,20 @@ def markdown(results: dict[str, dict], chosen: str, model: str) -> str:
 
 
 def frame_rule_command(model: str, family_dirs: list[str], out: str, rules: list[str] | None = None,
-                       max_fpr: float = DEFAULT_MAX_FPR) -> dict:
+                       max_fpr: float = DEFAULT_MAX_FPR, nailong_of: str | None = None) -> dict:
+    """``nailong_of``: a training config whose grouped validation's nailong images join the recall (its
+    other images stay out: the false-positive side is the families')."""
     scorer = load_scorer(model)
     positive = scorer.labels[scorer.positive_index]
     records = [r for root in family_dirs for r in scan_imagefolder(root)]
+    if nailong_of:
+        records += [r for r in validation_records(load_config(nailong_of)) if r.label == positive]
     kept, frames = frame_scores(scorer, records)
     results = compare_rules(kept, frames, list(rules or CANDIDATES), positive, scorer.threshold, max_fpr)
     chosen = choose(results)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"model": scorer.name, "data": family_dirs, "images": len(kept),
+    summary = {"model": scorer.name, "data": family_dirs, "nailong_of": nailong_of, "images": len(kept),
                "animated": sum(len(f) > 1 for f in frames), "chosen": chosen, "rules": results}
     (out_dir / "frame_rules.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     (out_dir / "frame_rules.md").write_text(markdown(results, chosen, scorer.name), encoding="utf-8")
