@@ -71,6 +71,7 @@ def _mount_web(config: Config) -> bool:
         admin_token=None if admin_token is None else admin_token.get_secret_value(),
         session_hours=config.nailong_session_hours,
         secure_cookie=config.nailong_secure_cookie,
+        trusts_proxies=bool(config.forwarded_allow_ips),
     )
     if api_token is not None:
         logger.info("HTTP API 已启用 / HTTP API enabled: /nailong/api/ (NAILONG_API_TOKEN)")

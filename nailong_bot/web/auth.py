@@ -180,6 +180,7 @@ class TokenAuth:
         *,
         session_hours: float = 12.0,
         secure_cookie: bool = False,
+        trusts_proxies: bool = False,
     ) -> None:
         self._api_token, self._admin_token = api_token, admin_token
         self.secure_cookie = secure_cookie
@@ -187,6 +188,20 @@ class TokenAuth:
         # One per token: a success with one never clears the other's failures.
         self.api_throttle = Throttle("NAILONG_API_TOKEN")
         self.admin_throttle = Throttle("NAILONG_ADMIN_TOKEN")
+        self._hint_at_proxies = not trusts_proxies  # until said once
+
+    def _failed(self, throttle: Throttle, request: Request) -> None:
+        throttle.failed(client_address(request))
+        if self._hint_at_proxies and "x-forwarded-for" in request.headers:
+            # Since FORWARDED_ALLOW_IPS trusts no one by default, a proxy left out counts all its clients as one.
+            self._hint_at_proxies = False
+            logger.warning(
+                f"来自 {client_address(request)} 的错误令牌带着 X-Forwarded-For，但 FORWARDED_ALLOW_IPS 是空的，这个头"
+                "不算数。如果它是你的反向代理，把它的地址写进 FORWARDED_ALLOW_IPS，否则经它来的所有人共用一个限流 / "
+                f"a wrong token from {client_address(request)} carried X-Forwarded-For, which counts for nothing while "
+                "FORWARDED_ALLOW_IPS is empty. If that is your reverse proxy, list it in FORWARDED_ALLOW_IPS, or "
+                "everyone behind it shares one throttle"
+            )
 
     async def require_bearer(self, request: Request) -> None:
         """API dependency: before anything else runs, 429 for a locked-out client, 401 unless
@@ -199,7 +214,7 @@ class TokenAuth:
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not matches(given.strip(), self._api_token):
             if header:  # a credential was tried: no header at all guesses nothing
-                self.api_throttle.failed(address)
+                self._failed(self.api_throttle, request)
                 if (seconds := self.api_throttle.retry_after(address)) is not None:
                     raise too_many_attempts(seconds)
             raise HTTPException(
@@ -219,7 +234,7 @@ class TokenAuth:
         if matches(given, self._admin_token):
             self.admin_throttle.succeeded(client_address(request))
             return True
-        self.admin_throttle.failed(client_address(request))
+        self._failed(self.admin_throttle, request)
         return False
 
     def is_api_token(self, given: str | None) -> bool:

@@ -83,6 +83,9 @@ async def test_a_forged_forwarded_for_neither_locks_out_another_client_nor_sprea
         assert (await victim.get("/api/status", headers=bearer(API_TOKEN))).status_code == 200
         assert (await victim.post("/login", data={"token": ADMIN_TOKEN})).status_code == 303
         assert (await victim.get("/api/status", headers=bearer(guess(99)))).status_code == 401
+    # An operator whose proxy is not listed learns why everyone behind it would share one throttle.
+    log = (bot.workdir / "bot.log").read_text(errors="replace")
+    assert log.count("carried X-Forwarded-For, which counts for nothing while FORWARDED_ALLOW_IPS is empty") == 1
 
 
 async def test_right_api_calls_do_not_clear_wrong_admin_tokens(bot) -> None:
