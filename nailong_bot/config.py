@@ -111,7 +111,7 @@ class Config(BaseModel):
     # even this machine (None): any local program could otherwise claim to be any client.
     forwarded_allow_ips: list[str] | None = None
     # Seconds a connection may stay open without a whole request: from connecting, and after each
-    # answer (uvicorn's keep-alive). The OneBot WebSocket is not affected: it has a request behind it.
+    # answer (uvicorn's keep-alive). A WebSocket (the OneBot connection) is never cut for being quiet.
     nailong_idle_timeout: int = Field(default=10, ge=1, le=3600)
     # The HTTP API's share, apart from group checking's (README: 安全 / Security). Classify requests
     # at once, uploads and URL downloads included; one more is answered 429 with Retry-After.
