@@ -310,3 +310,15 @@ async def test_signing_in_again_ends_the_previous_session(app) -> None:
         thief.cookies.set(SESSION_COOKIE, first)
         assert (await thief.get("/nailong/")).status_code == 303
         assert (await browser.get("/nailong/")).status_code == 200
+
+
+def test_the_server_believes_forwarded_headers_only_from_listed_proxies() -> None:
+    from nailong_bot.server import uvicorn_options
+
+    assert Config().forwarded_allow_ips is None and Config(forwarded_allow_ips="").forwarded_allow_ips is None
+    assert uvicorn_options(Config())["proxy_headers"] is False  # not even this machine
+    listed = uvicorn_options(Config(forwarded_allow_ips="127.0.0.1, 10.0.0.0/8", nailong_idle_timeout=7))
+    assert listed["proxy_headers"] is True and listed["forwarded_allow_ips"] == "127.0.0.1,10.0.0.0/8"
+    assert listed["timeout_keep_alive"] == 7
+    with pytest.raises(ValidationError, match="'nginx' in FORWARDED_ALLOW_IPS is not an address or network"):
+        Config(forwarded_allow_ips="nginx")
