@@ -173,7 +173,9 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
 class Classifier:
     """Scores batches of preprocessed frames. ``session.run`` is thread-safe and releases the GIL."""
 
-    def __init__(self, path: Path, *, providers: list[str] | None = None, threads: int = 1) -> None:
+    def __init__(self, path: Path, *, providers: list[str] | None = None, threads: int = 1,
+                 as_second_stage: bool = False) -> None:
+        """``as_second_stage``: the model is a cascade's second stage, and may not name another."""
         if not path.is_file():
             raise ModelError(
                 f"找不到模型文件 / model file not found: {path}. "
@@ -188,6 +190,8 @@ class Classifier:
         self.info = _read_info(path, self._session)
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
+        if CASCADE_KEY in self.info.metadata and as_second_stage:
+            raise ModelError(f"级联的第二个模型不能再级联 / the second model of a cascade names a third: {path}")
         self.cascade, self.second = _second_stage(path, self.info, providers, threads)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
@@ -231,9 +235,7 @@ def _second_stage(path: Path, info: ModelInfo, providers: list[str] | None,
     second_path = path.with_name(cascade.model)
     if second_path.is_file():
         verify_checksum(second_path, required=True)
-    second = Classifier(second_path, providers=providers, threads=threads)
-    if second.second is not None:
-        raise ModelError(f"级联的第二个模型不能再级联 / the second model of a cascade names a third: {second_path}")
+    second = Classifier(second_path, providers=providers, threads=threads, as_second_stage=True)
     if second.info.labels != info.labels or second.info.positive_index != info.positive_index:
         raise ModelError(f"级联的两个模型类别不同 / the cascade's models have different labels: {second_path}")
     return cascade, second

@@ -80,3 +80,14 @@ def test_a_bad_cascade_in_the_metadata_is_a_model_error(tmp_path, cascade) -> No
     first = build_tiny_model(tmp_path / "first.onnx", extra_metadata={"cascade": json.dumps(cascade)})
     with pytest.raises(ModelError, match="cascade"):
         Classifier(first)
+
+
+def test_a_second_model_that_names_a_cascade_itself_is_refused(tmp_path) -> None:
+    """No chains, and no loop: a second model naming itself would load forever."""
+    looping = build_tiny_model(tmp_path / "second.onnx",
+                               extra_metadata={"cascade": json.dumps({"model": "second.onnx", "band": [0.3, 0.9]})})
+    write_checksum(looping)
+    first = build_tiny_model(tmp_path / "first.onnx",
+                             extra_metadata={"cascade": json.dumps({"model": "second.onnx", "band": [0.3, 0.9]})})
+    with pytest.raises(ModelError, match="third"):
+        Classifier(first)
