@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     frame_rule.add_argument("--rules", nargs="+", help="候选规则 / candidate rules (default: max mean trimmed_mean:0.25 "
                                                        "k_of_n:2 k_of_n:3)")
     frame_rule.add_argument("--max-fpr", type=float, default=0.01, help="家族集误判率上限 / family-set FPR of the rule (0.01)")
+    frame_rule.add_argument("--write", action="store_true",
+                            help="把选中的规则写进 --model（.onnx 的元数据与旁边的 .pt）/ write the chosen rule into --model "
+                                 "(the .onnx metadata and the .pt beside it)")
     frame_rule.add_argument("--nailong-of", metavar="CONFIG",
                             help="加入该配置分组验证集中的奶龙图片计算召回率 / add the nailong images of that config's "
                                  "grouped validation to the recall")
@@ -220,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "frame-rule":
         from .frame_rules import frame_rule_command
 
-        frame_rule_command(args.model, args.families, args.out, args.rules, args.max_fpr, args.nailong_of)
+        frame_rule_command(args.model, args.families, args.out, args.rules, args.max_fpr, args.nailong_of, args.write)
     return 0
 
 

@@ -183,13 +183,36 @@ def test_the_frame_rule_comparison_scores_each_rule_on_the_family_yardstick():
     assert choose(results) == "k_of_n:2"
 
 
-def test_frame_rule_command_writes_its_report(tmp_path, trained):
+def test_frame_rule_command_writes_its_report_and_the_chosen_rule(tmp_path, trained):
+    import shutil
+
+    from nailong_vision.classifier import Classifier
+    from trainer.checkpoint import Checkpoint
+    from trainer.export import sha256_file
+
     _, _, onnx_path = trained
+    model = tmp_path / "model" / "model.onnx"
+    model.parent.mkdir()
+    for path in (onnx_path, onnx_path.with_suffix(".pt")):
+        shutil.copy(path, model.parent / path.name)
     root = family_folder(tmp_path / "heldout", families=3)
     out = tmp_path / "rules"
-    assert main(["frame-rule", "--model", str(onnx_path), "--families", str(root), "--out", str(out),
-                 "--rules", "max", "mean"]) == 0
+    assert main(["frame-rule", "--model", str(model), "--families", str(root), "--out", str(out),
+                 "--rules", "max", "k_of_n:2", "--write"]) == 0
     summary = json.loads((out / "frame_rules.json").read_text(encoding="utf-8"))
-    assert set(summary["rules"]) == {"max", "mean"} and summary["chosen"] in {"max", "mean"}
+    assert set(summary["rules"]) == {"max", "k_of_n:2"} and summary["chosen"] in {"max", "k_of_n:2"}
     assert summary["animated"] >= 2  # the folder's two GIFs
     assert "Chosen" in (out / "frame_rules.md").read_text(encoding="utf-8")
+    assert Classifier(model).info.frame_rule.name == summary["chosen"]
+    assert (model.parent / "model.onnx.sha256").read_text().split()[0] == sha256_file(model)
+    assert Checkpoint.load(model.with_suffix(".pt")).config.frame_rule == summary["chosen"]
+
+
+def test_a_rule_that_loses_partly_nailong_animations_is_never_chosen():
+    from trainer.frame_rules import PARTLY_NAILONG, choose
+
+    row = {"recall": 1.0, "false_positives": 0, "worst_decile_family_fpr": 0.0}
+    results = {"mean": {"at_threshold": row, "catches_partly_nailong": False},
+               "max": {"at_threshold": {**row, "false_positives": 9}, "catches_partly_nailong": True}}
+    assert choose(results) == "max"
+    assert PARTLY_NAILONG.mean() < 0.5 < np.sort(PARTLY_NAILONG)[-2]
