@@ -87,13 +87,13 @@ def family_report(records: list[ImageRecord], scores: np.ndarray, threshold: flo
 
 def worst_families_sheet(path: Path, records: list[ImageRecord], scores: np.ndarray, report: dict, positive: str,
                          per_row: int = 8, thumb: int = 96) -> Path | None:
-    """One row per family of the ``WORST_SHOWN`` worst (at the report's threshold): its name and rate, then
-    its highest-scored images, each captioned with its score (red: acted on). None when no family has a
-    false positive."""
+    """One row per family of the ``WORST_SHOWN`` worst (at the report's threshold: the highest false-positive
+    rate, then the highest score): its name and rate, then its highest-scored images, each captioned with its
+    score (red: acted on). None when the set has no negatives."""
     from .mine import thumbnail
 
     threshold = report["at_threshold"]["threshold"]
-    worst = [(name, row) for name, row in report["per_family"].items() if row["false_positives"]][:WORST_SHOWN]
+    worst = list(report["per_family"].items())[:WORST_SHOWN]
     if not worst:
         return None
     label_width, caption = 220, 14

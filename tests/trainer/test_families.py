@@ -146,10 +146,14 @@ def test_evaluate_on_held_out_families_writes_the_yardstick_and_the_worst_famili
     assert "worst-decile" in (out / "report.md").read_text(encoding="utf-8")
 
 
-def test_no_sheet_without_a_false_positive(tmp_path):
-    records, scores = records_of({"plain": [0.1] * 5}, nailong=[0.9])
+def test_the_sheet_shows_the_worst_families_even_without_a_false_positive(tmp_path):
+    records, scores = records_of({f"plain-{i}": [0.1 + 0.01 * i] * 3 for i in range(12)}, nailong=[0.9])
     report = family_report(records, scores, 0.5, "nailong")
-    assert worst_families_sheet(tmp_path / "w.png", records, scores, report, "nailong") is None
+    sheet = worst_families_sheet(tmp_path / "w.png", records, scores, report, "nailong")
+    assert sheet is not None and sheet.is_file()
+    assert list(report["per_family"])[0] == "plain-11"  # no false positive anywhere: the highest score first
+    empty = {"at_threshold": {"threshold": 0.5}, "per_family": {}}
+    assert worst_families_sheet(tmp_path / "none.png", [], np.array([]), empty, "nailong") is None
 
 
 def test_the_frame_rule_comparison_scores_each_rule_on_the_family_yardstick():
