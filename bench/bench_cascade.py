@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from nailong_vision.classifier import Classifier, bundled_model_path  # noqa: E402
 from nailong_vision.decode import ImageDecodeError, decode_frames  # noqa: E402
+from nailong_vision.preprocess import preprocess  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "plugin" / "fixtures"
 LITE2 = ROOT / ".cache" / "bench" / "tf_efficientnet_lite2-260-untrained.onnx"
@@ -81,6 +82,19 @@ def timed(function, repeat: int) -> list[float]:
     return samples
 
 
+def interleaved(functions: list, repeat: int) -> list[list[float]]:
+    """Samples of each function taken in turn, so drift on a shared CPU falls on all of them alike."""
+    for function in functions:
+        function()
+    samples: list[list[float]] = [[] for _ in functions]
+    for _ in range(repeat):
+        for k, function in enumerate(functions):
+            started = time.perf_counter()
+            function()
+            samples[k].append(time.perf_counter() - started)
+    return samples
+
+
 def row(name: str, samples: list[float]) -> None:
     ordered = sorted(samples)
     p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
@@ -112,6 +126,15 @@ def main() -> None:
         frames = [decode_frames(f.read_bytes(), max_frames=first.info.spec.frames, draft_size=first.info.spec.size)
                   for f in files]
         print(f" {kind} ({len(files)} file(s), frames → score):")
+        spec = first.info.spec
+        before, after = ([], [])
+        for fr in frames:  # the decision's path before the frame rule (highest frame) and with it, in turn
+            old, new = interleaved([lambda: float(first.nailong_scores(preprocess(fr, spec)).max()),
+                                    lambda: first.image_score(fr)], args.repeat)
+            before += old
+            after += new
+        row("first stage, highest frame (the path before frame rules)", before)
+        row(f"first stage, Classifier.image_score ({first.info.frame_rule.name})", after)
         row("first stage alone", [s for fr in frames for s in timed(lambda: first.first_stage_score(fr), args.repeat)])
         row("second stage alone",
             [s for fr in frames for s in timed(lambda: second.first_stage_score(fr), args.repeat)])
