@@ -75,7 +75,7 @@ async def test_owner_admin_and_allowed_member_are_neither_downloaded_nor_acted_o
     for _, _, message_id in senders:
         assert image_server.requests[f"/img/exempt-{message_id}.jpg"] == 0
         assert acted_on(onebot, message_id) == []
-    assert "今天免检图片 3 张" in await ask(onebot, "/nailong status", group)
+    assert "今天免检图片 3 张" in await ask(onebot, "/奶龙 状态", group)
 
 
 async def test_the_groups_warning_renders_and_a_bad_one_changes_nothing(onebot, image_server) -> None:
@@ -103,7 +103,7 @@ async def test_observe_mode_acts_on_nothing_and_counts_the_hit(onebot, image_ser
     while "1 hits observed" not in (status := await ask(onebot, "/nailong status", group)):
         assert time.monotonic() < deadline, status
         await asyncio.sleep(0.3)
-    assert "命中 1 次" in status and image_server.requests["/img/observed.jpg"] == 1
+    assert "1 hits" in status and image_server.requests["/img/observed.jpg"] == 1
     assert acted_on(onebot, 6020) == [] and bans(onebot, group) == []
 
 
