@@ -193,6 +193,12 @@ async def test_help_and_unknown_subcommand(app: App, guard) -> None:
     assert "/奶龙 豁免 @成员|QQ号" in help_text(lang("zh-CN"))
 
 
+async def test_an_unknown_sub_command_is_echoed_cut_short(app: App, guard) -> None:
+    answer = await run_command(app, command("/nailong " + "x" * 50_000))
+    first = answer.splitlines()[0]
+    assert first == "Unknown sub-command: " + "x" * 32 + "…"
+
+
 async def test_settings_survive_a_restart(app: App, start_guard, tmp_path) -> None:
     data_dir = tmp_path / "kept"
     await start_guard(data_dir)
