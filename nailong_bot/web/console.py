@@ -437,7 +437,7 @@ async def login_form(request: Request, words: PageLang) -> Response:
 @routes.post("/login")
 async def login(request: Request, auth: Auth, words: PageLang) -> Response:
     address = client_address(request)
-    if (seconds := auth.throttle.retry_after(address)) is not None:
+    if (seconds := auth.admin_retry_after(request)) is not None:
         return _throttled_login_page(words, seconds)
     form = await _read_form(request, words)
     name = form.get("name", "").strip()
@@ -445,7 +445,7 @@ async def login(request: Request, auth: Auth, words: PageLang) -> Response:
         return _login_page(words, words("console", "bad_name"), 400)
     given = form.get("token")
     if not auth.check_admin_token(request, given):
-        if (seconds := auth.throttle.retry_after(address)) is not None:
+        if (seconds := auth.admin_retry_after(request)) is not None:
             return _throttled_login_page(words, seconds)
         if auth.is_api_token(given):
             return _login_page(words, words("console", "api_token_given"), 401)
