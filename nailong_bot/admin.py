@@ -56,6 +56,7 @@ ACTION_WORDS = {
     "observe": Action.OBSERVE, "观察": Action.OBSERVE,
 }  # fmt: skip
 RESET_WORDS = ("reset", "重置", "默认")
+_NICKNAME_KEPT = 32
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ class Operator:
 
     @classmethod
     def chat(cls, user_id: int, group_id: int, nickname: str | None, *, superuser: bool) -> Operator:
-        return cls(user_id, superuser=superuser, group_id=group_id, nickname=nickname or None)
+        # A nickname is whatever the member chose: kept short in the audit log.
+        return cls(user_id, superuser=superuser, group_id=group_id, nickname=(nickname or "")[:_NICKNAME_KEPT] or None)
 
     @classmethod
     def console(cls, name: str, client: str) -> Operator:
@@ -113,7 +115,8 @@ class SettingsChange:
     @property
     def changed(self) -> tuple[str, ...]:
         """The names of the settings that changed (none: the group already had these values)."""
-        return tuple(f.name for f in fields(GroupSettings) if getattr(self.before, f.name) != getattr(self.after, f.name))
+        names = (f.name for f in fields(GroupSettings))
+        return tuple(name for name in names if getattr(self.before, name) != getattr(self.after, name))
 
 
 @dataclass(frozen=True)

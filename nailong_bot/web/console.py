@@ -148,7 +148,8 @@ SettingsForm = Annotated[Posted, Depends(posted_form(limit=_SETTINGS_FORM_LIMIT,
 
 def page(name: str, words: Lang, **values: object) -> Html:
     template = (HERE / "templates" / name).read_text(encoding="utf-8")
-    return render(template, **words.scope("page"), html_lang=words.locale, language_switch=_language_switch(words), **values)
+    switch = _language_switch(words)
+    return render(template, **words.scope("page"), html_lang=words.locale, language_switch=switch, **values)
 
 
 def _language_switch(words: Lang) -> Html:
@@ -185,8 +186,9 @@ def _model_card(runtime: Runtime, words: Lang) -> Html:
         (say("model_name"), card["name"]),
         (say("model_version"), card["version"]),
         (say("model_exported"), card["created_at"] or "—"),
-        (say("model_threshold"), words("console", "threshold_recommended", threshold=format_threshold(card["threshold"]),
-                                        recommended=format_threshold(card["recommended_threshold"]))),
+        (say("model_threshold"), words("console", "threshold_recommended",
+                                       threshold=format_threshold(card["threshold"]),
+                                       recommended=format_threshold(card["recommended_threshold"]))),
         (say("model_validation"), words("console", "images", n=metrics.get("validation_images", "—"))),
         (say("model_precision"), _number(metrics.get("nailong_precision"))),
         (say("model_recall"), _number(metrics.get("nailong_recall"))),
@@ -214,7 +216,8 @@ def _refresh_panel(runtime: Runtime, csrf: str, words: Lang) -> Html:
         parts.append(render('<div class="gate $outcome"><h3>$heading</h3><p>$summary</p>', outcome=last.outcome,
                             heading=refresh_heading(words, last), summary=refresh_summary(words, last)))  # fmt: skip
         if last.gate:
-            parts.append("<ul>" + "".join(render("<li>$line</li>", line=line) for line in gate_lines(words, last.gate)) + "</ul>")
+            lines = gate_lines(words, last.gate)
+            parts.append("<ul>" + "".join(render("<li>$line</li>", line=line) for line in lines) + "</ul>")
             changed = last.gate.get("changed") or []
             parts.append(render("<p>$text</p>", text=say("images_changed", n=len(changed))))
             parts.append("<ul class=\"changed\">" + "".join(
@@ -490,8 +493,7 @@ async def static(name: str) -> Response:
 
 
 @routes.get("/thumb/{sha256}")
-async def thumbnail(sha256: str, session: SignedIn, words: PageLang) -> Response:
-    runtime = running()
+async def thumbnail(sha256: str, session: SignedIn, runtime: RunningRuntime, words: PageLang) -> Response:
     kept = await asyncio.to_thread(runtime.recent.newest, runtime.config.nailong_recent_max_images)
     entry = next((e for e in kept if e.sha256 == sha256), None) if _SHA256.fullmatch(sha256) else None
     if entry is None:
@@ -504,12 +506,11 @@ async def thumbnail(sha256: str, session: SignedIn, words: PageLang) -> Response
 
 
 @routes.post("/correct")
-async def correct(posted: Form, words: PageLang) -> Response:
+async def correct(posted: Form, runtime: RunningRuntime, words: PageLang) -> Response:
     form = posted.form
     label, message_id = form.get("label"), form.get("message_id", "")
     if label not in LABELS or not _MESSAGE_ID.fullmatch(message_id):
         raise HTTPException(400, words("console", "correct_needs"))
-    runtime = running()
     entries = await asyncio.to_thread(runtime.recent.lookup, int(message_id))
     entry = next((e for e in entries if e.sha256 == form.get("sha256")), None)
     if entry is None:
@@ -526,13 +527,13 @@ async def correct(posted: Form, words: PageLang) -> Response:
 
 
 @routes.post("/settings")
-async def change_settings(posted: SettingsForm, words: PageLang) -> Response:
+async def change_settings(posted: SettingsForm, runtime: RunningRuntime, words: PageLang) -> Response:
     group = posted.form.get("group_id", "")
     if not re.fullmatch(r"[0-9]{1,12}", group) or int(group) == 0:
         raise HTTPException(400, words("console", "group_needed"))
     group_id = int(group)
     try:
-        change = await admin.change_settings_form(running(), posted.operator, group_id, posted.form)
+        change = await admin.change_settings_form(runtime, posted.operator, group_id, posted.form)
     except Refused as refused:
         status = 500 if refused.key in ("cannot_save", "save_failed") else 400
         return _settings_refused(group_id, refused, words, status)
