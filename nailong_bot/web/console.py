@@ -396,7 +396,7 @@ def _notice(notice: str | None, words: Lang) -> Html:
     error = " error" if NOTICES[notice] else ""
     return render(
         '<p class="notice$error" role="status">$text <button type="button" class="dismiss" hidden '
-        'aria-label="$dismiss">×</button></p>',
+        'aria-label="$dismiss"></button></p>',
         error=error, text=words("notice", notice), dismiss=words("page", "dismiss"),
     )  # fmt: skip
 

@@ -4,11 +4,10 @@
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
-  const notice = document.querySelector(".notice");
-  if (notice) {
-    const dismiss = notice.querySelector(".dismiss");
+  const dismiss = document.querySelector(".notice > .dismiss");
+  if (dismiss) {
     dismiss.hidden = false;
-    dismiss.addEventListener("click", () => notice.remove());
+    dismiss.addEventListener("click", () => dismiss.parentElement.remove());
   }
 
   const box = document.getElementById("try-box");
