@@ -22,14 +22,17 @@ def _day(day: date) -> str:
 
 
 def hits_chart(days: list[tuple[date, Counts]], words: Lang) -> Html:
-    """Bars of hits per day (oldest left, today right), with the day's images checked in each bar's title."""
+    """Bars of hits per day (oldest left, today right), with the day's images checked in each bar's title;
+    only a caption when there was no hit."""
     hits = [counts.hits for _, counts in days]
-    peak = max(hits, default=0)
     total = sum(hits)
-    slot = (RIGHT - LEFT) / max(len(days), 1)
+    if not total:  # an empty plot says nothing more than its caption
+        return render('<figure class="chart"><figcaption>$summary</figcaption></figure>',
+                      summary=words("chart", "no_hits", days=len(days)))  # fmt: skip
+    peak, slot = max(hits), (RIGHT - LEFT) / len(days)
     bars = []
     for index, (day, counts) in enumerate(days):
-        height = (BOTTOM - TOP) * counts.hits / peak if peak else 0
+        height = (BOTTOM - TOP) * counts.hits / peak
         bars.append(render(
             '<rect x="$x" y="$y" width="$width" height="$height" class="$kind"><title>$title</title></rect>',
             x=f"{LEFT + index * slot + GAP / 2:.1f}", y=f"{BOTTOM - height:.1f}",
@@ -37,11 +40,8 @@ def hits_chart(days: list[tuple[date, Counts]], words: Lang) -> Html:
             kind="bar today" if index == len(days) - 1 else "bar",
             title=words("chart", "bar", day=_day(day), hits=counts.hits, checked=counts.checked),
         ))  # fmt: skip
-    summary = (
-        words("chart", "summary", days=len(days), total=total, peak=peak)
-        if total else words("chart", "no_hits", days=len(days))
-    )  # fmt: skip
-    first, last = (_day(days[0][0]), _day(days[-1][0])) if days else ("", "")
+    summary = words("chart", "summary", days=len(days), total=total, peak=peak)
+    first, last = _day(days[0][0]), _day(days[-1][0])
     return render(
         '<figure class="chart"><svg viewBox="0 0 $width $height" role="img" aria-label="$summary">'
         '<line x1="$left" y1="$bottom" x2="$right" y2="$bottom" class="axis"/>'

@@ -241,14 +241,15 @@ def _refresh_panel(runtime: Runtime, csrf: str, words: Lang) -> Html:
 
 
 def _group_card(runtime: Runtime, group_id: int, words: Lang) -> Html:
-    """A group at a glance: on or off, threshold and action, its counts today, over 7 and over 31 days,
-    and its hits per day."""
+    """A group at a glance: on or off, threshold and action, its counts today, over 7 and over 31 days
+    (images checked and hits always, the others once there are any), and its hits per day."""
     settings, stats = runtime.store.get(group_id), runtime.stats
     windows = [stats.over_days(group_id, days) for days in (1, 7, KEEP_DAYS)]
+    shown = [name for name in COUNT_NAMES if name in ("checked", "hits") or getattr(windows[-1], name)]
     rows = "".join(
         render("<tr><th>$name</th>$cells</tr>", name=words("counts", name), cells=Html("".join(
             render('<td class="number">$n</td>', n=getattr(counts, name)) for counts in windows)))
-        for name in COUNT_NAMES
+        for name in shown
     )  # fmt: skip
     return render(
         '<article class="group card" id="group-$group" data-group="$group">'
