@@ -444,7 +444,7 @@ async def test_a_setting_changed_in_chat_and_one_in_the_console_each_add_one_aud
 
 
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
-DESKTOP = {"width": 1280, "height": 960, "deviceScaleFactor": 1, "mobile": False}
+DESKTOP = {"width": 1280, "height": 1400, "deviceScaleFactor": 1, "mobile": False}
 # Every element on the page whose box reaches past the screen's left or right edge (hidden ones have none).
 WIDER_THAN_THE_SCREEN = """
 const width = document.documentElement.clientWidth;
