@@ -27,7 +27,7 @@ def _options(choices: list[tuple[str, str]], selected: str) -> Html:
 def settings_form(runtime: Runtime, group_id: int, csrf: str, words: Lang) -> Html:
     """One group's settings, editable: the same settings, checks and audit record as the chat commands."""
     settings = runtime.store.get(group_id)
-    switch = [("on", words("settings", "on")), ("off", words("settings", "off"))]
+    switch = [("on", words("form", "on")), ("off", words("form", "off"))]
     actions = [(action.value, words("action", action.value)) for action in dict.fromkeys(ACTION_WORDS.values())]
     if settings.action.value not in dict(actions):  # "log" comes only from the global settings
         actions.append((settings.action.value, words("action", settings.action.value)))
