@@ -251,15 +251,16 @@ async def set_warning(runtime: Runtime, operator: Operator, group_id: int, text:
     return await change_settings(runtime, operator, group_id, reply_text=_checked(check_template, text))
 
 
-def _members(mentioned: Iterable[int], typed: str) -> tuple[int, ...]:
-    members = tuple(sorted(set(mentioned) | set(_checked(parse_members, typed))))
+def _members(mentioned: Iterable[str], typed: str) -> tuple[int, ...]:
+    """The QQ numbers of the at-mentions (as the event carries them) and those typed, checked alike."""
+    members = _checked(parse_members, " ".join([*mentioned, typed]))
     if not members:
         raise Refused("no_members")
     return members
 
 
 async def allow(
-    runtime: Runtime, operator: Operator, group_id: int, *, mentioned: Iterable[int] = (), typed: str = ""
+    runtime: Runtime, operator: Operator, group_id: int, *, mentioned: Iterable[str] = (), typed: str = ""
 ) -> AllowListChange:
     """Put members (at-mentioned, or QQ numbers typed) on the group's allow-list."""
     members = _members(mentioned, typed)
@@ -272,7 +273,7 @@ async def allow(
 
 
 async def disallow(
-    runtime: Runtime, operator: Operator, group_id: int, *, mentioned: Iterable[int] = (), typed: str = ""
+    runtime: Runtime, operator: Operator, group_id: int, *, mentioned: Iterable[str] = (), typed: str = ""
 ) -> AllowListChange:
     """Take members off the group's allow-list; refused when none of them is on it."""
     members = _members(mentioned, typed)

@@ -148,8 +148,9 @@ async def _exempt_admins(call: Invocation) -> str:
     return call.say("exempt_set", what=exempt_admins_text(call.lang, change.after.exempt_admins))
 
 
-def _mentioned(call: Invocation) -> set[int]:
-    return {int(seg.data["qq"]) for seg in call.message if seg.type == "at" and str(seg.data["qq"]).isdecimal()}
+def _mentioned(call: Invocation) -> list[str]:
+    """The at-mentions' QQ numbers as the event carries them: the core checks them as typed ones."""
+    return [str(seg.data.get("qq")) for seg in call.message if seg.type == "at"]
 
 
 @subcommand("allow", "豁免", usage="allow")

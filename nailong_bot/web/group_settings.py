@@ -66,7 +66,7 @@ def settings_form(
     the whole form)."""
     settings = runtime.store.get(group_id)
     entered, errors = entered or {}, errors or {}
-    switch = [("on", words("settings", "on")), ("off", words("settings", "off"))]
+    switch = [("on", words("form", "on")), ("off", words("form", "off"))]
     actions = [(action.value, words("action", action.value)) for action in dict.fromkeys(ACTION_WORDS.values())]
     if settings.action.value not in dict(actions):  # "log" comes only from the global settings
         actions.append((settings.action.value, words("action", settings.action.value)))

@@ -53,6 +53,8 @@ async def test_a_setting_changed_is_one_audit_record_and_a_typed_result(guard) -
         (lambda g: admin.set_warning(g, ADMIN, 1, "{user.__class__}"), "invalid"),
         (lambda g: admin.allow(g, ADMIN, 1, typed="abc"), "invalid"),
         (lambda g: admin.allow(g, ADMIN, 1), "no_members"),
+        (lambda g: admin.allow(g, ADMIN, 1, mentioned=["9" * 5000]), "invalid"),  # an @-mention of 5,000 digits
+        (lambda g: admin.allow(g, ADMIN, 1, mentioned=["all"]), "invalid"),  # @全体成员
         (lambda g: admin.disallow(g, ADMIN, 1, typed="123456"), "not_allowed"),
         (lambda g: admin.rollback(g, ADMIN), "superusers_only"),
         (lambda g: admin.rollback(g, OWNER), "no_earlier_model"),
@@ -72,7 +74,7 @@ async def test_each_kind_of_setting_goes_through_the_core(guard) -> None:
     await admin.set_exempt_admins(guard, ADMIN, 1, "off")
     await admin.set_mute(guard, ADMIN, 1, ["3", "10m"])
     await admin.set_warning(guard, ADMIN, 1, "{user} 别发")
-    added = await admin.allow(guard, ADMIN, 1, mentioned=[111111], typed="222222 111111")
+    added = await admin.allow(guard, ADMIN, 1, mentioned=["111111"], typed="222222 111111")
     assert isinstance(added, AllowListChange) and added.named == (111111, 222222) and added.size == 2
     removed = await admin.disallow(guard, ADMIN, 1, typed="222222 333333")
     assert removed.changed == (222222,) and removed.size == 1
