@@ -1,6 +1,12 @@
-"""The web console at `/nailong/`: groups and their settings (editable), recent images, corrections, the
-audit log, the model card and a box to try an image. Server-rendered HTML and one small script; nothing is
-loaded from outside the bot. Signed in with NAILONG_ADMIN_TOKEN (see auth.py).
+"""The web console at `/nailong/`, in this order under a bar of links: the groups (counts and hits per day,
+chart.py), recent images (each with its correction and undo), each group's settings (editable,
+group_settings.py), corrections, the audit log (readable lines, readable.py), a box to try an image,
+refreshing the model and last the model card. Server-rendered HTML and one small script that nothing needs;
+nothing is loaded from outside the bot. Stacked cards on a phone (static/console.css). Signed in with
+NAILONG_ADMIN_TOKEN (see auth.py).
+
+A form's answer comes back to the card it was sent from (``#anchor``), so the page stays in place; a
+refused settings form comes back with what was entered and the reason beside each field.
 
 A thin adapter over the admin core (admin.py): each form is read, handed to the core with the signed-in
 :class:`~nailong_bot.admin.Operator`, and its result shown; every change, and its audit record, is made
