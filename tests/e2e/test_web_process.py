@@ -556,7 +556,7 @@ async def test_the_console_at_phone_width(console_bot, chromium, image_server, t
     def english_then_back() -> str:
         driver.get(base + "?lang=en-US")
         check_width("console in English")
-        text = driver.find_element(By.TAG_NAME, "nav").text
+        text = driver.find_element(By.CSS_SELECTOR, "nav.sections").text
         driver.get(base + "?lang=zh-CN")
         return text
 

@@ -317,3 +317,11 @@ async def test_a_corrected_image_shows_its_correction_and_can_be_undone_in_place
     assert "已撤销纠错" in page and ">误判</button>" in page
     again = await signed_in.post("/nailong/undo", data={key: form[key] for key in ("csrf", "message_id", "sha256")})
     assert again.headers["Location"] == f"/nailong/?notice=not-corrected#{anchor}"
+
+
+async def test_groups_hits_and_images_come_first_the_model_last_with_links_to_each(signed_in) -> None:
+    page = (await signed_in.get("/nailong/")).text
+    sections = re.findall(r'<section id="([a-z]+)">', page)
+    assert sections == ["groups", "recent", "settings", "corrections", "audit", "try", "refresh", "model"]
+    nav = page[page.index('<nav class="sections"') : page.index("</nav>")]
+    assert re.findall(r'href="#([a-z]+)"', nav) == sections
