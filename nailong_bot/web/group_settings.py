@@ -48,7 +48,9 @@ def field_errors(
         try:
             form_changes(entered, current, default_text)
         except Refused as refused:
-            errors[field] = words("refused", refused.key, **refused.values)
+            # Beside its field the reason is enough; the form's own line says nothing was saved.
+            reason = refused.values.get("reason") if refused.key == "invalid" else None
+            errors[field] = str(reason) if reason else words("refused", refused.key, **refused.values)
     return errors
 
 
