@@ -538,7 +538,7 @@ async def test_the_console_at_phone_width(console_bot, chromium, image_server, t
 
     assert await asyncio.to_thread(save_settings) == ("群设置已保存。", "0.75")
 
-    def refused_beside_its_field() -> tuple[str, str]:
+    def refused_beside_its_field() -> tuple[str, str, float]:
         form = driver.find_element(By.CSS_SELECTOR, selector)
         form.find_element(By.NAME, "threshold").clear()
         form.find_element(By.NAME, "threshold").send_keys("2")
@@ -548,10 +548,12 @@ async def test_the_console_at_phone_width(console_bot, chromium, image_server, t
         error = wait.until(lambda d: d.find_elements(By.ID, "s304-threshold-error"))[0]
         check_width("refused settings form")
         kept = driver.find_element(By.CSS_SELECTOR, selector).find_element(By.NAME, "allowed")
-        return error.text, kept.get_attribute("value")
+        top = driver.execute_script("return arguments[0].getBoundingClientRect().top", error)
+        return error.text, kept.get_attribute("value"), top
 
-    error, allowed_kept = await asyncio.to_thread(refused_beside_its_field)
+    error, allowed_kept, top = await asyncio.to_thread(refused_beside_its_field)
     assert "2" in error and allowed_kept == "123456"
+    assert 0 <= top < PHONE["height"]  # the refused field has the focus, in view
 
     def english_then_back() -> str:
         driver.get(base + "?lang=en-US")
