@@ -47,13 +47,15 @@ from .auth import CSRF_HEADER, SESSION_COOKIE, Session, TokenAuth, client_addres
 from .chart import hits_chart
 from .group_settings import field_errors, settings_form
 from .html import Html, render
-from .readable import audit_line, local_time, operator, time_zone
+from .readable import audit_line, correction_makers, local_time, operator, time_zone
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
 RECENT_SHOWN = 40
 CORRECTIONS_SHOWN = 20
 AUDIT_SHOWN = 20
+# The audit entries read for the nicknames of who made the corrections shown.
+AUDIT_READ = 200
 _FORM_LIMIT = 4096
 # A group's settings form: an allow-list of a few hundred QQ numbers, a warning of 300 Chinese characters.
 _SETTINGS_FORM_LIMIT = 32 * 1024
@@ -288,7 +290,9 @@ def image_anchor(entry: RecentImage) -> str:
     return f"image-{entry.message_id}-{entry.sha256[:12]}"
 
 
-def _recent_item(entry: RecentImage, correction: Correction | None, csrf: str, words: Lang) -> Html:
+def _recent_item(
+    entry: RecentImage, correction: Correction | None, makers: dict[str, str], csrf: str, words: Lang
+) -> Html:
     """An image's card: the model's call and, once corrected, the correction with its undo; otherwise the
     button that corrects it (a hit can be wrong, an image let through can be a missed nailong)."""
     say = lambda key, **values: words("console", key, **values)  # noqa: E731
@@ -303,8 +307,7 @@ def _recent_item(entry: RecentImage, correction: Correction | None, csrf: str, w
             '<form method="post" action="/nailong/undo">$fields<button type="submit" class="undo quiet">$undo</button>'
             "</form>",
             label=say("corrected_to", label=say(f"label_{correction.label}")),
-            by=say("corrected_by", who=operator(_operator_name(correction.user_id), words),
-                   when=local_time(correction.time)),
+            by=say("corrected_by", who=operator(_maker(correction, makers), words), when=local_time(correction.time)),
             fields=fields, undo=say("undo"),
         )  # fmt: skip
     else:
@@ -333,12 +336,14 @@ def _recent_item(entry: RecentImage, correction: Correction | None, csrf: str, w
     )
 
 
-def _operator_name(user_id: int | str) -> str:
-    """A correction's maker as the audit log names them (a QQ number, or the console's operator)."""
-    return f"qq:{user_id}" if isinstance(user_id, int) else user_id
+def _maker(correction: Correction, makers: dict[str, str]) -> str:
+    """Who made a correction as the audit log names them: with their nickname when the entry was read,
+    else as the correction keeps them (a QQ number, or the console's operator)."""
+    user = correction.user_id
+    return makers.get(correction.id) or (f"qq:{user}" if isinstance(user, int) else user)
 
 
-def _correction_row(correction: Correction, words: Lang) -> Html:
+def _correction_row(correction: Correction, makers: dict[str, str], words: Lang) -> Html:
     say = lambda key: words("page", key)  # noqa: E731
     return render(
         '<tr data-correction="$id"><td data-label="$l_time">$time</td><td data-label="$l_label">$label</td>'
@@ -351,7 +356,7 @@ def _correction_row(correction: Correction, words: Lang) -> Html:
         time=local_time(correction.time),
         label=words("console", f"label_{correction.label}"),
         group=correction.group_id,
-        operator=operator(_operator_name(correction.user_id), words),
+        operator=operator(_maker(correction, makers), words),
         score="—" if correction.score is None else f"{correction.score:.3f}",
         version=correction.model_version,
     )  # fmt: skip
@@ -445,8 +450,8 @@ async def _console_page(
 ) -> Html:
     recent = await asyncio.to_thread(runtime.recent.newest, RECENT_SHOWN)
     corrections = await asyncio.to_thread(runtime.corrections.newest, len(runtime.corrections))
-    audit = await asyncio.to_thread(runtime.audit.latest, AUDIT_SHOWN)
-    corrected = {correction.id: correction for correction in corrections}
+    audit = await asyncio.to_thread(runtime.audit.latest, AUDIT_READ)
+    corrected, makers = {correction.id: correction for correction in corrections}, correction_makers(audit)
     csrf, say = session.csrf, lambda key, **values: words("console", key, **values)  # noqa: E731
     return page(
         "console.html",
@@ -458,11 +463,11 @@ async def _console_page(
         group_cards=_group_cards(runtime, words),
         group_settings=_settings_forms(runtime, csrf, words, again),
         recent_items=Html("".join(
-            _recent_item(entry, corrected.get(_correction_id(entry)), csrf, words) for entry in recent
+            _recent_item(entry, corrected.get(_correction_id(entry)), makers, csrf, words) for entry in recent
         )) or render('<li class="empty">$text</li>', text=say("no_image")),
-        correction_rows=Html("".join(_correction_row(c, words) for c in corrections[:CORRECTIONS_SHOWN]))
+        correction_rows=Html("".join(_correction_row(c, makers, words) for c in corrections[:CORRECTIONS_SHOWN]))
         or render('<tr><td colspan="7" class="empty">$text</td></tr>', text=say("no_correction")),
-        audit_lines=Html("".join(audit_line(entry, words) for entry in audit))
+        audit_lines=Html("".join(audit_line(entry, words) for entry in audit[:AUDIT_SHOWN]))
         or render('<li class="empty">$text</li>', text=say("no_change")),
         refresh_panel=_refresh_panel(runtime, csrf, words),
         model_card=_model_card(runtime, words),

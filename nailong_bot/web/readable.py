@@ -53,6 +53,18 @@ def operator(name: object, words: Lang) -> str:
     return text
 
 
+def correction_makers(entries: list[Mapping]) -> dict[str, str]:
+    """Who made each correction, as the audit log names them ("qq:5 (小王)", with the nickname the
+    correction itself does not keep), by correction id; from ``entries``, newest first."""
+    makers: dict[str, str] = {}
+    for entry in entries:
+        after = entry.get("after")
+        if entry.get("action") == "correction" and isinstance(after, Mapping):
+            for correction_id in after.get("corrections") or []:
+                makers.setdefault(str(correction_id), str(entry.get("operator")))
+    return makers
+
+
 def where(client: object, words: Lang) -> str:
     """``group:123`` as "群 123"; a console client's address as it is."""
     if client is None:

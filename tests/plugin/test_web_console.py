@@ -14,6 +14,8 @@ import pytest
 from fastapi import FastAPI
 from PIL import Image
 
+from nailong_bot import admin
+from nailong_bot.admin import Operator
 from nailong_bot.cache import content_key
 from nailong_bot.corrections import Corrections
 from nailong_bot.web import mount
@@ -325,3 +327,15 @@ async def test_groups_hits_and_images_come_first_the_model_last_with_links_to_ea
     assert sections == ["groups", "recent", "settings", "corrections", "audit", "try", "refresh", "model"]
     nav = page[page.index('<nav class="sections"') : page.index("</nav>")]
     assert re.findall(r'href="#([a-z]+)"', nav) == sections
+
+
+async def test_a_correction_made_in_chat_shows_its_maker_by_nickname(signed_in, guard) -> None:
+    sha256 = keep_hit(guard, NAILONG, message_id=911)
+    (entry,) = guard.recent.lookup(911)
+    member = Operator.chat(5, 9, "群主小王", superuser=False)
+    await admin.correct(guard, member, [(entry, guard.recent.read(entry))], "other")
+    page = (await signed_in.get("/nailong/")).text
+    card = page[page.index(f'id="image-911-{sha256[:12]}"') :]
+    assert '<div class="by">群主小王 · ' in card[: card.index("</li>")]
+    assert '<td data-label="操作人">群主小王</td>' in page
+    assert '<span class="what">纠错 消息 911：是奶龙 → 不是奶龙</span>' in page and ">群主小王 · 群 9 · " in page
