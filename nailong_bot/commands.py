@@ -34,8 +34,10 @@ from .setting_input import (
     MAX_ALLOWED,
     InvalidSetting,
     check_template,
+    echo,
     parse_members,
     parse_mute,
+    parse_qq,
     parse_switch,
     parse_threshold,
 )
@@ -171,7 +173,7 @@ async def _action(call: Invocation) -> str:
     usage = "用法 / usage: /nailong action recall|reply|both|observe（/奶龙 动作 撤回|回复|都要|观察）"
     action = ACTION_NAMES.get(call.args[0].lower()) if len(call.args) == 1 else None
     if action is None:
-        given = f": {call.args[0]!r}" if call.args else ""
+        given = f": {echo(call.args[0])}" if call.args else ""
         return f"未知的动作 / unknown action{given}\n{usage}"
     settings = await _change(call, action=action)
     return f"动作已设为 / action set to {ACTION_LABELS[settings.action]}"
@@ -216,8 +218,8 @@ async def _exempt_admins(call: Invocation) -> str:
 
 def _members(call: Invocation, usage: str) -> tuple[int, ...]:
     """The members named by at-mentions and QQ numbers in the command."""
-    mentioned = {int(seg.data["qq"]) for seg in call.message if seg.type == "at" and str(seg.data["qq"]).isdecimal()}
     try:
+        mentioned = {parse_qq(str(seg.data.get("qq"))) for seg in call.message if seg.type == "at"}
         typed = parse_members(" ".join(call.args))
     except InvalidSetting as error:
         raise CommandFailed(f"{error}\n{usage}") from None
@@ -587,7 +589,7 @@ async def _dispatch(bot: Bot, event: GroupMessageEvent, arg: Message = CommandAr
     words = arg.extract_plain_text().split()
     entry = SUBCOMMANDS.get(words[0].lower()) if words else SUBCOMMANDS["help"]
     if entry is None:
-        await nailong_command.finish(f"未知的子命令 / unknown sub-command: {words[0]!r}\n{help_text()}")
+        await nailong_command.finish(f"未知的子命令 / unknown sub-command: {echo(words[0])}\n{help_text()}")
     if entry.superuser_only and not await SUPERUSER(bot, event):
         await nailong_command.finish(SUPERUSER_REFUSAL)
     # The sub-command's own text as typed (a warning template keeps its spaces).

@@ -55,18 +55,18 @@ async def test_new_settings_round_trip(tmp_path) -> None:
     store = SettingsStore(tmp_path, DEFAULTS)
     store.load()
     await store.update(
-        5, exempt_admins=False, allowed=(222, 111), mute=MutePolicy(3, 600), reply_text="{user} 别发",
+        5, exempt_admins=False, allowed=(222222, 111111), mute=MutePolicy(3, 600), reply_text="{user} 别发",
         action=Action.OBSERVE,
     )
     assert json.loads(store.path.read_text())["groups"]["5"] == {
-        "action": "observe", "exempt_admins": False, "allowed": [222, 111],
+        "action": "observe", "exempt_admins": False, "allowed": [111111, 222222],
         "mute": {"after": 3, "seconds": 600}, "reply_text": "{user} 别发",
     }  # fmt: skip
     reloaded = SettingsStore(tmp_path, DEFAULTS)
     reloaded.load()
     assert reloaded.get(5) == GroupSettings(
         enabled=True, threshold=0.7, action=Action.OBSERVE, exempt_admins=False,
-        allowed=frozenset({111, 222}), mute=MutePolicy(3, 600), reply_text="{user} 别发",
+        allowed=frozenset({111111, 222222}), mute=MutePolicy(3, 600), reply_text="{user} 别发",
     )  # fmt: skip
     await reloaded.update(5, reply_text=None)  # reset: the global text again
     assert reloaded.get(5).reply_text == DEFAULTS.reply_text
