@@ -12,6 +12,7 @@ from ..setting_input import (
     InvalidSetting,
     check_template,
     duration_text,
+    echo,
     parse_duration,
     parse_members,
     parse_mute_after,
@@ -89,7 +90,7 @@ def settings_changes(form: dict[str, str], current: GroupSettings, default_text:
     if "action" in form and form["action"] != current.action.value:
         action = ACTION_NAMES.get(form["action"])
         if action is None:
-            raise InvalidSetting(f"未知的动作 / unknown action: {form['action']!r}")
+            raise InvalidSetting(f"未知的动作 / unknown action: {echo(form['action'])}")
         changes["action"] = action
     if "exempt_admins" in form and (exempt := parse_switch(form["exempt_admins"])) != current.exempt_admins:
         changes["exempt_admins"] = exempt

@@ -11,7 +11,16 @@ import pytest
 from nonebot.adapters.onebot.v11 import Message, MessageSegment
 from nonebug import App
 
-from nailong_bot.setting_input import InvalidSetting, duration_text, parse_duration, parse_members, parse_mute
+from nailong_bot.setting_input import (
+    MAX_ECHO_CHARS,
+    InvalidSetting,
+    duration_text,
+    parse_duration,
+    parse_members,
+    parse_mute,
+    parse_qq,
+    parse_threshold,
+)
 from nailong_bot.stats import Counts
 from nailong_bot.storage import MUTE_OFF, Action, GroupSettings, MutePolicy, SettingsStore
 from nailong_bot.strikes import StrikeStore
@@ -59,7 +68,7 @@ async def test_new_settings_round_trip(tmp_path) -> None:
         action=Action.OBSERVE,
     )
     assert json.loads(store.path.read_text())["groups"]["5"] == {
-        "action": "observe", "exempt_admins": False, "allowed": [111111, 222222],
+        "action": "observe", "exempt_admins": False, "allowed": [222222, 111111],
         "mute": {"after": 3, "seconds": 600}, "reply_text": "{user} 别发",
     }  # fmt: skip
     reloaded = SettingsStore(tmp_path, DEFAULTS)
@@ -191,9 +200,49 @@ def test_typed_values() -> None:
     for bad in (["0", "10m"], ["3"], ["x", "10m"], ["3", "10m", "1"], []):
         with pytest.raises(InvalidSetting):
             parse_mute(bad)
-    assert parse_members("222, 111，333 111") == (111, 222, 333)
+    assert parse_members("222222, 111111，333333 111111") == (111111, 222222, 333333)
     with pytest.raises(InvalidSetting, match="not a QQ number: abc"):
-        parse_members("111 abc")
+        parse_members("111111 abc")
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "says"),
+    [
+        (parse_duration, "1" * 400, "a mute lasts from 1 minute to 30 days"),
+        (parse_duration, "9" * 21 + "m", "a mute lasts from 1 minute to 30 days"),
+        (parse_threshold, "9" * 400, "threshold must be a number within 0..1"),
+        (parse_threshold, "0." + "5" * 50_000, "threshold must be a number within 0..1"),
+        (parse_qq, "0", "not a QQ number: 0"),
+        (parse_qq, "9999", "not a QQ number: 9999"),
+        (parse_qq, "4294967296", "not a QQ number: 4294967296"),
+        (parse_qq, "12345678901234567890", "not a QQ number: 12345678901234567890"),
+        (parse_qq, "5" * 5000, "not a QQ number: " + "5" * MAX_ECHO_CHARS + "…（共 5000 字"),
+        (parse_members, "123456 0", "not a QQ number: 0"),
+    ],
+    ids=["400-digits", "21-digits", "threshold-400-digits", "threshold-50000", "qq-0", "qq-4-digits",
+         "qq-2**32", "qq-20-digits", "qq-5000-digits", "members-0"],
+)  # fmt: skip
+def test_oversized_and_out_of_range_values_are_refused_briefly(parse, text: str, says: str) -> None:
+    """Issue 21: a 400-digit duration raised OverflowError (a 500 in the console, no answer in chat),
+    QQ 0 and 20 digits were stored, and refusals repeated the whole input."""
+    with pytest.raises(InvalidSetting) as refused:
+        parse(text)
+    assert says in str(refused.value) and len(str(refused.value)) < 300
+
+
+def test_qq_range_edges() -> None:
+    assert parse_qq("10000") == 10000 and parse_qq(" 4294967295 ") == 4294967295
+
+
+async def test_stored_allow_list_entries_out_of_range_are_dropped_and_the_rest_kept(tmp_path, caplog_loguru) -> None:
+    entry = {"allowed": [0, 12345678901234567890, 123456], "threshold": 0.6, "mute": {"after": 2, "seconds": 600}}
+    (tmp_path / "settings.json").write_text(json.dumps({"version": 1, "groups": {"7": entry}}))
+    store = SettingsStore(tmp_path, DEFAULTS)
+    store.load()
+    settings = store.get(7)
+    assert (settings.allowed, settings.threshold, settings.mute) == ({123456}, 0.6, MutePolicy(2, 600))
+    assert not list(tmp_path.glob("settings.json.corrupt-*"))
+    assert any("allow-list entries that are not QQ numbers" in line and "group=7" in line for line in caplog_loguru)
 
 
 # --- chat commands -----------------------------------------------------------------------------------
@@ -221,6 +270,18 @@ async def test_allow_list_by_mention_and_number(app: App, guard) -> None:
     assert (await ask(app, "/nailong allow")).startswith("用法 / usage")
     assert guard.store.get(1).allowed == {123456, 654321}
     assert await ask(app, "/nailong allowed", group_id=2) == "豁免名单为空 / The allow-list is empty."
+
+
+async def test_oversized_chat_input_gets_a_short_answer(app: App, guard) -> None:
+    """Issue 21: these got no answer (an exception) or echoed 50,000 characters back."""
+    mention = await ask(app, "/nailong allow ", mentions=(int("5" * 4000),))
+    assert mention.startswith("不是 QQ 号 / not a QQ number: 5555") and len(mention) < 400
+    assert (await ask(app, "/nailong allow ", mentions=(0,))).startswith("不是 QQ 号 / not a QQ number: 0")
+    assert (await ask(app, "/nailong mute 3 " + "1" * 400)).startswith("禁言时长须在 1 分钟到 30 天之间")
+    unknown = (await ask(app, "/nailong " + "x" * 50_000)).splitlines()[0]
+    assert unknown == f"未知的子命令 / unknown sub-command: {'x' * MAX_ECHO_CHARS!r}…（共 50000 字 / 50000 characters）"
+    assert len(await ask(app, "/nailong action " + "y" * 50_000)) < 300
+    assert guard.store.get(1).allowed == frozenset() and not guard.store.get(1).mute.mutes
 
 
 async def test_mute_policy(app: App, guard) -> None:
