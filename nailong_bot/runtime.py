@@ -138,7 +138,12 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     )
     decode_budget = DecodeBudget(config.nailong_decode_memory_mb << 20)
     corrections = await asyncio.to_thread(Corrections, data_dir / "feedback", budget=decode_budget)
-    audit = await asyncio.to_thread(AuditLog, data_dir / AUDIT_FILE)
+    audit = await asyncio.to_thread(
+        AuditLog,
+        data_dir / AUDIT_FILE,
+        max_bytes=int(config.nailong_audit_max_mb * 2**20),
+        keep=config.nailong_audit_keep,
+    )
     _report_unsaved(store, recent, corrections, stats, strikes, audit)
     decider = Decider(
         classifier,
