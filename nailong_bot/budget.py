@@ -115,6 +115,7 @@ class DecodeBudget:
             with self._lock:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
+                    self._grant_waiters()  # one held back for it may go now
             if waiter.granted:
                 self._give_back(amount, group)
             raise
@@ -144,14 +145,20 @@ class DecodeBudget:
 
     def _grant_waiters(self) -> None:
         """Under the lock: give room to the waiters it now fits, the group served longest ago first. One
-        past its group's half waits while another group's waiter within its own half does."""
+        within its group's half goes whenever it fits; one past it only while no other group's waiter
+        within its half waits, and not past another group's such waiter still waiting for room (so
+        two groups' large images alternate)."""
+        passed_over: set[Hashable] = set()  # groups with a large waiter that did not fit
         for waiter in sorted(self._waiters, key=lambda w: self._served.get(w.group, 0)):
-            if not self._fits(waiter.amount):
-                continue
-            others_within = any(
-                w.group != waiter.group and self._within_share(w.amount, w.group) for w in self._waiters
-            )
-            if not self._within_share(waiter.amount, waiter.group) and others_within:
+            within = self._within_share(waiter.amount, waiter.group)
+            if not within:
+                others_within = any(
+                    w.group != waiter.group and self._within_share(w.amount, w.group) for w in self._waiters
+                )
+                if others_within or passed_over - {waiter.group} or not self._fits(waiter.amount):
+                    passed_over.add(waiter.group)
+                    continue
+            elif not self._fits(waiter.amount):
                 continue
             self._waiters.remove(waiter)
             self._grant_now(waiter.amount, waiter.group)

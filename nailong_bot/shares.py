@@ -30,13 +30,16 @@ class SharedSlots:
         self._held: Counter[Hashable] = Counter()
         self._waiters: list[_Waiter] = []
 
-    def held(self, group: Hashable = None) -> int:
-        """Slots held by ``group``; by everyone when it is None."""
-        return sum(self._held.values()) if group is None else self._held[group]
+    def held(self) -> int:
+        """Slots held, by all groups together."""
+        return sum(self._held.values())
+
+    def held_by(self, group: Hashable) -> int:
+        return self._held[group]
 
     def _may_take(self, group: Hashable) -> bool:
         within_share = group is None or self._held[group] < self.share
-        return within_share and sum(self._held.values()) < self.total
+        return within_share and self.held() < self.total
 
     def _grant(self) -> None:
         for waiter in list(self._waiters):

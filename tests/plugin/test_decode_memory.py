@@ -200,3 +200,15 @@ def test_a_waiting_thread_gets_its_turn_too() -> None:
     assert took.wait(5)
     thread.join(5)
     assert budget.used == 60
+
+
+async def test_a_waiter_given_up_lets_the_one_it_held_back_go() -> None:
+    budget = DecodeBudget(100)
+    await budget.reserve(30, group="C")
+    b = asyncio.create_task(budget.reserve(80, group="B"))  # does not fit yet
+    await asyncio.sleep(0.02)
+    a = asyncio.create_task(budget.reserve(60, group="A"))  # fits, but past A's half while B waits
+    await asyncio.sleep(0.02)
+    assert not a.done()
+    b.cancel()
+    assert await asyncio.wait_for(a, 5) == 60 and budget.used == 90

@@ -154,7 +154,7 @@ async def test_one_group_holds_at_most_its_share_of_the_slots() -> None:
         await slots.acquire("A")
     more_a = [asyncio.create_task(slots.acquire("A")) for _ in range(3)]
     await asyncio.sleep(0)
-    assert slots.held("A") == 2 and not any(task.done() for task in more_a)
+    assert slots.held_by("A") == 2 and not any(task.done() for task in more_a)
     # B finds a free slot at once, however many of A's wait; so does a second image of B.
     await asyncio.wait_for(slots.acquire("B"), HANG)
     await asyncio.wait_for(slots.slot("B").acquire(), HANG)
@@ -167,7 +167,7 @@ async def test_one_group_holds_at_most_its_share_of_the_slots() -> None:
     more_a[1].cancel()
     slots.release("B")
     await asyncio.sleep(0)
-    assert third_b.done() and not more_a[2].done() and slots.held("B") == 2
+    assert third_b.done() and not more_a[2].done() and slots.held_by("B") == 2
     more_a[2].cancel()
     await asyncio.gather(*more_a[1:], return_exceptions=True)
-    assert (slots.held("A"), slots.held("B")) == (2, 2)
+    assert (slots.held_by("A"), slots.held_by("B")) == (2, 2)
