@@ -63,7 +63,7 @@ async def test_oversized_input_is_refused_clearly(tmp_path: Path) -> None:
             assert refused.status_code == 400 and "禁言时长须在 1 分钟到 30 天之间" in refused.text
             form = {"csrf": csrf, "group_id": str(STORED_BAD), "allowed": shown, "threshold": "0.6"}
             saved = await console.post("/settings", data=form)
-            assert saved.status_code == 303 and saved.headers["Location"] == "/nailong/?notice=settings-saved"
+            assert saved.status_code == 303 and saved.headers["Location"].startswith("/nailong/?notice=settings-saved")
     stored = json.loads((data / "settings.json").read_text())["groups"][str(STORED_BAD)]
     assert stored["allowed"] == [123456] and stored["threshold"] == 0.6 and stored["enabled"] is True
     log = (tmp_path / "bot" / "bot.log").read_text(errors="replace")
