@@ -26,9 +26,9 @@ from nailong_vision.classifier import ModelError
 from . import verdicts
 from .corrections import Correction, Label
 from .models import lineage, lineage_text
-from .persist import CannotSave
+from .persist import CannotSave, without_paths
 from .recent import RecentImage
-from .refresh import OUTCOME_NAMES, RefreshRecord, gate_lines
+from .refresh import OUTCOME_NAMES, RefreshRecord, gate_lines, rolled_back_note, trigger_text
 from .runtime import Runtime, get_runtime
 from .setting_input import (
     MAX_ALLOWED,
@@ -478,12 +478,13 @@ async def _undo(call: Invocation) -> str:
 async def _feedback(call: Invocation) -> str:
     corrections = call.runtime.corrections
     counts = await asyncio.to_thread(corrections.counts)
+    # The folder is the operator's business: the log says where it is, the group does not.
+    logger.info(f"纠错目录 / corrections folder: {corrections.feedback_dir.absolute()}")
     return "\n".join(
         [
             f"纠错图片 / corrected images: 是奶龙 (nailong) {counts['nailong']}，不是奶龙 (other) {counts['other']}",
-            f"目录 / folder: {corrections.feedback_dir.absolute()}",
-            "重新训练时把这个目录加入 trainer 配置的 data: 列表 / To retrain, add this folder to the "
-            "trainer config's data: list.",
+            "重新训练时把数据目录下的 feedback 目录加入 trainer 配置的 data: 列表（完整路径见日志）/ To retrain, "
+            "add the data folder's feedback folder to the trainer config's data: list (the log has its full path).",
         ]
     )
 
@@ -491,11 +492,14 @@ async def _feedback(call: Invocation) -> str:
 # --- The model learns the corrections: what runs, a refresh, a rollback (see refresh.py) ---
 
 
-def refresh_lines(record: RefreshRecord, heading: str = "上次更新 / last refresh") -> list[str]:
-    """A finished refresh: its outcome and message, then the gate's numbers."""
+def refresh_lines(record: RefreshRecord, in_use: str, heading: str = "上次更新 / last refresh") -> list[str]:
+    """A finished refresh: its outcome and message, then the gate's numbers; and, where the model it
+    swapped in no longer runs (a rollback since), which one does."""
     started = datetime.fromtimestamp(record.started_at).strftime("%Y-%m-%d %H:%M")
-    lines = [f"{heading}: {started}（{record.trigger}）{OUTCOME_NAMES[record.outcome]}", record.message]
-    return lines + (gate_lines(record.gate) if record.gate else [])
+    lines = [f"{heading}: {started}（{trigger_text(record.trigger)}）{OUTCOME_NAMES[record.outcome]}", record.message]
+    if (note := rolled_back_note(record, in_use)) is not None:
+        lines.append(note)
+    return lines + gate_lines(record)
 
 
 @subcommand(
@@ -510,13 +514,13 @@ async def _model(call: Invocation) -> str:
         lines.append(f"来历 / lineage: {lineage_text(origin)}")
     else:
         where = "NAILONG_MODEL_PATH" if runtime.config.nailong_model_path else "内置 / bundled"
-        lines.append(f"来历 / lineage: 基础模型 / the base model ({where}: {models.base})")
+        lines.append(f"来历 / lineage: 基础模型 / the base model ({where})")
     corrections = await asyncio.to_thread(refresher.corrections_since_model)
     lines.append(f"此后新增纠错 / corrections since it was made: {corrections}")
     if refresher.running_trigger is not None:
-        lines.append(f"正在更新 / a refresh is running ({refresher.running_trigger})")
+        lines.append(f"正在更新 / a refresh is running ({trigger_text(refresher.running_trigger)})")
     if refresher.last is not None:
-        lines += refresh_lines(refresher.last)
+        lines += refresh_lines(refresher.last, info.version)
     pointer = await asyncio.to_thread(models.read_pointer)
     if pointer.previous:
         lines.append("可用 /nailong rollback 回退到上一个模型 / /nailong rollback returns to the one before")
@@ -540,18 +544,19 @@ async def _refresh(call: Invocation) -> str:
     reason = refresher.unavailable()
     if reason is not None:
         return reason
-    already = refresher.running is not None and not refresher.running.done()
+    if refresher.is_running():
+        # Its result is posted once, where it was asked for.
+        return "已有一次更新在进行，结果会在发起它的地方回复 / A refresh is already running; its result goes where it was started."
     task = refresher.start(f"chat:{call.event.group_id}:{call.event.user_id}")
     budget = call.runtime.config.nailong_refresh_budget_seconds
     await call.bot.send(
         call.event,
-        "已有一次更新在进行，完成后回复结果 / A refresh is already running; its result will follow."
-        if already
-        else f"开始更新模型（约 {budget // 60} 分钟，机器人照常工作），完成后回复结果 / Refresh started (about "
+        f"开始更新模型（约 {budget // 60} 分钟，机器人照常工作），完成后回复结果 / Refresh started (about "
         f"{budget // 60} min; the bot keeps guarding); the result will follow.",
     )
     # Shielded: this command's handler going away must not stop the refresh.
-    return "\n".join(refresh_lines(await asyncio.shield(task), "更新结束 / refresh done"))
+    record = await asyncio.shield(task)
+    return "\n".join(refresh_lines(record, call.runtime.model_version, "更新结束 / refresh done"))
 
 
 @subcommand(
@@ -562,7 +567,8 @@ async def _rollback(call: Invocation) -> str:
     try:
         left, now = await call.runtime.models.rollback()
     except ModelError as error:
-        raise CommandFailed(f"未回退 / not rolled back: {error}") from error
+        logger.warning(f"未回退 / not rolled back: {error}")
+        raise CommandFailed(f"未回退 / not rolled back: {without_paths(str(error))}") from error
     logger.info(f"模型已回退 / model rolled back: {left.version} → {now.version} user={call.event.user_id}")
     return f"已回退 / rolled back: {left.version} → {now.version}"
 
@@ -598,9 +604,10 @@ async def _dispatch(bot: Bot, event: GroupMessageEvent, arg: Message = CommandAr
     except CommandFailed as failure:
         answer = str(failure)
     except CannotSave as error:
+        logger.error(f"无法保存 / cannot save: group={event.group_id}: {error}")
         answer = (
             f"无法保存，未做任何更改（数据目录不可写，请联系机器人的管理者）/ Cannot save, nothing changed "
-            f"(the data folder cannot be written; tell the bot's operator): {error}"
+            f"(the data folder cannot be written; tell the bot's operator): {without_paths(str(error))}"
         )
     except OSError as error:
         logger.error(f"保存群设置失败 / saving settings failed: group={event.group_id}: {error}")

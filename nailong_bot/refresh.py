@@ -9,6 +9,11 @@ NAILONG_TRAINER_PYTHON, by default the bot's own interpreter when torch is insta
 Started by `/nailong refresh`, the console's button, or on its own (NAILONG_AUTO_REFRESH) once
 NAILONG_AUTO_REFRESH_CORRECTIONS corrections are newer than the model and the last refresh, at most
 once per NAILONG_AUTO_REFRESH_INTERVAL_HOURS. One refresh runs at a time.
+
+The trainer runs in a process group of its own; one that is still running at its budget plus
+NAILONG_REFRESH_GRACE_SECONDS is stopped, the whole group (SIGTERM, then SIGKILL). Every refresh ends in
+a record (last_refresh.json) and one line of the audit log. What is posted to the group names no path
+on the server: the paths and the trainer's own words are in the log, the console and ``refresh.log``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import math
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -26,9 +33,19 @@ from typing import Literal
 
 from nonebot.log import logger
 
-from nailong_vision.classifier import MODEL_FILE, ModelError, ModelInfo
+from nailong_vision.classifier import ModelError, ModelInfo
+from nailong_vision.handoff import (
+    CHECKPOINT_FILE,
+    GATE_FILE,
+    MODEL_FILE,
+    TRAINER_LOG_FILE,
+    ExitCode,
+    GateReport,
+    GateReportError,
+)
 
 from . import persist
+from .audit import AuditLog
 from .config import Config
 from .corrections import Corrections
 from .models import Models
@@ -39,13 +56,12 @@ INSTALL_HINT = (
     "Python that has it)."
 )
 LAST_REFRESH_FILE = "last_refresh.json"
-CHECKPOINT_FILE = "nailong.pt"
-GATE_FILE = "gate.json"
-LOG_FILE = "refresh.log"
-# `trainer refresh` exit codes: the gate passed, the gate failed, bad input (anything else: an error).
-GATE_PASSED, GATE_FAILED, BAD_INPUT = 0, 3, 2
 # How often automatic mode counts the new corrections.
 AUTO_CHECK_SECONDS = 60.0
+# How long a trainer stopped at its deadline has to save its progress and exit before it is killed.
+STOP_SECONDS = 10.0
+# The audit log's action for a refresh's end (its start is audited where it was asked for).
+AUDIT_ACTION = "refresh-ended"
 _LOG_TAIL_LINES = 5
 # Lowers the trainer's priority before it imports anything, so every thread torch starts inherits it;
 # then runs `python -m <module>` with the remaining arguments.
@@ -56,14 +72,21 @@ _LAUNCHER = (
 # Where a checkout of the project keeps the trainer, beside this plugin.
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
-Outcome = Literal["passed", "failed", "error"]
+Outcome = Literal["passed", "failed", "error", "timed_out"]
 OUTCOME_NAMES = {
-    "passed": "已通过检查并启用 (passed, in use)",
+    "passed": "已通过检查并启用 (passed, swapped in)",
     "failed": "未通过检查，模型未变 (gate failed, model kept)",
     "error": "出错，模型未变 (error, model kept)",
+    "timed_out": "超时被终止，模型未变 (timed out and stopped, model kept)",
 }
 
 
+class TrainerTimedOut(Exception):
+    """The trainer ran past its deadline and was stopped."""
+
+
+# Shown where the gate report cannot be read (a damaged or hand-edited gate.json).
+GATE_UNREADABLE = "检查报告无法读取 / gate report unreadable"
 @dataclass(frozen=True)
 class RefreshRecord:
     """One refresh as it ended: kept in last_refresh.json and shown by `/nailong model` and the console."""
@@ -72,15 +95,37 @@ class RefreshRecord:
     started_at: float  # wall-clock seconds
     finished_at: float
     outcome: Outcome
-    message: str  # one paragraph, Chinese / English
+    message: str  # one paragraph, Chinese / English; no server paths (it is posted to the group)
     base_version: str
     version: str | None = None  # the candidate's version, when the trainer got that far
-    gate: dict | None = None  # the trainer's gate.json
+    gate: GateReport | None = None  # the trainer's gate.json
+    gate_error: str | None = None  # why gate.json could not be read, when the trainer left one
     folder: str | None = None  # where the candidate, its gate report and the trainer's log are
 
     @classmethod
-    def from_json(cls, raw: dict) -> RefreshRecord:
-        return cls(**{name: raw[name] for name in cls.__dataclass_fields__ if name in raw})
+    def from_json(cls, raw: object) -> RefreshRecord:
+        """A record as last_refresh.json keeps it; ValueError for one that is damaged. A gate report
+        that cannot be read leaves the record readable, its gate shown as unreadable."""
+        if not isinstance(raw, dict) or raw.get("outcome") not in OUTCOME_NAMES:
+            raise ValueError("not a refresh record")
+        for name in ("started_at", "finished_at"):
+            if not isinstance(raw.get(name), (int, float)) or isinstance(raw[name], bool) or not math.isfinite(raw[name]):
+                raise ValueError(f"{name}: not a time")
+        for name, kinds in (("trigger", str), ("message", str), ("base_version", str), ("version", (str, type(None))),
+                            ("gate_error", (str, type(None))), ("folder", (str, type(None)))):
+            if not isinstance(raw.get(name), kinds):
+                raise ValueError(f"{name}: not text")
+        gate, gate_error = None, raw.get("gate_error")
+        if raw.get("gate") is not None:
+            try:
+                gate = GateReport.from_dict(raw["gate"])
+            except GateReportError as error:
+                gate_error = str(error)
+        fields = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
+        return cls(**{**fields, "gate": gate, "gate_error": gate_error})
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2)
 
 
 def trainer_python(config: Config) -> str | None:
@@ -101,41 +146,45 @@ def trainer_module() -> str:
     return "trainer" if in_checkout() else "nailong_trainer"
 
 
-def gate_lines(gate: dict) -> list[str]:
-    """The gate's numbers, one check a line (as in `trainer refresh`'s gate.json)."""
-    checks = gate.get("checks") or {}
-    lines = []
-    if corrections := checks.get("corrections"):
+def gate_lines(record: RefreshRecord) -> list[str]:
+    """The gate's numbers, one check a line; a line saying so where its report cannot be read."""
+    gate = record.gate
+    if gate is None:
+        return [GATE_UNREADABLE] if record.gate_error is not None else []
+    corrections, agreement, validation = gate.checks.corrections, gate.checks.agreement, gate.checks.validation
+    lines = [
+        f"{_mark(corrections.passed)} 纠错判对 / corrections decided their way: {corrections.agreed}/{corrections.total}",
+        f"{_mark(agreement.passed)} 与旧模型一致 / agreement with the old model: {agreement.rate:.1%} "
+        f"（{agreement.images} 张未纠错的近期图片 / uncorrected recent images）",
+    ]
+    if validation is not None:
         lines.append(
-            f"{_mark(corrections)} 纠错判对 / corrections decided their way: "
-            f"{corrections.get('agreed')}/{corrections.get('total')}"
+            f"{_mark(validation.passed)} 验证集 / validation: recall {validation.recall_before:.3f} → "
+            f"{validation.recall_after:.3f}, fpr {validation.fpr_before:.4f} → {validation.fpr_after:.4f} "
+            f"({validation.images} images)"
         )
-    if agreement := checks.get("agreement"):
-        lines.append(
-            f"{_mark(agreement)} 与旧模型一致 / agreement with the old model: {_percent(agreement.get('rate'))} "
-            f"（{agreement.get('images')} 张未纠错的近期图片 / uncorrected recent images）"
-        )
-    validation = checks.get("validation")
-    if validation:
-        numbers = ", ".join(f"{key} {_number(value)}" for key, value in validation.items() if key != "passed")
-        lines.append(f"{_mark(validation)} 验证集 / validation: {numbers}")
     else:
         lines.append("— 验证集：未配置训练数据 / validation: no training folders configured")
-    if isinstance(gate.get("seconds"), (int, float)):
-        lines.append(f"用时 / took {gate['seconds']:.0f} s, {gate.get('steps')} 步 / steps")
+    lines.append(f"用时 / took {gate.seconds:.0f} s, {gate.steps} 步 / steps")
     return lines
 
 
-def _mark(check: dict) -> str:
-    return "✓" if check.get("passed") else "✗"
+def rolled_back_note(record: RefreshRecord, in_use: str) -> str | None:
+    """Where the model a refresh swapped in no longer runs (a rollback since), which one does."""
+    if record.outcome == "passed" and record.version is not None and record.version != in_use:
+        return f"此后已回退，现在使用 {in_use} / rolled back since: {in_use} is in use"
+    return None
 
 
-def _percent(value: object) -> str:
-    return f"{value:.1%}" if isinstance(value, (int, float)) else "—"
+def trigger_text(trigger: str) -> str:
+    """Who started a refresh, in words for the group (its ids stay in the log and the console)."""
+    if trigger == "auto":
+        return "自动 / automatic"
+    return "聊天命令 / chat command" if trigger.startswith("chat:") else "控制台 / console"
 
 
-def _number(value: object) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+def _mark(passed: bool) -> str:
+    return "✓" if passed else "✗"
 
 
 def _tail(log: Path) -> str:
@@ -154,17 +203,21 @@ def _timestamp(iso: str | None) -> float:
 
 
 class Refresher:
-    def __init__(self, config: Config, data_dir: Path, models: Models, corrections: Corrections) -> None:
+    def __init__(
+        self, config: Config, data_dir: Path, models: Models, corrections: Corrections, audit: AuditLog | None = None
+    ) -> None:
         self.config = config
         self.data_dir = data_dir
         self.models = models
         self.corrections = corrections
+        self.audit = audit
         self.record_path = models.directory / LAST_REFRESH_FILE
         self.last: RefreshRecord | None = self._read_record()
         self.running: asyncio.Task[RefreshRecord] | None = None
         # The trigger of the refresh in progress, for `/nailong model` and the console.
         self.running_trigger: str | None = None
         self._said_unavailable = False
+        self._said_no_checkpoint = False
 
     def corrections_since(self, seconds: float) -> int:
         """Active corrections recorded after ``seconds`` (wall clock)."""
@@ -175,32 +228,39 @@ class Refresher:
         return self.corrections_since(_timestamp(self.models.in_use.metadata.get("created_at")))
 
     def unavailable(self) -> str | None:
-        """Why a refresh cannot run here, or None when it can."""
+        """Why a refresh cannot run here, or None when it can (shown in the group: the path is logged)."""
         if trainer_python(self.config) is None:
             return INSTALL_HINT
-        path = self.models.in_use.path
-        if not path.with_suffix(".pt").is_file():
+        checkpoint = self.models.in_use.path.with_name(CHECKPOINT_FILE)
+        if not checkpoint.is_file():
+            if not self._said_no_checkpoint:
+                logger.warning(f"无法更新模型：缺少 / refresh unavailable: missing {checkpoint}")
+                self._said_no_checkpoint = True
             return (
-                f"当前模型旁边没有训练检查点 {path.with_suffix('.pt').name}，无法在它的基础上更新（pip 安装的插件"
-                f"不带它）：把仓库 models/ 里的 nailong.pt 放到 {path.parent}，或让 NAILONG_MODEL_PATH 指向带 .pt 的"
-                f"模型 / The model in use has no checkpoint beside it ({path.with_suffix('.pt')}), so it cannot "
-                f"be refreshed (an installed wheel does not ship it): put the repository's models/nailong.pt "
-                f"there, or point NAILONG_MODEL_PATH at a model with its .pt."
+                f"当前模型旁边没有训练检查点 {CHECKPOINT_FILE}，无法在它的基础上更新（pip 安装的插件不带它）：把仓库 "
+                f"models/ 里的 {CHECKPOINT_FILE} 放到模型文件旁边（位置见日志），或让 NAILONG_MODEL_PATH 指向带 .pt 的"
+                f"模型 / The model in use has no checkpoint ({CHECKPOINT_FILE}) beside it, so it cannot be refreshed "
+                f"(an installed wheel does not ship it): put the repository's models/{CHECKPOINT_FILE} beside the "
+                f"model file (the log says where), or point NAILONG_MODEL_PATH at a model with its .pt."
             )
         return None
 
     def start(self, trigger: str) -> asyncio.Task[RefreshRecord]:
         """The refresh in progress, or a new one. Callers check :meth:`unavailable` first."""
-        if self.running is None or self.running.done():
+        if not self.is_running():
             self.running_trigger = trigger
             self.running = asyncio.create_task(self._refresh(trigger))
+        assert self.running is not None
         return self.running
+
+    def is_running(self) -> bool:
+        return self.running is not None and not self.running.done()
 
     def maybe_start_auto(self) -> asyncio.Task[RefreshRecord] | None:
         """In automatic mode, start a refresh when enough corrections are new and the last one is
         old enough; the task, or None."""
         config = self.config
-        if not config.nailong_auto_refresh or (self.running is not None and not self.running.done()):
+        if not config.nailong_auto_refresh or self.is_running():
             return None
         last_started = self.last.started_at if self.last else 0.0
         if time.time() - last_started < config.nailong_auto_refresh_interval_hours * 3600:
@@ -222,25 +282,34 @@ class Refresher:
             self.maybe_start_auto()
 
     async def stop(self) -> None:
-        if self.running is not None and not self.running.done():
+        if self.is_running():
+            assert self.running is not None
             self.running.cancel()
             await asyncio.gather(self.running, return_exceptions=True)
+
+    @property
+    def deadline_seconds(self) -> float:
+        """How long the trainer may run before it is stopped: its budget and the grace period."""
+        return self.config.nailong_refresh_budget_seconds + self.config.nailong_refresh_grace_seconds
 
     async def _refresh(self, trigger: str) -> RefreshRecord:
         started = time.time()
         base = self.models.in_use
         folder = self.models.candidates / time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
 
-        def ended(outcome: Outcome, message: str, gate: dict | None = None) -> RefreshRecord:
+        def ended(
+            outcome: Outcome, message: str, gate: GateReport | None = None, gate_error: str | None = None
+        ) -> RefreshRecord:
             return RefreshRecord(
                 trigger=trigger,
                 started_at=started,
                 finished_at=time.time(),
                 outcome=outcome,
-                message=message,
+                message=persist.without_paths(message),
                 base_version=base.version,
-                version=gate.get("version") if gate else None,
+                version=gate.version if gate else None,
                 gate=gate,
+                gate_error=gate_error,
                 folder=str(folder),
             )
 
@@ -248,7 +317,15 @@ class Refresher:
         try:
             code, log_tail = await self._run_trainer(base, folder)
             record = await self._conclude(code, log_tail, base, folder, ended)
+        except TrainerTimedOut:
+            record = ended(
+                "timed_out",
+                f"训练程序超过 {self.deadline_seconds:.0f} 秒（时间预算加宽限）仍未结束，已终止，模型未变 / the trainer "
+                f"was still running {self.deadline_seconds:.0f} s after it started (budget plus grace) and was "
+                f"stopped; model kept.",
+            )
         except OSError as error:
+            logger.warning(f"无法运行训练程序 / the trainer could not be run: {persist.describe(error)}")
             record = ended("error", f"无法运行训练程序 / the trainer could not be run: {persist.describe(error)}")
         except Exception as error:  # a bug must cost this refresh, never the bot
             logger.exception("模型更新出错 / the refresh failed")
@@ -260,18 +337,32 @@ class Refresher:
             await asyncio.to_thread(self._write_record, record)
         except OSError as error:
             logger.warning(f"无法保存更新记录 / could not save {self.record_path}: {persist.describe(error)}")
+        if self.audit is not None:
+            await asyncio.to_thread(
+                self.audit.record, trigger, AUDIT_ACTION, before={"model": base.version},
+                after={"outcome": record.outcome, "model": self.models.in_use.version, "candidate": record.version},
+            )  # fmt: skip
         log = logger.info if record.outcome == "passed" else logger.warning
-        log(f"模型更新结束 / refresh ended: {record.outcome}: {record.message}")
+        log(f"模型更新结束 / refresh ended: {record.outcome} ({folder}): {record.message}")
         return record
 
     async def _conclude(self, code: int, log_tail: str, base: ModelInfo, folder: Path, ended) -> RefreshRecord:
-        gate = await asyncio.to_thread(self._read_gate, folder)
-        if code == GATE_FAILED and gate is not None:
-            reasons = "；".join(gate.get("reasons") or []) or "见 / see gate.md"
+        gate, gate_error = await asyncio.to_thread(self._read_gate, folder)
+        if gate_error is not None:
+            logger.warning(f"检查报告无法读取 / {folder / GATE_FILE} unreadable: {gate_error}")
+        if code == ExitCode.GATE_FAILED and gate is not None:
+            reasons = "；".join(gate.reasons) or "见 / see gate.md"
             return ended("failed", f"未通过检查，继续使用 {base.version} / The gate failed, {base.version} stays: {reasons}", gate)
-        if code != GATE_PASSED or gate is None:
-            what = "输入有误 / bad input" if code == BAD_INPUT else f"退出码 / exit code {code}"
-            return ended("error", f"训练程序出错（{what}），模型未变 / the trainer failed, model kept:\n{log_tail}", gate)
+        if code != ExitCode.GATE_PASSED or gate is None:
+            if code == ExitCode.GATE_PASSED:
+                what = GATE_UNREADABLE
+            elif code == ExitCode.BAD_INPUT:
+                what = "输入有误 / bad input"
+            else:
+                what = f"退出码 / exit code {code}"
+            return ended(
+                "error", f"训练程序出错（{what}），模型未变 / the trainer failed, model kept:\n{log_tail}", gate, gate_error
+            )
         if self.models.in_use.version != base.version:
             return ended(
                 "error",
@@ -282,15 +373,17 @@ class Refresher:
         try:
             info = await self.models.swap_in(folder)
         except ModelError as error:
+            logger.warning(f"新模型未启用 / the new model was not swapped in: {error}")
             return ended("error", f"新模型未启用 / the new model was not swapped in: {error}", gate)
         return ended(
             "passed",
-            f"新模型已启用 / new model in use: {base.version} → {info.version}（{gate.get('corrections')} 条纠错 / corrections）",
+            f"新模型已启用 / new model in use: {base.version} → {info.version}（{gate.corrections} 条纠错 / corrections）",
             gate,
         )
 
     async def _run_trainer(self, base: ModelInfo, folder: Path) -> tuple[int, str]:
-        """Run `trainer refresh` into ``folder``; its exit code and the last lines of its log."""
+        """Run `trainer refresh` into ``folder``; its exit code and the last lines of its log.
+        TrainerTimedOut when it ran past :attr:`deadline_seconds` (it is stopped then)."""
         config = self.config
         python = trainer_python(config)
         if python is None:
@@ -311,19 +404,25 @@ class Refresher:
         environment = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         if in_checkout():
             environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_CHECKOUT), os.environ.get("PYTHONPATH")]))
-        with await asyncio.to_thread((folder / LOG_FILE).open, "wb") as log:
+        with await asyncio.to_thread((folder / TRAINER_LOG_FILE).open, "wb") as log:
+            # A group of its own: stopping it stops whatever the trainer started (data loader workers).
             process = await asyncio.create_subprocess_exec(
                 python, "-c", _LAUNCHER, str(config.nailong_refresh_nice), trainer_module(), *arguments,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                env=environment, cwd=folder,
+                env=environment, cwd=folder, start_new_session=True,
             )  # fmt: skip
             try:
-                code = await process.wait()
+                code = await asyncio.wait_for(asyncio.shield(process.wait()), self.deadline_seconds)
+            except TimeoutError:
+                logger.warning(
+                    f"训练程序超时，终止 / the trainer ran past {self.deadline_seconds:.0f} s: stopping it (pid {process.pid})"
+                )
+                await _stop_group(process)
+                raise TrainerTimedOut from None
             except asyncio.CancelledError:
-                process.kill()
-                await process.wait()
+                await _stop_group(process)
                 raise
-        return code, await asyncio.to_thread(_tail, folder / LOG_FILE)
+        return code, await asyncio.to_thread(_tail, folder / TRAINER_LOG_FILE)
 
     @staticmethod
     def _prepare(model: Path, folder: Path) -> Path:
@@ -339,12 +438,16 @@ class Refresher:
         return base
 
     @staticmethod
-    def _read_gate(folder: Path) -> dict | None:
+    def _read_gate(folder: Path) -> tuple[GateReport | None, str | None]:
+        """The candidate's gate report, and why it could not be read (None when it could or there is none)."""
         try:
-            gate = json.loads((folder / GATE_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return gate if isinstance(gate, dict) else None
+            return GateReport.from_json((folder / GATE_FILE).read_bytes()), None
+        except FileNotFoundError:
+            return None, None
+        except OSError as error:
+            return None, persist.describe(error)
+        except GateReportError as error:
+            return None, str(error)
 
     def _read_record(self) -> RefreshRecord | None:
         try:
@@ -357,5 +460,24 @@ class Refresher:
 
     def _write_record(self, record: RefreshRecord) -> None:
         self.record_path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(asdict(record), ensure_ascii=False, indent=2)
-        persist.write_atomically(self.record_path, text.encode("utf-8"), durable=False)
+        persist.write_atomically(self.record_path, record.to_json().encode("utf-8"), durable=False)
+
+
+async def _stop_group(process: asyncio.subprocess.Process) -> None:
+    """Stop the trainer and every process in its group: SIGTERM (it saves its progress), then SIGKILL
+    for whatever is left after STOP_SECONDS."""
+    _signal_group(process, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.shield(process.wait()), STOP_SECONDS)
+    except TimeoutError:
+        pass
+    # Also the group's other members, whether or not the trainer itself has exited.
+    _signal_group(process, signal.SIGKILL)
+    await process.wait()
+
+
+def _signal_group(process: asyncio.subprocess.Process, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)  # the trainer leads its group: the group's id is its pid
+    except ProcessLookupError:
+        pass  # the group is gone already

@@ -29,7 +29,7 @@ from ..corrections import LABELS, Correction
 from ..persist import CannotSave
 from ..models import lineage, lineage_text
 from ..recent import THUMBNAIL_SIZE, RecentImage, make_thumbnail
-from ..refresh import OUTCOME_NAMES, gate_lines
+from ..refresh import OUTCOME_NAMES, gate_lines, rolled_back_note
 from ..runtime import Runtime
 from ..setting_input import InvalidSetting
 from ..stats import COUNT_NAMES, Counts
@@ -93,20 +93,25 @@ def _number(value: object) -> str:
 
 def _model_card(runtime: Runtime) -> Html:
     card = model_card(runtime)
-    metrics = card["metrics"]
+    metrics = card["metrics"] or {}
     rows = [
         ("名称 / name", card["name"]),
         ("版本 / version", card["version"]),
         ("导出时间 / exported", card["created_at"] or "—"),
         ("阈值 / threshold", f"{format_threshold(card['threshold'])}（模型推荐 / recommended "
          f"{format_threshold(card['recommended_threshold'])}）"),
-        ("验证集 / validation", f"{metrics.get('validation_images', '—')} 张图片 / images"),
-        ("奶龙精确率 / precision", _number(metrics.get("nailong_precision"))),
-        ("奶龙召回率 / recall", _number(metrics.get("nailong_recall"))),
-        ("奶龙 F1", _number(metrics.get("nailong_f1"))),
-        ("误判率 / false-positive rate", _number(metrics.get("nailong_fpr"))),
         ("后端 / providers", ", ".join(card["providers"])),
     ]
+    if card["metrics"] is None:
+        rows.insert(-1, ("验证集 / validation", "未验证 / not validated"))
+    else:
+        rows[-1:-1] = [
+            ("验证集 / validation", f"{metrics.get('validation_images', '—')} 张图片 / images"),
+            ("奶龙精确率 / precision", _number(metrics.get("nailong_precision"))),
+            ("奶龙召回率 / recall", _number(metrics.get("nailong_recall"))),
+            ("奶龙 F1", _number(metrics.get("nailong_f1"))),
+            ("误判率 / false-positive rate", _number(metrics.get("nailong_fpr"))),
+        ]
     items = "".join(render("<dt>$term</dt><dd>$value</dd>", term=term, value=value) for term, value in rows)
     return Html(f'<dl class="card">{items}</dl>')
 
@@ -132,14 +137,18 @@ def _refresh_panel(runtime: Runtime, csrf: str) -> Html:
             outcome=last.outcome, time=_time(last.started_at), trigger=last.trigger,
             name=OUTCOME_NAMES[last.outcome], message=last.message,
         ))  # fmt: skip
-        if last.gate:
-            parts.append("<ul>" + "".join(render("<li>$line</li>", line=line) for line in gate_lines(last.gate)) + "</ul>")
-            changed = last.gate.get("changed") or []
+        if (note := rolled_back_note(last, info.version)) is not None:
+            parts.append(render("<p>$note</p>", note=note))
+        parts.append("<ul>" + "".join(render("<li>$line</li>", line=line) for line in gate_lines(last)) + "</ul>")
+        if last.folder is not None:
+            parts.append(render("<p>报告和日志 / report and log: <code>$folder</code></p>", folder=last.folder))
+        if last.gate is not None:
+            changed = last.gate.changed
             parts.append(render("<p>判断改变的图片 / images that changed: $n</p>", n=len(changed)))
             parts.append("<ul class=\"changed\">" + "".join(
-                render("<li><code>$file</code> $before → $after</li>", file=item.get("file"),
-                       before=_number(item.get("before")), after=_number(item.get("after")))
-                for item in changed[:CHANGED_SHOWN] if isinstance(item, dict)
+                render("<li><code>$file</code> $before → $after</li>", file=item.file,
+                       before=_number(item.before), after=_number(item.after))
+                for item in changed[:CHANGED_SHOWN]
             ) + "</ul>")  # fmt: skip
         parts.append("</div>")
     unavailable = refresher.unavailable()
