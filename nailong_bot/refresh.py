@@ -231,15 +231,15 @@ class Refresher:
         """Why a refresh cannot run here, or None when it can (shown in the group: the path is logged)."""
         if trainer_python(self.config) is None:
             return INSTALL_HINT
-        checkpoint = self.models.in_use.path.with_name(CHECKPOINT_FILE)
+        checkpoint = self.models.in_use.path.with_suffix(".pt")
         if not checkpoint.is_file():
             if not self._said_no_checkpoint:
                 logger.warning(f"无法更新模型：缺少 / refresh unavailable: missing {checkpoint}")
                 self._said_no_checkpoint = True
             return (
-                f"当前模型旁边没有训练检查点 {CHECKPOINT_FILE}，无法在它的基础上更新（pip 安装的插件不带它）：把仓库 "
+                f"当前模型旁边没有训练检查点 {checkpoint.name}，无法在它的基础上更新（pip 安装的插件不带它）：把仓库 "
                 f"models/ 里的 {CHECKPOINT_FILE} 放到模型文件旁边（位置见日志），或让 NAILONG_MODEL_PATH 指向带 .pt 的"
-                f"模型 / The model in use has no checkpoint ({CHECKPOINT_FILE}) beside it, so it cannot be refreshed "
+                f"模型 / The model in use has no checkpoint ({checkpoint.name}) beside it, so it cannot be refreshed "
                 f"(an installed wheel does not ship it): put the repository's models/{CHECKPOINT_FILE} beside the "
                 f"model file (the log says where), or point NAILONG_MODEL_PATH at a model with its .pt."
             )

@@ -1,10 +1,10 @@
 """A stand-in for `python -m trainer refresh` in the plugin's unit tests: the same arguments, exit codes
 and output files (the handoff module's), on a tiny model, without torch. What it does is set by the
 FAKE_TRAINER variable (JSON): {"exit": 0|3|2|1, "version": str, "yellow": bool, "sleep": seconds,
-"labels": [...], "threshold": float, "gate": <raw gate.json text>, "hang": true, "symlink_model": path}.
+"labels": [...], "threshold": float, "metrics": {...}, "gate": <raw gate.json text>, "hang": true,
+"symlink_model": path}.
 "hang": ignore SIGTERM and start a child (in the trainer's process group) that ignores it too, both
-sleeping for ever (their pids
-in hung.json). The end-to-end test runs the real trainer."""
+sleeping for ever (their pids in hung.json). The end-to-end test runs the real trainer."""
 
 import argparse
 import hashlib
@@ -79,7 +79,10 @@ if passed:
     model = build_tiny_model(
         out / MODEL_FILE, version=version, yellow=plan.get("yellow", False), labels=plan.get("labels"),
         threshold=plan.get("threshold", TINY_THRESHOLD),
-        extra_metadata={"lineage": json.dumps({"base_version": "0.0.1", "corrections": corrections})},
+        extra_metadata={
+            "lineage": json.dumps({"base_version": "0.0.1", "corrections": corrections}),
+            "metrics": json.dumps(plan.get("metrics", {})),
+        },
     )
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     (out / f"{MODEL_FILE}.sha256").write_text(plan.get("sha256", digest) + "\n")
