@@ -18,7 +18,6 @@ An image is identified by the pHash of its first frame (animated images: the fir
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import threading
@@ -33,24 +32,21 @@ from PIL import Image
 
 from nonebot.log import logger
 
-from nailong_vision.phash import hamming, phash
+from nailong_vision.handoff import CORRECTION_DISTANCE as DEFAULT_MAX_DISTANCE
+from nailong_vision.handoff import CORRECTION_LABELS, RETIRED_DIR, image_id
+from nailong_vision.handoff import CORRECTIONS_COLUMNS as CSV_COLUMNS
+from nailong_vision.handoff import CORRECTIONS_FILE as CSV_FILE
+from nailong_vision.phash import frame_hash, hamming
 
 from . import persist
 from .budget import DecodeBudget
 from .decision import Decision, Override
 
 Label = Literal["nailong", "other"]
-LABELS: tuple[Label, ...] = ("nailong", "other")
+LABELS: tuple[Label, ...] = CORRECTION_LABELS
 
-CSV_FILE = "corrections.csv"
 # A decision made by a correction has the source "correction:<id>".
 SOURCE_PREFIX = "correction:"
-RETIRED_DIR = ".retired"
-CSV_COLUMNS = ("time", "action", "id", "label", "group_id", "user_id", "score", "model_version", "file", "phash")
-
-DEFAULT_MAX_DISTANCE = 6
-# Below this spread of grey levels (0..255, 32×32 thumbnail) a pHash is rounding noise.
-_FLAT_STD = 2.0
 # Formats the trainer reads as they are; anything else is saved as PNG of its first frame.
 _KEPT_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "AVIF": "avif"}
 # A corrected image is decoded at about the size the model sees (a pHash looks at 32×32).
@@ -70,16 +66,6 @@ class Correction:
     user_id: int | str  # the admin's QQ number, or "web" for the web console
     score: float | None  # the model's score when the admin corrected it
     model_version: str
-
-
-def image_id(image_bytes: bytes) -> str:
-    return hashlib.sha256(image_bytes).hexdigest()[:16]
-
-
-def frame_hash(frame: Image.Image) -> int | None:
-    """pHash of a frame, or None when the frame is too flat for a pHash to tell images apart."""
-    thumbnail = np.asarray(frame.convert("L").resize((32, 32), Image.Resampling.BILINEAR), dtype=np.float64)
-    return None if thumbnail.std() < _FLAT_STD else phash(frame)
 
 
 class Corrections:

@@ -160,6 +160,7 @@ class Models:
         self.base = config.nailong_model_path or bundled_model_path()
         self.pointer_path = directory / POINTER_FILE
         self._base_sha256: str | None = None
+        self._said: str | None = None
         self._decider: Decider | None = None
         self._settings: SettingsStore | None = None
         self._cache: TTLCache[Decision] | None = None
@@ -201,18 +202,24 @@ class Models:
         try:
             pointer = Pointer.parse(self.pointer_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
-            logger.warning(
+            self._say_once(
                 f"模型指针无法使用，改用基础模型 / {self.pointer_path} unusable ({str(error)[:200]}): using the base model"
             )
             return base
         if pointer.base_sha256 != base.base_sha256:
-            logger.warning(
+            self._say_once(
                 f"基础模型已更换（{self.base}），不再使用基于旧模型的更新模型 {pointer.current}；纠错仍保留，"
                 f"可再次 /nailong refresh / the base model changed: the refreshed models built on the old one "
                 f"are no longer used (they stay in {self.directory}); the corrections are kept"
             )
             return base
         return pointer
+
+    def _say_once(self, warning: str) -> None:
+        """Log why current.json is not followed, once (it is read on every page of the console)."""
+        if warning != self._said:
+            logger.warning(warning)
+            self._said = warning
 
     def load_in_use(self) -> Classifier:
         """The refreshed model current.json names, else the base. A refreshed model that cannot be loaded

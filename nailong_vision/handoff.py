@@ -18,10 +18,7 @@ from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
-from .phash import hamming, phash
+from .phash import hamming
 
 # --- The files -------------------------------------------------------------------------------------
 
@@ -85,21 +82,12 @@ def threshold_problem(threshold: float) -> str | None:
 
 # An image's id: the first hex digits of its bytes' sha256 (the corrected file's stem).
 IMAGE_ID_DIGITS = 16
-# A correction decides images whose pHash is within this many bits of its own.
+# A correction decides images whose pHash (phash.frame_hash of the first frame) is within this many bits.
 CORRECTION_DISTANCE = 6
-# Below this spread of grey levels (0..255, 32×32 thumbnail) a pHash is rounding noise.
-_FLAT_STD = 2.0
 
 
 def image_id(image_bytes: bytes) -> str:
     return hashlib.sha256(image_bytes).hexdigest()[:IMAGE_ID_DIGITS]
-
-
-def frame_hash(frame: Image.Image) -> int | None:
-    """pHash of an image's first frame, or None when the frame is too flat for a pHash to tell images
-    apart (solid colours all hash alike: such images are matched by their bytes only)."""
-    thumbnail = np.asarray(frame.convert("L").resize((32, 32), Image.Resampling.BILINEAR), dtype=np.float64)
-    return None if thumbnail.std() < _FLAT_STD else phash(frame)
 
 
 def same_image(id_a: str, hash_a: int | None, id_b: str, hash_b: int | None, distance: int = CORRECTION_DISTANCE) -> bool:

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from nailong_vision.handoff import CORRECTIONS_COLUMNS, RECENT_IMAGES, RECENT_INDEX, image_id
 from tests.trainer.conftest import encode, make_imagefolder, nailong_like, other_like, tiny_config
 
 BASE_VERSION = "2026.01.01.1"
 THRESHOLD = 0.3
-CSV_COLUMNS = ("time", "action", "id", "label", "group_id", "user_id", "score", "model_version", "file", "phash")
 
 
 def lookalike(rng: np.random.Generator, side: int = 96) -> Image.Image:
@@ -52,10 +52,6 @@ def build_base(folder: Path, work: Path, *, version: str = BASE_VERSION, thresho
     return folder
 
 
-def image_id(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
 def write_corrections(feedback: Path, images: list[tuple[bytes, str]], *, undo: list[bytes] = ()) -> list[str]:
     """The plugin's corrections folder: each image saved under ``<label>/<id>.png``, an ``add`` row per
     image and an ``undo`` row (file moved to ``.retired/``) for each of ``undo``. Returns the ids."""
@@ -77,7 +73,7 @@ def write_corrections(feedback: Path, images: list[tuple[bytes, str]], *, undo: 
         (feedback / added["file"]).rename(feedback / retired)
         rows.append({**added, "action": "undo", "file": retired})
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=CORRECTIONS_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     feedback.mkdir(parents=True, exist_ok=True)
@@ -89,16 +85,16 @@ def write_recent(recent: Path, images: list[bytes], scores: list[float | None] |
                  model_version: str = "") -> None:
     """The plugin's recent-images store: ``images/<sha256>`` and an ``index.jsonl`` line per image, with the
     score the bot's model (``model_version``) gave it; by default none (as where a correction decided)."""
-    (recent / "images").mkdir(parents=True, exist_ok=True)
+    (recent / RECENT_IMAGES).mkdir(parents=True, exist_ok=True)
     scores = scores or [None] * len(images)
     lines = []
     for k, (data, score) in enumerate(zip(images, scores)):
         sha256 = hashlib.sha256(data).hexdigest()
-        (recent / "images" / sha256).write_bytes(data)
+        (recent / RECENT_IMAGES / sha256).write_bytes(data)
         lines.append(json.dumps({"image": {"message_id": k, "group_id": 1, "image_key": f"k{k}", "sha256": sha256,
                                            "size": len(data), "score": score, "model_version": model_version,
                                            "hit": False, "stored_at": 1.0e9 + k}}))
-    (recent / "index.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (recent / RECENT_INDEX).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def ordinary_images(count: int, seed: int) -> list[bytes]:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from nailong_vision.classifier import Classifier
+from nailong_vision.handoff import AgreementCheck, CorrectionsCheck, GateChecks, GateReport
 from nailong_vision.preprocess import PreprocessSpec
 from tests.trainer.conftest import encode, nailong_like
 from tests.trainer.refresh_kit import (
@@ -78,6 +79,7 @@ def test_refresh_learns_the_corrected_family_and_passes_the_gate(base, bot_data,
     assert report["checks"]["agreement"]["rate"] >= 0.98
     assert report["checks"]["validation"] is None
     assert report["steps"] == STEPS and report["seconds"] > 0
+    assert GateReport.from_json((out / "gate.json").read_text(encoding="utf-8")).passed  # what the bot reads
     assert report["version"] == f"{BASE_VERSION}+r1" and report["base_version"] == BASE_VERSION
     before, after = acted_on(base, held_out).mean(), acted_on(out, held_out).mean()
     assert before >= 0.75
@@ -105,6 +107,7 @@ def test_export_carries_the_lineage_and_a_checkpoint_for_the_next_refresh(refres
     assert lineage["refresh"] == 1 and lineage["corrections"] == 4 and lineage["steps"] == STEPS
     assert lineage["gate"]["passed"] and lineage["gate"]["corrections"] == "4/4"
     assert float(metadata["threshold"]) == pytest.approx(THRESHOLD)  # the base model's threshold is kept
+    assert json.loads(metadata["metrics"]) == {}  # not validated (no training folders): no numbers of its own
     assert (out / "nailong.onnx.sha256").read_text() == sha256_file(out / "nailong.onnx") + "\n"
     info = Classifier(out / "nailong.onnx", providers=["CPUExecutionProvider"]).info  # loads as the plugin loads it
     assert info.version == f"{BASE_VERSION}+r1"
@@ -134,9 +137,8 @@ def test_agreement_below_98_percent_fails_with_a_reason():
     after = before.copy()
     after[:3] = 0.2  # three of a hundred decided the other way
     agreement = check_agreement(before, after, 0.5)
-    assert agreement == {"passed": False, "rate": 0.97, "images": 100, "target": 0.98}
-    checks = {"corrections": {"passed": True, "agreed": 1, "total": 1, "wrong": []}, "agreement": agreement,
-              "validation": None}
+    assert agreement == AgreementCheck(passed=False, rate=0.97, images=100, target=0.98)
+    checks = GateChecks(CorrectionsCheck(passed=True, agreed=1, total=1), agreement, validation=None)
     assert reasons_for(checks) == ["与当前模型的一致率 97.0% 低于 98% / agrees with the current model on 97.0% of "
                                    "100 replay images (needs 98%)"]
 
