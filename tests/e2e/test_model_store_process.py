@@ -22,6 +22,7 @@ import httpx
 
 from bot_process import ROOT, running_bot
 from nailong_testkit import SUPERUSER, FakeOneBot, build_tiny_model, group_message_payload, text_segment, write_checksum
+from nailong_vision.handoff import CHECKPOINT_FILE, MODEL_FILE
 
 GROUP = 501
 ADMIN_TOKEN = "store-admin-token-9876543210"
@@ -60,10 +61,10 @@ def live_members(group: int) -> list[int]:
 
 async def test_a_damaged_store_and_a_hung_trainer(tmp_path) -> None:
     workdir, data = tmp_path / "bot", tmp_path / "bot" / "data"
-    base = build_tiny_model(tmp_path / "base" / "nailong.onnx")
+    base = build_tiny_model(tmp_path / "base" / MODEL_FILE)
     write_checksum(base)
-    (tmp_path / "base" / "nailong.pt").write_bytes(b"checkpoint")
-    elsewhere = build_tiny_model(tmp_path / "elsewhere" / "nailong.onnx", version="6.6.6")
+    (tmp_path / "base" / CHECKPOINT_FILE).write_bytes(b"checkpoint")
+    elsewhere = build_tiny_model(tmp_path / "elsewhere" / MODEL_FILE, version="6.6.6")
     write_checksum(elsewhere)
     store = data / "models"
     store.mkdir(parents=True)

@@ -21,6 +21,7 @@ from nailong_bot import refresh
 from nailong_bot.cache import versioned_key
 from nailong_bot.corrections import Corrections
 from nailong_bot.pipeline import decide_bytes
+from nailong_vision.handoff import CHECKPOINT_FILE, GATE_FILE, GATE_MARKDOWN_FILE, MODEL_FILE
 from nailong_testkit import SUPERUSER, YELLOW, build_tiny_model, group_event, patterned, text_segment, write_checksum
 
 HERE = Path(__file__).parent
@@ -30,9 +31,9 @@ API_TOKEN = "refresh-api-token-0123456789"
 @pytest.fixture
 def base_model(tmp_path: Path) -> Path:
     """The operator's model, with a checkpoint beside it (what a refresh starts from)."""
-    model = build_tiny_model(tmp_path / "base" / "nailong.onnx")
+    model = build_tiny_model(tmp_path / "base" / MODEL_FILE)
     write_checksum(model)
-    (tmp_path / "base" / "nailong.pt").write_bytes(b"checkpoint")
+    (tmp_path / "base" / CHECKPOINT_FILE).write_bytes(b"checkpoint")
     return model
 
 
@@ -82,11 +83,11 @@ async def test_a_passing_refresh_is_swapped_in_without_a_restart(learner, tmp_pa
     assert (after.source, after.model_version) == ("model", "0.0.1+r1") and after.score < 0.1
     assert learner.store.defaults.threshold == learner.classifier.info.threshold
     kept = tmp_path / "data" / "models" / "0.0.1+r1"
-    assert {p.name for p in kept.iterdir()} >= {"nailong.onnx", "nailong.onnx.sha256", "nailong.pt", "gate.json"}
-    assert learner.classifier.info.path == kept / "nailong.onnx"
+    assert {p.name for p in kept.iterdir()} >= {MODEL_FILE, f"{MODEL_FILE}.sha256", CHECKPOINT_FILE, GATE_FILE}
+    assert learner.classifier.info.path == kept / MODEL_FILE
     call = json.loads((kept / "fake_call.json").read_text())
     assert call["niceness"] == 10 and call["omp_threads"] == "1"  # low priority, one thread
-    assert {"nailong.onnx", "nailong.pt"} <= set(call["base_files"])
+    assert {MODEL_FILE, CHECKPOINT_FILE} <= set(call["base_files"])
     assert call["argv"][call["argv"].index("--feedback") + 1] == str(tmp_path / "data" / "feedback")
     assert call["argv"][call["argv"].index("--recent") + 1] == str(tmp_path / "data" / "recent")
     saved = json.loads((tmp_path / "data" / "models" / "last_refresh.json").read_text())
@@ -132,13 +133,13 @@ async def test_rollback_reaches_the_last_refreshed_models_and_always_the_base(le
     while learner.models.can_roll_back():
         versions.append((await learner.models.rollback())[1].version)
     assert versions == ["0.0.1+r4", "0.0.1+r3", "0.0.1+r2", "0.0.1"]
-    kept = sorted(p.name for p in (tmp_path / "data" / "models").iterdir() if (p / "nailong.onnx").is_file())
+    kept = sorted(p.name for p in (tmp_path / "data" / "models").iterdir() if (p / MODEL_FILE).is_file())
     assert kept == ["0.0.1+r2", "0.0.1+r3", "0.0.1+r4", "0.0.1+r5"]  # older ones pruned from disk
 
 
 async def test_a_new_base_model_replaces_the_refreshed_ones(learner, start_guard, tmp_path) -> None:
     assert (await learner.refresher.start("test")).outcome == "passed"
-    other = build_tiny_model(tmp_path / "other" / "nailong.onnx", version="0.0.2")
+    other = build_tiny_model(tmp_path / "other" / MODEL_FILE, version="0.0.2")
     restarted = await start_guard(tmp_path / "data", nailong_model_path=other)
     assert restarted.model_version == "0.0.2"  # the operator's new model, not one refreshed from the old
 
@@ -150,7 +151,7 @@ async def test_a_failing_gate_keeps_the_model_and_says_why(learner, fake_trainer
     assert "3/5 decided their way" in record.message
     assert learner.model_version == "0.0.1"
     assert not (tmp_path / "data" / "models" / "current.json").exists()
-    assert record.gate is not None and (Path(record.folder) / "gate.md").exists()  # the report is kept
+    assert record.gate is not None and (Path(record.folder) / GATE_MARKDOWN_FILE).exists()  # the report is kept
 
 
 @pytest.mark.parametrize(
@@ -446,7 +447,7 @@ async def test_a_candidate_whose_version_leaves_the_store_deletes_nothing(learne
 
 
 async def test_a_model_file_linked_from_outside_the_store_is_refused(learner, fake_trainer, sentinels, tmp_path) -> None:
-    outside = tmp_path / "elsewhere" / "nailong.onnx"
+    outside = tmp_path / "elsewhere" / MODEL_FILE
     fake_trainer(symlink_model=str(outside))
     record = await learner.refresher.start("test")
     assert record.outcome == "error" and "symlinks in the model folder" in record.message, record.message
@@ -456,8 +457,8 @@ async def test_a_model_file_linked_from_outside_the_store_is_refused(learner, fa
 
 async def test_a_kept_model_replaced_by_a_link_is_not_loaded_at_start(learner, start_guard, base_model, tmp_path) -> None:
     assert (await learner.refresher.start("test")).outcome == "passed"
-    kept = tmp_path / "data" / "models" / "0.0.1+r1" / "nailong.onnx"
-    outside = build_tiny_model(tmp_path / "elsewhere" / "nailong.onnx", version="6.6.6")
+    kept = tmp_path / "data" / "models" / "0.0.1+r1" / MODEL_FILE
+    outside = build_tiny_model(tmp_path / "elsewhere" / MODEL_FILE, version="6.6.6")
     kept.unlink()
     kept.symlink_to(outside)
     write_checksum(kept)
@@ -497,7 +498,7 @@ def pointers(base_sha256: str) -> dict[str, str]:
 async def test_a_bad_current_json_falls_back_to_the_base_model(start_guard, base_model, tmp_path, case) -> None:
     data = tmp_path / "data"
     # A model outside the store, where "../../elsewhere" from the store leads.
-    elsewhere = build_tiny_model(tmp_path / "elsewhere" / "nailong.onnx", version="6.6.6")
+    elsewhere = build_tiny_model(tmp_path / "elsewhere" / MODEL_FILE, version="6.6.6")
     write_checksum(elsewhere)
     (data / "models").mkdir(parents=True)
     (data / "feedback").mkdir()
@@ -603,11 +604,11 @@ async def test_one_result_message_per_refresh(app: App, learner, fake_trainer) -
 async def test_a_refreshed_model_shows_no_validation_numbers_it_was_not_validated_on(
     start_guard, fake_trainer, tmp_path
 ) -> None:
-    base = build_tiny_model(tmp_path / "base" / "nailong.onnx", extra_metadata={"metrics": json.dumps(
+    base = build_tiny_model(tmp_path / "base" / MODEL_FILE, extra_metadata={"metrics": json.dumps(
         {"nailong_precision": 0.987, "nailong_recall": 0.953, "validation_images": 4000}
     )})  # fmt: skip
     write_checksum(base)
-    (tmp_path / "base" / "nailong.pt").write_bytes(b"checkpoint")
+    (tmp_path / "base" / CHECKPOINT_FILE).write_bytes(b"checkpoint")
     runtime = await start_guard(tmp_path / "data", nailong_model_path=base, nailong_trainer_python=Path(sys.executable))
     from nailong_bot.web.api import model_card
 

@@ -16,7 +16,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from nailong_vision.handoff import CORRECTIONS_COLUMNS, RECENT_IMAGES, RECENT_INDEX, image_id
+from nailong_vision.handoff import (
+    CORRECTIONS_COLUMNS,
+    CORRECTIONS_FILE,
+    MODEL_FILE,
+    RECENT_IMAGES,
+    RECENT_INDEX,
+    image_id,
+)
 from tests.trainer.conftest import encode, make_imagefolder, nailong_like, other_like, tiny_config
 
 BASE_VERSION = "2026.01.01.1"
@@ -42,9 +49,9 @@ def build_base(folder: Path, work: Path, *, version: str = BASE_VERSION, thresho
     from trainer.export import export_command, sha256_file
     from trainer.features import run_features
 
-    images = make_imagefolder(work / "images", per_class=16, seed=3)
+    images = make_imagefolder(work / RECENT_IMAGES, per_class=16, seed=3)
     run_features(tiny_config(work, images, "model=test_efficientnet", "val_fraction=0.4"), l2=1e-3)
-    onnx_path = export_command(str(work / "ckpt" / "best.pt"), str(folder / "nailong.onnx"), version=version)
+    onnx_path = export_command(str(work / "ckpt" / "best.pt"), str(folder / MODEL_FILE), version=version)
     model = onnx.load(str(onnx_path))
     next(p for p in model.metadata_props if p.key == "threshold").value = f"{threshold:.4f}"
     onnx.save(model, str(onnx_path))
@@ -77,7 +84,7 @@ def write_corrections(feedback: Path, images: list[tuple[bytes, str]], *, undo: 
     writer.writeheader()
     writer.writerows(rows)
     feedback.mkdir(parents=True, exist_ok=True)
-    (feedback / "corrections.csv").write_text(buffer.getvalue(), encoding="utf-8")
+    (feedback / CORRECTIONS_FILE).write_text(buffer.getvalue(), encoding="utf-8")
     return [image_id(data) for data, _ in images]
 
 
