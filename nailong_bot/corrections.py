@@ -33,7 +33,7 @@ from PIL import Image
 from nonebot.log import logger
 
 from nailong_vision.handoff import CORRECTION_DISTANCE as DEFAULT_MAX_DISTANCE
-from nailong_vision.handoff import CORRECTION_LABELS, RETIRED_DIR, image_id
+from nailong_vision.handoff import ADD, CORRECTION_LABELS, REPLACE, RETIRED_DIR, UNDO, image_id
 from nailong_vision.handoff import CORRECTIONS_COLUMNS as CSV_COLUMNS
 from nailong_vision.handoff import CORRECTIONS_FILE as CSV_FILE
 from nailong_vision.phash import frame_hash, hamming
@@ -156,10 +156,10 @@ class Corrections:
             with self._lock:
                 for old in self._superseded_by(new):
                     retired = self._retire(old) if old.file != new.file else old.file
-                    self._append_row("replace", old, file=retired, group_id=group_id, user_id=user_id)
+                    self._append_row(REPLACE, old, file=retired, group_id=group_id, user_id=user_id)
                     del self._by_id[old.id]
                 self._save_image(new, image_bytes, first)
-                self._append_row("add", new)
+                self._append_row(ADD, new)
                 self._by_id[new.id] = new
                 self._rebuild_hashes()
         return new
@@ -190,7 +190,7 @@ class Corrections:
             if target is None:
                 return None
             retired = self._retire(target)
-            self._append_row("undo", target, file=retired, group_id=group_id, user_id=user_id)
+            self._append_row(UNDO, target, file=retired, group_id=group_id, user_id=user_id)
             del self._by_id[target.id]
             self._rebuild_hashes()
         return target
@@ -249,7 +249,7 @@ class Corrections:
             "file": correction.file,
             "phash": "" if correction.phash is None else f"{correction.phash:016x}",
         }
-        if action != "add":
+        if action != ADD:
             row.update(time=datetime.now().astimezone().isoformat(timespec="seconds"), **changes)
         lines = io.StringIO()
         writer = csv.DictWriter(lines, fieldnames=CSV_COLUMNS)
@@ -304,10 +304,10 @@ class Corrections:
             except (ValueError, TypeError, KeyError):
                 skipped += 1
                 continue
-            if row["action"] == "add":
+            if row["action"] == ADD:
                 self._by_id.pop(correction.id, None)  # re-added: moves to the newest position
                 self._by_id[correction.id] = correction
-            elif row["action"] in ("replace", "undo"):
+            elif row["action"] in (REPLACE, UNDO):
                 self._by_id.pop(correction.id, None)
             else:
                 skipped += 1

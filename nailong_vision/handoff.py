@@ -229,12 +229,11 @@ def _count(raw: Mapping[str, Any], key: str, default: Any = _MISSING) -> int:
 
 def _number(raw: Mapping[str, Any], key: str, default: Any = _MISSING) -> float:
     value = raw.get(key, default)
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    value = _typed({key: value}, key, float, default)
-    if not math.isfinite(value):
-        raise GateReportError(f"{key!r}: 不是有限数 / not finite")
-    return value
+    if value is _MISSING:
+        raise GateReportError(f"缺少 / missing {key!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GateReportError(f"{key!r}: 应为有限的数 / expected a finite number, got {value!r:.40}")
+    return float(value)
 
 
 def _text(value: object, where: str) -> str:

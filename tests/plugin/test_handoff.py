@@ -61,6 +61,7 @@ def broken(change) -> str:
         broken(lambda r: r["checks"].pop("agreement")),
         broken(lambda r: r["checks"]["corrections"].update(agreed="3")),
         broken(lambda r: r["checks"]["agreement"].update(rate=None)),
+        broken(lambda r: r["checks"]["agreement"].update(rate=float("nan"))),
         broken(lambda r: r["checks"].update(validation=[])),
         broken(lambda r: r.update(reasons=[1])),
         broken(lambda r: r.update(changed=[{"file": "a.png"}])),
