@@ -195,7 +195,7 @@ class Models:
 
     def read_pointer(self) -> Pointer:
         """What current.json says, or the base alone when it is missing, unreadable, not a pointer or
-        made on another base (each of those said in the log)."""
+        made on another base (each of those said once in the log)."""
         base = Pointer(self.base_sha256())
         if not self.pointer_path.exists():
             return base

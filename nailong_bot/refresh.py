@@ -122,7 +122,9 @@ class RefreshRecord:
             except GateReportError as error:
                 gate_error = str(error)
         fields = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
-        return cls(**{**fields, "gate": gate, "gate_error": gate_error})
+        # A record kept by an earlier version may name paths in its message.
+        message = persist.without_paths(raw["message"])
+        return cls(**{**fields, "message": message, "gate": gate, "gate_error": gate_error})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2)
