@@ -598,7 +598,7 @@ async def test_chat_replies_name_no_server_path(app: App, learner, fake_trainer,
         answers += await chat(app, "/nailong refresh")
     answers += await chat(app, "/nailong model")
     text = "\n".join(answers)
-    assert "Corrected images" in text and text.count("The refresh failed, 0.0.1 stays") == 3
+    assert "Corrected images" in text and text.count("The refresh failed, 0.0.1 stays") == 4  # 3 results, the model
     for server_path in (str(tmp_path), str(HERE), "/tmp/"):
         assert server_path not in text, server_path
     # What the group is not told is in the record (the console shows it), without paths either.
@@ -639,4 +639,4 @@ async def test_a_refreshed_model_shows_no_validation_numbers_it_was_not_validate
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://bot") as client:
         await sign_in(client)
         page = (await client.get("/nailong/")).text
-    assert "未验证 / not validated" in page and "0.987" not in page
+    assert "<dd>未验证</dd>" in page and "0.987" not in page
