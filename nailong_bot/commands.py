@@ -309,7 +309,8 @@ async def _undo(call: Invocation) -> str:
 @subcommand("feedback", "反馈", usage="feedback", superuser_only=True)
 async def _feedback(call: Invocation) -> str:
     counts = await asyncio.to_thread(call.runtime.corrections.counts)
-    # The folder itself is in the console and the log: no server path in a group.
+    # The folder itself goes to the log: no server path in a group.
+    logger.info(f"纠错目录 / corrections folder: {call.runtime.corrections.feedback_dir.absolute()}")
     return call.say("feedback", nailong=counts["nailong"], other=counts["other"])
 
 
