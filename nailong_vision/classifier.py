@@ -24,13 +24,13 @@ from PIL import Image
 
 from . import frame_rule
 from .frame_rule import FrameRule
+from .handoff import MODEL_FILE
 from .preprocess import PreprocessSpec, preprocess
 
 POSITIVE_LABEL = "nailong"
 DEFAULT_THRESHOLD = 0.5
 # Label orders of the two model kinds when the metadata does not name them (label 0 = nailong).
 DEFAULT_LABELS = {2: ("nailong", "other"), 5: ("nailong", "emoji", "anime", "others", "long")}
-MODEL_FILE = "nailong.onnx"
 CASCADE_KEY = "cascade"
 
 
