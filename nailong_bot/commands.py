@@ -9,6 +9,7 @@ replied to).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +40,7 @@ from .setting_input import (
     parse_switch,
     parse_threshold,
 )
-from .storage import Action, GroupSettings
+from .storage import REVIEW_OFF, Action, GroupSettings
 from .warning import PLACEHOLDERS, format_duration
 
 ADMIN = GROUP_ADMIN | GROUP_OWNER | SUPERUSER
@@ -123,7 +124,7 @@ def help_text() -> str:
     lines += [f"/nailong {entry.usage}" for entry in _REGISTERED]
     lines.append(
         "中文别名 / Chinese aliases: /奶龙 开启|关闭|阈值 0.85|动作 撤回|回复|都要|观察|豁免管理 开|关|豁免 @成员|"
-        "取消豁免 @成员|豁免名单|禁言 3 10分钟|禁言 关|文案 …|文案 重置|状态|误判|漏判|撤销|反馈|帮助"
+        "取消豁免 @成员|豁免名单|禁言 3 10分钟|禁言 关|文案 …|文案 重置|复核 0.2|复核 关|状态|误判|漏判|撤销|反馈|帮助"
     )
     lines.append("模型更新（仅超级用户）/ model refresh (superusers): /奶龙 模型|更新|回退")
     return "\n".join(lines)
@@ -309,6 +310,44 @@ async def _text(call: Invocation) -> str:
     return f"警告已设为 / warning set to: {template}"
 
 
+def describe_review(settings: GroupSettings, waiting: int) -> str:
+    if not settings.reviews:
+        return "关 (off)"
+    low, high = format_threshold(settings.review_floor), format_threshold(settings.threshold)
+    return (
+        f"得分在 [{low}, {high}) 的图片不处理，交给管理员在控制台 /nailong/review 复核，等待 {waiting} 张 / scores in "
+        f"[{low}, {high}) are not acted on but wait for review at /nailong/review: {waiting} waiting"
+    )
+
+
+@subcommand(
+    "review",
+    "复核",
+    usage="review 0.2 | 复核 0.2 — 得分在 0.2 到阈值之间的图片不处理，等管理员复核；review off | 复核 关 — 不复核 / "
+    "scores from 0.2 up to the threshold are not acted on but wait for review; off: no review band",
+)
+async def _review(call: Invocation) -> str:
+    usage = "用法 / usage: /nailong review 0.2 | /nailong review off（/奶龙 复核 0.2 | /奶龙 复核 关）"
+    if len(call.args) != 1:
+        return usage
+    threshold = call.runtime.store.get(call.event.group_id).threshold
+    if call.args[0].lower() in ("off", "关", "关闭"):
+        settings = await _change(call, review_floor=REVIEW_OFF)
+        return f"复核已关闭 / review band off: {describe_review(settings, 0)}"
+    try:
+        floor = float(call.args[0])
+    except ValueError:
+        floor = math.nan
+    if not (math.isfinite(floor) and 0.0 <= floor < threshold):
+        return (
+            f"复核下限必须是 0 到本群阈值 {format_threshold(threshold)} 之间的小数 / the review floor must be a decimal "
+            f"from 0 up to this group's threshold {format_threshold(threshold)}: {call.args[0][:20]!r}\n{usage}"
+        )
+    settings = await _change(call, review_floor=floor)
+    waiting = await asyncio.to_thread(call.runtime.review.count, call.event.group_id)
+    return f"复核已设为 / review band set: {describe_review(settings, waiting)}"
+
+
 @subcommand("status", "状态", usage="status | 状态 — 查看本群设置和统计 / settings and counts")
 async def _status(call: Invocation) -> str:
     runtime, group = call.runtime, call.event.group_id
@@ -331,6 +370,7 @@ async def _status(call: Invocation) -> str:
         f"警告 / warning: {settings.reply_text}",
         f"今天免检图片 {today.exempt} 张，观察模式命中 {today.observed} 次 / today: {today.exempt} images of exempt "
         f"senders, {today.observed} hits observed",
+        f"复核 / review: {describe_review(settings, runtime.review.count(group))}",
     ]
     if top:
         lines.append("记过最多 / most strikes: " + ", ".join(f"{user} ×{count}" for user, count in top))

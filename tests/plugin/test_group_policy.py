@@ -291,6 +291,7 @@ async def test_status_shows_everything(app: App, guard) -> None:
         "10 min, doubled each further strike, at most 1 d",
         "警告 / warning: {user} 走开",
         "今天免检图片 4 张，观察模式命中 1 次 / today: 4 images of exempt senders, 1 hits observed",
+        "复核 / review: 关 (off)",
         "记过最多 / most strikes: 777777 ×1",
     ]
 
