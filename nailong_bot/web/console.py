@@ -37,6 +37,7 @@ from .api import classify_request, model_card, running
 from .auth import CSRF_HEADER, SESSION_COOKIE, Session, TokenAuth, client_address, matches, too_many_attempts
 from .group_settings import settings_changes, settings_form, settings_record
 from .html import Html, render
+from .review import review_summary
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
@@ -105,6 +106,7 @@ def _model_card(runtime: Runtime) -> Html:
         ("奶龙召回率 / recall", _number(metrics.get("nailong_recall"))),
         ("奶龙 F1", _number(metrics.get("nailong_f1"))),
         ("误判率 / false-positive rate", _number(metrics.get("nailong_fpr"))),
+        ("群里复核 / reviewed in groups", review_summary(runtime)),
         ("后端 / providers", ", ".join(card["providers"])),
     ]
     items = "".join(render("<dt>$term</dt><dd>$value</dd>", term=term, value=value) for term, value in rows)

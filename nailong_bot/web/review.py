@@ -1,0 +1,238 @@
+"""The review page at `/nailong/review`: the images the model was unsure of, newest first, each labelled
+with one tap (是奶龙 / 不是, or the keys Y / N), all shown ones at once as not nailong, filterable by group;
+`/nailong/review.json` lists what waits. Signed in as for the console (auth.py); every label is a
+correction (reviewing.py) and goes into the audit log with the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from nonebot.log import logger
+
+from .. import reviewing
+from ..commands import format_threshold
+from ..corrections import LABELS
+from ..review import Tally, Waiting
+from ..runtime import Runtime
+from .api import running
+from .auth import Session, TokenAuth, client_address, matches
+from .html import Html, render
+
+HERE = Path(__file__).parent
+ASSETS = {"review.css": "text/css; charset=utf-8", "review.js": "text/javascript; charset=utf-8"}
+# Images on one page (the "all of these are not nailong" button labels those shown).
+SHOWN = 60
+USEFUL_SHOWN = 6
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_GROUP = re.compile(r"[0-9]{1,12}")
+# One label per image on the page, plus the form token.
+_FORM_LIMIT = 80 * (SHOWN + 2)
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+NOTICES = {
+    "nailong": "已记录：是奶龙 / Recorded: nailong.",
+    "other": "已记录：不是奶龙 / Recorded: not nailong.",
+    "gone": "这张图片已不在队列中 / That image no longer waits.",
+    "failed": "保存纠错失败，请查看日志 / Saving the correction failed; see the log.",
+}
+
+
+def _time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def waiting_json(entry: Waiting) -> dict:
+    return {
+        "sha256": entry.sha256,
+        "group": entry.group_id,
+        "score": entry.score,
+        "time": entry.time,
+        "message_id": entry.message_id,
+    }
+
+
+def _tile(entry: Waiting, csrf: str, action: str) -> Html:
+    return render(
+        '<li class="waiting" data-sha256="$sha256" tabindex="0">'
+        '<img src="/nailong/review/thumb/$sha256" alt="群 $group 的图片 / image in group $group">'
+        '<div class="facts"><b>$score</b> / 阈值 $threshold · 群 $group<br>成员 / member $user · $time</div>'
+        '<form method="post" action="$action" class="labels">'
+        '<input type="hidden" name="csrf" value="$csrf"><input type="hidden" name="sha256" value="$sha256">'
+        '<button type="submit" name="label" value="nailong" class="nailong">是奶龙 <kbd>Y</kbd></button>'
+        '<button type="submit" name="label" value="other" class="other">不是 <kbd>N</kbd></button></form></li>',
+        sha256=entry.sha256,
+        group=entry.group_id,
+        score=f"{entry.score:.3f}",
+        threshold=format_threshold(entry.threshold),
+        user=entry.user_id,
+        time=_time(entry.time),
+        csrf=csrf,
+        action=action,
+    )
+
+
+def _useful_item(entry: Waiting) -> Html:
+    return render(
+        '<li><a href="#$sha256"><img src="/nailong/review/thumb/$sha256" alt=""></a> $score / $threshold · 群 $group</li>',
+        sha256=entry.sha256,
+        score=f"{entry.score:.3f}",
+        threshold=format_threshold(entry.threshold),
+        group=entry.group_id,
+    )
+
+
+def tally_rows(tally: dict[str, Tally]) -> Html:
+    """Per model version: reviewed images, how many the model got right, its precision where it called nailong."""
+    rows = [
+        render(
+            '<tr><td>$version</td><td class="number">$reviewed</td><td class="number">$right</td>'
+            '<td class="number">$precision</td></tr>',
+            version=version,
+            reviewed=t.reviewed,
+            right=f"{t.right}（{t.right / t.reviewed:.0%}）" if t.reviewed else "—",
+            precision=f"{t.called_nailong_right}/{t.called_nailong}" if t.called_nailong else "—",
+        )
+        for version, t in sorted(tally.items())
+    ]
+    return Html("".join(rows)) or Html('<tr><td colspan="4" class="empty">还没有复核 / nothing reviewed yet</td></tr>')
+
+
+def review_summary(runtime: Runtime) -> str:
+    """One line for the model card: how the model in use fared with reviewed images."""
+    t = runtime.review.tally().get(runtime.model_version)
+    if t is None or not t.reviewed:
+        return "还没有复核 / nothing reviewed yet"
+    return f"复核 {t.reviewed} 张，判断正确 {t.right} 张 / {t.right} of {t.reviewed} reviewed images right"
+
+
+def _group_options(runtime: Runtime, chosen: int | None) -> Html:
+    groups = sorted({e.group_id for e in runtime.review.waiting()} | ({chosen} if chosen else set()))
+    options = [render('<option value="">全部群 / all groups</option>')]
+    options += [
+        render('<option value="$g"$selected>群 $g（$n）</option>', g=g, n=runtime.review.count(g),
+               selected=Html(" selected" if g == chosen else ""))
+        for g in groups
+    ]  # fmt: skip
+    return Html("".join(options))
+
+
+async def _read_form(request: Request) -> dict[str, list[str]]:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _FORM_LIMIT:
+            raise HTTPException(413, "表单过大 / form too large")
+    try:
+        return parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=SHOWN + 3)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise HTTPException(400, f"表单无法解析 / unreadable form: {error}") from error
+
+
+def _group_filter(group: str | None) -> int | None:
+    if not group:
+        return None
+    if not _GROUP.fullmatch(group):
+        raise HTTPException(400, "group 必须是群号 / group must be a group number")
+    return int(group)
+
+
+def make_router(auth: TokenAuth) -> APIRouter:
+    router = APIRouter(prefix="/nailong", include_in_schema=False)
+
+    def require_login(request: Request) -> Session:
+        session = auth.session(request)
+        if session is None:
+            raise HTTPException(401, "请先登录 / please sign in at /nailong/login")
+        return session
+
+    @router.get("/review")
+    async def review_page(request: Request, group: str | None = None, notice: str | None = None) -> Response:
+        session = auth.session(request)
+        if session is None:
+            return RedirectResponse("/nailong/login", status_code=303)
+        runtime, chosen = running(), _group_filter(group)
+        waiting = runtime.review.waiting(chosen)
+        shown = waiting[:SHOWN]
+        action = f"/nailong/review?group={chosen}" if chosen else "/nailong/review"
+        content = render(
+            (HERE / "templates" / "review.html").read_text(encoding="utf-8"),
+            csrf=session.csrf,
+            operator=session.operator,
+            notice=render('<p class="notice">$text</p>', text=NOTICES[notice]) if notice in NOTICES else Html(""),
+            group_options=_group_options(runtime, chosen),
+            group=chosen or "",
+            count=len(waiting),
+            action=action,
+            tiles=Html("".join(_tile(e, session.csrf, action) for e in shown))
+            or Html('<li class="empty">没有等待复核的图片 / nothing waits for review</li>'),
+            all_sha256=Html("".join(render('<input type="hidden" name="sha256" value="$s">', s=e.sha256) for e in shown)),
+            all_disabled=Html("" if shown else " disabled"),
+            useful=Html("".join(_useful_item(e) for e in runtime.review.most_useful(USEFUL_SHOWN)))
+            or Html('<li class="empty">—</li>'),
+            tally_rows=tally_rows(await asyncio.to_thread(runtime.review.tally)),
+        )
+        return HTMLResponse(content, headers=_HEADERS)
+
+    @router.get("/review.json")
+    async def review_json(request: Request, group: str | None = None) -> dict:
+        require_login(request)
+        return {"waiting": [waiting_json(e) for e in running().review.waiting(_group_filter(group))]}
+
+    @router.post("/review")
+    async def label(request: Request) -> Response:
+        session = require_login(request)
+        form = await _read_form(request)
+        if not matches((form.get("csrf") or [None])[0], session.csrf):
+            raise HTTPException(403, "表单已过期，请刷新页面 / stale form, reload the page")
+        verdict, images = (form.get("label") or [None])[0], form.get("sha256") or []
+        if verdict not in LABELS or not images or not all(_SHA256.fullmatch(s) for s in images):
+            raise HTTPException(400, "需要 sha256 和 label=nailong|other / sha256 and label=nailong|other required")
+        runtime, labelled, gone = running(), [], []
+        for sha256 in dict.fromkeys(images):
+            try:
+                done = await reviewing.label(
+                    runtime, sha256, verdict, operator=session.operator, client=client_address(request)
+                )
+            except OSError as error:
+                logger.error(f"保存复核标注失败 / saving a review label failed: {sha256}: {error}")
+                return _answer(request, 500, {"labelled": labelled, "gone": gone, "error": "failed"}, "failed")
+            (labelled if done is not None else gone).append(sha256)
+        notice = verdict if labelled else "gone"
+        return _answer(request, 200, {"labelled": labelled, "gone": gone}, notice)
+
+    @router.get("/review/thumb/{sha256}")
+    async def thumbnail(request: Request, sha256: str) -> Response:
+        require_login(request)
+        image = await asyncio.to_thread(running().review.read_thumbnail, sha256) if _SHA256.fullmatch(sha256) else None
+        if image is None:
+            raise HTTPException(404, "这张图片已不在复核队列中 / no longer waits for review")
+        return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+    @router.get("/review/{name}")
+    async def asset(name: str) -> Response:
+        if name not in ASSETS:
+            raise HTTPException(404, "not found")
+        content = (HERE / "static" / name).read_bytes()
+        return Response(content, media_type=ASSETS[name], headers={"X-Content-Type-Options": "nosniff"})
+
+    return router
+
+
+def _answer(request: Request, status: int, result: dict, notice: str) -> Response:
+    """JSON for the page's script (it asks for it), else back to the page (303: a reload posts nothing again)."""
+    if "application/json" in request.headers.get("Accept", ""):
+        return JSONResponse(result, status_code=status)
+    referer_group = request.query_params.get("group", "")
+    group = f"&group={referer_group}" if _GROUP.fullmatch(referer_group) else ""
+    return RedirectResponse(f"/nailong/review?notice={notice}{group}", status_code=303)
