@@ -156,6 +156,7 @@ async def test_status(app: App, guard) -> None:
         "禁言 / mute: 不禁言 (off)",
         "警告 / warning: 检测到奶龙图片",
         "今天免检图片 0 张，观察模式命中 0 次 / today: 0 images of exempt senders, 0 hits observed",
+        "复核 / review: 关 (off)",
     ]
 
 
