@@ -105,6 +105,7 @@ def test_export_carries_the_lineage_and_a_checkpoint_for_the_next_refresh(refres
     assert lineage["refresh"] == 1 and lineage["corrections"] == 4 and lineage["steps"] == STEPS
     assert lineage["gate"]["passed"] and lineage["gate"]["corrections"] == "4/4"
     assert float(metadata["threshold"]) == pytest.approx(THRESHOLD)  # the base model's threshold is kept
+    assert float(metadata["review_floor"]) == pytest.approx(THRESHOLD / 4, abs=1e-4)  # and its review floor
     assert (out / "nailong.onnx.sha256").read_text() == sha256_file(out / "nailong.onnx") + "\n"
     info = Classifier(out / "nailong.onnx", providers=["CPUExecutionProvider"]).info  # loads as the plugin loads it
     assert info.version == f"{BASE_VERSION}+r1"
