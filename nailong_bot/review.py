@@ -106,9 +106,9 @@ class ReviewQueue:
         """The waiting images (of one group, or all), newest first."""
         return [e for e in reversed(self._state.waiting) if group_id is None or e.group_id == group_id]
 
-    def most_useful(self, limit: int) -> list[Waiting]:
+    def most_useful(self, limit: int, group_id: int | None = None) -> list[Waiting]:
         """The waiting images nearest their group's threshold (the model's hardest calls), newest first on a tie."""
-        return sorted(self.waiting(), key=lambda e: e.threshold - e.score)[:limit]
+        return sorted(self.waiting(group_id), key=lambda e: e.threshold - e.score)[:limit]
 
     def get(self, sha256: str) -> Waiting | None:
         return next((e for e in self._state.waiting if e.sha256 == sha256), None)

@@ -64,7 +64,7 @@ def waiting_json(entry: Waiting) -> dict:
 
 def _tile(entry: Waiting, csrf: str, action: str) -> Html:
     return render(
-        '<li class="waiting" data-sha256="$sha256" tabindex="0">'
+        '<li class="waiting" id="$sha256" data-sha256="$sha256" tabindex="0">'
         '<img src="/nailong/review/thumb/$sha256" alt="群 $group 的图片 / image in group $group">'
         '<div class="facts"><b>$score</b> / 阈值 $threshold · 群 $group<br>成员 / member $user · $time</div>'
         '<form method="post" action="$action" class="labels">'
@@ -178,7 +178,7 @@ def make_router(auth: TokenAuth) -> APIRouter:
             or Html('<li class="empty">没有等待复核的图片 / nothing waits for review</li>'),
             all_sha256=Html("".join(render('<input type="hidden" name="sha256" value="$s">', s=e.sha256) for e in shown)),
             all_disabled=Html("" if shown else " disabled"),
-            useful=Html("".join(_useful_item(e) for e in runtime.review.most_useful(USEFUL_SHOWN)))
+            useful=Html("".join(_useful_item(e) for e in runtime.review.most_useful(USEFUL_SHOWN, chosen)))
             or Html('<li class="empty">—</li>'),
             tally_rows=tally_rows(await asyncio.to_thread(runtime.review.tally)),
         )
