@@ -9,6 +9,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const list = tiles();
     if (!list.length) return;
     current = Math.max(0, Math.min(index, list.length - 1));
+    document.querySelectorAll("li.waiting.current").forEach((tile) => tile.classList.remove("current"));
     list.forEach((tile, i) => tile.classList.toggle("current", i === current));
     list[current].focus({ preventScroll: false });
   }
