@@ -90,7 +90,8 @@ class ReviewQueue:
         self._path = directory / QUEUE_FILE
         self._images_dir = directory / IMAGES_DIR
         self._thumbnails_dir = directory / THUMBNAILS_DIR
-        self._lock = threading.Lock()
+        # Reentrant: a change looks entries up under it too.
+        self._lock = threading.RLock()
         self._state = _State()
         # Why images cannot be queued (set by _load); None when they can.
         self.save_error: str | None = None
@@ -100,18 +101,21 @@ class ReviewQueue:
         return len(self._state.waiting)
 
     def count(self, group_id: int) -> int:
-        return sum(1 for entry in self._state.waiting if entry.group_id == group_id)
+        with self._lock:
+            return sum(1 for entry in self._state.waiting if entry.group_id == group_id)
 
     def waiting(self, group_id: int | None = None) -> list[Waiting]:
         """The waiting images (of one group, or all), newest first."""
-        return [e for e in reversed(self._state.waiting) if group_id is None or e.group_id == group_id]
+        with self._lock:
+            return [e for e in reversed(self._state.waiting) if group_id is None or e.group_id == group_id]
 
     def most_useful(self, limit: int, group_id: int | None = None) -> list[Waiting]:
         """The waiting images nearest their group's threshold (the model's hardest calls), newest first on a tie."""
         return sorted(self.waiting(group_id), key=lambda e: e.threshold - e.score)[:limit]
 
     def get(self, sha256: str) -> Waiting | None:
-        return next((e for e in self._state.waiting if e.sha256 == sha256), None)
+        with self._lock:
+            return next((e for e in self._state.waiting if e.sha256 == sha256), None)
 
     def tally(self) -> dict[str, Tally]:
         with self._lock:

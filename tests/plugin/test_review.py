@@ -4,9 +4,11 @@ privately), and `/nailong review` with the status line."""
 
 from __future__ import annotations
 
+import io
 import json
 
 from nonebug import App
+from PIL import Image
 
 from nailong_bot.review import ReviewQueue, Waiting
 from nailong_bot.storage import REVIEW_OFF
@@ -111,3 +113,14 @@ async def test_review_command_and_status(app: App, guard) -> None:
 async def test_members_cannot_set_the_review_band(app: App, guard) -> None:
     assert (await ask(app, "/nailong review 0.2", role="member")).startswith("只有群主、管理员和超级用户")
     assert guard.store.get(1).review_floor == REVIEW_OFF
+
+
+async def test_an_image_decided_from_the_cache_gets_its_thumbnail_made_again(start_guard) -> None:
+    from nailong_bot.decision import Decision
+    from nailong_bot.images import CheckedImage, ImageRef
+    from nailong_bot.reviewing import _thumbnail
+
+    guard = await start_guard()
+    cached = Decision(0.5, source="cache", model_score=0.5)  # the cache keeps no preview
+    thumbnail = _thumbnail(CheckedImage(ImageRef(file=None, url=None, key=None), cached, still(YELLOW)), guard)
+    assert Image.open(io.BytesIO(thumbnail)).format == "JPEG"
