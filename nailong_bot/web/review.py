@@ -65,7 +65,7 @@ def waiting_json(entry: Waiting) -> dict:
 def _tile(entry: Waiting, csrf: str, action: str) -> Html:
     return render(
         '<li class="waiting" id="$sha256" data-sha256="$sha256" tabindex="0">'
-        '<img src="/nailong/review/thumb/$sha256" alt="群 $group 的图片 / image in group $group">'
+        '<img src="/nailong/review-thumb/$sha256" alt="群 $group 的图片 / image in group $group">'
         '<div class="facts"><b>$score</b> / 阈值 $threshold · 群 $group<br>成员 / member $user · $time</div>'
         '<form method="post" action="$action" class="labels">'
         '<input type="hidden" name="csrf" value="$csrf"><input type="hidden" name="sha256" value="$sha256">'
@@ -84,7 +84,7 @@ def _tile(entry: Waiting, csrf: str, action: str) -> Html:
 
 def _useful_item(entry: Waiting) -> Html:
     return render(
-        '<li><a href="#$sha256"><img src="/nailong/review/thumb/$sha256" alt=""></a> $score / $threshold · 群 $group</li>',
+        '<li><a href="#$sha256"><img src="/nailong/review-thumb/$sha256" alt=""></a> $score / $threshold · 群 $group</li>',
         sha256=entry.sha256,
         score=f"{entry.score:.3f}",
         threshold=format_threshold(entry.threshold),
@@ -211,7 +211,7 @@ def make_router(auth: TokenAuth) -> APIRouter:
         notice = verdict if labelled else "gone"
         return _answer(request, 200, {"labelled": labelled, "gone": gone}, notice)
 
-    @router.get("/review/thumb/{sha256}")
+    @router.get("/review-thumb/{sha256}")
     async def thumbnail(request: Request, sha256: str) -> Response:
         require_login(request)
         image = await asyncio.to_thread(running().review.read_thumbnail, sha256) if _SHA256.fullmatch(sha256) else None

@@ -140,7 +140,7 @@ async def test_unsure_images_wait_for_a_label_that_acts(tmp_path: Path, image_se
     async with running_bot(tmp_path, **bot_settings(tmp_path)) as onebot:  # restarted
         async with signed_in(onebot.port) as (client, _):
             assert [e["message_id"] for e in await waiting(client)] == kept
-            thumbnail = await client.get(f"/review/thumb/{(await waiting(client))[0]['sha256']}")
+            thumbnail = await client.get(f"/review-thumb/{(await waiting(client))[0]['sha256']}")
             assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
 
 

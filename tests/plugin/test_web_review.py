@@ -50,7 +50,7 @@ async def test_the_review_page_needs_a_session(browser, guard) -> None:
     sha256 = queue(guard, 1)
     assert (await browser.get("/nailong/review")).headers["Location"] == "/nailong/login"
     assert (await browser.get("/nailong/review.json")).status_code == 401
-    assert (await browser.get(f"/nailong/review/thumb/{sha256}")).status_code == 401
+    assert (await browser.get(f"/nailong/review-thumb/{sha256}")).status_code == 401
     answer = await browser.post("/nailong/review", data={"csrf": "x", "sha256": sha256, "label": "other"})
     assert answer.status_code == 401 and len(guard.review) == 1
 
@@ -66,7 +66,7 @@ async def test_the_page_lists_what_waits_newest_first_by_group(browser, csrf, gu
     listed = (await browser.get("/nailong/review.json?group=9")).json()["waiting"]
     assert [(e["sha256"], e["group"], e["message_id"], e["score"]) for e in listed] == [
         (second, 9, 2, 0.5), (first, 9, 1, 0.5)]  # fmt: skip
-    assert (await browser.get(f"/nailong/review/thumb/{first}")).content == b"thumbnail"
+    assert (await browser.get(f"/nailong/review-thumb/{first}")).content == b"thumbnail"
     assert (await browser.get("/nailong/review?group=abc")).status_code == 400
 
 
