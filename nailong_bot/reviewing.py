@@ -65,18 +65,21 @@ async def hold_for_review(
         return queue.add(entry, data, _thumbnail(image, runtime))
 
     for image in unsure:
-        logger.info(
-            f"模型不确定，未处理，等待复核 / unsure, nothing done, queued for review: group={event.group_id} "
-            f"message={event.message_id} user={event.user_id} score={image.decision.score:.3f} "
-            f"band=[{settings.review_floor}, {settings.threshold})"
+        where = (
+            f"group={event.group_id} message={event.message_id} user={event.user_id} "
+            f"score={image.decision.score:.3f} band=[{settings.review_floor}, {settings.threshold})"
         )
         try:
             added = await asyncio.to_thread(add, image)
         except OSError as error:
-            logger.warning(f"无法加入复核队列 / could not queue for review: group={event.group_id}: {error}")
+            logger.warning(f"模型不确定，未处理；无法加入复核队列 / unsure, nothing done, could not queue it: {where}: {error}")
             continue
         if added:
+            logger.info(f"模型不确定，未处理，等待复核 / unsure, nothing done, queued for review: {where}")
             await _notify_if_full(bot, event.group_id, runtime)
+        else:
+            logger.info(f"模型不确定，未处理（已在复核队列中或无法保存）/ unsure, nothing done (already waiting, or "
+                        f"the queue cannot be saved): {where}")
 
 
 def _thumbnail(image: CheckedImage, runtime: Runtime) -> bytes:
