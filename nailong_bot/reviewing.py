@@ -49,8 +49,11 @@ async def hold_for_review(
     def add(image: CheckedImage) -> bool:
         data = image.data
         assert data is not None
+        sha256 = hashlib.sha256(data).hexdigest()
+        if queue.get(sha256) is not None:  # posted again: it waits once
+            return False
         entry = Waiting(
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=sha256,
             group_id=event.group_id,
             message_id=event.message_id,
             user_id=event.user_id,
@@ -59,7 +62,8 @@ async def hold_for_review(
             threshold=settings.threshold,
             model_version=image.decision.model_version,
             model_threshold=model_threshold,
-            time=queue.clock(),
+            # When it was posted (QQ's recall window counts from then), never later than now.
+            time=min(float(event.time), queue.clock()),
             size=len(data),
         )
         return queue.add(entry, data, _thumbnail(image, runtime))
