@@ -171,7 +171,6 @@ def make_router(auth: TokenAuth) -> APIRouter:
             operator=session.operator,
             notice=render('<p class="notice">$text</p>', text=NOTICES[notice]) if notice in NOTICES else Html(""),
             group_options=_group_options(runtime, chosen),
-            group=chosen or "",
             count=len(waiting),
             action=action,
             tiles=Html("".join(_tile(e, session.csrf, action) for e in shown))
