@@ -117,7 +117,7 @@ async def _notify_if_full(bot: Bot, group_id: int, runtime: Runtime) -> None:
             logger.warning(f"复核提醒发送失败 / review notice failed: superuser={superuser}: {error}")
 
 
-# --- A label: a correction, a recall while QQ still allows one, the tally, the audit entry ---
+# --- A label: a correction, a recall while QQ still allows one, the tally ---
 
 
 @dataclass(frozen=True)
@@ -128,9 +128,10 @@ class Labelled:
     recalled: bool | None
 
 
-async def label(runtime: Runtime, sha256: str, verdict: Label, *, operator: str, client: str | None) -> Labelled | None:
-    """Label a waiting image. None when it no longer waits (labelled meanwhile, or evicted). Raises
-    OSError (CannotSave included) when the correction cannot be saved; the image then still waits."""
+async def label(runtime: Runtime, sha256: str, verdict: Label, *, operator: int | str) -> Labelled | None:
+    """Label a waiting image (admin.label_review audits it). None when it no longer waits (labelled
+    meanwhile, or evicted). Raises OSError (CannotSave included) when the correction cannot be saved; the
+    image then still waits."""
     queue = runtime.review
     entry = queue.get(sha256)
     if entry is None:
@@ -157,15 +158,6 @@ async def label(runtime: Runtime, sha256: str, verdict: Label, *, operator: str,
     if verdict == "nailong" and queue.clock() - entry.time <= RECALL_WINDOW:
         recalled = await _recall(entry)
         runtime.stats.add(entry.group_id, recalls=int(recalled), failed_recalls=int(not recalled))
-    await asyncio.to_thread(
-        runtime.audit.record,
-        operator,
-        "review",
-        before={"group_id": entry.group_id, "message_id": entry.message_id, "user_id": entry.user_id,
-                "image": entry.sha256, "score": round(entry.score, 6), "model_version": entry.model_version},
-        after={"label": verdict, "corrections": [c.id for c in corrected.added], "recalled": recalled},
-        client=client,
-    )  # fmt: skip
     return Labelled(entry, corrected.added, recalled)
 
 

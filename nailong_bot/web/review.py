@@ -14,11 +14,12 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from nonebot.log import logger
 
-from .. import reviewing
-from ..commands import format_threshold
+from .. import admin
+from ..admin import Operator, Refused
 from ..corrections import LABELS
+from ..describe import format_threshold
+from ..i18n import Lang
 from ..review import Tally, Waiting
 from ..runtime import Runtime
 from .api import running
@@ -108,12 +109,12 @@ def tally_rows(tally: dict[str, Tally]) -> Html:
     return Html("".join(rows)) or Html('<tr><td colspan="4" class="empty">还没有复核 / nothing reviewed yet</td></tr>')
 
 
-def review_summary(runtime: Runtime) -> str:
+def review_summary(runtime: Runtime, words: Lang) -> str:
     """One line for the model card: how the model in use fared with reviewed images."""
     t = runtime.review.tally().get(runtime.model_version)
     if t is None or not t.reviewed:
-        return "还没有复核 / nothing reviewed yet"
-    return f"复核 {t.reviewed} 张，判断正确 {t.right} 张 / {t.right} of {t.reviewed} reviewed images right"
+        return words("console", "reviewed_none")
+    return words("console", "reviewed", reviewed=t.reviewed, right=t.right)
 
 
 def _group_options(runtime: Runtime, chosen: int | None) -> Html:
@@ -198,13 +199,11 @@ def make_router(auth: TokenAuth) -> APIRouter:
         if verdict not in LABELS or not images or not all(_SHA256.fullmatch(s) for s in images):
             raise HTTPException(400, "需要 sha256 和 label=nailong|other / sha256 and label=nailong|other required")
         runtime, labelled, gone = running(), [], []
+        operator = Operator.console(session.operator, client_address(request))
         for sha256 in dict.fromkeys(images):
             try:
-                done = await reviewing.label(
-                    runtime, sha256, verdict, operator=session.operator, client=client_address(request)
-                )
-            except OSError as error:
-                logger.error(f"保存复核标注失败 / saving a review label failed: {sha256}: {error}")
+                done = await admin.label_review(runtime, operator, sha256, verdict)
+            except Refused:
                 return _answer(request, 500, {"labelled": labelled, "gone": gone, "error": "failed"}, "failed")
             (labelled if done is not None else gone).append(sha256)
         notice = verdict if labelled else "gone"

@@ -99,19 +99,23 @@ async def test_an_unsure_image_is_queued_with_nothing_done_in_the_group(app: App
 
 async def test_review_command_and_status(app: App, guard) -> None:
     assert guard.store.get(1).review_floor == REVIEW_OFF  # the tiny model has no review floor
-    assert (await ask(app, "/奶龙 复核 0.2")).startswith("复核已设为 / review band set: 得分在 [0.2, 0.7) 的图片不处理")
+    assert await ask(app, "/奶龙 复核 0.2") == (
+        "复核已设为：得分在 [0.2, 0.7) 的图片不处理，交给管理员在控制台 /nailong/review 复核，等待 0 张"
+    )
     assert guard.store.get(1).review_floor == 0.2
     status = (await ask(app, "/nailong status")).splitlines()
-    assert status[9].startswith("复核 / review: 得分在 [0.2, 0.7) 的图片不处理") and "等待 0 张" in status[9]
+    assert status[9] == "Review: scores in [0.2, 0.7) are not acted on but wait for review at /nailong/review: 0 waiting"
     for bad in ("0.7", "1", "-0.1", "nan", "abc"):
-        assert (await ask(app, f"/nailong review {bad}")).startswith("复核下限必须是 0 到本群阈值 0.7 之间的小数")
+        assert (await ask(app, f"/奶龙 复核 {bad}")) == f"未更改：复核下限必须是 0 到本群阈值 0.7 之间的小数：{bad}"
     assert guard.store.get(1).review_floor == 0.2
-    assert await ask(app, "/nailong review off") == "复核已关闭 / review band off: 关 (off)"
+    assert await ask(app, "/nailong review off") == "Review band set: off"
     assert json.loads(guard.store.path.read_text())["groups"]["1"]["review_floor"] == REVIEW_OFF
+    (entry,) = [e for e in guard.audit.latest(10) if e["after"].get("review_floor") == REVIEW_OFF]
+    assert entry["action"] == "group-settings" and entry["before"] == {"group_id": 1, "review_floor": 0.2}
 
 
 async def test_members_cannot_set_the_review_band(app: App, guard) -> None:
-    assert (await ask(app, "/nailong review 0.2", role="member")).startswith("只有群主、管理员和超级用户")
+    assert (await ask(app, "/nailong review 0.2", role="member")).startswith("Only the group owner")
     assert guard.store.get(1).review_floor == REVIEW_OFF
 
 

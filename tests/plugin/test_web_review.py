@@ -107,4 +107,4 @@ async def test_a_label_is_a_correction_audited_and_tallied(browser, csrf, guard)
     page = (await browser.get("/nailong/review")).text
     assert "没有等待复核的图片" in page and '<td class="number">2</td><td class="number">1（50%）</td>' in page
     card = (await browser.get("/nailong/")).text
-    assert "<dt>群里复核 / reviewed in groups</dt><dd>复核 2 张，判断正确 1 张 / 1 of 2 reviewed images right</dd>" in card
+    assert "群里复核" in card and "复核 2 张，判断正确 1 张" in card
