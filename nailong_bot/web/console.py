@@ -42,7 +42,6 @@ from .api import classify_request, model_card, running
 from .auth import CSRF_HEADER, SESSION_COOKIE, Session, TokenAuth, client_address, matches, too_many_attempts
 from .group_settings import settings_form
 from .html import Html, render
-from .review import review_summary
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
@@ -196,8 +195,16 @@ def _model_card(runtime: Runtime, words: Lang) -> Html:
         (say("model_f1"), _number(metrics.get("nailong_f1"))),
         (say("model_fpr"), _number(metrics.get("nailong_fpr"))),
         (say("model_providers"), ", ".join(card["providers"])),
-        (say("model_reviewed"), review_summary(runtime, words)),
+        (say("model_reviewed"), _reviewed(runtime, words)),
     ])  # fmt: skip
+
+
+def _reviewed(runtime: Runtime, words: Lang) -> str:
+    """How the model in use fared with the images admins reviewed (the review page)."""
+    tally = runtime.review.tally().get(runtime.model_version)
+    if tally is None or not tally.reviewed:
+        return words("console", "reviewed_none")
+    return words("console", "reviewed", reviewed=tally.reviewed, right=tally.right)
 
 
 def _refresh_panel(runtime: Runtime, csrf: str, words: Lang) -> Html:

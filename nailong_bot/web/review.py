@@ -1,7 +1,7 @@
 """The review page at `/nailong/review`: the images the model was unsure of, newest first, each labelled
 with one tap (是奶龙 / 不是, or the keys Y / N), all shown ones at once as not nailong, filterable by group;
-`/nailong/review.json` lists what waits. Signed in as for the console (auth.py); every label is a
-correction (reviewing.py) and goes into the audit log with the operator.
+`/nailong/review.json` lists what waits. Signed in as for the console (its session and form token, its
+language); every label goes through the admin core (admin.label_review): a correction, audited.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from .. import admin
@@ -23,12 +23,13 @@ from ..i18n import Lang
 from ..review import Tally, Waiting
 from ..runtime import Runtime
 from .api import running
-from .auth import Session, TokenAuth, client_address, matches
+from .auth import TokenAuth, client_address, matches
+from .console import PageLang, SignedIn, page
 from .html import Html, render
 
 HERE = Path(__file__).parent
 ASSETS = {"review.css": "text/css; charset=utf-8", "review.js": "text/javascript; charset=utf-8"}
-# Images on one page (the "all of these are not nailong" button labels those shown).
+# Images on one page (the "none of these is nailong" button labels those shown).
 SHOWN = 60
 USEFUL_SHOWN = 6
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -41,12 +42,7 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-NOTICES = {
-    "nailong": "已记录：是奶龙 / Recorded: nailong.",
-    "other": "已记录：不是奶龙 / Recorded: not nailong.",
-    "gone": "这张图片已不在队列中 / That image no longer waits.",
-    "failed": "保存纠错失败，请查看日志 / Saving the correction failed; see the log.",
-}
+NOTICES = ("nailong", "other", "gone", "failed")
 
 
 def _time(seconds: float) -> str:
@@ -63,37 +59,37 @@ def waiting_json(entry: Waiting) -> dict:
     }
 
 
-def _tile(entry: Waiting, csrf: str, action: str) -> Html:
+def _tile(entry: Waiting, csrf: str, action: str, words: Lang) -> Html:
     return render(
         '<li class="waiting" id="$sha256" data-sha256="$sha256" tabindex="0">'
-        '<img src="/nailong/review-thumb/$sha256" alt="群 $group 的图片 / image in group $group">'
-        '<div class="facts"><b>$score</b> / 阈值 $threshold · 群 $group<br>成员 / member $user · $time</div>'
+        '<img src="/nailong/review-thumb/$sha256" alt="$alt">'
+        '<div class="facts"><b>$score</b> · $where<br>$member</div>'
         '<form method="post" action="$action" class="labels">'
         '<input type="hidden" name="csrf" value="$csrf"><input type="hidden" name="sha256" value="$sha256">'
-        '<button type="submit" name="label" value="nailong" class="nailong">是奶龙 <kbd>Y</kbd></button>'
-        '<button type="submit" name="label" value="other" class="other">不是 <kbd>N</kbd></button></form></li>',
+        '<button type="submit" name="label" value="nailong" class="nailong">$nailong <kbd>Y</kbd></button>'
+        '<button type="submit" name="label" value="other" class="other">$other <kbd>N</kbd></button></form></li>',
         sha256=entry.sha256,
-        group=entry.group_id,
+        alt=words("review", "image_alt", group=entry.group_id),
         score=f"{entry.score:.3f}",
-        threshold=format_threshold(entry.threshold),
-        user=entry.user_id,
-        time=_time(entry.time),
+        where=words("review", "tile", threshold=format_threshold(entry.threshold), group=entry.group_id),
+        member=words("review", "member", user=entry.user_id, time=_time(entry.time)),
         csrf=csrf,
         action=action,
+        nailong=words("review", "nailong"),
+        other=words("review", "other"),
     )
 
 
-def _useful_item(entry: Waiting) -> Html:
+def _useful_item(entry: Waiting, words: Lang) -> Html:
     return render(
-        '<li><a href="#$sha256"><img src="/nailong/review-thumb/$sha256" alt=""></a> $score / $threshold · 群 $group</li>',
+        '<li><a href="#$sha256"><img src="/nailong/review-thumb/$sha256" alt=""></a> $score · $where</li>',
         sha256=entry.sha256,
         score=f"{entry.score:.3f}",
-        threshold=format_threshold(entry.threshold),
-        group=entry.group_id,
+        where=words("review", "tile", threshold=format_threshold(entry.threshold), group=entry.group_id),
     )
 
 
-def tally_rows(tally: dict[str, Tally]) -> Html:
+def tally_rows(tally: dict[str, Tally], words: Lang) -> Html:
     """Per model version: reviewed images, how many the model got right, its precision where it called nailong."""
     rows = [
         render(
@@ -106,98 +102,94 @@ def tally_rows(tally: dict[str, Tally]) -> Html:
         )
         for version, t in sorted(tally.items())
     ]
-    return Html("".join(rows)) or Html('<tr><td colspan="4" class="empty">还没有复核 / nothing reviewed yet</td></tr>')
+    empty = render('<tr><td colspan="4" class="empty">$text</td></tr>', text=words("review", "nothing_reviewed"))
+    return Html("".join(rows)) or empty
 
 
-def review_summary(runtime: Runtime, words: Lang) -> str:
-    """One line for the model card: how the model in use fared with reviewed images."""
-    t = runtime.review.tally().get(runtime.model_version)
-    if t is None or not t.reviewed:
-        return words("console", "reviewed_none")
-    return words("console", "reviewed", reviewed=t.reviewed, right=t.right)
-
-
-def _group_options(runtime: Runtime, chosen: int | None) -> Html:
+def _group_options(runtime: Runtime, chosen: int | None, words: Lang) -> Html:
     groups = sorted({e.group_id for e in runtime.review.waiting()} | ({chosen} if chosen else set()))
-    options = [render('<option value="">全部群 / all groups</option>')]
+    options = [render('<option value="">$all</option>', all=words("review", "all_groups"))]
     options += [
-        render('<option value="$g"$selected>群 $g（$n）</option>', g=g, n=runtime.review.count(g),
-               selected=Html(" selected" if g == chosen else ""))
+        render('<option value="$g"$selected>$name</option>', g=g, name=words("review", "group_option", group=g,
+               n=runtime.review.count(g)), selected=Html(" selected" if g == chosen else ""))
         for g in groups
     ]  # fmt: skip
     return Html("".join(options))
 
 
 async def _read_form(request: Request) -> dict[str, list[str]]:
+    """The labels form: several ``sha256`` fields for "none of these is nailong"."""
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > _FORM_LIMIT:
-            raise HTTPException(413, "表单过大 / form too large")
+            raise HTTPException(413, "form too large")
     try:
         return parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=SHOWN + 3)
     except (UnicodeDecodeError, ValueError) as error:
-        raise HTTPException(400, f"表单无法解析 / unreadable form: {error}") from error
+        raise HTTPException(400, f"unreadable form: {error}") from error
 
 
-def _group_filter(group: str | None) -> int | None:
+def _group_filter(group: str | None, words: Lang) -> int | None:
     if not group:
         return None
     if not _GROUP.fullmatch(group):
-        raise HTTPException(400, "group 必须是群号 / group must be a group number")
+        raise HTTPException(400, words("review", "bad_group"))
     return int(group)
 
 
 def make_router(auth: TokenAuth) -> APIRouter:
-    router = APIRouter(prefix="/nailong", include_in_schema=False)
+    """The review routes under /nailong/, with the console's ``auth`` for their dependencies."""
 
-    def require_login(request: Request) -> Session:
-        session = auth.session(request)
-        if session is None:
-            raise HTTPException(401, "请先登录 / please sign in at /nailong/login")
-        return session
+    async def provide_auth(request: Request) -> None:
+        request.state.nailong_auth = auth
+
+    router = APIRouter(prefix="/nailong", include_in_schema=False, dependencies=[Depends(provide_auth)])
 
     @router.get("/review")
-    async def review_page(request: Request, group: str | None = None, notice: str | None = None) -> Response:
+    async def review_page(request: Request, words: PageLang, group: str | None = None,
+                          notice: str | None = None) -> Response:  # fmt: skip
         session = auth.session(request)
         if session is None:
             return RedirectResponse("/nailong/login", status_code=303)
-        runtime, chosen = running(), _group_filter(group)
+        runtime, chosen = running(), _group_filter(group, words)
         waiting = runtime.review.waiting(chosen)
         shown = waiting[:SHOWN]
         action = f"/nailong/review?group={chosen}" if chosen else "/nailong/review"
-        content = render(
-            (HERE / "templates" / "review.html").read_text(encoding="utf-8"),
+        shown_notice = Html("")
+        if notice in NOTICES:
+            shown_notice = render('<p class="notice">$text</p>', text=words("review", f"notice_{notice}"))
+        empty = render('<li class="empty">$text</li>', text=words("review", "nothing_waits"))
+        content = page(
+            "review.html",
+            words,
             csrf=session.csrf,
             operator=session.operator,
-            notice=render('<p class="notice">$text</p>', text=NOTICES[notice]) if notice in NOTICES else Html(""),
-            group_options=_group_options(runtime, chosen),
-            count=len(waiting),
+            notice=shown_notice,
+            group_options=_group_options(runtime, chosen, words),
+            waiting=words("review", "waiting", n=len(waiting)),
             action=action,
-            tiles=Html("".join(_tile(e, session.csrf, action) for e in shown))
-            or Html('<li class="empty">没有等待复核的图片 / nothing waits for review</li>'),
+            tiles=Html("".join(_tile(e, session.csrf, action, words) for e in shown)) or empty,
             all_sha256=Html("".join(render('<input type="hidden" name="sha256" value="$s">', s=e.sha256) for e in shown)),
             all_disabled=Html("" if shown else " disabled"),
-            useful=Html("".join(_useful_item(e) for e in runtime.review.most_useful(USEFUL_SHOWN, chosen)))
+            useful=Html("".join(_useful_item(e, words) for e in runtime.review.most_useful(USEFUL_SHOWN, chosen)))
             or Html('<li class="empty">—</li>'),
-            tally_rows=tally_rows(await asyncio.to_thread(runtime.review.tally)),
+            tally_rows=tally_rows(await asyncio.to_thread(runtime.review.tally), words),
         )
         return HTMLResponse(content, headers=_HEADERS)
 
     @router.get("/review.json")
-    async def review_json(request: Request, group: str | None = None) -> dict:
-        require_login(request)
-        return {"waiting": [waiting_json(e) for e in running().review.waiting(_group_filter(group))]}
+    async def review_json(session: SignedIn, words: PageLang, group: str | None = None) -> dict:
+        return {"waiting": [waiting_json(e) for e in running().review.waiting(_group_filter(group, words))]}
 
     @router.post("/review")
-    async def label(request: Request) -> Response:
-        session = require_login(request)
+    async def label(request: Request, session: SignedIn, words: PageLang) -> Response:
         form = await _read_form(request)
         if not matches((form.get("csrf") or [None])[0], session.csrf):
-            raise HTTPException(403, "表单已过期，请刷新页面 / stale form, reload the page")
+            raise HTTPException(403, words("console", "stale_form"))
         verdict, images = (form.get("label") or [None])[0], form.get("sha256") or []
         if verdict not in LABELS or not images or not all(_SHA256.fullmatch(s) for s in images):
-            raise HTTPException(400, "需要 sha256 和 label=nailong|other / sha256 and label=nailong|other required")
+            raise HTTPException(400, words("review", "bad_label"))
         runtime, labelled, gone = running(), [], []
         operator = Operator.console(session.operator, client_address(request))
         for sha256 in dict.fromkeys(images):
@@ -210,11 +202,10 @@ def make_router(auth: TokenAuth) -> APIRouter:
         return _answer(request, 200, {"labelled": labelled, "gone": gone}, notice)
 
     @router.get("/review-thumb/{sha256}")
-    async def thumbnail(request: Request, sha256: str) -> Response:
-        require_login(request)
+    async def thumbnail(sha256: str, session: SignedIn, words: PageLang) -> Response:
         image = await asyncio.to_thread(running().review.read_thumbnail, sha256) if _SHA256.fullmatch(sha256) else None
         if image is None:
-            raise HTTPException(404, "这张图片已不在复核队列中 / no longer waits for review")
+            raise HTTPException(404, words("review", "gone"))
         return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
     @router.get("/review/{name}")

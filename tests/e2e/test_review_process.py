@@ -166,7 +166,7 @@ async def test_label_on_the_review_page_at_phone_width(tmp_path: Path, image_ser
             driver.find_element(By.ID, "name").send_keys("phone")
             driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
             wait.until(lambda d: d.current_url == base)
-            driver.get(base + "review")
+            driver.get(base + "review?lang=zh-CN")  # the README shows it in Chinese
             tiles = driver.find_elements(By.CSS_SELECTOR, "li.waiting")
             for tile in tiles:
                 image = tile.find_element(By.TAG_NAME, "img")

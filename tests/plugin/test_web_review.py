@@ -59,8 +59,10 @@ async def test_the_page_lists_what_waits_newest_first_by_group(browser, csrf, gu
     first, second, elsewhere = queue(guard, 1), queue(guard, 2), queue(guard, 3, group_id=10)
     page = (await browser.get("/nailong/review")).text
     assert re.findall(r'data-sha256="([0-9a-f]{64})"', page) == [elsewhere, second, first]
-    assert "3 张等待 / waiting" in page and "群 9（2）" in page
+    assert "3 张等待" in page and "群 9（2）" in page
     assert page.count('name="sha256"') == 6  # one per tile, and each in "none of these"
+    english = (await browser.get("/nailong/review?lang=en-US")).text
+    assert '<html lang="en-US">' in english and "3 waiting" in english and "Group 9 (2)" in english
     mine = (await browser.get("/nailong/review?group=9")).text
     assert elsewhere not in mine and "2 张等待" in mine
     listed = (await browser.get("/nailong/review.json?group=9")).json()["waiting"]
