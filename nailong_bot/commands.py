@@ -30,6 +30,7 @@ from .describe import (
     lineage_text,
     mute_text,
     refresh_lines,
+    review_text,
 )
 from .i18n import Lang, lang as wording
 from .models import lineage
@@ -200,6 +201,15 @@ async def _text(call: Invocation) -> str:
     return call.say(key, text=change.after.reply_text)
 
 
+@subcommand("review", "复核", usage="review")
+async def _review(call: Invocation) -> str:
+    if len(call.args) != 1:
+        return call.usage("review")
+    change = await admin.set_review_floor(call.runtime, call.operator, call.group_id, call.args[0])
+    waiting = await asyncio.to_thread(call.runtime.review.count, call.group_id)
+    return call.say("review_set", band=review_text(call.lang, change.after, waiting))
+
+
 @subcommand("status", "状态", usage="status")
 async def _status(call: Invocation) -> str:
     runtime, group, lang = call.runtime, call.group_id, call.lang
@@ -221,6 +231,7 @@ async def _status(call: Invocation) -> str:
         call.say("status_mute", mute=mute),
         call.say("status_warning", text=settings.reply_text),
         call.say("status_exempt_counts", exempt=today.exempt, observed=today.observed),
+        call.say("status_review", band=review_text(lang, settings, runtime.review.count(group))),
     ]  # fmt: skip
     if top:
         lines.append(call.say("status_top", top=", ".join(f"{user} ×{count}" for user, count in top)))
@@ -309,7 +320,8 @@ async def _undo(call: Invocation) -> str:
 @subcommand("feedback", "反馈", usage="feedback", superuser_only=True)
 async def _feedback(call: Invocation) -> str:
     counts = await asyncio.to_thread(call.runtime.corrections.counts)
-    # The folder itself is in the console and the log: no server path in a group.
+    # The folder itself goes to the log: no server path in a group.
+    logger.info(f"纠错目录 / corrections folder: {call.runtime.corrections.feedback_dir.absolute()}")
     return call.say("feedback", nailong=counts["nailong"], other=counts["other"])
 
 
@@ -329,7 +341,7 @@ async def _model(call: Invocation) -> str:
     if refresher.running_trigger is not None:
         lines.append(call.say("model_refresh_running", trigger=refresher.running_trigger))
     if refresher.last is not None:
-        lines += refresh_lines(lang, refresher.last)
+        lines += refresh_lines(lang, refresher.last, info.version)
     if await asyncio.to_thread(models.can_roll_back):
         lines.append(call.say("model_can_roll_back", command=command_name(lang)))
     config = runtime.config
@@ -345,12 +357,12 @@ async def _model(call: Invocation) -> str:
 async def _refresh(call: Invocation) -> str:
     started = admin.start_refresh(call.runtime, call.operator)
     if started.already_running:
-        await call.bot.send(call.event, call.say("refresh_already_running"))
-    else:
-        await call.bot.send(call.event, call.say("refresh_started", minutes=started.budget_seconds // 60))
+        # Its result is posted once, where it was started.
+        return call.say("refresh_already_running")
+    await call.bot.send(call.event, call.say("refresh_started", minutes=started.budget_seconds // 60))
     # Shielded: this command's handler going away must not stop the refresh.
     record = await asyncio.shield(started.task)
-    return "\n".join(refresh_lines(call.lang, record, "done"))
+    return "\n".join(refresh_lines(call.lang, record, call.runtime.model_version, "done"))
 
 
 @subcommand("rollback", "回退", usage="rollback", superuser_only=True)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from nailong_vision import decode
 
-from . import recent
+from . import audit, recent
 from .warning import parse_template
 
 DEFAULT_REPLY_TEXT = "检测到奶龙图片，请不要发奶龙哦～ / Nailong image detected, please don't post it."
@@ -95,6 +95,9 @@ class Config(BaseModel):
     nailong_recent_max_images: int = Field(default=recent.DEFAULT_MAX_IMAGES, ge=0)
     nailong_recent_max_bytes: int = Field(default=recent.DEFAULT_MAX_BYTES, ge=0)
     nailong_recent_max_age_hours: float = Field(default=recent.DEFAULT_MAX_AGE / 3600, gt=0)
+    # The audit log (audit.jsonl) is rotated at this size; this many rotated files are kept beside it.
+    nailong_audit_max_mb: float = Field(default=audit.DEFAULT_MAX_BYTES / 2**20, gt=0)
+    nailong_audit_keep: int = Field(default=audit.DEFAULT_KEEP, ge=1)
     # ---- Web access (see web/auth.py). Tokens are SecretStr: their repr never shows them. ----
     # None: no HTTP API. Opens only `classify` and `status`, which change nothing.
     nailong_api_token: SecretStr | None = None
@@ -129,10 +132,21 @@ class Config(BaseModel):
     nailong_trainer_python: Path | None = None
     # The refresh's time budget, CPU threads and priority (nice 0..19: higher yields more to the bot).
     nailong_refresh_budget_seconds: int = Field(default=600, ge=10)
+    # A trainer still running this long past its budget is stopped (its whole process group).
+    nailong_refresh_grace_seconds: int = Field(default=300, ge=1)
     nailong_refresh_threads: int = Field(default=1, ge=1)
     nailong_refresh_nice: int = Field(default=10, ge=0, le=19)
     # A trainer config whose data folders also replay and validate (gate check c); None: the recent images only.
     nailong_refresh_config: Path | None = None
+
+    # ---- The review band (see review.py): scores in [floor, threshold) are queued for an admin, not acted on ----
+    # None: the model's review floor (a model without one has no band); 1: no band.
+    nailong_review_floor: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Images waiting per group (the oldest goes first), and the bytes of all waiting images together.
+    nailong_review_max_per_group: int = Field(default=100, ge=1, le=10_000)
+    nailong_review_max_bytes: int = Field(default=200 * 1024 * 1024, ge=0)
+    # Tell the superusers by private message when a group's queue reaches this many images; 0: never.
+    nailong_review_notify: int = Field(default=0, ge=0)
 
     # ---- Who is exempt, repeat offenders (each group may change these in the chat or the console) ----
     # The group owner, admins and superusers are not checked (their images are not even downloaded).
@@ -173,7 +187,8 @@ class Config(BaseModel):
 
     @field_validator(
         "nailong_model_path", "nailong_threshold", "nailong_data_dir", "nailong_api_token", "nailong_admin_token",
-        "nailong_max_frames", "nailong_trainer_python", "nailong_refresh_config", mode="before"
+        "nailong_max_frames", "nailong_trainer_python", "nailong_refresh_config", "nailong_review_floor",
+        mode="before"
     )
     @classmethod
     def _empty_is_default(cls, value: object) -> object:

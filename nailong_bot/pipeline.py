@@ -1,6 +1,6 @@
 """The path of an image: group message (exempt senders stop here) → image bytes (cache first) →
-decision → action (strikes, escalating mutes), and the decided images kept a while, so admins can
-correct the bot by replying to the message or warning."""
+decision → action (strikes, escalating mutes) or, when the model is unsure, the review queue; and the
+decided images kept a while, so admins can correct the bot by replying to the message or warning."""
 
 from __future__ import annotations
 
@@ -23,17 +23,19 @@ from .exempt import exemption
 from .fetch import FetchError
 from .forward import forwarded_images, forwards
 from .images import CheckedImage, ImageRef, image_refs
+from .reviewing import hold_for_review
 from .runtime import Runtime, get_runtime
 from .storage import Action, GroupSettings
 
 
-async def decide_bytes(data: bytes, runtime: Runtime, generation: int) -> Decision:
+async def decide_bytes(data: bytes, runtime: Runtime, generation: int, group: int | None = None) -> Decision:
     """The decision on an image's bytes: the cache by content, else the decider (corrections, then
-    the model), cached under ``generation`` (read before the image was fetched). Raises
-    ImageDecodeError. Also the HTTP API's path, so both decide an image the same way."""
+    the model, in ``group``'s share of the decode budget), cached under ``generation`` (read before
+    the image was fetched). Raises ImageDecodeError. Also the HTTP API's path (no group), so both
+    decide an image the same way."""
     key = content_key(data)
     cached = runtime.cache.get(versioned_key(runtime.model_version, key))
-    decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data)
+    decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data, group)
     runtime.cache.put(versioned_key(decision.model_version, key), replace(decision, preview=None), generation)
     return decision
 
@@ -48,9 +50,11 @@ async def check_image(
     # A correction landing while this image is decided clears the cache; this decision must not refill it.
     generation = runtime.cache.generation
     try:
-        # The slot for deciding is taken once the bytes are in: a slow source never holds one.
-        async with runtime.fetcher.image_bytes(bot, ref, hold=runtime.deciding) as data:
-            decision = await decide_bytes(data, runtime, generation)
+        # The slot for deciding is taken once the bytes are in: a slow source never holds one. Downloads,
+        # decision slots and decode memory are each shared fairly between groups (shares.py, budget.py).
+        group = event.group_id
+        async with runtime.fetcher.image_bytes(bot, ref, hold=runtime.deciding.slot(group), group=group) as data:
+            decision = await decide_bytes(data, runtime, generation, group)
     except FetchError as error:
         logger.warning(f"图片下载失败，已跳过 / image download failed, skipped: {where}: {error.reason}")
         return None
@@ -122,6 +126,9 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
                 task.cancel()
         runtime.stats.add(event.group_id, checked=len(checked), hits=int(hit is not None))
         await _remember(event, checked, settings.threshold, warning_id, runtime)
+        if hit is None:
+            # Unsure is not a hit: nothing in the group; the images in its review band wait for an admin.
+            await hold_for_review(bot, event, checked, settings, runtime)
     # After the images are kept: a correction replying to the warning finds them without waiting for this.
     await runtime.strikes.save()
     return hit

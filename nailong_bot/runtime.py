@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nonebot.log import logger
 
-from nailong_vision.classifier import Classifier, ModelError
+from nailong_vision.classifier import Classifier
 
 from .actions import WarningCooldown
 from .audit import AUDIT_FILE, AuditLog
@@ -21,11 +21,13 @@ from .config import Config
 from .corrections import Corrections, correction_override
 from .decision import Decider, Decision
 from .fetch import Fetcher, IPAddress, is_public_address
-from .models import Models, load_classifier
+from .models import Models
 from .recent import ActedHits, RecentImages
 from .refresh import Refresher
+from .review import ReviewQueue
+from .shares import SharedSlots
 from .stats import GroupCounts
-from .storage import Action, GroupSettings, MutePolicy, SettingsStore
+from .storage import Action, GroupSettings, MutePolicy, SettingsStore, default_review_floor
 from .strikes import StrikeStore
 
 
@@ -54,8 +56,9 @@ class Runtime:
     # The decoded-image memory every decode in the plugin waits for.
     decode_budget: DecodeBudget
     # Bounds the images whose bytes are in and wait for or go through a decision (the fetcher bounds
-    # those on their way in): with the fetch's limits, the image bytes held in memory.
-    deciding: asyncio.Semaphore
+    # those on their way in): with the fetch's limits, the image bytes held in memory. One group holds
+    # at most half of them (shares.py).
+    deciding: SharedSlots
     warning_cooldown: WarningCooldown
     stats: GroupCounts
     saving_stats: asyncio.Task[None]
@@ -66,6 +69,8 @@ class Runtime:
     models: Models
     refresher: Refresher
     auto_refresh: asyncio.Task[None]
+    # Images the model was unsure of, waiting for an operator's label.
+    review: ReviewQueue
 
     @property
     def classifier(self) -> Classifier:
@@ -113,7 +118,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     if _current is not None:
         await stop()
     models = Models(data_dir / "models", config)
-    classifier = await asyncio.to_thread(_load_model_in_use, models)
+    classifier = await asyncio.to_thread(models.load_in_use)
     info = classifier.info
     defaults = GroupSettings(
         enabled=config.nailong_default_enabled,
@@ -122,6 +127,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         exempt_admins=config.nailong_exempt_admins,
         mute=MutePolicy(after=config.nailong_mute_after, seconds=config.nailong_mute_seconds),
         reply_text=config.nailong_reply_text,
+        review_floor=default_review_floor(config.nailong_review_floor, info.review_floor),
     )
     store = SettingsStore(data_dir, defaults)
     store.load()
@@ -138,8 +144,19 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     )
     decode_budget = DecodeBudget(config.nailong_decode_memory_mb << 20)
     corrections = await asyncio.to_thread(Corrections, data_dir / "feedback", budget=decode_budget)
-    audit = await asyncio.to_thread(AuditLog, data_dir / AUDIT_FILE)
-    _report_unsaved(store, recent, corrections, stats, strikes, audit)
+    audit = await asyncio.to_thread(
+        AuditLog,
+        data_dir / AUDIT_FILE,
+        max_bytes=int(config.nailong_audit_max_mb * 2**20),
+        keep=config.nailong_audit_keep,
+    )
+    review = await asyncio.to_thread(
+        ReviewQueue,
+        data_dir / "review",
+        max_per_group=config.nailong_review_max_per_group,
+        max_bytes=config.nailong_review_max_bytes,
+    )
+    _report_unsaved(store, recent, corrections, stats, strikes, audit, review)
     decider = Decider(
         classifier,
         workers=config.nailong_workers,
@@ -163,8 +180,9 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         acted_hits=ActedHits(),
         corrections=corrections,
         decode_budget=decode_budget,
-        # One image in each worker and one queued behind it, so a worker never waits for the event loop.
-        deciding=asyncio.Semaphore(2 * config.nailong_workers),
+        # One image in each worker and one queued behind it, so a worker never waits for the event loop;
+        # a group's share is one per worker, so another group's image always finds a free slot.
+        deciding=SharedSlots(2 * config.nailong_workers, share=config.nailong_workers),
         warning_cooldown=WarningCooldown(config.nailong_reply_cooldown),
         stats=stats,
         saving_stats=asyncio.create_task(stats.save_every()),
@@ -182,26 +200,15 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         models=models,
         refresher=refresher,
         auto_refresh=asyncio.create_task(refresher.auto_loop()),
+        review=review,
     )
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
         f"labels={list(info.labels)}, input={info.spec.size}, frames={decider.frames}, "
-        f"threshold={defaults.threshold}, providers={list(info.providers)}; settings in {store.path}, "
+        f"threshold={defaults.threshold}, review floor={defaults.review_floor}, providers={list(info.providers)}; settings in {store.path}, "
         f"{len(corrections)} corrections in {corrections.feedback_dir}"
     )
     return _current
-
-
-def _load_model_in_use(models: Models) -> Classifier:
-    """The refreshed model current.json names, else the base. A refreshed model that cannot be loaded
-    is logged and the base runs instead: the bot still starts."""
-    pointer = models.read_pointer()
-    if pointer.current is not None:
-        try:
-            return load_classifier(models.config, models.model_path(pointer.current))
-        except ModelError as error:
-            logger.error(f"更新后的模型无法加载，改用基础模型 / the refreshed model cannot be loaded, using the base: {error}")
-    return load_classifier(models.config, models.base)
 
 
 def _report_unsaved(
@@ -211,6 +218,7 @@ def _report_unsaved(
     stats: GroupCounts,
     strikes: StrikeStore,
     audit: AuditLog,
+    review: ReviewQueue,
 ) -> None:
     """One line at start-up for what cannot be saved: the bot still guards, so say it loudly."""
     unsaved = [
@@ -222,6 +230,7 @@ def _report_unsaved(
             ("统计", "counts", stats.save_error),
             ("记过", "strikes", strikes.save_error),
             ("操作记录", "audit log", audit.save_error),
+            ("复核队列", "review queue", review.save_error),
         ]
         if error is not None
     ]

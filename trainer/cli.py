@@ -18,6 +18,7 @@ DESCRIPTION = """奶龙识别模型训练工具 / nailong model trainer
   predict   对图片给出判断 / classify image files
   mine      挖掘难负样本：给图片池打分、出编号缩略图、把标注变成数据目录 / hard-negative mining
   refresh   用管理员的纠错更新模型（带检查）/ learn the admins' corrections, gated
+  review-floor  由模型自己的验证集评估写入复核下限 / write the review floor from the model's own evaluation
 """
 
 
@@ -98,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--cache-dir", default=".cache/trainer", help="数据包缓存 / where packages are unpacked")
     mine.add_argument("--git-dir", action="append", default=[], metavar="OWNER/NAME=PATH",
                       help="重建时使用本地 git 仓库 / a local git directory for a source repository (--rebuild)")
+    floor = commands.add_parser(
+        "review-floor", help="写入复核下限 / write the review floor",
+        description="导出时 --wild-of 的校准已写入复核下限（验证集奶龙召回率 ≥ 99% 的最高阈值）。对更早导出、验证集无法在此重新打分的模型，"
+                    "用它自己的评估（evaluate --val-of 的 report.json 和 mistakes.csv）写入；权重和阈值不变，重写校验文件。/ "
+                    "Export with --wild-of writes the review floor (the highest threshold with validation nailong recall ≥ "
+                    "99%). For a model exported before, whose validation cannot be scored again here, write it from the "
+                    "model's own evaluation (report.json and mistakes.csv of evaluate --val-of); weights and threshold stay, "
+                    "the checksum is written again.")
+    floor.add_argument("--model", required=True, help="model.onnx")
+    floor.add_argument("--evaluation", required=True, metavar="DIR", help="该模型的验证集评估目录 / its validation evaluation")
+
     refresh = commands.add_parser(
         "refresh", help="用纠错更新模型 / learn the admins' corrections",
         description="从当前模型出发，学习管理员的纠错，同时用近期图片和/或训练数据回放保持其余判断不变；通过检查后导出。"
@@ -184,13 +196,20 @@ def main(argv: list[str] | None = None) -> int:
         else:
             mine.rebuild_imagefolder(args.rebuild, args.out, args.cache_dir,
                                      dict(item.split("=", 1) for item in args.git_dir))
+    elif args.command == "review-floor":
+        from .calibrate import review_floor_from_evaluation
+
+        review_floor_from_evaluation(args.model, args.evaluation)
     elif args.command == "refresh":
         return refresh_command(args)
     return 0
 
 
 def refresh_command(args: argparse.Namespace) -> int:
-    """Exit code 0: the gate passed; 3: it failed; 2: bad input; 1: anything else (interrupted included)."""
+    """The exit code the bot reads (handoff.ExitCode): the gate passed or failed, bad input, or an error
+    (interrupted included)."""
+    from nailong_vision.handoff import ExitCode
+
     from .refresh import RefreshInputError, RefreshInterrupted, RefreshSettings, refresh
 
     settings = RefreshSettings(budget_seconds=args.budget_seconds, max_steps=args.max_steps, threads=args.threads,
@@ -200,16 +219,16 @@ def refresh_command(args: argparse.Namespace) -> int:
         report = refresh(args.base, args.feedback, args.out, args.recent, args.config, settings)
     except RefreshInputError as error:
         log.error("%s", error)
-        return 2
+        return ExitCode.BAD_INPUT
     except RefreshInterrupted as error:
         log.warning("%s", error)
-        return 1
+        return ExitCode.ERROR
     except Exception:
         log.exception("更新失败 / refresh failed")
-        return 1
+        return ExitCode.ERROR
     for reason in report.reasons:
         log.warning("%s", reason)
-    return 0 if report.passed else 3
+    return ExitCode.GATE_PASSED if report.passed else ExitCode.GATE_FAILED
 
 
 if __name__ == "__main__":
