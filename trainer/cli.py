@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--rebuild", metavar="MANIFEST", help="按清单重建数据目录 / rebuild a folder from its MANIFEST.csv")
     mine.add_argument("--model", help="model.onnx 或 / or checkpoint .pt（打分时必需 / needed with --pool）")
     mine.add_argument("--out", required=True, help="输出目录 / output folder")
-    mine.add_argument("--top", type=int, default=192, help="待标注的最高分图片数 / images to label (default 192)")
+    mine.add_argument("--top", type=int, default=192, help="待标注的最高分图片数，0 为全部 / images to label, 0 for all (default 192)")
     mine.add_argument("--cache-dir", default=".cache/trainer", help="数据包缓存 / where packages are unpacked")
     mine.add_argument("--git-dir", action="append", default=[], metavar="OWNER/NAME=PATH",
                       help="重建时使用本地 git 仓库 / a local git directory for a source repository (--rebuild)")
