@@ -2,7 +2,9 @@
 
 - the precision target on the validation files (the recommended threshold written at export);
 - the lowest threshold with at most a given false-positive rate on a set of negatives (the wild set, the
-  held-out sticker families, the validation's hard-tagged negatives).
+  held-out sticker families, the validation's hard-tagged negatives);
+- the review floor: the highest threshold at which the validation's nailong still reach it
+  ``REVIEW_RECALL`` of the time (the bottom of the band the plugin asks the admins about).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from .data import load_records
 from .metrics import best_f1_threshold, headline_metrics, pr_curve
 
 THRESHOLD_DECIMALS = 4  # the metadata stores the threshold with four decimals
+# Validation recall at the review floor: about one nailong in a hundred scores below it.
+REVIEW_RECALL = 0.99
+REVIEW_RULE = f"review floor: highest threshold with validation nailong recall ≥ {REVIEW_RECALL:.0%}"
 
 
 def threshold_for_precision(is_positive: np.ndarray, score: np.ndarray, target: float) -> float:
@@ -67,3 +72,17 @@ def validation_hard_threshold(validation: Validation, labels: list[str], cfg: Tr
     if not hard.any():
         raise ValueError("no hard-tagged negatives in the validation split / 验证集里没有难负样本")
     return wild_threshold(scores[hard], cfg.val_hard_max_fpr)
+
+
+def review_floor(nailong_scores: np.ndarray, target_recall: float = REVIEW_RECALL,
+                 decimals: int = THRESHOLD_DECIMALS) -> float:
+    """The highest threshold (to ``decimals``) at which at least ``target_recall`` of ``nailong_scores``
+    reach it (a hit is ``score >= threshold``). With ``n`` nailong, ``floor((1 - target_recall) · n)`` may
+    stay below; the floor is the step at or under the lowest score that has to reach it."""
+    scores = np.sort(np.asarray(nailong_scores, dtype=np.float64))
+    if len(scores) == 0:
+        raise ValueError("no nailong scores to set the review floor on / 没有奶龙样本的得分")
+    allowed = math.floor((1.0 - target_recall) * len(scores) + 1e-9)
+    must_reach = scores[min(allowed, len(scores) - 1)]
+    step = 10.0 ** -decimals
+    return max(0.0, round(math.floor(must_reach / step) * step, decimals))
