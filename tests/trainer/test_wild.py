@@ -203,7 +203,8 @@ def test_the_wild_threshold_needs_negatives():
 def test_export_sets_the_threshold_on_the_wild_set(trained, tmp_path, image_root, negatives_root):
     import onnx
 
-    from trainer.calibrate import review_floor, score_records
+    from trainer.calibrate import score_records
+    from trainer.thresholds import review_floor
     from trainer.checkpoint import Checkpoint
     from trainer.export import export_command, sha256_file
     from trainer.scoring import load_scorer
