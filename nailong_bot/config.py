@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from nailong_vision import decode
 
 from . import audit, recent
+from .i18n import LOCALES, supported
 from .warning import parse_template
 
 DEFAULT_REPLY_TEXT = "检测到奶龙图片，请不要发奶龙哦～ / Nailong image detected, please don't post it."
@@ -49,6 +50,9 @@ class Config(BaseModel):
     nailong_recall: bool = True
     nailong_reply: bool = True
     nailong_reply_text: str = DEFAULT_REPLY_TEXT
+    # What the bot adds to a warning (the strike note) is in this language: groups have no language of
+    # their own yet. Admins' commands answer in theirs (/奶龙 Chinese, /nailong English).
+    nailong_language: str = "zh-CN"
     nailong_mute_seconds: int = Field(default=0, ge=0, le=30 * 24 * 3600)
     # Seconds between two warnings in one group; hits inside it are still recalled. 0: warn every hit.
     nailong_reply_cooldown: float = Field(default=0.0, ge=0)
@@ -153,6 +157,14 @@ class Config(BaseModel):
     def _reply_text_is_a_template(cls, value: str) -> str:
         parse_template(value)  # its TemplateError says what is wrong, in Chinese and English
         return value
+
+    @field_validator("nailong_language")
+    @classmethod
+    def _language_is_in_the_catalogue(cls, value: str) -> str:
+        locale = supported(value)
+        if locale is None:
+            raise ValueError(f"只支持 / supported: {', '.join(LOCALES)}")
+        return locale
 
     @field_validator("nailong_onnx_providers", "nailong_local_image_dirs", "forwarded_allow_ips", mode="before")
     @classmethod

@@ -222,6 +222,8 @@ def _refresh_panel(runtime: Runtime, csrf: str, words: Lang) -> Html:
         (say("model_version"), info.version),
         (say("lineage"), lineage_text(words, lineage(info))),
         (say("corrections_since"), refresher.corrections_since_model()),
+        # The operator's own console: where the corrections are, to add them to a training run.
+        (say("feedback_folder"), render("<code>$folder</code>", folder=runtime.corrections.feedback_dir.absolute())),
         (say("automatic"), words("settings", "on" if runtime.config.nailong_auto_refresh else "off")),
     ]
     if refresher.running_trigger is not None:
