@@ -10,7 +10,9 @@ import json
 import pytest
 from nonebot.adapters.onebot.v11 import Message, MessageSegment
 from nonebug import App
+from pydantic import ValidationError
 
+from nailong_bot.config import Config
 from nailong_bot.i18n import lang
 from nailong_bot.setting_input import (
     MAX_ECHO_CHARS,
@@ -306,6 +308,9 @@ def test_the_strike_note_is_in_the_groups_language() -> None:
     assert strike_note(lang("en-US"), 4, window_seconds=5400, mute_after=3, muted_seconds=0) == (
         " (strike 4 within 90 min)"
     )
+    assert Config().nailong_language == "zh-CN" and Config(nailong_language="en").nailong_language == "en-US"
+    with pytest.raises(ValidationError):
+        Config(nailong_language="fr")
 
 
 async def test_mute_policy(app: App, guard) -> None:
