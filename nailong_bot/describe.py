@@ -55,8 +55,9 @@ def refresh_summary(lang: Lang, record: RefreshRecord) -> str:
     if record.outcome == "passed":
         return lang("refresh", "summary_passed", base=record.base_version, version=record.version or "—")
     if record.outcome == "failed":
-        reasons = "; ".join(record.gate.reasons) if record.gate is not None else ""
-        return lang("refresh", "summary_failed", base=record.base_version, reasons=reasons or "—")
+        # Which checks failed is in the gate's lines below it, in the reader's language (the trainer's own
+        # reasons are for the log).
+        return lang("refresh", "summary_failed", base=record.base_version)
     if record.outcome == "timed_out":
         return lang("refresh", "summary_timed_out", base=record.base_version)
     return lang("refresh", "summary_error", base=record.base_version)

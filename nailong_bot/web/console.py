@@ -444,8 +444,8 @@ def _login_page(words: Lang, error: str, status_code: int) -> HTMLResponse:
 
 
 def _throttled_login_page(words: Lang, seconds: int) -> HTMLResponse:
-    refused = too_many_attempts(seconds)
-    response = _login_page(words, refused.detail, refused.status_code)
+    refused = too_many_attempts(seconds)  # its status and Retry-After; the page says it in one language
+    response = _login_page(words, words("console", "too_many_tokens", seconds=seconds), refused.status_code)
     response.headers.update(refused.headers or {})
     return response
 
