@@ -300,8 +300,8 @@ async def test_oversized_chat_input_gets_a_short_answer(app: App, guard) -> None
     assert guard.store.get(1).allowed == frozenset() and not guard.store.get(1).mute.mutes
 
 
-def test_the_strike_note_is_in_the_groups_language() -> None:
-    """The note group members read follows NAILONG_LANGUAGE (Chinese unless set), never both at once."""
+def test_the_strike_note_and_default_warning_are_in_the_groups_language() -> None:
+    """What group members read follows NAILONG_LANGUAGE (Chinese unless set), never both at once."""
     note = dict(window_seconds=24 * 3600, mute_after=3)
     assert strike_note(lang("zh-CN"), 2, muted_seconds=0, **note) == "（24 小时内第 2 次，第 3 次起禁言）"
     assert strike_note(lang("en-US"), 3, muted_seconds=600, **note) == " (strike 3 within 24 h: muted for 10 min)"
@@ -309,6 +309,12 @@ def test_the_strike_note_is_in_the_groups_language() -> None:
         " (strike 4 within 90 min)"
     )
     assert Config().nailong_language == "zh-CN" and Config(nailong_language="en").nailong_language == "en-US"
+    # The default warning group members read is in that language too, unless NAILONG_REPLY_TEXT is set.
+    assert Config().default_warning == "检测到奶龙图片，请不要发奶龙哦～"
+    assert Config(nailong_language="en-US").default_warning == "Nailong image detected, please don't post it."
+    assert Config(nailong_language="en-US", nailong_reply_text="{user} 别发").default_warning == "{user} 别发"
+    with pytest.raises(ValidationError):
+        Config(nailong_reply_text="{nick}")
     with pytest.raises(ValidationError):
         Config(nailong_language="fr")
 
