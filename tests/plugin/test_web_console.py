@@ -324,7 +324,8 @@ async def test_a_refused_fields_reason_is_in_the_pages_language_only(signed_in, 
     for language, expected in reasons.items():
         refused = await signed_in.post("/nailong/settings", data=form, headers={"Accept-Language": language})
         assert refused.status_code == 400
-        errors = re.findall(r'<p class="field-error" id="s9-[a-z_]+-error">([^<]*)</p>', settings_form_of(refused.text, 9))
+        form_shown = settings_form_of(refused.text, 9)
+        errors = re.findall(r'<p class="field-error" id="s9-[a-z_]+-error">([^<]*)</p>', form_shown)
         shown = [html.unescape(error) for error in errors]
         assert len(shown) == 3 and all(reason in " ".join(shown) for reason in expected), (language, shown)
         other_script = r"[\u4e00-\u9fff]" if language == "en-US" else r"[A-Za-z]{3,}"
