@@ -9,6 +9,7 @@ replied to).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +25,7 @@ from nonebot.permission import SUPERUSER
 from nailong_vision.classifier import ModelError
 
 from . import verdicts
-from .corrections import Correction, Label
+from .corrections import Correction, FolderFull, Label
 from .models import lineage, lineage_text
 from .persist import CannotSave
 from .recent import RecentImage
@@ -65,6 +66,14 @@ CORRECTED = {
     "other": ("这不是奶龙，以后相同的图片不再处理", "not nailong; from now on such images are let through"),
     "nailong": ("这是奶龙，以后相同的图片都会处理", "nailong; from now on such images are acted on"),
 }
+# Where a correction applies, the answer's second line.
+IN_THIS_GROUP = (
+    "只在本群生效；超级用户确认后（/奶龙 确认）对所有群生效 / In this group only; in every group once a superuser "
+    "confirms it (/nailong confirm)."
+)
+EVERYWHERE = "对所有群生效 / In every group."
+AGREED = "{} 个群的管理员意见一致，对所有群生效 / Admins of {} groups agree: in every group."
+_CORRECTION_ID = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -390,6 +399,12 @@ async def _change_corrections(call: Invocation, change: Callable[[], Awaitable[C
     """Await a change of the corrections; a failed save ends the command with a one-line answer."""
     try:
         return await change()
+    except FolderFull as error:
+        logger.error(f"纠错目录已满 / feedback folder full: group={call.event.group_id}: {error}")
+        raise CommandFailed(
+            "纠错目录已满，未记录；请联系机器人的管理者 / The corrections folder is full: nothing recorded; tell the "
+            "bot's operator."
+        ) from error
     except OSError as error:
         logger.error(f"保存纠错失败 / saving a correction failed: group={call.event.group_id}: {error}")
         raise CommandFailed("保存纠错失败，请查看日志 / Saving the correction failed; see the log.") from error
@@ -398,8 +413,9 @@ async def _change_corrections(call: Invocation, change: Callable[[], Awaitable[C
 async def _correct(call: Invocation, label: Label, *, latest_hit_without_reply: bool = False) -> str:
     images = await _replied_images(call, latest_hit_without_reply=latest_hit_without_reply)
     event = call.event
+    everywhere = await SUPERUSER(call.bot, event)
     verdict = await _change_corrections(
-        call, lambda: verdicts.correct(call.runtime, images, label, operator=event.user_id)
+        call, lambda: verdicts.correct(call.runtime, images, label, operator=event.user_id, everywhere=everywhere)
     )
     added = verdict.added
     message_id = images[0][0].message_id
@@ -408,6 +424,7 @@ async def _correct(call: Invocation, label: Label, *, latest_hit_without_reply: 
         answer = f"已记录：{zh} / Recorded: {en}."
     else:
         answer = f"已记录 {len(added)} 张图片：{zh} / Recorded {len(added)} images: {en}."
+    answer += "\n" + _scope_line(added)
     if event.reply is None:
         answer += f"\n（本群最近一次命中，消息 {message_id} / this group's latest hit, message {message_id}）"
     for strike in verdict.forgiven:
@@ -419,6 +436,16 @@ async def _correct(call: Invocation, label: Label, *, latest_hit_without_reply: 
         if strike.muted:
             answer += await _unmute(call, strike.user_id)
     return answer
+
+
+def _scope_line(added: list[Correction]) -> str:
+    if not any(c.everywhere for c in added):
+        return IN_THIS_GROUP
+    agreed = next((c.confirmed_by for c in added if c.confirmed_by.startswith("groups:")), None)
+    if agreed is None:
+        return EVERYWHERE
+    groups = len(agreed.removeprefix("groups:").split(","))
+    return AGREED.format(groups, groups)
 
 
 async def _unmute(call: Invocation, user_id: int) -> str:
@@ -457,8 +484,7 @@ async def _undo(call: Invocation) -> str:
     corrections, event = call.runtime.corrections, call.event
 
     def undo() -> list[Correction]:
-        undone = [corrections.undo(data, group_id=event.group_id, user_id=event.user_id) for _, data in images]
-        return [correction for correction in undone if correction is not None]
+        return [c for _, data in images for c in corrections.undo(data, group_id=event.group_id, user_id=event.user_id)]
 
     undone = await _change_corrections(call, lambda: verdicts.change_corrections(call.runtime, undo))
     if not undone:
@@ -470,6 +496,35 @@ async def _undo(call: Invocation) -> str:
 
 
 @subcommand(
+    "confirm",
+    "确认",
+    usage="confirm | 确认 — 回复图片或警告（或写控制台里的纠错编号），让群里的纠错对所有群生效（仅超级用户）/ reply "
+    "(or give a correction's id from the console): a group's correction applies in every group (superusers)",
+    superuser_only=True,
+)
+async def _confirm(call: Invocation) -> str:
+    runtime, event = call.runtime, call.event
+    if call.args:
+        if not _CORRECTION_ID.fullmatch(call.args[0]):
+            raise CommandFailed("纠错编号是 16 位十六进制数 / A correction's id is 16 hex digits.")
+        waiting = [c for c in runtime.corrections.pending(len(runtime.corrections)) if c.id == call.args[0]]
+        if len({c.label for c in waiting}) > 1:
+            raise CommandFailed(
+                "各群对这张图片的纠错不一致，请在控制台确认其中一条 / Groups disagree on that image: confirm one of "
+                "them in the console."
+            )
+        targets = [(c.group_id, c.id) for c in waiting]
+    else:
+        targets = await verdicts.pending_for(runtime, await _replied_images(call), event.group_id)
+    confirmed = await _change_corrections(
+        call, lambda: verdicts.confirm(runtime, targets, operator=event.user_id, where=event.group_id)
+    )
+    if not confirmed:
+        return "没有等待确认的纠错 / No correction waits for a confirmation there."
+    return f"已确认 {len(confirmed)} 条纠错，现在对所有群生效 / Confirmed {len(confirmed)}: now in every group."
+
+
+@subcommand(
     "feedback",
     "反馈",
     usage="feedback | 反馈 — 纠错数据的数量和目录（仅超级用户）/ corrections saved for retraining (superusers)",
@@ -478,9 +533,11 @@ async def _undo(call: Invocation) -> str:
 async def _feedback(call: Invocation) -> str:
     corrections = call.runtime.corrections
     counts = await asyncio.to_thread(corrections.counts)
+    waiting = len(await asyncio.to_thread(corrections.pending, len(corrections)))
     return "\n".join(
         [
             f"纠错图片 / corrected images: 是奶龙 (nailong) {counts['nailong']}，不是奶龙 (other) {counts['other']}",
+            f"只在一个群生效、等待确认 / in one group only, waiting for a confirmation: {waiting}",
             f"目录 / folder: {corrections.feedback_dir.absolute()}",
             "重新训练时把这个目录加入 trainer 配置的 data: 列表 / To retrain, add this folder to the "
             "trainer config's data: list.",

@@ -17,6 +17,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 CORRECTIONS_FILE = "corrections.csv"
+# corrections.csv's scope column: EVERYWHERE, or the one group a correction applies in (not learned).
+SCOPE_COLUMN = "scope"
+EVERYWHERE = "all"
 RECENT_INDEX = "index.jsonl"
 RECENT_IMAGES = "images"
 LABELS = ("nailong", "other")
@@ -37,9 +40,11 @@ class CorrectionFile:
 
 
 def read_corrections(feedback_dir: str | Path) -> list[CorrectionFile]:
-    """The active corrections, oldest first: ``corrections.csv`` replayed the way the plugin replays it
-    (``add`` makes one active, ``replace`` and ``undo`` end it; ``.retired/`` files are never read).
-    Unreadable rows and corrections whose file is gone are skipped with a warning."""
+    """The active corrections that apply in every group, oldest first: ``corrections.csv`` replayed the
+    way the plugin replays it (``add`` makes one active, ``replace`` and ``undo`` end it, each in its
+    scope; ``.retired/`` files are never read). A correction that applies in one group only is the word of
+    one group's admin, waiting for a superuser's confirmation: it is not learned. Unreadable rows and
+    corrections whose file is gone are skipped with a warning."""
     feedback_dir = Path(feedback_dir)
     log_path = feedback_dir / CORRECTIONS_FILE
     if not log_path.is_file():
@@ -49,28 +54,35 @@ def read_corrections(feedback_dir: str | Path) -> list[CorrectionFile]:
         needed = {"action", "id", "label", "file", "phash"}
         if reader.fieldnames is None or not needed <= set(reader.fieldnames):
             raise FeedbackError(f"纠错记录的列不对 / {log_path} lacks the columns {sorted(needed)}")
+        if SCOPE_COLUMN not in reader.fieldnames:
+            raise FeedbackError(
+                f"纠错记录是旧格式（没有 {SCOPE_COLUMN} 列），先启动一次机器人把它升级 / {log_path} is from before "
+                f"scopes (no {SCOPE_COLUMN} column): start the bot once to upgrade it"
+            )
         rows = list(reader)
-    active: dict[str, CorrectionFile] = {}
+    active: dict[tuple[str, str], CorrectionFile] = {}
     skipped = 0
     for row in rows:
         try:
+            key = (row[SCOPE_COLUMN], row["id"])
             if row["action"] == "add":
                 if row["label"] not in LABELS:
                     raise ValueError(row["label"])
-                active.pop(row["id"], None)  # re-added: the newest position
-                active[row["id"]] = CorrectionFile(row["id"], row["label"], feedback_dir / row["file"],
-                                                   int(row["phash"], 16) if row["phash"] else None)
+                active.pop(key, None)  # re-added: the newest position
+                active[key] = CorrectionFile(row["id"], row["label"], feedback_dir / row["file"],
+                                             int(row["phash"], 16) if row["phash"] else None)
             elif row["action"] in ("replace", "undo"):
-                active.pop(row["id"], None)
+                active.pop(key, None)
             else:
                 raise ValueError(row["action"])
         except (ValueError, TypeError, KeyError):
             skipped += 1
-    missing = [c for c in active.values() if not c.path.is_file()]
+    everywhere = [c for (scope, _), c in active.items() if scope == EVERYWHERE]
+    missing = [c for c in everywhere if not c.path.is_file()]
     if skipped or missing:
         log.warning("纠错记录跳过 %d 行无法读取、%d 个文件缺失 / corrections: skipped %d unreadable rows, %d missing files",
                     skipped, len(missing), skipped, len(missing))
-    return [c for c in active.values() if c.path.is_file()]
+    return [c for c in everywhere if c.path.is_file()]
 
 
 @dataclass(frozen=True)
