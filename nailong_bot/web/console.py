@@ -25,7 +25,7 @@ from nailong_vision.decode import ImageDecodeError
 
 from .. import verdicts
 from ..commands import ACTION_LABELS, format_threshold
-from ..corrections import LABELS, Correction
+from ..corrections import LABELS, Correction, FolderFull
 from ..persist import CannotSave
 from ..models import lineage, lineage_text
 from ..recent import THUMBNAIL_SIZE, RecentImage, make_thumbnail
@@ -48,6 +48,8 @@ _FORM_LIMIT = 4096
 _SETTINGS_FORM_LIMIT = 32 * 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MESSAGE_ID = re.compile(r"-?[0-9]{1,20}")
+_CORRECTION_ID = re.compile(r"[0-9a-f]{16}")
+_GROUP_ID = re.compile(r"[0-9]{1,12}")
 # The optional name given at sign-in, recorded as the operator "web:<name>".
 _OPERATOR_NAME = re.compile(r"[\w.-]{1,32}")
 # The page loads nothing but its own files; thumbnails and the tried image's preview (blob:) included.
@@ -60,8 +62,13 @@ _HEADERS = {
     "Cache-Control": "no-store",
 }
 NOTICES = {
-    "corrected-other": ("已记录：这不是奶龙，以后相同的图片不再处理 / Recorded: not nailong.", False),
-    "corrected-nailong": ("已记录：这是奶龙，以后相同的图片都会处理 / Recorded: nailong.", False),
+    "corrected-other": ("已记录：这不是奶龙，只在该群生效，确认后对所有群生效 / Recorded: not nailong, in that group "
+                        "until confirmed below.", False),
+    "corrected-nailong": ("已记录：这是奶龙，只在该群生效，确认后对所有群生效 / Recorded: nailong, in that group "
+                          "until confirmed below.", False),
+    "confirmed": ("已确认：这条纠错对所有群生效 / Confirmed: the correction applies in every group.", False),
+    "confirm-gone": ("这条纠错已不在等待确认 / That correction no longer waits for a confirmation.", True),
+    "full": ("纠错目录已满，未记录（见日志）/ The corrections folder is full: nothing recorded (see the log).", True),
     "gone": ("这张图片已从近期记录中清除 / That image was dropped from the recent images.", True),
     "failed": ("保存纠错失败，请查看日志 / Saving the correction failed; see the log.", True),
     "settings-saved": ("群设置已保存 / Group settings saved.", False),
@@ -213,15 +220,32 @@ def _recent_item(entry: RecentImage, csrf: str) -> Html:
 
 def _correction_row(correction: Correction) -> Html:
     return render(
-        '<tr data-correction="$id"><td>$time</td><td>$label</td><td>$group</td><td>$operator</td>'
+        '<tr data-correction="$id"><td>$time</td><td>$label</td><td>$group</td><td>$operator</td><td>$scope</td>'
         '<td class="number">$score</td><td>$version</td><td><code>$id</code></td></tr>',
         id=correction.id,
         time=correction.time,
         label=LABEL_NAMES[correction.label],
         group=correction.group_id,
         operator=correction.user_id,
+        scope=f"所有群 / every group（{correction.confirmed_by}）" if correction.everywhere else "只在该群 / that group",
         score="—" if correction.score is None else f"{correction.score:.3f}",
         version=correction.model_version,
+    )
+
+
+def _pending_row(correction: Correction, csrf: str) -> Html:
+    """A group's correction waiting for a confirmation, with the button that makes it apply everywhere."""
+    return render(
+        '<tr data-pending="$id"><td>$time</td><td>$label</td><td>$group</td><td>$operator</td><td><code>$id</code></td>'
+        '<td><form method="post" action="/nailong/confirm"><input type="hidden" name="csrf" value="$csrf">'
+        '<input type="hidden" name="group_id" value="$group"><input type="hidden" name="correction_id" value="$id">'
+        '<button type="submit">确认，对所有群生效 / Confirm for every group</button></form></td></tr>',
+        id=correction.id,
+        time=correction.time,
+        label=LABEL_NAMES[correction.label],
+        group=correction.group_id,
+        operator=correction.user_id,
+        csrf=csrf,
     )
 
 
@@ -321,6 +345,7 @@ def make_router(auth: TokenAuth) -> APIRouter:
         runtime = running()
         recent = await asyncio.to_thread(runtime.recent.newest, RECENT_SHOWN)
         corrections = await asyncio.to_thread(runtime.corrections.newest, CORRECTIONS_SHOWN)
+        pending = await asyncio.to_thread(runtime.corrections.pending, CORRECTIONS_SHOWN)
         audit = await asyncio.to_thread(runtime.audit.latest, AUDIT_SHOWN)
         shown_notice = Html("")
         if notice in NOTICES:
@@ -339,7 +364,9 @@ def make_router(auth: TokenAuth) -> APIRouter:
                 recent_items=Html("".join(_recent_item(entry, session.csrf) for entry in recent))
                 or Html('<li class="empty">还没有检查过图片 / no image checked yet</li>'),
                 correction_rows=Html("".join(_correction_row(c) for c in corrections))
-                or Html('<tr><td colspan="7" class="empty">还没有纠错 / no correction yet</td></tr>'),
+                or Html('<tr><td colspan="8" class="empty">还没有纠错 / no correction yet</td></tr>'),
+                pending_rows=Html("".join(_pending_row(c, session.csrf) for c in pending))
+                or Html('<tr><td colspan="6" class="empty">没有等待确认的纠错 / nothing waits for a confirmation</td></tr>'),
                 audit_rows=Html("".join(_audit_row(entry) for entry in audit))
                 or Html('<tr><td colspan="6" class="empty">还没有操作记录 / no change recorded yet</td></tr>'),
             )
@@ -437,6 +464,9 @@ def make_router(auth: TokenAuth) -> APIRouter:
             return _to_console("gone")
         try:
             verdict = await verdicts.correct(runtime, [(entry, data)], label, operator=session.operator)
+        except FolderFull as error:
+            logger.error(f"纠错目录已满 / feedback folder full: group={entry.group_id}: {error}")
+            return _to_console("full")
         except OSError as error:
             logger.error(f"保存纠错失败 / saving a correction failed: group={entry.group_id}: {error}")
             return _to_console("failed")
@@ -460,6 +490,35 @@ def make_router(auth: TokenAuth) -> APIRouter:
             client=client_address(request),
         )
         return _to_console(f"corrected-{label}")
+
+    @router.post("/confirm")
+    async def confirm(request: Request) -> Response:
+        session = require_login(request)
+        form = await _read_form(request)
+        require_form_token(session, form.get("csrf"))
+        group, correction_id = form.get("group_id", ""), form.get("correction_id", "")
+        if not _GROUP_ID.fullmatch(group) or not _CORRECTION_ID.fullmatch(correction_id):
+            raise HTTPException(400, "需要 group_id 和 correction_id / group_id and correction_id required")
+        runtime = running()
+        try:
+            confirmed = await verdicts.confirm(runtime, [(int(group), correction_id)], operator=session.operator)
+        except FolderFull as error:
+            logger.error(f"纠错目录已满 / feedback folder full: {error}")
+            return _to_console("full")
+        except OSError as error:
+            logger.error(f"确认纠错失败 / confirming a correction failed: group={group}: {error}")
+            return _to_console("failed")
+        if not confirmed:
+            return _to_console("confirm-gone")
+        await asyncio.to_thread(
+            runtime.audit.record,
+            session.operator,
+            "correction-confirm",
+            before={"group_id": int(group), "correction": correction_id, "scope": int(group)},
+            after={"correction": correction_id, "label": confirmed[0].label, "scope": "all"},
+            client=client_address(request),
+        )
+        return _to_console("confirmed")
 
     @router.post("/settings")
     async def change_settings(request: Request) -> Response:

@@ -129,12 +129,35 @@ async def test_marking_a_hit_wrong_is_a_correction_by_web(signed_in, csrf, guard
     assert answer.status_code == 303 and answer.headers["Location"] == "/nailong/?notice=corrected-other"
     (correction,) = guard.corrections.newest(5)
     assert (correction.label, correction.group_id, correction.user_id, correction.score) == ("other", 9, "web", 0.97)
-    assert len(guard.cache) == 0  # as after the chat command
+    assert not correction.everywhere  # in the image's group, until confirmed
+    assert len(guard.cache) == 1  # the cache holds the model's word; corrections are applied after it
     assert guard.stats.over_days(9, 1).corrections == 1
     assert Corrections(guard.corrections.feedback_dir).newest(5)[0].user_id == "web"  # as read back after a restart
     page = (await signed_in.get(answer.headers["Location"])).text
     assert "已记录：这不是奶龙" in page and f'<tr data-correction="{correction.id}">' in page
-    # The image is now let through, by the correction.
+    assert f'<tr data-pending="{correction.id}">' in page
+    # Not yet for every group: the try box (no group) still asks the model.
+    tried = await signed_in.post("/nailong/try", content=NAILONG, headers={CSRF_HEADER: csrf})
+    assert tried.json()["source"] == "model"
+
+
+async def test_the_console_confirms_what_waits_for_a_confirmation(signed_in, csrf, guard) -> None:
+    sha256 = keep_hit(guard, NAILONG, message_id=907)
+    await signed_in.post("/nailong/correct", data={"csrf": csrf, "message_id": "907", "sha256": sha256, "label": "other"})
+    (waiting,) = guard.corrections.pending(5)
+    form = {"csrf": csrf, "group_id": "9", "correction_id": waiting.id}
+    assert (await signed_in.post("/nailong/confirm", data={**form, "csrf": "stale"})).status_code == 403
+    assert (await signed_in.post("/nailong/confirm", data={**form, "correction_id": "../x"})).status_code == 400
+    assert guard.corrections.pending(5) == [waiting]
+    answer = await signed_in.post("/nailong/confirm", data=form)
+    assert answer.headers["Location"] == "/nailong/?notice=confirmed"
+    assert guard.corrections.pending(5) == [] and guard.corrections.counts() == {"nailong": 0, "other": 1}
+    (record,) = [entry for entry in guard.audit.latest(10) if entry["action"] == "correction-confirm"]
+    assert record["operator"] == "web" and record["after"] == {"correction": waiting.id, "label": "other", "scope": "all"}
+    again = await signed_in.post("/nailong/confirm", data=form)
+    assert again.headers["Location"] == "/nailong/?notice=confirm-gone"
+    page = (await signed_in.get("/nailong/")).text
+    assert "没有等待确认的纠错 / nothing waits for a confirmation" in page and "所有群 / every group（web）" in page
     tried = await signed_in.post("/nailong/try", content=NAILONG, headers={CSRF_HEADER: csrf})
     assert tried.json()["source"] == "correction" and tried.json()["nailong"] is False
 
