@@ -36,7 +36,7 @@ async def _freeze_startup_objects() -> None:
 
 
 if __name__ == "__main__":
-    # The reverse proxies whose X-Forwarded-For and X-Forwarded-Proto the server believes: uvicorn reads
-    # FORWARDED_ALLOW_IPS from the environment (default 127.0.0.1,::1); from `.env` it is passed on here.
-    proxies = getattr(nonebot.get_driver().config, "forwarded_allow_ips", None)
-    nonebot.run(**({"forwarded_allow_ips": proxies} if proxies else {}))
+    # Trusted proxies (FORWARDED_ALLOW_IPS) and the idle-connection time-out, for uvicorn: see server.py.
+    from nailong_bot.server import uvicorn_options
+
+    nonebot.run(**uvicorn_options())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import Counter
 from pathlib import Path
@@ -104,6 +105,14 @@ class Config(BaseModel):
     # True: the session cookie is always `Secure`. False: only when the request came over HTTPS, which
     # behind a proxy the server learns from X-Forwarded-Proto (trusted from FORWARDED_ALLOW_IPS only).
     nailong_secure_cookie: bool = False
+    # ---- The bot's HTTP server (uvicorn under NoneBot's FastAPI driver; see server.py) ----
+    # The reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: addresses or networks,
+    # or "*". uvicorn's own setting of that name, passed to it; unlike uvicorn, nothing by default, not
+    # even this machine (None): any local program could otherwise claim to be any client.
+    forwarded_allow_ips: list[str] | None = None
+    # Seconds a connection may stay open without a whole request: from connecting, and after each
+    # answer (uvicorn's keep-alive). A WebSocket (the OneBot connection) is never cut for being quiet.
+    nailong_idle_timeout: int = Field(default=10, ge=1, le=3600)
     # The HTTP API's share, apart from group checking's (README: 安全 / Security). Classify requests
     # at once, uploads and URL downloads included; one more is answered 429 with Retry-After.
     nailong_api_max_requests: int = Field(default=4, ge=1)
@@ -147,12 +156,26 @@ class Config(BaseModel):
         parse_template(value)  # its TemplateError says what is wrong, in Chinese and English
         return value
 
-    @field_validator("nailong_onnx_providers", "nailong_local_image_dirs", mode="before")
+    @field_validator("nailong_onnx_providers", "nailong_local_image_dirs", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         # `.env` values that are not JSON arrive as plain strings: accept "A,B" as well as ["A","B"].
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()] or None
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: list[str] | None) -> list[str] | None:
+        for entry in value or []:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"FORWARDED_ALLOW_IPS 里的 {entry!r} 不是地址或网段（例如 127.0.0.1 或 10.0.0.0/8）/ "
+                        f"{entry!r} in FORWARDED_ALLOW_IPS is not an address or network (e.g. 127.0.0.1 or 10.0.0.0/8)"
+                    ) from None
         return value
 
     @field_validator(

@@ -20,6 +20,10 @@ from .commands import help_text  # noqa: E402
 from .config import TOKEN_RECIPE, Config  # noqa: E402
 
 
+# The project's page for the NoneBot store; pyproject.toml's [project.urls] Homepage says the same.
+HOMEPAGE = "https://github.com/nailong-bot/nailong_bot"
+
+
 def _installed_version() -> str:
     """The version pip installed; a bare checkout that was never installed has none."""
     try:
@@ -37,6 +41,7 @@ __plugin_meta__ = PluginMetadata(
     "Wrong call: reply to the image or the warning with /nailong wrong or /nailong miss.\n" + help_text(),
     type="application",
     config=Config,
+    homepage=HOMEPAGE,
     supported_adapters={"~onebot.v11"},
     extra={"version": _installed_version()},
 )
@@ -45,8 +50,9 @@ plugin_config = get_plugin_config(Config)
 driver = get_driver()
 
 
-def _mount_web(config: Config) -> None:
-    """The HTTP API and the web console, on the driver's FastAPI app, each when its token is set."""
+def _mount_web(config: Config) -> bool:
+    """The HTTP API and the web console, on the driver's FastAPI app, each when its token is set;
+    False when the driver has no FastAPI app."""
     from fastapi import FastAPI
 
     from . import web  # only loaded when switched on
@@ -57,7 +63,7 @@ def _mount_web(config: Config) -> None:
             "设置了 NAILONG_API_TOKEN 或 NAILONG_ADMIN_TOKEN，但驱动不是 ~fastapi，HTTP API 和控制台未启用 / a web "
             "token is set but the driver is not ~fastapi: no HTTP API and no console"
         )
-        return
+        return False
     api_token, admin_token = config.nailong_api_token, config.nailong_admin_token
     web.mount(
         app,
@@ -65,6 +71,7 @@ def _mount_web(config: Config) -> None:
         admin_token=None if admin_token is None else admin_token.get_secret_value(),
         session_hours=config.nailong_session_hours,
         secure_cookie=config.nailong_secure_cookie,
+        trusts_proxies=bool(config.forwarded_allow_ips),
     )
     if api_token is not None:
         logger.info("HTTP API 已启用 / HTTP API enabled: /nailong/api/ (NAILONG_API_TOKEN)")
@@ -78,10 +85,41 @@ def _mount_web(config: Config) -> None:
             "NAILONG_ADMIN_TOKEN (different from NAILONG_API_TOKEN); the API token opens only classify and status. "
             f"{TOKEN_RECIPE}"
         )
+    return True
 
 
-if plugin_config.nailong_api_token is not None or plugin_config.nailong_admin_token is not None:
-    _mount_web(plugin_config)
+web_mounted = (
+    plugin_config.nailong_api_token is not None or plugin_config.nailong_admin_token is not None
+) and _mount_web(plugin_config)
+
+
+def _where_to_connect() -> None:
+    """The addresses an operator needs next, and who may use the superusers' commands."""
+    if isinstance(driver, ASGIMixin):
+        host, port = str(driver.config.host), driver.config.port
+        listens_everywhere = host in ("0.0.0.0", "::")
+        if listens_everywhere:
+            host = "127.0.0.1"
+        base = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        elsewhere = (
+            "；OneBot 实现在别的机器或容器里时，把 127.0.0.1 换成这台机器的地址 / from another machine or a "
+            "container, put this machine's address for 127.0.0.1"
+            if listens_everywhere
+            else ""
+        )
+        logger.info(
+            f"OneBot 实现请连接反向 WebSocket / OneBot implementations connect to: ws://{base}/onebot/v11/ws{elsewhere}"
+        )
+        if web_mounted and plugin_config.nailong_admin_token is not None:
+            logger.info(f"网页控制台 / web console: http://{base}/nailong/")
+    if not driver.config.superusers:
+        logger.warning(
+            "没有设置超级用户（SUPERUSERS）。超级用户是机器人的主人：在每个群都能用管理命令，模型、更新、回退、"
+            '撤销纠错等命令只有他们能用。在 .env 里写 SUPERUSERS=["你的QQ号"]（多个用逗号隔开），然后重启 / no '
+            "superusers are set (SUPERUSERS). Superusers own the bot: they may use the admin commands in every "
+            "group, and only they may use model, refresh, rollback and undo. Put SUPERUSERS=[\"your QQ number\"] "
+            "in .env and restart."
+        )
 
 
 @driver.on_startup
@@ -93,6 +131,7 @@ async def _start() -> None:
         # Fail fast: a guard that silently checks nothing is worse than a bot that does not start.
         logger.error(f"奶龙守卫无法启动 / nailong_bot cannot start: {error}")
         raise
+    _where_to_connect()
 
 
 @driver.on_shutdown

@@ -19,9 +19,13 @@ def mount(
     *,
     session_hours: float = 12.0,
     secure_cookie: bool = False,
+    trusts_proxies: bool = False,
 ) -> None:
-    """Add the routes whose token is given; they share one auth state (sessions, throttle)."""
-    auth = TokenAuth(api_token, admin_token, session_hours=session_hours, secure_cookie=secure_cookie)
+    """Add the routes whose token is given; they share one auth state (sessions, throttles).
+    ``trusts_proxies``: whether the server believes some proxies' X-Forwarded-For (FORWARDED_ALLOW_IPS)."""
+    auth = TokenAuth(
+        api_token, admin_token, session_hours=session_hours, secure_cookie=secure_cookie, trusts_proxies=trusts_proxies
+    )
     if api_token is not None:
         app.include_router(api.make_router(auth))
     if admin_token is not None:

@@ -28,6 +28,7 @@ from ..fetch import FetchError
 from ..models import lineage
 from ..pipeline import decide_bytes
 from ..runtime import Runtime, get_runtime
+from ..stats import Counts
 from .auth import TokenAuth
 
 # Room for a form's boundaries and part headers around the image.
@@ -199,40 +200,39 @@ def model_card(runtime: Runtime) -> dict:
 
 
 def refresh_json(runtime: Runtime) -> dict:
-    """The refresh in progress (its trigger) and the last one, as last_refresh.json keeps it."""
-    refresher = runtime.refresher
+    """Whether a refresh is running, and how the last one ended. Who started it (a QQ number), its
+    folder and its gate report are the console's."""
+    refresher, last = runtime.refresher, runtime.refresher.last
     return {
-        "running": refresher.running_trigger,
-        "last": None if refresher.last is None else asdict(refresher.last),
+        "running": refresher.running_trigger is not None,
+        "last": None
+        if last is None
+        else {
+            "outcome": last.outcome,
+            "finished_at": last.finished_at,
+            "base_version": last.base_version,
+            "version": last.version,
+        },
         "auto": runtime.config.nailong_auto_refresh,
     }
 
 
 def status_json(runtime: Runtime) -> dict:
+    """What the API token may read: the model and totals over all groups. Each group's settings,
+    allow-list and offenders, and every group and QQ number, stay in the console."""
     store, stats = runtime.store, runtime.stats
-    groups = []
-    for group_id in sorted(store.groups() | stats.groups() | runtime.strikes.groups()):
-        settings = store.get(group_id)
-        groups.append(
-            {
-                "group_id": group_id,
-                "enabled": settings.enabled,
-                "threshold": settings.threshold,
-                "action": settings.action.value,
-                "exempt_admins": settings.exempt_admins,
-                "allowed": sorted(settings.allowed),
-                "mute": asdict(settings.mute),
-                "reply_text": settings.reply_text,
-                "most_strikes": [{"user_id": user, "strikes": n} for user, n in runtime.strikes.top(group_id)],
-                "today": asdict(stats.over_days(group_id, 1)),
-                "last_7_days": asdict(stats.over_days(group_id, 7)),
-            }
-        )
+    group_ids = store.groups() | stats.groups() | runtime.strikes.groups()
+    today, last_7_days = Counts(), Counts()
+    for group_id in group_ids:
+        today += stats.over_days(group_id, 1)
+        last_7_days += stats.over_days(group_id, 7)
     defaults = store.defaults
     return {
         "model": model_card(runtime),
         "defaults": {"enabled": defaults.enabled, "threshold": defaults.threshold, "action": defaults.action.value},
-        "groups": groups,
+        "groups": {"known": len(group_ids), "enabled": sum(store.get(group).enabled for group in group_ids)},
+        "today": asdict(today),
+        "last_7_days": asdict(last_7_days),
         "corrections": runtime.corrections.counts(),
         "recent_images": len(runtime.recent),
         "refresh": refresh_json(runtime),

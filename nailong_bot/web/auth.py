@@ -5,8 +5,15 @@ A sign-in starts a server-side session: a random id in an HttpOnly, SameSite=Str
 HTTPS) and a random form token for the page's forms, both unrelated to the token, which never reaches
 the browser again. A session ends at sign-out or after its lifetime; sessions live in memory only.
 
-Wrong tokens, at the sign-in and in Bearer headers alike, are throttled per client: a few are free,
-then each one locks the client out for twice as long as the one before (429 with Retry-After).
+Wrong tokens are throttled per client and per token: a few are free, then each one locks the client out
+for twice as long as the one before (429 with Retry-After). The API token and the admin token count
+apart, so a right API token never clears wrong admin-token guesses, and a lock on one leaves the other
+open. The client is the TCP peer, or the address a proxy in FORWARDED_ALLOW_IPS reports (server.py);
+nothing else a client sends picks whose failures it adds to. So a client on another address can lock
+out only itself; it cannot lock out someone else, nor spread its guesses over addresses it only claims.
+Clients that share one address (one IPv4 NAT, one IPv6 /64, one proxy that reports no address) share
+one lock: an attacker among them can keep the others from signing in, though not out of a signed-in
+session. A right token is refused during a lock too: checked then, guesses would go on at full speed.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ def matches(given: str | None, expected: str | None) -> bool:
 
 def client_address(request: Request) -> str:
     """The client's address as the server reports it. Behind a reverse proxy the server (uvicorn) takes it
-    from X-Forwarded-For, but only from a proxy listed in FORWARDED_ALLOW_IPS (default: this machine)."""
+    from X-Forwarded-For, but only from a proxy listed in FORWARDED_ALLOW_IPS (default: none)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -69,6 +76,7 @@ class Throttle:
 
     def __init__(
         self,
+        token: str,
         *,
         free: int = 5,
         max_delay: float = 300.0,
@@ -76,6 +84,7 @@ class Throttle:
         max_clients: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.token = token  # the setting whose token is guessed, for the log
         self.free, self.max_delay, self.forget_after, self.max_clients = free, max_delay, forget_after, max_clients
         self._clock = clock
         self._clients: OrderedDict[str, _Failures] = OrderedDict()
@@ -103,8 +112,9 @@ class Throttle:
             failures.locked_until = now + delay
             if failures.count == self.free:
                 logger.warning(
-                    f"来自 {key} 的错误令牌过多，暂停它的尝试（每次错误加倍）/ too many wrong tokens from "
-                    f"{key}: its attempts are paused, for twice as long after each further failure"
+                    f"来自 {key} 的错误令牌（{self.token}）过多，暂停它的尝试（每次错误加倍）/ too many wrong "
+                    f"tokens ({self.token}) from {key}: its attempts are paused, for twice as long after each "
+                    "further failure"
                 )
         self._clients[key] = failures
         while len(self._clients) > self.max_clients:
@@ -170,25 +180,42 @@ class TokenAuth:
         *,
         session_hours: float = 12.0,
         secure_cookie: bool = False,
+        trusts_proxies: bool = False,
     ) -> None:
         self._api_token, self._admin_token = api_token, admin_token
         self.secure_cookie = secure_cookie
         self.sessions = Sessions(session_hours * 3600)
-        self.throttle = Throttle()
+        # One per token: a success with one never clears the other's failures.
+        self.api_throttle = Throttle("NAILONG_API_TOKEN")
+        self.admin_throttle = Throttle("NAILONG_ADMIN_TOKEN")
+        self._hint_at_proxies = not trusts_proxies  # until said once
+
+    def _failed(self, throttle: Throttle, request: Request) -> None:
+        throttle.failed(client_address(request))
+        if self._hint_at_proxies and "x-forwarded-for" in request.headers:
+            # Since FORWARDED_ALLOW_IPS trusts no one by default, a proxy left out counts all its clients as one.
+            self._hint_at_proxies = False
+            logger.warning(
+                f"来自 {client_address(request)} 的错误令牌带着 X-Forwarded-For，但 FORWARDED_ALLOW_IPS 是空的，这个头"
+                "不算数。如果它是你的反向代理，把它的地址写进 FORWARDED_ALLOW_IPS，否则经它来的所有人共用一个限流 / "
+                f"a wrong token from {client_address(request)} carried X-Forwarded-For, which counts for nothing while "
+                "FORWARDED_ALLOW_IPS is empty. If that is your reverse proxy, list it in FORWARDED_ALLOW_IPS, or "
+                "everyone behind it shares one throttle"
+            )
 
     async def require_bearer(self, request: Request) -> None:
         """API dependency: before anything else runs, 429 for a locked-out client, 401 unless
         `Authorization: Bearer <NAILONG_API_TOKEN>`. Async so that it runs on the event loop, as all
         users of the throttle and the sessions do (FastAPI would run a plain function in a thread)."""
         address = client_address(request)
-        if (seconds := self.throttle.retry_after(address)) is not None:
+        if (seconds := self.api_throttle.retry_after(address)) is not None:
             raise too_many_attempts(seconds)
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not matches(given.strip(), self._api_token):
             if header:  # a credential was tried: no header at all guesses nothing
-                self.throttle.failed(address)
-                if (seconds := self.throttle.retry_after(address)) is not None:
+                self._failed(self.api_throttle, request)
+                if (seconds := self.api_throttle.retry_after(address)) is not None:
                     raise too_many_attempts(seconds)
             raise HTTPException(
                 401,
@@ -196,14 +223,18 @@ class TokenAuth:
                 "a valid token is required: Authorization: Bearer <NAILONG_API_TOKEN>",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        self.throttle.succeeded(address)
+        self.api_throttle.succeeded(address)
+
+    def admin_retry_after(self, request: Request) -> int | None:
+        """Whole seconds until this client may try the admin token again, or None when it may now."""
+        return self.admin_throttle.retry_after(client_address(request))
 
     def check_admin_token(self, request: Request, given: str | None) -> bool:
         """Whether ``given`` is the admin token; a wrong one counts against the client."""
         if matches(given, self._admin_token):
-            self.throttle.succeeded(client_address(request))
+            self.admin_throttle.succeeded(client_address(request))
             return True
-        self.throttle.failed(client_address(request))
+        self._failed(self.admin_throttle, request)
         return False
 
     def is_api_token(self, given: str | None) -> bool:

@@ -379,7 +379,7 @@ def make_router(auth: TokenAuth) -> APIRouter:
     @router.post("/login")
     async def login(request: Request) -> Response:
         address = client_address(request)
-        if (seconds := auth.throttle.retry_after(address)) is not None:
+        if (seconds := auth.admin_retry_after(request)) is not None:
             return _throttled_login_page(seconds)
         form = await _read_form(request)
         name = form.get("name", "").strip()
@@ -387,7 +387,7 @@ def make_router(auth: TokenAuth) -> APIRouter:
             return _login_page("名字最多 32 个字母、数字、_ . - / a name is up to 32 letters, digits, _ . -", 400)
         given = form.get("token")
         if not auth.check_admin_token(request, given):
-            if (seconds := auth.throttle.retry_after(address)) is not None:
+            if (seconds := auth.admin_retry_after(request)) is not None:
                 return _throttled_login_page(seconds)
             if auth.is_api_token(given):
                 return _login_page(

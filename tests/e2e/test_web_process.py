@@ -59,9 +59,11 @@ async def console_bot(tmp_path_factory) -> AsyncIterator[tuple[FakeOneBot, int]]
     """A running bot with the console switched on, and a fake OneBot implementation connected."""
     workdir: Path = tmp_path_factory.mktemp("console-bot")
     build_tiny_model(workdir / "tiny.onnx", metrics=METRICS)
-    # Private URLs allowed: the test image server is on loopback.
-    tokens = {"NAILONG_API_TOKEN": API_TOKEN, "NAILONG_ADMIN_TOKEN": ADMIN_TOKEN, "NAILONG_API_ALLOW_PRIVATE_URLS": "true"}
-    async with running_bot(workdir, NAILONG_DATA_DIR=str(workdir / "data"), **tokens) as client:
+    # Private URLs allowed: the test image server is on loopback. Loopback stands for a reverse proxy on this
+    # machine (trusted only when listed; tests/e2e/test_web_trust_process.py runs without).
+    settings = {"NAILONG_API_TOKEN": API_TOKEN, "NAILONG_ADMIN_TOKEN": ADMIN_TOKEN,
+                "NAILONG_API_ALLOW_PRIVATE_URLS": "true", "FORWARDED_ALLOW_IPS": "127.0.0.1"}  # fmt: skip
+    async with running_bot(workdir, NAILONG_DATA_DIR=str(workdir / "data"), **settings) as client:
         client.workdir = workdir  # type: ignore[attr-defined]
         yield client, client.port
 
@@ -149,7 +151,7 @@ async def test_sessions_throttling_and_scopes_over_http(console_bot) -> None:
         bearer = {"Authorization": f"Bearer {API_TOKEN}"}
         assert (await browser.post("/correct", headers=bearer, data={"csrf": csrf})).status_code == 401
 
-        # Behind an HTTPS reverse proxy on this machine (trusted by default): Secure.
+        # Behind an HTTPS reverse proxy on this machine (listed in FORWARDED_ALLOW_IPS): Secure.
         via_https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.20"}
         proxied = await browser.post("/login", data={"token": ADMIN_TOKEN}, headers=via_https)
         assert proxied.status_code == 303 and "secure" in cookie_flags(proxied)
@@ -167,7 +169,7 @@ async def test_sessions_throttling_and_scopes_over_http(console_bot) -> None:
         # Others are not locked out.
         assert (await browser.get("/api/status", headers=bearer)).status_code == 200
     log = (onebot.workdir / "bot.log").read_text(errors="replace")
-    assert "too many wrong tokens from 198.51.100.30" in log
+    assert "too many wrong tokens (NAILONG_ADMIN_TOKEN) from 198.51.100.30" in log
     assert API_TOKEN not in log and ADMIN_TOKEN not in log and "guess-" not in log
 
 

@@ -22,6 +22,9 @@ def test_plugin_metadata() -> None:
     assert meta.name == "奶龙守卫" and meta.config is Config and meta.supported_adapters == {"~onebot.v11"}
     assert "/nailong on" in meta.usage and "/奶龙" in meta.usage
     assert meta.extra["version"] == version("nailong-bot")
+    # The NoneBot store asks for the homepage; PyPI shows pyproject's, which must be the same.
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert meta.homepage and f'Homepage = "{meta.homepage}"' in pyproject
 
 
 def test_plugin_imports_without_torch() -> None:

@@ -1,5 +1,5 @@
-"""Who may use the web routes (issue 14): console sessions that end, CSRF on sign-out, wrong tokens
-throttled per client, two tokens with two scopes, weak tokens refused without being printed, and the
+"""Who may use the web routes (issues 14, 21): console sessions that end, CSRF on sign-out, wrong tokens
+throttled per client and per token, two tokens with two scopes, weak tokens refused without being printed, and the
 Secure cookie over HTTPS. The same through the real server: tests/e2e/test_web_process.py."""
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ async def test_the_20th_wrong_sign_in_gets_429(app, caplog_loguru) -> None:
         assert SESSION_COOKIE not in attacker.cookies
         # Another client is not affected.
         assert (await sign_in(admin)).status_code == 303
-    assert sum("too many wrong tokens from 192.0.2.7" in line for line in caplog_loguru) == 1
+    assert sum("too many wrong tokens (NAILONG_ADMIN_TOKEN) from 192.0.2.7" in line for line in caplog_loguru) == 1
     assert not any(WRONG in line for line in caplog_loguru)
 
 
@@ -162,9 +162,32 @@ async def test_wrong_bearers_get_429_and_the_right_one_is_then_refused_too(app) 
         assert (await script.get("/nailong/api/status", headers=right)).status_code == 200
 
 
+async def test_the_two_tokens_are_throttled_apart(app) -> None:
+    """Issue 21: one valid API call after every 4 wrong admin tokens used to clear the sign-in's count."""
+    right = {"Authorization": f"Bearer {API_TOKEN}"}
+    async with client_for(app, "192.0.2.11") as api_holder:
+        logins, api_calls = [], []
+        for n in range(60):
+            logins.append((await api_holder.post("/nailong/login", data={"token": f"{WRONG}{n}"})).status_code)
+            if n % 4 == 3:
+                api_calls.append((await api_holder.get("/nailong/api/status", headers=right)).status_code)
+        assert 429 in logins
+        # The sign-in's lock leaves the API open, and a right admin token is refused during it.
+        assert set(api_calls) == {200}
+        assert (await sign_in(api_holder)).status_code == 429
+        # Wrong bearers lock the API alone.
+        for n in range(20):
+            await api_holder.get("/nailong/api/status", headers={"Authorization": f"Bearer {WRONG}{n}"})
+        assert (await api_holder.get("/nailong/api/status", headers=right)).status_code == 429
+    async with client_for(app, "192.0.2.12") as admin:
+        for n in range(20):
+            await admin.get("/nailong/api/status", headers={"Authorization": f"Bearer {WRONG}{n}"})
+        assert (await sign_in(admin)).status_code == 303
+
+
 def test_throttle_delays_grow_and_are_forgotten() -> None:
     now = [1000.0]
-    throttle = Throttle(free=3, max_delay=8, forget_after=60, clock=lambda: now[0])
+    throttle = Throttle("NAILONG_ADMIN_TOKEN", free=3, max_delay=8, forget_after=60, clock=lambda: now[0])
     for _ in range(2):
         throttle.failed("192.0.2.1")
     assert throttle.retry_after("192.0.2.1") is None
@@ -185,7 +208,7 @@ def test_throttle_delays_grow_and_are_forgotten() -> None:
 
 
 def test_throttle_table_stays_bounded_and_ipv6_counts_per_64() -> None:
-    throttle = Throttle(free=2, max_clients=100)
+    throttle = Throttle("NAILONG_ADMIN_TOKEN", free=2, max_clients=100)
     for number in range(10_000):
         throttle.failed(f"10.{number // 256 % 256}.{number % 256}.1")
     assert len(throttle) == 100
@@ -287,3 +310,15 @@ async def test_signing_in_again_ends_the_previous_session(app) -> None:
         thief.cookies.set(SESSION_COOKIE, first)
         assert (await thief.get("/nailong/")).status_code == 303
         assert (await browser.get("/nailong/")).status_code == 200
+
+
+def test_the_server_believes_forwarded_headers_only_from_listed_proxies() -> None:
+    from nailong_bot.server import uvicorn_options
+
+    assert Config().forwarded_allow_ips is None and Config(forwarded_allow_ips="").forwarded_allow_ips is None
+    assert uvicorn_options(Config())["proxy_headers"] is False  # not even this machine
+    listed = uvicorn_options(Config(forwarded_allow_ips="127.0.0.1, 10.0.0.0/8", nailong_idle_timeout=7))
+    assert listed["proxy_headers"] is True and listed["forwarded_allow_ips"] == "127.0.0.1,10.0.0.0/8"
+    assert listed["timeout_keep_alive"] == 7
+    with pytest.raises(ValidationError, match="'nginx' in FORWARDED_ALLOW_IPS is not an address or network"):
+        Config(forwarded_allow_ips="nginx")
