@@ -507,7 +507,8 @@ async def _confirm(call: Invocation) -> str:
     if call.args:
         if not _CORRECTION_ID.fullmatch(call.args[0]):
             raise CommandFailed("纠错编号是 16 位十六进制数 / A correction's id is 16 hex digits.")
-        waiting = [c for c in runtime.corrections.pending(len(runtime.corrections)) if c.id == call.args[0]]
+        pending = await asyncio.to_thread(runtime.corrections.pending, len(runtime.corrections))
+        waiting = [c for c in pending if c.id == call.args[0]]
         if len({c.label for c in waiting}) > 1:
             raise CommandFailed(
                 "各群对这张图片的纠错不一致，请在控制台确认其中一条 / Groups disagree on that image: confirm one of "
