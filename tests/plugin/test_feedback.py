@@ -290,3 +290,13 @@ async def test_recent_image_limits_come_from_the_settings(app: App, start_guard,
     guard = await start_guard(nailong_recent_max_images=0)
     await post(app, image_server.add("fb-none.jpg", images[0]), message_id=221, acted_on=False)
     assert len(guard.recent) == 0
+
+
+async def test_a_full_corrections_folder_refuses_with_one_line(app: App, guard, image_server) -> None:
+    guard.corrections.max_bytes = 1024  # below one image: nothing retired to delete
+    await post(app, image_server.add("fb-full.jpg", NAILONG), message_id=221, acted_on=True)
+    assert await ask(app, "/nailong wrong", reply_to=221) == (
+        "纠错目录已满，未记录；请联系机器人的管理者 / The corrections folder is full: nothing recorded; tell the "
+        "bot's operator."
+    )
+    assert len(guard.corrections) == 0
