@@ -37,6 +37,7 @@ import errno
 import hashlib
 import io
 import os
+import shutil
 import threading
 import time
 from collections.abc import Collection, Sequence
@@ -561,8 +562,13 @@ class Corrections:
                     moved.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(before, moved)
         backup = self.csv_path.with_name(f"{CSV_FILE}.v1-{time.strftime('%Y%m%d-%H%M%S')}")
-        os.replace(self.csv_path, backup)
-        self._append_rows([{column: row.get(column, "") for column in CSV_COLUMNS} for row in scoped])
+        shutil.copy2(self.csv_path, backup)
+        lines = io.StringIO()
+        writer = csv.DictWriter(lines, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows({column: row.get(column, "") for column in CSV_COLUMNS} for row in scoped)
+        # A crash leaves the old log or the new one, never neither.
+        persist.write_atomically(self.csv_path, lines.getvalue().encode("utf-8"), durable=True)
         groups = sum(1 for row in active.values() if row["scope"] != EVERYWHERE)
         logger.warning(
             f"纠错记录已升级：{groups} 条管理员的纠错只对各自的群生效，等待超级用户确认；旧记录保留在 {backup.name} / "
