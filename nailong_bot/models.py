@@ -88,16 +88,6 @@ def lineage(info: ModelInfo) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def lineage_text(origin: dict) -> str:
-    """One line for a refreshed model's lineage, as `/nailong model` and the console show it."""
-    parent = origin.get("parent_version", origin.get("base_version"))
-    corrections, number, base = origin.get("corrections"), origin.get("refresh", 1), origin.get("base_version")
-    return (
-        f"由 {parent} 用 {corrections} 条纠错更新（基础模型 {base} 的第 {number} 次更新）/ refreshed from {parent} "
-        f"with {corrections} corrections (refresh {number} of base {base})"
-    )
-
-
 def incompatibility(current: ModelInfo, candidate: ModelInfo) -> str | None:
     """Why ``candidate`` cannot replace ``current`` in the running decider, or None when it can."""
     if candidate.labels != current.labels or candidate.positive_index != current.positive_index:

@@ -29,6 +29,7 @@ from nonebot.log import logger
 from nailong_vision.classifier import MODEL_FILE, ModelError, ModelInfo
 
 from . import persist
+from .audit import AuditLog
 from .config import Config
 from .corrections import Corrections
 from .models import Models
@@ -57,18 +58,13 @@ _LAUNCHER = (
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
 Outcome = Literal["passed", "failed", "error"]
-OUTCOME_NAMES = {
-    "passed": "已通过检查并启用 (passed, in use)",
-    "failed": "未通过检查，模型未变 (gate failed, model kept)",
-    "error": "出错，模型未变 (error, model kept)",
-}
 
 
 @dataclass(frozen=True)
 class RefreshRecord:
     """One refresh as it ended: kept in last_refresh.json and shown by `/nailong model` and the console."""
 
-    trigger: str  # "auto", "web" or "chat:<group>:<user>"
+    trigger: str  # "auto", or the operator who started it ("qq:10001 (小王)", "web:阿龙")
     started_at: float  # wall-clock seconds
     finished_at: float
     outcome: Outcome
@@ -101,43 +97,6 @@ def trainer_module() -> str:
     return "trainer" if in_checkout() else "nailong_trainer"
 
 
-def gate_lines(gate: dict) -> list[str]:
-    """The gate's numbers, one check a line (as in `trainer refresh`'s gate.json)."""
-    checks = gate.get("checks") or {}
-    lines = []
-    if corrections := checks.get("corrections"):
-        lines.append(
-            f"{_mark(corrections)} 纠错判对 / corrections decided their way: "
-            f"{corrections.get('agreed')}/{corrections.get('total')}"
-        )
-    if agreement := checks.get("agreement"):
-        lines.append(
-            f"{_mark(agreement)} 与旧模型一致 / agreement with the old model: {_percent(agreement.get('rate'))} "
-            f"（{agreement.get('images')} 张未纠错的近期图片 / uncorrected recent images）"
-        )
-    validation = checks.get("validation")
-    if validation:
-        numbers = ", ".join(f"{key} {_number(value)}" for key, value in validation.items() if key != "passed")
-        lines.append(f"{_mark(validation)} 验证集 / validation: {numbers}")
-    else:
-        lines.append("— 验证集：未配置训练数据 / validation: no training folders configured")
-    if isinstance(gate.get("seconds"), (int, float)):
-        lines.append(f"用时 / took {gate['seconds']:.0f} s, {gate.get('steps')} 步 / steps")
-    return lines
-
-
-def _mark(check: dict) -> str:
-    return "✓" if check.get("passed") else "✗"
-
-
-def _percent(value: object) -> str:
-    return f"{value:.1%}" if isinstance(value, (int, float)) else "—"
-
-
-def _number(value: object) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
 def _tail(log: Path) -> str:
     """The last lines of the trainer's log: what an error message shows."""
     with log.open("rb") as file:
@@ -154,8 +113,12 @@ def _timestamp(iso: str | None) -> float:
 
 
 class Refresher:
-    def __init__(self, config: Config, data_dir: Path, models: Models, corrections: Corrections) -> None:
+    def __init__(
+        self, config: Config, data_dir: Path, models: Models, corrections: Corrections, audit: AuditLog
+    ) -> None:
         self.config = config
+        # Each refresh's start and outcome, whoever started it.
+        self.audit = audit
         self.data_dir = data_dir
         self.models = models
         self.corrections = corrections
@@ -177,25 +140,25 @@ class Refresher:
         return self.corrections_since(_timestamp(self.models.in_use.metadata.get("created_at")))
 
     def unavailable(self) -> str | None:
-        """Why a refresh cannot run here, or None when it can."""
+        """Why a refresh cannot run here, or None when it can: "no_trainer" (no Python with the trainer)
+        or "no_checkpoint" (no :attr:`checkpoint` beside the model in use); worded by the catalogue (i18n/)."""
         if trainer_python(self.config) is None:
-            return INSTALL_HINT
-        path = self.models.in_use.path
-        if not path.with_suffix(".pt").is_file():
-            return (
-                f"当前模型旁边没有训练检查点 {path.with_suffix('.pt').name}，无法在它的基础上更新（pip 安装的插件"
-                f"不带它）：把仓库 models/ 里的 nailong.pt 放到 {path.parent}，或让 NAILONG_MODEL_PATH 指向带 .pt 的"
-                f"模型 / The model in use has no checkpoint beside it ({path.with_suffix('.pt')}), so it cannot "
-                f"be refreshed (an installed wheel does not ship it): put the repository's models/nailong.pt "
-                f"there, or point NAILONG_MODEL_PATH at a model with its .pt."
-            )
+            return "no_trainer"
+        if not self.checkpoint.is_file():
+            return "no_checkpoint"
         return None
 
-    def start(self, trigger: str) -> asyncio.Task[RefreshRecord]:
-        """The refresh in progress, or a new one. Callers check :meth:`unavailable` first."""
+    @property
+    def checkpoint(self) -> Path:
+        """The training checkpoint a refresh starts from, beside the model in use."""
+        return self.models.in_use.path.with_suffix(".pt")
+
+    def start(self, trigger: str, where: str | None = None) -> asyncio.Task[RefreshRecord]:
+        """The refresh in progress, or a new one. Callers check :meth:`unavailable` first. ``trigger``:
+        who started it (the audit log's operator, or "auto"); ``where``: the group or console client."""
         if self.running is None or self.running.done():
             self.running_trigger = trigger
-            self.running = asyncio.create_task(self._refresh(trigger))
+            self.running = asyncio.create_task(self._refresh(trigger, where))
         return self.running
 
     def maybe_start_auto(self) -> asyncio.Task[RefreshRecord] | None:
@@ -213,7 +176,8 @@ class Refresher:
         reason = self.unavailable()
         if reason is not None:
             if not self._said_unavailable:
-                logger.warning(f"自动更新模型无法运行 / automatic refresh cannot run: {reason}")
+                missing = INSTALL_HINT if reason == "no_trainer" else f"{self.checkpoint} missing"
+                logger.warning(f"自动更新模型无法运行 / automatic refresh cannot run: {missing}")
                 self._said_unavailable = True
             return None
         return self.start("auto")
@@ -228,7 +192,7 @@ class Refresher:
             self.running.cancel()
             await asyncio.gather(self.running, return_exceptions=True)
 
-    async def _refresh(self, trigger: str) -> RefreshRecord:
+    async def _refresh(self, trigger: str, where: str | None) -> RefreshRecord:
         started = time.time()
         base = self.models.in_use
         folder = self.models.candidates / time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
@@ -247,6 +211,9 @@ class Refresher:
             )
 
         logger.info(f"开始更新模型 / refresh started ({trigger}) from {base.version}, output in {folder}")
+        await asyncio.to_thread(
+            self.audit.record, trigger, "refresh-started", before={"model": base.version}, after=None, client=where
+        )
         try:
             code, log_tail = await self._run_trainer(base, folder)
             record = await self._conclude(code, log_tail, base, folder, ended)
@@ -264,6 +231,11 @@ class Refresher:
             logger.warning(f"无法保存更新记录 / could not save {self.record_path}: {persist.describe(error)}")
         log = logger.info if record.outcome == "passed" else logger.warning
         log(f"模型更新结束 / refresh ended: {record.outcome}: {record.message}")
+        await asyncio.to_thread(
+            self.audit.record, trigger, "refresh-ended", before={"model": base.version},
+            after={"outcome": record.outcome, "model": self.models.in_use.version, "candidate": record.version},
+            client=where,
+        )  # fmt: skip
         return record
 
     async def _conclude(self, code: int, log_tail: str, base: ModelInfo, folder: Path, ended) -> RefreshRecord:

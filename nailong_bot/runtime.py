@@ -61,7 +61,7 @@ class Runtime:
     stats: GroupCounts
     saving_stats: asyncio.Task[None]
     strikes: StrikeStore
-    # Changes made through the web console or the API (who, from where, before and after).
+    # Every change an operator made, in chat or the console (who, where, before and after): see admin.py.
     audit: AuditLog
     api: ApiShare
     models: Models
@@ -158,7 +158,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     )
     cache: TTLCache[Decision] = TTLCache(config.nailong_cache_size, config.nailong_cache_ttl)
     models.attach(decider, store, cache)
-    refresher = Refresher(config, data_dir, models, corrections)
+    refresher = Refresher(config, data_dir, models, corrections, audit)
     _current = Runtime(
         config=config,
         decider=decider,

@@ -77,24 +77,24 @@ async def test_other_image_makes_no_api_call(onebot: FakeOneBot, image_server) -
 
 async def test_admin_switches_a_group_off(onebot: FakeOneBot, image_server) -> None:
     answer = await command(onebot, "/nailong off", group_id=103)
-    assert "已在本群关闭" in answer
+    assert answer == "Nailong detection is OFF in this group."
     url = image_server.add("e2e-disabled.jpg", still(YELLOW, size=(70, 70)))
     await onebot.post(image_event(url, group_id=103, message_id=5004))
     status = await command(onebot, "/奶龙 状态", group_id=103)
-    assert "已关闭 (off)" in status and "阈值 / threshold: 0.7" in status and "tiny-test 0.0.1" in status
+    assert "奶龙检测：已关闭" in status and "阈值：0.7" in status and "tiny-test 0.0.1" in status
     assert image_server.requests["/img/e2e-disabled.jpg"] == 0
     assert not [p for _, p in onebot.actions("delete_msg") if p["message_id"] == 5004]
 
 
 async def test_members_are_refused(onebot: FakeOneBot) -> None:
     answer = await command(onebot, "/nailong threshold 0.1", group_id=104, role="member")
-    assert answer.startswith("只有群主、管理员和超级用户")
+    assert answer == "Only the group owner, admins and superusers can use this."
     status = await command(onebot, "/nailong status", group_id=104, role="member", user_id=SUPERUSER)
-    assert "阈值 / threshold: 0.7" in status
+    assert "Threshold: 0.7" in status
 
 
 async def test_failed_recall_falls_back_to_a_reply(onebot: FakeOneBot, image_server) -> None:
-    assert "撤回 (recall)" in await command(onebot, "/nailong action recall", group_id=105)
+    assert await command(onebot, "/nailong action recall", group_id=105) == "Action set to: recall"
     onebot.responses["delete_msg"] = (102, None)
     try:
         url = image_server.add("e2e-not-admin.jpg", still(YELLOW, size=(60, 60)))

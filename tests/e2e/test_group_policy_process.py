@@ -12,7 +12,7 @@ from bot_process import running_bot
 from nailong_testkit import YELLOW, FakeOneBot, group_message_payload, image_segment, patterned, text_segment
 
 ADMIN, MEMBER = 5, 900001
-REFUSAL = "只有群主、管理员和超级用户可以使用这个命令"
+REFUSAL = ("只有群主、管理员和超级用户可以使用这个命令", "Only the group owner, admins and superusers can use this")
 
 
 async def ask(onebot: FakeOneBot, text: str, group_id: int, *, role: str = "admin", user_id: int = ADMIN) -> str:
@@ -63,7 +63,7 @@ def bans(onebot: FakeOneBot, group_id: int) -> list[tuple[int, int]]:
 
 async def test_owner_admin_and_allowed_member_are_neither_downloaded_nor_acted_on(onebot, image_server) -> None:
     group = 401
-    assert (await ask(onebot, "/nailong allow 123456", group)).startswith("已豁免 / now exempt: 123456")
+    assert (await ask(onebot, "/nailong allow 123456", group)).startswith("Now exempt: 123456")
     senders = [(7, "owner", 6001), (8, "admin", 6002), (123456, "member", 6003)]
     for user_id, role, message_id in senders:
         url = image_server.add(f"exempt-{message_id}.jpg", patterned(YELLOW, seed=message_id))
@@ -75,16 +75,16 @@ async def test_owner_admin_and_allowed_member_are_neither_downloaded_nor_acted_o
     for _, _, message_id in senders:
         assert image_server.requests[f"/img/exempt-{message_id}.jpg"] == 0
         assert acted_on(onebot, message_id) == []
-    assert "今天免检图片 3 张" in await ask(onebot, "/nailong status", group)
+    assert "今天免检图片 3 张" in await ask(onebot, "/奶龙 状态", group)
 
 
 async def test_the_groups_warning_renders_and_a_bad_one_changes_nothing(onebot, image_server) -> None:
     group = 402
     answer = await ask(onebot, "/奶龙 文案 {user} 第 {strikes} 次了，得分 {score}", group)
-    assert answer == "警告已设为 / warning set to: {user} 第 {strikes} 次了，得分 {score}"
+    assert answer == "警告已设为：{user} 第 {strikes} 次了，得分 {score}"
     for bad in ("{user.__class__}", "{user} {nick}", "{"):
-        assert (await ask(onebot, f"/nailong text {bad}", group)).startswith("警告未更改 / warning unchanged")
-    assert "警告 / warning: {user} 第 {strikes} 次了，得分 {score}" in await ask(onebot, "/nailong status", group)
+        assert (await ask(onebot, f"/nailong text {bad}", group)).startswith("Nothing changed: ")
+    assert "Warning: {user} 第 {strikes} 次了，得分 {score}" in await ask(onebot, "/nailong status", group)
 
     await post_image(onebot, image_server.add("template.jpg", patterned(YELLOW, seed=6010)), group, 6010)
     _, warning = await onebot.wait_for("send_group_msg", group_id=group)
@@ -96,14 +96,14 @@ async def test_the_groups_warning_renders_and_a_bad_one_changes_nothing(onebot, 
 
 async def test_observe_mode_acts_on_nothing_and_counts_the_hit(onebot, image_server) -> None:
     group = 403
-    assert "观察" in await ask(onebot, "/nailong action observe", group)
+    assert "observe" in await ask(onebot, "/nailong action observe", group)
     url = image_server.add("observed.jpg", patterned(YELLOW, seed=6020))
     await post_image(onebot, url, group, 6020)
     deadline = time.monotonic() + 30
-    while "观察模式命中 1 次" not in (status := await ask(onebot, "/nailong status", group)):
+    while "1 hits observed" not in (status := await ask(onebot, "/nailong status", group)):
         assert time.monotonic() < deadline, status
         await asyncio.sleep(0.3)
-    assert "命中 1 次" in status and image_server.requests["/img/observed.jpg"] == 1
+    assert "1 hits" in status and image_server.requests["/img/observed.jpg"] == 1
     assert acted_on(onebot, 6020) == [] and bans(onebot, group) == []
 
 
@@ -121,7 +121,7 @@ async def test_a_member_cannot_change_any_of_these_settings(onebot) -> None:
 
 async def test_a_correction_takes_its_strike_back(onebot, image_server) -> None:
     group = 405
-    assert (await ask(onebot, "/nailong mute 2 10m", group)).startswith("禁言已设为 / mute set")
+    assert (await ask(onebot, "/nailong mute 2 10m", group)).startswith("Mute set: ")
     for message_id in (6030, 6031):
         await post_image(onebot, image_server.add(f"strike-{message_id}.jpg", patterned(YELLOW, seed=message_id)),
                          group, message_id)  # fmt: skip
@@ -144,7 +144,7 @@ async def test_a_correction_takes_its_strike_back(onebot, image_server) -> None:
     finally:
         del onebot.responses["get_msg"]
     answer = "".join(s["data"].get("text", "") for s in onebot.actions("send_msg")[seen][1]["message"])
-    assert f"已撤销成员 {MEMBER} 的这次记过（还剩 1 次）" in answer and "已解除禁言 / mute lifted" in answer
+    assert f"已撤销成员 {MEMBER} 的这次记过（还剩 1 次），已解除禁言" in answer
     assert bans(onebot, group) == [(MEMBER, 600), (MEMBER, 0)]
 
     # The next hit is the second strike again, not the third: the same 10 minutes, not 20.
@@ -161,7 +161,7 @@ async def test_the_third_hit_mutes_and_a_restart_keeps_the_count(tmp_path: Path,
     group = 406
     workdir = tmp_path / "bot"
     async with running_bot(workdir) as first:
-        assert (await ask(first, "/nailong mute 3 10m", group)).startswith("禁言已设为 / mute set")
+        assert (await ask(first, "/nailong mute 3 10m", group)).startswith("Mute set: ")
         for message_id in (6040, 6041):
             await post_image(first, image_server.add(f"restart-{message_id}.jpg", patterned(YELLOW, seed=message_id)),
                              group, message_id)  # fmt: skip

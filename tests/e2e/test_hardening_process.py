@@ -53,7 +53,7 @@ async def test_an_unwritable_data_folder_still_guards_and_says_so(tmp_path, imag
         await onebot.post(image_event(image_server.add("ro-1.jpg", still(YELLOW)), group_id=302, message_id=8101))
         await onebot.wait_for("delete_msg", message_id=8101)
         answer = await admin_command(onebot, "/nailong off", group_id=302)
-        assert answer.startswith("无法保存，未做任何更改")
+        assert answer.startswith("Cannot save, nothing changed")
         await onebot.post(image_event(image_server.add("ro-2.jpg", still(YELLOW)), group_id=302, message_id=8102))
         await onebot.wait_for("delete_msg", message_id=8102)
     log = (workdir / "bot.log").read_text(errors="replace")

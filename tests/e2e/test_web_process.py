@@ -226,7 +226,7 @@ async def test_console_in_a_browser(console_bot, chromium, image_server, tmp_pat
     base = f"http://127.0.0.1:{port}/nailong/"
 
     def sign_in() -> tuple[str, str]:
-        driver.get(base)
+        driver.get(base + "?lang=zh-CN")  # the language switch, kept for the next pages
         wait.until(lambda d: d.current_url.endswith("/nailong/login"))
         driver.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)
         driver.find_element(By.ID, "name").send_keys("ops")
@@ -236,7 +236,7 @@ async def test_console_in_a_browser(console_bot, chromium, image_server, tmp_pat
 
     title, model_card = await asyncio.to_thread(sign_in)
     assert title.startswith("奶龙守卫控制台")
-    assert "tiny-test" in model_card and "奶龙召回率 / recall\n0.910" in model_card
+    assert "tiny-test" in model_card and "奶龙召回率\n0.910" in model_card
 
     nailong, other = patterned(YELLOW, seed=61), patterned(BLUE, seed=62)
     await post_image(onebot, image_server.add("console-other.jpg", other), 8000, other)
@@ -256,7 +256,7 @@ async def test_console_in_a_browser(console_bot, chromium, image_server, tmp_pat
         return item.text, loaded
 
     text, thumbnail_loaded = await asyncio.to_thread(see_the_hit)
-    assert "命中 / hit" in text and f"群 / group {GROUP}" in text
+    assert "命中" in text and f"群 {GROUP}" in text
     assert thumbnail_loaded
 
     def try_an_image() -> str:
@@ -267,7 +267,7 @@ async def test_console_in_a_browser(console_bot, chromium, image_server, tmp_pat
         wait.until(lambda d: "得分" in result.text)
         return result.text
 
-    assert (await asyncio.to_thread(try_an_image)).startswith("是奶龙 / nailong")
+    assert (await asyncio.to_thread(try_an_image)).startswith("是奶龙 · 得分")
 
     def mark_wrong() -> str:
         item = driver.find_element(By.CSS_SELECTOR, 'li.hit[data-message="8001"]')
@@ -278,7 +278,7 @@ async def test_console_in_a_browser(console_bot, chromium, image_server, tmp_pat
 
     listed = await asyncio.to_thread(mark_wrong)
     assert listed.startswith("已记录：这不是奶龙")
-    assert "不是奶龙 / not nailong" in listed and f"{GROUP} web:ops" in listed
+    assert "不是奶龙" in listed and f"{GROUP} web:ops" in listed
 
     # The correction is in the audit log on disk, and on the page.
     (entry,) = [json.loads(line) for line in (onebot.workdir / "data" / "audit.jsonl").read_text().splitlines()]
@@ -331,7 +331,7 @@ async def test_console_edits_a_groups_settings_and_the_chat_agrees(console_bot, 
     )  # fmt: skip
 
     def edit() -> str:
-        driver.get(base)
+        driver.get(base + "?lang=zh-CN")
         if driver.current_url.endswith("/nailong/login"):
             driver.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)
             driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
@@ -356,7 +356,7 @@ async def test_console_edits_a_groups_settings_and_the_chat_agrees(console_bot, 
         wait.until(lambda d: "notice=settings-saved" in d.current_url)
         return driver.find_element(By.CLASS_NAME, "notice").text
 
-    assert await asyncio.to_thread(edit) == "群设置已保存 / Group settings saved."
+    assert await asyncio.to_thread(edit) == "群设置已保存。"
 
     def refused_template() -> tuple[str, str]:
         form = driver.find_element(By.CSS_SELECTOR, selector)
@@ -379,10 +379,49 @@ async def test_console_edits_a_groups_settings_and_the_chat_agrees(console_bot, 
     )
     _, answer = await onebot.wait_for("send_msg", group_id=group)
     status = "".join(segment["data"].get("text", "") for segment in answer["message"]).splitlines()
-    assert status[1:3] == ["阈值 / threshold: 0.8", "动作 / action: 观察：只统计，不处理 (observe: counted, nothing done)"]
-    assert status[5] == (
-        "免检 / exempt: 群主、管理员和超级用户也检查 (owner, admins and superusers are checked too)；豁免名单 / "
-        "allow-list: 123456, 654321"
-    )
-    assert status[6].startswith("禁言 / mute: 24 小时内第 3 次起禁言 10 分钟")
-    assert status[7] == "警告 / warning: {user} 别发奶龙（第 {strikes} 次）"
+    assert status[1:3] == ["Threshold: 0.8", "Action: observe: counted, nothing done"]
+    assert status[5] == "Exempt: owner, admins and superusers are checked too; allow-list: 123456, 654321"
+    assert status[6].startswith("Mute: from strike 3 within 24 h: muted for 10 min")
+    assert status[7] == "Warning: {user} 别发奶龙（第 {strikes} 次）"
+
+
+async def test_a_setting_changed_in_chat_and_one_in_the_console_each_add_one_audit_record(console_bot) -> None:
+    """Issue 21 #9: changes made by chat command used to leave audit.jsonl empty. Each change, from the chat
+    (over the real WebSocket) or the console (over real HTTP), now adds one line; reading adds none."""
+    onebot, port = console_bot
+    group = 303
+    audit = onebot.workdir / "data" / "audit.jsonl"
+
+    def records() -> list[dict]:
+        return [json.loads(line) for line in audit.read_text(encoding="utf-8").splitlines()] if audit.exists() else []
+
+    async def chat(text: str) -> str:
+        seen = len(onebot.actions("send_msg"))
+        await onebot.post(
+            group_message_payload([text_segment(text)], self_id=42, group_id=group, user_id=5, role="admin")
+        )
+        while len(sent := [p for _, p in onebot.actions("send_msg")[seen:] if p["group_id"] == group]) == 0:
+            await asyncio.sleep(0.05)
+        return "".join(segment["data"].get("text", "") for segment in sent[0]["message"])
+
+    before = len(records())
+    assert await chat("/nailong threshold 0.8") == "Threshold set to 0.8"
+    (entry,) = records()[before:]
+    assert (entry["operator"], entry["client"], entry["action"]) == ("qq:5 (tester)", f"group:{group}", "group-settings")
+    assert entry["before"] == {"group_id": group, "threshold": 0.7} and entry["after"] == {"group_id": group, "threshold": 0.8}
+    assert entry["time"][:4].isdigit()
+    assert "阈值：0.8" in await chat("/奶龙 状态")  # a read: no record
+    assert len(records()) == before + 1
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/nailong", timeout=10) as browser:
+        await browser.post("/login", data={"token": ADMIN_TOKEN, "name": "ops"})
+        csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', (await browser.get("/")).text).group(1)
+        saved = await browser.post("/settings", data={"csrf": csrf, "group_id": str(group), "threshold": "0.75"})
+        assert saved.headers["Location"] == "/nailong/?notice=settings-saved"
+        page = (await browser.get("/")).text
+    (entry,) = records()[before + 1 :]
+    assert (entry["operator"], entry["client"], entry["action"]) == ("web:ops", "127.0.0.1", "group-settings")
+    assert entry["before"] == {"group_id": group, "threshold": 0.8} and entry["after"] == {"group_id": group, "threshold": 0.75}
+    audit_rows = page[page.index('<section id="audit">') :]
+    assert "<td>web:ops</td><td>127.0.0.1</td><td>group-settings</td>" in audit_rows
+    assert "<td>qq:5 (tester)</td><td>group:303</td><td>group-settings</td>" in audit_rows

@@ -117,6 +117,7 @@ def test_wheel_holds_the_plugin_the_model_and_the_trainer_under_its_own_name(whe
     assert hashlib.sha256(model).hexdigest() == recorded
     assert model == (ROOT / "models" / "nailong.onnx").read_bytes()
     assert "nailong_trainer/cli.py" in names and "nailong_trainer/__main__.py" in names
+    assert {"nailong_bot/i18n/zh-CN.json", "nailong_bot/i18n/en-US.json"} <= set(names)  # the wording
     # No tests, no training data, no checkpoints, no caches.
     data_suffixes = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".csv", ".pt", ".pyc")
     assert not [name for name in names if "tests/" in name or "conftest" in name or name.endswith(data_suffixes)]

@@ -14,7 +14,7 @@ from nonebug import App
 from nailong_testkit import BLUE, SUPERUSER, YELLOW, patterned
 from nonebug_chat import ask, post
 
-CANNOT_SAVE = "无法保存，未做任何更改"
+CANNOT_SAVE = "Cannot save, nothing changed"
 NAILONG = patterned(YELLOW, seed=41)
 OTHER = patterned(BLUE, seed=42)
 
@@ -40,13 +40,14 @@ async def test_a_data_folder_that_cannot_be_created_still_guards(
 
     await post(app, image_server.add("ro-hit.jpg", NAILONG), message_id=501, acted_on=True)
     await post(app, image_server.add("ro-other.jpg", OTHER), message_id=502, acted_on=False)
-    for command in ("/nailong off", "/nailong threshold 0.5", "/nailong action reply", "/奶龙 关闭"):
+    for command in ("/nailong off", "/nailong threshold 0.5", "/nailong action reply"):
         assert (await ask(app, command)).startswith(CANNOT_SAVE)
+    assert (await ask(app, "/奶龙 关闭")).startswith("无法保存，未做任何更改")
     assert await ask(app, "/nailong wrong", reply_to=501) == await ask(app, "/nailong miss", reply_to=502)
     assert (await ask(app, "/nailong wrong", reply_to=501)).startswith(CANNOT_SAVE)
     assert (await ask(app, "/nailong undo", reply_to=501, user_id=SUPERUSER)).startswith(CANNOT_SAVE)
     status = await ask(app, "/nailong status")
-    assert "阈值 / threshold: 0.7" in status and "changes cannot be saved" in status
+    assert "Threshold: 0.7" in status and "changes cannot be saved" in status
     assert guard.store.get(1).enabled
     await post(app, image_server.add("ro-hit-2.jpg", patterned(YELLOW, seed=43)), message_id=503, acted_on=True)
 
@@ -64,7 +65,7 @@ async def test_a_directory_named_settings_json_leaves_the_defaults(
     assert (data_dir / "settings.json").is_dir()
     # Only the settings are affected: the image is kept and a correction is saved.
     await post(app, image_server.add("dir-hit.jpg", NAILONG), message_id=511, acted_on=True)
-    assert (await ask(app, "/nailong wrong", reply_to=511)).startswith("已记录")
+    assert (await ask(app, "/nailong wrong", reply_to=511)).startswith("Recorded")
     await post(app, image_server.add("dir-hit-again.jpg", NAILONG), message_id=512, acted_on=False)
 
 
@@ -75,7 +76,7 @@ async def test_a_read_only_folder_keeps_what_it_could_read_and_writes_nothing(
     guard = await start_guard(data_dir)
     await guard.store.update(7, enabled=False)
     await post(app, image_server.add("ro-before.jpg", OTHER), message_id=521, acted_on=False)
-    assert (await ask(app, "/nailong miss", reply_to=521)).startswith("已记录")
+    assert (await ask(app, "/nailong miss", reply_to=521)).startswith("Recorded")
     from nailong_bot import runtime
 
     await runtime.stop()  # saves its last counts, before the folder turns read-only

@@ -268,33 +268,42 @@ async def chat(app: App, text: str, *, user_id: int = SUPERUSER, role: str = "me
 async def test_refresh_model_and_rollback_commands(app: App, learner) -> None:
     correct(learner.corrections, 2)
     (model,) = await chat(app, "/nailong model")
-    assert "0.0.1" in model and "基础模型 / the base model" in model
-    assert "corrections since it was made: 2" in model
+    assert "0.0.1" in model and "Lineage: the base model" in model
+    assert "Corrections since it was made: 2" in model
 
     started, finished = await chat(app, "/奶龙 更新")
     assert started.startswith("开始更新模型")
-    assert finished.startswith("更新结束 / refresh done") and "(passed, in use)" in finished
-    assert "new model in use: 0.0.1 → 0.0.1+r1" in finished
-    assert "✓ 纠错判对 / corrections decided their way: 5/5" in finished
-    assert "agreement with the old model: 99.0%" in finished
+    assert finished.startswith("更新结束：") and "（qq:10000 (tester)）已通过检查并启用" in finished
+    assert "新模型已启用：0.0.1 → 0.0.1+r1" in finished
+    assert "✓ 纠错判对：5/5" in finished
+    assert "与旧模型一致：99.0%" in finished
+    assert " / " not in finished
     assert learner.model_version == "0.0.1+r1"
 
     (model,) = await chat(app, "/奶龙 模型")
-    assert "0.0.1+r1" in model and "refreshed from 0.0.1 with 2 corrections (refresh 1 of base 0.0.1)" in model
-    assert "/nailong rollback" in model
+    assert "0.0.1+r1" in model and "由 0.0.1 用 2 条纠错更新（基础模型 0.0.1 的第 1 次更新）" in model
+    assert "/奶龙 回退" in model
 
     (rolled,) = await chat(app, "/nailong rollback")
-    assert rolled == "已回退 / rolled back: 0.0.1+r1 → 0.0.1"
+    assert rolled == "Rolled back: 0.0.1+r1 → 0.0.1"
     assert learner.model_version == "0.0.1"
     (nothing,) = await chat(app, "/奶龙 回退")
-    assert nothing.startswith("未回退 / not rolled back: 没有更早的模型")
+    assert nothing == "没有更早的模型可以回退。"
+    # Each change from chat is one audit record: the refresh's start and outcome, the rollback.
+    audit = [(e["operator"], e["client"], e["action"]) for e in reversed(learner.audit.latest(5))]
+    assert audit == [
+        ("qq:10000 (tester)", "group:1", "refresh-started"),
+        ("qq:10000 (tester)", "group:1", "refresh-ended"),
+        ("qq:10000 (tester)", "group:1", "rollback"),
+    ]
 
 
 async def test_a_failing_gate_is_reported_in_the_chat(app: App, learner, fake_trainer) -> None:
     fake_trainer(exit=3)
     _, finished = await chat(app, "/nailong refresh")
     assert "gate failed, model kept" in finished and "3/5 decided their way" in finished
-    assert "✗ 纠错判对 / corrections decided their way: 3/5" in finished
+    assert "✗ corrections decided their way: 3/5" in finished
+    assert learner.audit.latest(1)[0]["after"]["outcome"] == "failed"
 
 
 async def test_refresh_without_the_trainer_says_how_to_install_it(app: App, learner, monkeypatch) -> None:
@@ -307,13 +316,14 @@ async def test_refresh_without_the_trainer_says_how_to_install_it(app: App, lear
 async def test_refresh_without_a_checkpoint_says_so(app: App, learner, base_model) -> None:
     base_model.with_suffix(".pt").unlink()
     (answer,) = await chat(app, "/nailong refresh")
-    assert "nailong.pt" in answer and "cannot be refreshed" in answer
+    # No server path in a group: the console says where the checkpoint goes.
+    assert "no checkpoint" in answer and "cannot be refreshed" in answer and "/" not in answer
 
 
 @pytest.mark.parametrize("text", ["/nailong model", "/nailong refresh", "/nailong rollback", "/奶龙 更新"])
 async def test_model_commands_are_for_superusers(app: App, learner, text: str) -> None:
     (answer,) = await chat(app, text, user_id=5, role="admin")
-    assert answer == "只有超级用户可以使用这个命令 / Only superusers can use this."
+    assert answer == ("只有超级用户可以使用这个命令。" if "奶龙" in text else "Only superusers can use this.")
     assert learner.refresher.running is None
 
 
@@ -369,9 +379,9 @@ async def test_console_shows_the_lineage_and_gate_and_its_buttons_need_the_form_
     assert (await console.post("/nailong/refresh", data={"csrf": "x"})).status_code == 401  # not signed in
     csrf = await sign_in(console, "ops")
     page = (await console.get("/nailong/")).text
-    assert '<section id="refresh">' in page and "基础模型 / the base model" in page
+    assert '<section id="refresh">' in page and "<dd>基础模型</dd>" in page
     assert 'action="/nailong/refresh"' in page and f'name="csrf" value="{csrf}"' in page
-    assert "回退到上一个模型 / Roll back</button>" in page and 'class="quiet" disabled>' in page  # nothing to go back to
+    assert "回退到上一个模型</button>" in page and 'class="quiet" disabled>' in page  # nothing to go back to
 
     for stale in ({}, {"csrf": "stale"}):
         assert (await console.post("/nailong/refresh", data=stale)).status_code == 403
@@ -382,9 +392,9 @@ async def test_console_shows_the_lineage_and_gate_and_its_buttons_need_the_form_
     assert started.headers["Location"] == "/nailong/?notice=refresh-started"
     assert learner.refresher.running is not None and (await learner.refresher.running).outcome == "passed"
     page = (await console.get("/nailong/")).text
-    assert "0.0.1+r1" in page and "refreshed from 0.0.1" in page
-    assert "<li>✓ 纠错判对 / corrections decided their way: 5/5</li>" in page
-    assert "images that changed: 0" in page
+    assert "0.0.1+r1" in page and "由 0.0.1 用" in page
+    assert "<li>✓ 纠错判对：5/5</li>" in page
+    assert "判断改变的图片：0" in page
 
     rolled = await console.post("/nailong/rollback", data={"csrf": csrf})
     assert rolled.headers["Location"] == "/nailong/?notice=rolled-back"
@@ -394,7 +404,8 @@ async def test_console_shows_the_lineage_and_gate_and_its_buttons_need_the_form_
     audit = [(e["operator"], e["action"], e["before"], e["after"]) for e in learner.audit.latest(5)]
     assert audit == [
         ("web:ops", "rollback", {"model": "0.0.1+r1"}, {"model": "0.0.1"}),
-        ("web:ops", "refresh", {"model": "0.0.1"}, {"started": True}),
+        ("web:ops", "refresh-ended", {"model": "0.0.1"}, {"outcome": "passed", "model": "0.0.1+r1", "candidate": "0.0.1+r1"}),
+        ("web:ops", "refresh-started", {"model": "0.0.1"}, None),
     ]
 
 
@@ -402,7 +413,7 @@ async def test_console_says_why_a_refresh_cannot_run(console, learner, monkeypat
     monkeypatch.setattr(refresh, "trainer_python", lambda config: None)
     csrf = await sign_in(console)
     page = (await console.get("/nailong/")).text
-    assert "nailong-bot[train]" in page and "Refresh now</button>" in page and 'type="submit" disabled>' in page
+    assert "nailong-bot[train]" in page and "开始更新</button>" in page and 'type="submit" disabled>' in page
     answer = await console.post("/nailong/refresh", data={"csrf": csrf})
     assert answer.headers["Location"] == "/nailong/?notice=refresh-unavailable"
     assert learner.refresher.running is None

@@ -239,7 +239,7 @@ def test_a_session_ends_at_its_expiry() -> None:
 async def test_the_api_token_opens_neither_the_console_nor_any_change(app, guard) -> None:
     async with client_for(app) as client:
         refused = await sign_in(client, API_TOKEN)
-        assert refused.status_code == 401 and "that is the API token" in refused.text
+        assert refused.status_code == 401 and "这是 API 令牌" in refused.text
         assert SESSION_COOKIE not in client.cookies
         bearer = {"Authorization": f"Bearer {API_TOKEN}"}
         for path in ("/nailong/correct", "/nailong/try", "/nailong/logout"):

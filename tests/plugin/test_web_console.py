@@ -64,7 +64,7 @@ def keep_hit(guard, data: bytes, message_id: int, group_id: int = 9) -> str:
 async def test_the_console_needs_the_token(browser) -> None:
     assert (await browser.get("/nailong/")).headers["Location"] == "/nailong/login"
     wrong = await browser.post("/nailong/login", data={"token": "not-the-token-at-all"})
-    assert wrong.status_code == 401 and "令牌不对 / wrong token" in wrong.text
+    assert wrong.status_code == 401 and "令牌不对" in wrong.text
     assert "nailong_session" not in browser.cookies
     for path in ("/nailong/thumb/" + "0" * 64,):
         assert (await browser.get(path)).status_code == 401
@@ -82,9 +82,9 @@ async def test_the_page_shows_groups_hits_corrections_and_the_model(signed_in, c
     assert page.status_code == 200
     assert page.headers["Content-Security-Policy"].startswith("default-src 'self'")
     text = page.text
-    assert '<tr data-group="9"><td>9</td><td class="on">开 / on</td>' in text
-    assert f'<img src="/nailong/thumb/{sha256}"' in text and "命中 / hit" in text and "0.970" in text
-    assert "误判 / wrong" in text
+    assert '<tr data-group="9"><td>9</td><td class="on">已开启</td>' in text
+    assert f'<img src="/nailong/thumb/{sha256}"' in text and "命中" in text and "0.970" in text
+    assert "误判" in text
     assert "&lt;script&gt;x&lt;/script&gt;" in text and "<script>x" not in text
     assert "tiny-test" in text and 'content="' + csrf + '"' in text
 
@@ -143,7 +143,9 @@ async def test_marking_a_hit_wrong_is_a_correction_by_web(signed_in, csrf, guard
 
 async def test_the_console_confirms_what_waits_for_a_confirmation(signed_in, csrf, guard) -> None:
     sha256 = keep_hit(guard, NAILONG, message_id=907)
-    await signed_in.post("/nailong/correct", data={"csrf": csrf, "message_id": "907", "sha256": sha256, "label": "other"})
+    answer = await signed_in.post("/nailong/correct", data={"csrf": csrf, "message_id": "907", "sha256": sha256,
+                                                             "label": "other"})
+    assert answer.headers["Location"] == "/nailong/?notice=corrected-other", answer.headers.get("Location")
     (waiting,) = guard.corrections.pending(5)
     form = {"csrf": csrf, "group_id": "9", "correction_id": waiting.id}
     assert (await signed_in.post("/nailong/confirm", data={**form, "csrf": "stale"})).status_code == 403
@@ -152,12 +154,13 @@ async def test_the_console_confirms_what_waits_for_a_confirmation(signed_in, csr
     answer = await signed_in.post("/nailong/confirm", data=form)
     assert answer.headers["Location"] == "/nailong/?notice=confirmed"
     assert guard.corrections.pending(5) == [] and guard.corrections.counts() == {"nailong": 0, "other": 1}
-    (record,) = [entry for entry in guard.audit.latest(10) if entry["action"] == "correction-confirm"]
-    assert record["operator"] == "web" and record["after"] == {"correction": waiting.id, "label": "other", "scope": "all"}
+    (record,) = [entry for entry in guard.audit.latest(10) if entry["action"] == "correction-confirmed"]
+    assert record["operator"] == "web" and record["before"] == {"corrections": [waiting.id], "scopes": ["9"]}
+    assert record["after"] == {"verdicts": ["other"], "scopes": ["all"]}
     again = await signed_in.post("/nailong/confirm", data=form)
     assert again.headers["Location"] == "/nailong/?notice=confirm-gone"
     page = (await signed_in.get("/nailong/")).text
-    assert "没有等待确认的纠错 / nothing waits for a confirmation" in page and "所有群 / every group（web）" in page
+    assert "没有等待确认的纠错" in page and "所有群（web）" in page
     tried = await signed_in.post("/nailong/try", content=NAILONG, headers={CSRF_HEADER: csrf})
     assert tried.json()["source"] == "correction" and tried.json()["nailong"] is False
 
@@ -173,8 +176,8 @@ async def test_a_correction_lands_in_the_audit_log_and_on_the_page(browser, guar
     lines = (guard.audit.path).read_text(encoding="utf-8").splitlines()
     entry = json.loads(lines[-1])
     assert entry["operator"] == "web:阿龙" and entry["client"] == "127.0.0.1" and entry["action"] == "correction"
-    assert entry["before"] == {"group_id": 9, "message_id": 904, "image": sha256, "verdict": "nailong", "score": 0.97}
-    assert entry["after"] == {"verdict": "other", "corrections": [correction.id]}
+    assert entry["before"] == {"group_id": 9, "message_id": 904, "images": [sha256], "verdict": "nailong", "score": 0.97}
+    assert entry["after"] == {"verdict": "other", "corrections": [correction.id], "scopes": ["9"]}
     assert entry["time"][:4].isdigit() and len(lines) == 1
     page = (await browser.get("/nailong/")).text
     audit = page[page.index('<section id="audit">'):]
@@ -262,3 +265,28 @@ async def test_group_settings_are_edited_like_the_chat_commands(signed_in, csrf,
 
 async def test_settings_need_the_login(browser) -> None:
     assert (await browser.post("/nailong/settings", data={"csrf": "x", "group_id": "9"})).status_code == 401
+
+
+async def test_the_console_follows_the_browsers_language_and_its_switch(signed_in) -> None:
+    chinese = (await signed_in.get("/nailong/")).text
+    assert '<html lang="zh-CN">' in chinese and "<h2>群设置</h2>" in chinese and "Group settings" not in chinese
+    assert 'href="?lang=en-US"' in chinese  # the switch, named in its own language
+    english = await signed_in.get("/nailong/", headers={"Accept-Language": "en-GB,en;q=0.9,zh;q=0.5"})
+    assert '<html lang="en-US">' in english.text and "<h2>Group settings</h2>" in english.text
+    assert "群设置" not in english.text and 'href="?lang=zh-CN"' in english.text
+    # The switch wins over the browser, and is kept for the next pages.
+    switched = await signed_in.get("/nailong/?lang=en-US", headers={"Accept-Language": "zh-CN"})
+    assert "<h2>Group settings</h2>" in switched.text and signed_in.cookies.get("nailong_lang") == "en-US"
+    assert "<h2>Group settings</h2>" in (await signed_in.get("/nailong/", headers={"Accept-Language": "zh-CN"})).text
+
+
+async def test_no_label_is_doubled_on_the_page(signed_in, guard) -> None:
+    """The console used to say everything twice, "中文 / English"; each page is now in one language."""
+    keep_hit(guard, NAILONG, message_id=907)
+    for language in ("zh-CN", "en-US"):
+        page = (await signed_in.get(f"/nailong/?lang={language}&notice=settings-saved")).text
+        visible = re.sub(r"<script.*?</script>|<[^>]+>", "\n", page)
+        doubled = [line for line in visible.splitlines() if re.search(r"[\u4e00-\u9fff].* / [A-Za-z]", line)]
+        assert doubled == [], (language, doubled)
+    login = (await signed_in.get("/nailong/login", headers={"Accept-Language": "en"})).text
+    assert "Admin token" in login and "管理令牌" not in login

@@ -1,4 +1,5 @@
-// The try-an-image box: the dropped or chosen file goes to /nailong/try (same path as the API).
+// The try-an-image box: the dropped or chosen file goes to /nailong/try (same path as the API). Its words come
+// with the page (data-* of #try-result), in the page's language.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -7,7 +8,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const preview = document.getElementById("try-preview");
   const result = document.getElementById("try-result");
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const sources = { model: "模型 / model", cache: "缓存 / cache", correction: "纠错 / correction" };
+  const words = result.dataset;
+  const sources = { model: words.sourceModel, cache: words.sourceCache, correction: words.sourceCorrection };
 
   function show(parts) {
     result.replaceChildren(...parts.map(([text, cls]) => {
@@ -22,7 +24,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!file) return;
     preview.src = URL.createObjectURL(file);
     preview.classList.add("shown");
-    show([["识别中… / checking…"]]);
+    show([[words.checking]]);
     try {
       const response = await fetch("/nailong/try", {
         method: "POST",
@@ -31,17 +33,17 @@ document.addEventListener("DOMContentLoaded", () => {
       });
       const answer = await response.json();
       if (!response.ok) {
-        show([[`无法识别 / cannot check: ${answer.detail}`, "error"]]);
+        show([[`${words.cannot}: ${answer.detail}`, "error"]]);
         return;
       }
       show([
-        [answer.nailong ? "是奶龙 / nailong" : "不是奶龙 / not nailong", answer.nailong ? "hit" : "pass"],
-        [` · 得分 / score ${answer.score.toFixed(3)}（阈值 / threshold ${answer.threshold}）`],
-        [` · 来源 / source: ${sources[answer.source] || answer.source}`],
-        [` · 帧数 / frames: ${answer.frames}`],
+        [answer.nailong ? words.nailong : words.notNailong, answer.nailong ? "hit" : "pass"],
+        [` · ${words.score} ${answer.score.toFixed(3)} (${words.threshold} ${answer.threshold})`],
+        [` · ${words.source}: ${sources[answer.source] || answer.source}`],
+        [` · ${words.frames}: ${answer.frames}`],
       ]);
     } catch (error) {
-      show([[`请求失败 / request failed: ${error}`, "error"]]);
+      show([[`${words.failed}: ${error}`, "error"]]);
     }
   }
 
