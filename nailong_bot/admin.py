@@ -1,5 +1,6 @@
 """Every change an operator makes, in one place: a group's settings (detection, threshold, action,
-exemptions, allow-list, mutes, warning), corrections and their undoing, a model refresh and a rollback.
+exemptions, allow-list, mutes, warning), corrections, their confirmation for every group and their
+undoing, a model refresh and a rollback.
 
 The chat commands (commands.py) and the web console (web/console.py) only read what was asked, call
 one function here and render its result; neither changes state itself. Each function here
