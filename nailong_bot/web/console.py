@@ -304,11 +304,13 @@ def _recent_item(
     )  # fmt: skip
     if correction is not None:
         state = render(
-            '<div class="state corrected">$label</div><div class="by">$by</div>'
+            '<div class="state corrected">$label</div><div class="by">$by</div><div class="scope">$scope</div>'
             '<form method="post" action="/nailong/undo">$fields<button type="submit" class="undo quiet">$undo</button>'
             "</form>",
             label=say("corrected_to", label=say(f"label_{correction.label}")),
             by=say("corrected_by", who=operator(_maker(correction, makers), words), when=local_time(correction.time)),
+            scope=say("applies_everywhere", by=correction.confirmed_by) if correction.everywhere
+            else say("applies_in_group"),
             fields=fields, undo=say("undo"),
         )  # fmt: skip
     else:

@@ -140,6 +140,7 @@ async def test_marking_a_hit_wrong_is_a_correction_by_web(signed_in, csrf, guard
     page = (await signed_in.get(answer.headers["Location"])).text
     assert "已记录：这不是奶龙" in page and f'<tr data-correction="{correction.id}">' in page
     assert f'<tr data-pending="{correction.id}">' in page
+    assert '<div class="scope">只在该群</div>' in page  # the image's card says where it applies
     # Not yet for every group: the try box (no group) still asks the model.
     tried = await signed_in.post("/nailong/try", content=NAILONG, headers={CSRF_HEADER: csrf})
     assert tried.json()["source"] == "model"
