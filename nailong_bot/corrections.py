@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import hashlib
 import io
 import os
 import shutil
@@ -51,6 +50,12 @@ from PIL import Image
 
 from nonebot.log import logger
 
+from nailong_vision.handoff import ADD, CORRECTION_LABELS, PENDING_DIR, REPLACE, RETIRED_DIR, UNDO, image_id
+from nailong_vision.handoff import CORRECTION_DISTANCE as DEFAULT_MAX_DISTANCE
+from nailong_vision.handoff import CORRECTIONS_COLUMNS as CSV_COLUMNS
+from nailong_vision.handoff import CORRECTIONS_FILE as CSV_FILE
+from nailong_vision.handoff import CORRECTIONS_V1_COLUMNS as V1_COLUMNS
+from nailong_vision.handoff import SCOPE_EVERYWHERE as EVERYWHERE
 from nailong_vision.phash import frame_hash, hamming
 
 from . import persist
@@ -58,20 +63,10 @@ from .budget import DecodeBudget
 from .decision import Decision
 
 Label = Literal["nailong", "other"]
-LABELS: tuple[Label, ...] = ("nailong", "other")
+LABELS: tuple[Label, ...] = CORRECTION_LABELS
 
-CSV_FILE = "corrections.csv"
 # A decision made by a correction has the source "correction:<id>".
 SOURCE_PREFIX = "correction:"
-RETIRED_DIR = ".retired"
-PENDING_DIR = ".pending"
-# The columns of a log written before corrections had a scope.
-V1_COLUMNS = ("time", "action", "id", "label", "group_id", "user_id", "score", "model_version", "file", "phash")
-# scope: EVERYWHERE, or the group the correction applies in. confirmed_by: who made it apply everywhere.
-CSV_COLUMNS = (*V1_COLUMNS, "scope", "confirmed_by")
-EVERYWHERE = "all"
-
-DEFAULT_MAX_DISTANCE = 6
 DEFAULT_AGREE_GROUPS = 2
 DEFAULT_MAX_BYTES = 512 << 20
 # Formats the trainer reads as they are; anything else is saved as PNG of its first frame.
@@ -112,10 +107,6 @@ class Correction:
     @property
     def scope_text(self) -> str:
         return EVERYWHERE if self.everywhere else str(self.group_id)
-
-
-def image_id(image_bytes: bytes) -> str:
-    return hashlib.sha256(image_bytes).hexdigest()[:16]
 
 
 class Corrections:
@@ -321,7 +312,7 @@ class Corrections:
                 del self._active[(target.scope, target.id)]
             for target in targets:
                 retired = self._release(target.file, same_bytes_kept=False)
-                self._append_row("undo", target, file=retired, group_id=group_id, user_id=user_id)
+                self._append_row(UNDO, target, file=retired, group_id=group_id, user_id=user_id)
             self._rebuild_index()
         return targets
 
@@ -380,9 +371,9 @@ class Corrections:
         self._active[(new.scope, new.id)] = new
         for old in dict.fromkeys(superseded):
             kept_at = self._release(old.file, same_bytes_kept=old.id == new.id)
-            self._append_row("replace", old, file=new.file if old.id == new.id else kept_at,
+            self._append_row(REPLACE, old, file=new.file if old.id == new.id else kept_at,
                              group_id=actor[0], user_id=actor[1])  # fmt: skip
-        self._append_row("add", new)
+        self._append_row(ADD, new)
         self._rebuild_index()
 
     def _release(self, file: str, *, same_bytes_kept: bool) -> str:
@@ -458,7 +449,7 @@ class Corrections:
         persist.write_atomically(target, image_bytes, durable=False, tmp=tmp)
 
     def _append_row(self, action: str, correction: Correction, **changes: object) -> None:
-        if action != "add":
+        if action != ADD:
             changes["time"] = _now()
         self._append_rows([{**_row(action, correction), **changes}])
 
@@ -520,10 +511,10 @@ class Corrections:
                 skipped += 1
                 continue
             key = (correction.scope, correction.id)
-            if row["action"] == "add":
+            if row["action"] == ADD:
                 self._active.pop(key, None)  # re-added: moves to the newest position
                 self._active[key] = correction
-            elif row["action"] in ("replace", "undo"):
+            elif row["action"] in (REPLACE, UNDO):
                 self._active.pop(key, None)
             else:
                 skipped += 1
@@ -540,7 +531,7 @@ class Corrections:
         scoped, scope_of_id = [], {}
         for row in rows:
             row = dict(row)
-            if row.get("action") == "add":
+            if row.get("action") == ADD:
                 row["scope"], row["confirmed_by"] = _scope_of_old_row(row, self._superusers)
                 if row["scope"] != EVERYWHERE and row.get("file"):
                     row["file"] = f"{PENDING_DIR}/{Path(row['file']).name}"
@@ -550,9 +541,9 @@ class Corrections:
             scoped.append(row)
         if self.save_error is not None:
             return scoped
-        active = {row["id"]: row for row in scoped if row["action"] == "add"}
+        active = {row["id"]: row for row in scoped if row["action"] == ADD}
         for row in scoped:
-            if row["action"] != "add":
+            if row["action"] != ADD:
                 active.pop(row.get("id"), None)
         for row in active.values():
             if row["scope"] != EVERYWHERE:
@@ -639,7 +630,7 @@ def _correction_from_row(row: dict[str, str]) -> Correction:
         file=row["file"],
         time=row["time"],
         # A row that ends a correction names who ended it; the scope names the group it applied in.
-        group_id=int(row["group_id"]) if everywhere or row["action"] == "add" else int(scope),
+        group_id=int(row["group_id"]) if everywhere or row["action"] == ADD else int(scope),
         user_id=int(row["user_id"]) if row["user_id"].isdigit() else row["user_id"],
         score=float(row["score"]) if row["score"] else None,
         model_version=row["model_version"],

@@ -1,9 +1,10 @@
 """What the bot leaves for a refresh to learn from, read without touching it: the admins' corrections
 and the recent images.
 
-Both folders belong to the running plugin (``nailong_bot/corrections.py`` and ``nailong_bot/recent.py``
-describe their layout); this module only reads them, so a refresh can run beside the bot. It does not
-import the plugin: the trainer runs in an interpreter that need not have NoneBot.
+Both folders belong to the running plugin (``nailong_vision/handoff.py`` names their files and columns,
+``nailong_bot/corrections.py`` and ``nailong_bot/recent.py`` describe their layout); this module only reads
+them, so a refresh can run beside the bot. It does not import the plugin: the trainer runs in an
+interpreter that need not have NoneBot.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from nailong_vision.handoff import (
+    ADD,
+    CORRECTION_LABELS,
+    CORRECTIONS_FILE,
+    RECENT_IMAGES,
+    RECENT_INDEX,
+    REPLACE,
+    SCOPE_COLUMN,
+    SCOPE_EVERYWHERE,
+    UNDO,
+)
 
-CORRECTIONS_FILE = "corrections.csv"
-# corrections.csv's scope column: EVERYWHERE, or the one group a correction applies in (not learned).
-SCOPE_COLUMN = "scope"
-EVERYWHERE = "all"
-RECENT_INDEX = "index.jsonl"
-RECENT_IMAGES = "images"
-LABELS = ("nailong", "other")
+log = logging.getLogger(__name__)
 
 
 class FeedbackError(ValueError):
@@ -33,7 +38,7 @@ class FeedbackError(ValueError):
 class CorrectionFile:
     """One active correction: the admins' label for an image file."""
 
-    id: str  # first 16 hex digits of the image's sha256
+    id: str  # the image's id (handoff.image_id)
     label: str
     path: Path
     phash: int | None  # None: a nearly flat image, matched by its exact bytes only
@@ -65,19 +70,19 @@ def read_corrections(feedback_dir: str | Path) -> list[CorrectionFile]:
     for row in rows:
         try:
             key = (row[SCOPE_COLUMN], row["id"])
-            if row["action"] == "add":
-                if row["label"] not in LABELS:
+            if row["action"] == ADD:
+                if row["label"] not in CORRECTION_LABELS:
                     raise ValueError(row["label"])
                 active.pop(key, None)  # re-added: the newest position
                 active[key] = CorrectionFile(row["id"], row["label"], feedback_dir / row["file"],
                                              int(row["phash"], 16) if row["phash"] else None)
-            elif row["action"] in ("replace", "undo"):
+            elif row["action"] in (REPLACE, UNDO):
                 active.pop(key, None)
             else:
                 raise ValueError(row["action"])
         except (ValueError, TypeError, KeyError):
             skipped += 1
-    everywhere = [c for (scope, _), c in active.items() if scope == EVERYWHERE]
+    everywhere = [c for (scope, _), c in active.items() if scope == SCOPE_EVERYWHERE]
     missing = [c for c in everywhere if not c.path.is_file()]
     if skipped or missing:
         log.warning("纠错记录跳过 %d 行无法读取、%d 个文件缺失 / corrections: skipped %d unreadable rows, %d missing files",
