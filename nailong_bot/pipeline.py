@@ -27,17 +27,17 @@ from .runtime import Runtime, get_runtime
 from .storage import Action, GroupSettings
 
 
-async def decide_bytes(data: bytes, runtime: Runtime, generation: int) -> Decision:
-    """The model's decision on an image's bytes: the cache by content, else the decider, cached under
-    ``generation`` (read before the image was fetched). The corrections are not in it: the caller
-    applies those of its group (``Corrections.apply``). Raises ImageDecodeError. Also the HTTP API's
-    path, so both decide an image the same way."""
+async def decide_bytes(data: bytes, runtime: Runtime, generation: int, group: int | None = None) -> Decision:
+    """The model's decision on an image's bytes: the cache by content, else the decider (in ``group``'s
+    share of the decode budget), cached under ``generation`` (read before the image was fetched). The
+    corrections are not in it: the caller applies those of its group (``Corrections.apply``). Raises
+    ImageDecodeError. Also the HTTP API's path (no group), so both decide an image the same way."""
     key = content_key(data)
     cached = runtime.cache.get(versioned_key(runtime.model_version, key))
     if cached is not None:
         decision = replace(cached, source="cache")
     else:
-        decision = replace(await runtime.decider.decide(data), image_id=key.removeprefix("sha256:")[:16])
+        decision = replace(await runtime.decider.decide(data, group), image_id=key.removeprefix("sha256:")[:16])
     runtime.cache.put(versioned_key(decision.model_version, key), replace(decision, preview=None), generation)
     return decision
 
@@ -54,9 +54,11 @@ async def check_image(
     # A model swapped in while this image is decided clears the cache; this decision must not refill it.
     generation = runtime.cache.generation
     try:
-        # The slot for deciding is taken once the bytes are in: a slow source never holds one.
-        async with runtime.fetcher.image_bytes(bot, ref, hold=runtime.deciding) as data:
-            decision = await decide_bytes(data, runtime, generation)
+        # The slot for deciding is taken once the bytes are in: a slow source never holds one. Downloads,
+        # decision slots and decode memory are each shared fairly between groups (shares.py, budget.py).
+        group = event.group_id
+        async with runtime.fetcher.image_bytes(bot, ref, hold=runtime.deciding.slot(group), group=group) as data:
+            decision = await decide_bytes(data, runtime, generation, group)
     except FetchError as error:
         logger.warning(f"图片下载失败，已跳过 / image download failed, skipped: {where}: {error.reason}")
         return None
