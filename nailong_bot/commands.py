@@ -30,6 +30,7 @@ from .describe import (
     lineage_text,
     mute_text,
     refresh_lines,
+    review_text,
 )
 from .i18n import Lang, lang as wording
 from .models import lineage
@@ -200,6 +201,15 @@ async def _text(call: Invocation) -> str:
     return call.say(key, text=change.after.reply_text)
 
 
+@subcommand("review", "复核", usage="review")
+async def _review(call: Invocation) -> str:
+    if len(call.args) != 1:
+        return call.usage("review")
+    change = await admin.set_review_floor(call.runtime, call.operator, call.group_id, call.args[0])
+    waiting = await asyncio.to_thread(call.runtime.review.count, call.group_id)
+    return call.say("review_set", band=review_text(call.lang, change.after, waiting))
+
+
 @subcommand("status", "状态", usage="status")
 async def _status(call: Invocation) -> str:
     runtime, group, lang = call.runtime, call.group_id, call.lang
@@ -221,6 +231,7 @@ async def _status(call: Invocation) -> str:
         call.say("status_mute", mute=mute),
         call.say("status_warning", text=settings.reply_text),
         call.say("status_exempt_counts", exempt=today.exempt, observed=today.observed),
+        call.say("status_review", band=review_text(lang, settings, runtime.review.count(group))),
     ]  # fmt: skip
     if top:
         lines.append(call.say("status_top", top=", ".join(f"{user} ×{count}" for user, count in top)))

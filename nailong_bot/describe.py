@@ -44,6 +44,14 @@ def mute_text(lang: Lang, settings: GroupSettings, window_seconds: float, cap_se
     )  # fmt: skip
 
 
+def review_text(lang: Lang, settings: GroupSettings, waiting: int) -> str:
+    """The group's review band and how many images wait in it, or "off"."""
+    if not settings.reviews:
+        return lang("settings", "off")
+    low, high = format_threshold(settings.review_floor), format_threshold(settings.threshold)
+    return lang("settings", "review_band", low=low, high=high, waiting=waiting)
+
+
 def time_text(seconds: float) -> str:
     return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M")
 
