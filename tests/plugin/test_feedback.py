@@ -218,7 +218,7 @@ async def test_feedback_reports_counts_and_the_folder(app: App, guard, image_ser
     answer = await ask(app, "/奶龙 反馈", reply_to=None, role="member", user_id=SUPERUSER)
     # The folder is for the console and the log: no server path in a group.
     assert answer == (
-        "纠错图片：对所有群生效的是奶龙 0 张，不是奶龙 0 张；只在一个群生效、等待确认的 2 张（目录见控制台或日志，"
+        "纠错图片：对所有群生效的是奶龙 0 张，不是奶龙 0 张；只在一个群生效、等待确认的 2 张（目录见控制台的「从纠错中学习」和日志，"
         "重新训练时加入 trainer 配置的 data: 列表）"
     )
 
