@@ -128,9 +128,18 @@ def write_checksum(model_path: Path) -> Path:
 # --- images ---------------------------------------------------------------------------------------
 
 
+def framed(color: tuple[int, int, int], size: tuple[int, int]) -> Image.Image:
+    """An image of ``color`` with a border in a darker shade of it: the tiny model scores it like
+    ``color``, and it is not blank (a solid image is, and scores 0 under every frame rule)."""
+    image = Image.new("RGB", size, tuple(int(c * 0.8) for c in color))
+    border = max(1, min(size) // 16)
+    image.paste(color, (border, border, size[0] - border, size[1] - border))
+    return image
+
+
 def still(color: tuple[int, int, int], fmt: str = "JPEG", size: tuple[int, int] = (96, 96)) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format=fmt)
+    framed(color, size).save(buffer, format=fmt)
     return buffer.getvalue()
 
 
@@ -162,7 +171,7 @@ def reposted(data: bytes) -> bytes:
 
 
 def animated_gif(colors: Iterable[tuple[int, int, int]], size: tuple[int, int] = (64, 64)) -> bytes:
-    frames = [Image.new("RGB", size, color) for color in colors]
+    frames = [framed(color, size) for color in colors]
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=40, loop=0)
     return buffer.getvalue()
