@@ -101,12 +101,10 @@ class FrameRule:
             return weights @ frame_probs
         others = frame_probs.mean(axis=0)
         others[positive] = 0.0
-        total = others.sum()
-        if total == 0.0:
-            others[:] = 1.0
+        if others.sum() == 0.0:  # the frames gave nailong everything: the other labels share alike
+            others = np.ones_like(others)
             others[positive] = 0.0
-            total = others.sum()
-        return others / total
+        return others / others.sum()
 
 
 DEFAULT_RULE = FrameRule("max")
