@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -52,7 +53,13 @@ def shares(values: list[float], threshold: float, floor: float) -> tuple[float, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--family", default="anyliew/meme_emoji")
+    parser.add_argument("--family", default="anyliew/meme_emoji",
+                        help="a source of nailong-negatives, or with --mined a family column of the mined CSVs")
+    parser.add_argument("--mined", type=Path, nargs="*", default=[],
+                        help="mined to_label.csv files (number,score,label,family,…,path) to take the family from")
+    parser.add_argument("--pick", choices=("random", "top"), default="random",
+                        help="which flagged images get the labels: a random few, or the highest-scoring (the ones "
+                             "an admin sees recalled first)")
     parser.add_argument("--budget", type=int, default=600)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--labels", type=int, default=5)
@@ -63,13 +70,15 @@ def main() -> None:
     rng = random.Random(args.seed)
     negatives = args.datasets / "nailong-negatives"
     manifest = list(csv.DictReader((negatives / "MANIFEST.csv").open(encoding="utf-8")))
-    family = [negatives / r["file"] for r in manifest if r["source_repo"] == args.family and r["label"] == "other"]
+    family = _mined_family(args.mined, args.family) if args.mined else [
+        negatives / r["file"] for r in manifest if r["source_repo"] == args.family and r["label"] == "other"]
     model = ROOT / "models" / "nailong.onnx"
     scorer = load_scorer(model)
     threshold, floor = scorer.threshold, _floor(model)
     before = dict(zip(family, scores(model, family)))
     flagged = [path for path, score in before.items() if score >= floor]
-    labelled = rng.sample(flagged, args.labels)
+    labelled = (sorted(flagged, key=before.get, reverse=True)[: args.labels] if args.pick == "top"
+                else rng.sample(flagged, args.labels))
     rest = [path for path in family if path not in labelled]
 
     work = Path(tempfile.mkdtemp(prefix="review-family-"))
@@ -98,13 +107,14 @@ def main() -> None:
     gate = json.loads((work / "out" / "gate.json").read_text(encoding="utf-8")) if (work / "out" / "gate.json").exists() else {}
     after_model = work / "out" / "nailong.onnx"
     rest_before = [before[p] for p in rest]
-    nailong_probe = replay[450:]
+    # Recall: the replayed nailong, and as many again that the refresh never saw.
+    nailong_probe = replay[450:] + rng.sample([p for p in nailong if p not in replay], 200)
     result = {
         "family": args.family, "family_images": len(family), "labelled": args.labels, "rest": len(rest),
         "threshold": threshold, "review_floor": floor, "exit_code": run.returncode, "wall_seconds": round(wall, 1),
-        "steps": gate.get("steps"), "gate_passed": gate.get("passed"), "gate_reasons": gate.get("reasons"),
+        "load_average": os.getloadavg(), "steps": gate.get("steps"), "gate_passed": gate.get("passed"), "gate_reasons": gate.get("reasons"),
         "before": dict(zip(("acted_on", "queued"), shares(rest_before, threshold, floor))),
-        "nailong_recall_before": shares(replay_scores[450:], threshold, floor)[0],
+        "nailong_probe": len(nailong_probe), "nailong_recall_before": shares(scores(model, nailong_probe), threshold, floor)[0],
     }  # fmt: skip
     if after_model.exists():
         rest_after = scores(after_model, rest)
@@ -114,6 +124,14 @@ def main() -> None:
         result["stderr_tail"] = run.stderr[-2000:]
     print(json.dumps(result, indent=2, ensure_ascii=False))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _mined_family(files: list[Path], family: str) -> list[Path]:
+    """The family's images listed by mining rounds (paths on this disk; labels there are blank or "other")."""
+    rows = [row for file in files for row in csv.DictReader(file.open(encoding="utf-8")) if row["family"] == family]
+    assert rows, f"no rows of {family} in {files}"
+    assert all(row["label"] in ("", "other") for row in rows), f"{family} has nailong labels: not a negative family"
+    return sorted({Path(row["path"]) for row in rows})
 
 
 def _floor(model: Path) -> float:
