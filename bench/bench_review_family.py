@@ -112,7 +112,10 @@ def main() -> None:
     result = {
         "family": args.family, "family_images": len(family), "labelled": args.labels, "rest": len(rest),
         "threshold": threshold, "review_floor": floor, "exit_code": run.returncode, "wall_seconds": round(wall, 1),
-        "load_average": os.getloadavg(), "steps": gate.get("steps"), "gate_passed": gate.get("passed"), "gate_reasons": gate.get("reasons"),
+        "load_average": os.getloadavg(), "steps": gate.get("steps"),
+        "step_seconds": gate.get("details", {}).get("step_seconds"),
+        "corrections_per_batch": gate.get("details", {}).get("settings", {}).get("corrections_per_batch"),
+        "gate_agreement": gate.get("checks", {}).get("agreement"), "gate_passed": gate.get("passed"), "gate_reasons": gate.get("reasons"),
         "before": dict(zip(("acted_on", "queued"), shares(rest_before, threshold, floor))),
         "nailong_probe": len(nailong_probe), "nailong_recall_before": shares(scores(model, nailong_probe), threshold, floor)[0],
     }  # fmt: skip
