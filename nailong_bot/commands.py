@@ -281,6 +281,7 @@ async def _correct(call: Invocation, label: str, *, latest_hit_without_reply: bo
         answer = call.say("recorded", meaning=meaning)
     else:
         answer = call.say("recorded_many", n=len(corrected.added), meaning=meaning)
+    answer += "\n" + _where_it_applies(call, corrected.added)
     if call.event.reply is None:
         answer += "\n" + call.say("latest_hit", message_id=corrected.images[0].message_id)
     for forgiven in corrected.forgiven:
@@ -288,6 +289,15 @@ async def _correct(call: Invocation, label: str, *, latest_hit_without_reply: bo
         if forgiven.strike.muted:
             answer += await _unmute(call, forgiven.strike.user_id)
     return answer
+
+
+def _where_it_applies(call: Invocation, added: list) -> str:
+    if not any(c.everywhere for c in added):
+        return call.say("applies_in_group")
+    agreed = next((c.confirmed_by for c in added if c.confirmed_by.startswith("groups:")), None)
+    if agreed is None:
+        return call.say("applies_everywhere")
+    return call.say("applies_agreed", n=len(agreed.removeprefix("groups:").split(",")))
 
 
 async def _unmute(call: Invocation, user_id: int) -> str:
@@ -317,12 +327,23 @@ async def _undo(call: Invocation) -> str:
     return call.say("undone")
 
 
+@subcommand("confirm", "确认", usage="confirm", superuser_only=True)
+async def _confirm(call: Invocation) -> str:
+    if call.args:
+        confirmed = await admin.confirm_id(call.runtime, call.operator, call.args[0])
+    else:
+        confirmed = await admin.confirm_images(call.runtime, call.operator, await _replied_images(call))
+    return call.say("confirmed", n=len(confirmed.corrections))
+
+
 @subcommand("feedback", "反馈", usage="feedback", superuser_only=True)
 async def _feedback(call: Invocation) -> str:
-    counts = await asyncio.to_thread(call.runtime.corrections.counts)
+    corrections = call.runtime.corrections
+    counts = await asyncio.to_thread(corrections.counts)
+    waiting = len(await asyncio.to_thread(corrections.pending, len(corrections)))
     # The folder itself goes to the log: no server path in a group.
-    logger.info(f"纠错目录 / corrections folder: {call.runtime.corrections.feedback_dir.absolute()}")
-    return call.say("feedback", nailong=counts["nailong"], other=counts["other"])
+    logger.info(f"纠错目录 / corrections folder: {corrections.feedback_dir.absolute()}")
+    return call.say("feedback", nailong=counts["nailong"], other=counts["other"], waiting=waiting)
 
 
 # --- The model learns the corrections: what runs, a refresh, a rollback (see refresh.py) ---

@@ -1,7 +1,8 @@
 """Decide: image bytes → P(nailong), the one step every image goes through.
 
 Overrides run on the decoded frames before the model; the first one that returns a decision wins.
-That is the hook for admins' corrections (looked up by perceptual hash) and similar rules.
+Admins' corrections are not one: they depend on the group, so they are applied after the decision
+cache (``Corrections.apply``), on the image identity every decision carries.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from PIL import Image
 
 from nailong_vision.classifier import Classifier
-from nailong_vision.preprocess import preprocess
+from nailong_vision.phash import frame_hash
 
 from .budget import DecodeBudget, NoRoom
 
@@ -25,7 +26,7 @@ PREVIEW_SIZE = 480
 
 @dataclass(frozen=True)
 class Decision:
-    # P(nailong); for an animated image the highest over its sampled frames.
+    # P(nailong); for an animated image its sampled frames' by the model's frame rule (the highest by default).
     score: float
     # Who decided: "model", "cache", or the name an override gives itself.
     source: str
@@ -35,6 +36,10 @@ class Decision:
     frames: int = 0
     # The version of the model in use when it was decided: the cache keeps decisions per version.
     model_version: str = ""
+    # The image's identity, for the corrections applied after the cache: the first 16 hex digits of its
+    # sha256 (set where the bytes are hashed for the cache), and its first frame's pHash (None: flat).
+    image_id: str = ""
+    phash: int | None = None
     # The first frame, small (PREVIEW_SIZE), for the thumbnail; never cached, not part of the decision.
     preview: Image.Image | None = field(default=None, compare=False, repr=False)
 
@@ -99,7 +104,11 @@ class Decider:
         ) as frames:
             decision = self._decide_frames(classifier, data, frames)
             return replace(
-                decision, frames=len(frames), model_version=classifier.info.version, preview=_preview(frames[0])
+                decision,
+                frames=len(frames),
+                model_version=classifier.info.version,
+                phash=frame_hash(frames[0]),
+                preview=_preview(frames[0]),
             )
 
     def _decide_frames(self, classifier: Classifier, data: bytes, frames: list[Image.Image]) -> Decision:
@@ -107,7 +116,7 @@ class Decider:
             decision = override(data, frames)
             if decision is not None:
                 return decision
-        score = float(classifier.nailong_scores(preprocess(frames, classifier.info.spec)).max())
+        score = classifier.image_score(frames)
         return Decision(score=score, source="model", model_score=score)
 
 

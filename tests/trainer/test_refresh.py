@@ -1,5 +1,6 @@
 """trainer refresh: learning the admins' corrections on a tiny base model, the gate, lineage, resume."""
 
+import csv
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from nailong_vision.classifier import Classifier
 from nailong_vision.handoff import (
     CHECKPOINT_FILE,
+    CORRECTIONS_V1_COLUMNS,
     GATE_FILE,
     GATE_MARKDOWN_FILE,
     MODEL_FILE,
@@ -36,7 +38,7 @@ from trainer.checkpoint import Checkpoint
 from trainer.cli import main
 from trainer.config import load_config
 from trainer.export import sha256_file
-from trainer.feedback import read_corrections
+from trainer.feedback import FeedbackError, read_corrections
 from trainer.gate import check_agreement, reasons_for
 from trainer.model import build_model
 from trainer.refresh import (
@@ -228,6 +230,26 @@ def test_corrections_are_read_as_the_plugin_replays_its_log(tmp_path):
     assert all(c.label == "other" and c.path.is_file() and ".retired" not in str(c.path) for c in corrections)
 
 
+def test_only_corrections_that_apply_everywhere_are_learned(tmp_path):
+    images = lookalikes(3, seed=3)
+    ids = write_corrections(tmp_path, [(images[0], "other"), (images[1], "nailong"), (images[2], "other")],
+                            group_only=[images[1], images[2]])
+    assert [c.id for c in read_corrections(tmp_path)] == [ids[0]]
+
+
+def test_a_log_from_before_scopes_is_refused_with_a_clear_message(tmp_path):
+    write_corrections(tmp_path, [(lookalikes(1, seed=4)[0], "other")])
+    with (tmp_path / "corrections.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    old_columns = CORRECTIONS_V1_COLUMNS
+    with (tmp_path / "corrections.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=old_columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(FeedbackError, match="start the bot once"):
+        read_corrections(tmp_path)
+
+
 def test_the_budget_decides_the_steps():
     # 600 s budget, 100 s spent reading and scoring, 60 s kept for the gate and export, 4 s a step.
     assert plan_steps(600, 100, 4.0, 60, max_steps=1000) == 110
@@ -271,3 +293,20 @@ def test_checkpoint_round_trip(tmp_path):
     rebuilt = loaded.build_model()
     assert all(torch.equal(rebuilt.state_dict()[k], v) for k, v in model.state_dict().items())
     assert not rebuilt.training
+
+
+def test_refresh_uses_the_optimiser_and_schedule_of_train():
+    """The backbone learns at backbone_lr and the head at head_lr, warmed up, then decayed by cosine to a
+    tenth at the last step: train's factories (build_optimizer, get_lr) with the refresh's settings."""
+    from trainer.loop import get_lr, set_learning_rate
+
+    settings = RefreshSettings(backbone_lr=3e-5, head_lr=1e-4, warmup_steps=5)
+    model = build_model("convnext_atto", 2)
+    optimizer = refresh_module.build_optimizer(model, refresh_module.optimisation(settings, 50))
+    head = {id(p) for p in model.get_classifier().parameters()}
+    for step, factor in ((0, 1 / 6), (4, 5 / 6), (5, 1.0), (50, 0.1), (80, 0.1)):
+        set_learning_rate(optimizer, get_lr(step, refresh_module.optimisation(settings, 50)))
+        rates = {(id(p) in head): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+        assert rates[True] == pytest.approx(1e-4 * factor)
+        assert rates[False] == pytest.approx(3e-5 * factor)
+    assert all(group["weight_decay"] == 0.0 for group in optimizer.param_groups)
