@@ -85,7 +85,7 @@ def main() -> None:
     corrections = Corrections(work / "feedback")
     for path in labelled:
         corrections.add(path.read_bytes(), label="other", group_id=1, user_id="web:bench", score=before[path],
-                        model_version=scorer.name.split()[-1])  # fmt: skip
+                        model_version=scorer.name.split()[-1], everywhere=True)  # fmt: skip
     trained_other = [negatives / r["file"] for r in manifest if r["source_repo"] != args.family and r["label"] == "other"
                      and r["source_repo"] not in _wild_sources()]  # fmt: skip
     nailong = sorted((args.datasets / "nailong-binary" / "nailong").iterdir())
