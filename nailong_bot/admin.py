@@ -56,6 +56,13 @@ ACTION_WORDS = {
     "observe": Action.OBSERVE, "观察": Action.OBSERVE,
 }  # fmt: skip
 RESET_WORDS = ("reset", "重置", "默认")
+# Below this a threshold asks to be confirmed. The bundled model recommends about 0.5, and ordinary
+# photos score well under it but not at zero: set near 0 (a typo, or "5 %" written as 0.05) the guard
+# recalls the group's next holiday photo, as `/奶龙 阈值 0` once did. 0.3 still lets a group be much
+# stricter than recommended, on purpose.
+SAFE_THRESHOLD_FLOOR = 0.3
+# The console form's checkbox that confirms a threshold below the floor.
+CONFIRM_FIELD = "confirm_threshold"
 _NICKNAME_KEPT = 32
 
 
@@ -227,8 +234,20 @@ async def set_enabled(runtime: Runtime, operator: Operator, group_id: int, enabl
     return await change_settings(runtime, operator, group_id, enabled=enabled)
 
 
-async def set_threshold(runtime: Runtime, operator: Operator, group_id: int, text: str) -> SettingsChange:
-    return await change_settings(runtime, operator, group_id, threshold=_checked(parse_threshold, text))
+def checked_threshold(text: str, *, confirmed: bool) -> float:
+    """A threshold as typed; one below :data:`SAFE_THRESHOLD_FLOOR` only when ``confirmed``."""
+    value = _checked(parse_threshold, text)
+    if value < SAFE_THRESHOLD_FLOOR and not confirmed:
+        raise Refused("threshold_below_floor", value=format_threshold(value), floor=SAFE_THRESHOLD_FLOOR)
+    return value
+
+
+async def set_threshold(
+    runtime: Runtime, operator: Operator, group_id: int, text: str, *, confirmed: bool = False
+) -> SettingsChange:
+    """A new threshold; one below the safe floor is refused unless ``confirmed``."""
+    threshold = checked_threshold(text, confirmed=confirmed)
+    return await change_settings(runtime, operator, group_id, threshold=threshold)
 
 
 async def set_action(runtime: Runtime, operator: Operator, group_id: int, word: str) -> SettingsChange:
@@ -291,7 +310,7 @@ def form_changes(form: Mapping[str, str], current: GroupSettings, default_text: 
     if "enabled" in form and (enabled := _checked(parse_switch, form["enabled"])) != current.enabled:
         changes["enabled"] = enabled
     if "threshold" in form and form["threshold"].strip() != format_threshold(current.threshold):
-        changes["threshold"] = _checked(parse_threshold, form["threshold"].strip())
+        changes["threshold"] = checked_threshold(form["threshold"].strip(), confirmed=CONFIRM_FIELD in form)
     if "action" in form and form["action"] != current.action.value:
         changes["action"] = parse_action(form["action"])
     if "exempt_admins" in form and (exempt := _checked(parse_switch, form["exempt_admins"])) != current.exempt_admins:

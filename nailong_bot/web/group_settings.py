@@ -4,7 +4,7 @@ chat commands, so both accept and refuse the same values."""
 
 from __future__ import annotations
 
-from ..admin import ACTION_WORDS
+from ..admin import ACTION_WORDS, CONFIRM_FIELD, SAFE_THRESHOLD_FLOOR
 from ..describe import format_threshold, mute_text
 from ..i18n import Lang
 from ..runtime import Runtime
@@ -38,6 +38,7 @@ def settings_form(runtime: Runtime, group_id: int, csrf: str, words: Lang) -> Ht
         '<input type="hidden" name="csrf" value="$csrf"><input type="hidden" name="group_id" value="$group">'
         '<label>$l_enabled <select name="enabled">$enabled</select></label>'
         '<label>$l_threshold <input name="threshold" value="$threshold" inputmode="decimal" size="8"></label>'
+        '<label>$l_confirm <input type="checkbox" name="$confirm_field" value="yes"></label>'
         '<label>$l_action <select name="action">$action</select></label>'
         '<label>$l_exempt <select name="exempt_admins">$exempt_admins</select></label>'
         '<label>$l_allowed <input name="allowed" value="$allowed" size="30"></label>'
@@ -52,6 +53,8 @@ def settings_form(runtime: Runtime, group_id: int, csrf: str, words: Lang) -> Ht
         heading=words("form", "heading", group=group_id),
         l_enabled=words("form", "enabled"),
         l_threshold=words("form", "threshold"),
+        l_confirm=words("form", "confirm_threshold", floor=SAFE_THRESHOLD_FLOOR),
+        confirm_field=CONFIRM_FIELD,
         l_action=words("form", "action"),
         l_exempt=words("form", "exempt_admins"),
         l_allowed=words("form", "allowed"),
