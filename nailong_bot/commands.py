@@ -27,6 +27,7 @@ from nonebot.typing import T_State
 
 from . import admin, chat_input
 from .admin import Operator, Refused, SettingsChange
+from .corrections import Corrections
 from .describe import (
     action_label,
     clock_text,
@@ -39,7 +40,6 @@ from .describe import (
 )
 from .i18n import Lang, lang as wording
 from .models import lineage
-from .corrections import Corrections
 from .recent import RecentImage, RecentImages
 from .runtime import Runtime, get_runtime
 from .warning import PLACEHOLDERS

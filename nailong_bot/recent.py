@@ -189,16 +189,10 @@ class RecentImages:
                 found = self._images_of(self._warnings[message_id])
             return found
 
-    def latest_hit(self, group_id: int) -> list[RecentImage]:
-        """The images of this group's newest message decided as nailong — in a group where hits are
-        only recalled, nothing is left to reply to, so admins correct it by this."""
-        with self._lock:
-            newest = next((e for e in reversed(self._entries) if e.group_id == group_id and e.hit), None)
-            return [] if newest is None else self._images_of(newest.message_id)  # past max_age: none
-
     def hits(self, group_id: int, limit: int) -> list[list[RecentImage]]:
         """The images of this group's newest messages decided as nailong, newest message first (at most
-        ``limit`` messages; past max_age: none)."""
+        ``limit`` messages; past max_age: none). In a group where hits are only recalled, nothing is left
+        to reply to, so admins correct them by these."""
         with self._lock:
             messages = dict.fromkeys(e.message_id for e in reversed(self._entries) if e.group_id == group_id and e.hit)
             return [found for message in list(messages)[:limit] if (found := self._images_of(message))]

@@ -136,7 +136,9 @@ async def test_text_that_only_looks_like_it_is_left_to_others(app: App, guard) -
         ctx.should_not_pass_rule(nailong_command)
 
 
-@pytest.mark.parametrize(("command", "more"), [("/奶龙", "全部命令：/奶龙 帮助 全部"), ("/nailong", "All commands: /nailong help all")])
+@pytest.mark.parametrize(
+    ("command", "more"), [("/奶龙", "全部命令：/奶龙 帮助 全部"), ("/nailong", "All commands: /nailong help all")]
+)
 async def test_help_is_short_in_the_commands_language(app: App, guard, command: str, more: str) -> None:
     for text in (command, f"{command} {'帮助' if '奶龙' in command else 'help'}"):
         lines = (await ask(app, text)).splitlines()
