@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench
+.PHONY: run test bench screenshots
 
 run: $(VENV)/.installed-run .env
 	$(BIN)/python bot.py
@@ -13,6 +13,10 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/bench_plugin.py
+
+# The README's console screenshots (docs/console-desktop.png, docs/console-phone.png), taken by the browser test.
+screenshots: $(VENV)/.installed-test
+	NAILONG_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/e2e/test_web_process.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -88,6 +88,20 @@ class GroupCounts:
                 total += groups[group_id]
         return total
 
+    def by_day(self, group_id: int | None = None, days: int = KEEP_DAYS) -> list[tuple[date, Counts]]:
+        """Each of the last ``days`` days (oldest first, today last) with its counts: one group's, or
+        every group's together when ``group_id`` is None. A day with nothing counted has zeros."""
+        today = self._today()
+        daily = []
+        for back in range(days - 1, -1, -1):
+            day = today - timedelta(days=back)
+            total = Counts()
+            for group, counts in self._days.get(day.isoformat(), {}).items():
+                if group_id is None or group == group_id:
+                    total += counts
+            daily.append((day, total))
+        return daily
+
     def groups(self) -> set[int]:
         return {group for groups in self._days.values() for group in groups}
 

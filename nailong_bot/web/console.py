@@ -1,6 +1,12 @@
-"""The web console at `/nailong/`: groups and their settings (editable), recent images, corrections, the
-audit log, the model card and a box to try an image. Server-rendered HTML and one small script; nothing is
-loaded from outside the bot. Signed in with NAILONG_ADMIN_TOKEN (see auth.py).
+"""The web console at `/nailong/`, in this order under a bar of links: the groups (counts and hits per day,
+chart.py), recent images (each with its correction and undo), each group's settings (editable,
+group_settings.py), corrections, the audit log (readable lines, readable.py), a box to try an image,
+refreshing the model and last the model card. Server-rendered HTML and one small script that nothing needs;
+nothing is loaded from outside the bot. Stacked cards on a phone (static/console.css). Signed in with
+NAILONG_ADMIN_TOKEN (see auth.py).
+
+A form's answer comes back to the card it was sent from (``#anchor``), so the page stays in place; a
+refused settings form comes back with what was entered and the reason beside each field.
 
 A thin adapter over the admin core (admin.py): each form is read, handed to the core with the signed-in
 :class:`~nailong_bot.admin.Operator`, and its result shown; every change, and its audit record, is made
@@ -14,11 +20,9 @@ the small re-encoded copies the recent-images store made when each image was dec
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs
@@ -31,23 +35,27 @@ from nailong_vision.decode import ImageDecodeError
 
 from .. import admin
 from ..admin import Operator, Refused
-from ..corrections import LABELS, Correction
+from ..corrections import LABELS, Correction, image_id
 from ..describe import format_threshold, gate_lines, lineage_text, refresh_heading, refresh_summary
 from ..i18n import LOCALES, Lang, from_accept_language, lang, supported
 from ..models import lineage
 from ..recent import THUMBNAIL_SIZE, RecentImage, make_thumbnail
 from ..runtime import Runtime
-from ..stats import COUNT_NAMES, Counts
+from ..stats import COUNT_NAMES, KEEP_DAYS
 from .api import classify_request, model_card, running
 from .auth import CSRF_HEADER, SESSION_COOKIE, Session, TokenAuth, client_address, matches, too_many_attempts
-from .group_settings import settings_form
+from .chart import hits_chart
+from .group_settings import field_errors, settings_form
 from .html import Html, render
+from .readable import audit_line, correction_makers, local_time, operator, time_zone
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
 RECENT_SHOWN = 40
 CORRECTIONS_SHOWN = 20
 AUDIT_SHOWN = 20
+# The audit entries read for the nicknames of who made the corrections shown.
+AUDIT_READ = 200
 _FORM_LIMIT = 4096
 # A group's settings form: an allow-list of a few hundred QQ numbers, a warning of 300 Chinese characters.
 _SETTINGS_FORM_LIMIT = 32 * 1024
@@ -70,6 +78,7 @@ NOTICES = {
     "corrected-other": False, "corrected-nailong": False, "gone": True, "failed": True,
     "settings-saved": False, "settings-unchanged": False, "refresh-started": False,
     "refresh-unavailable": True, "rolled-back": False, "rollback-failed": True,
+    "undone": False, "not-corrected": True,
 }  # fmt: skip
 CHANGED_SHOWN = 10
 
@@ -165,10 +174,6 @@ def _html_response(content: Html, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(content, status_code=status_code, headers=_HEADERS)
 
 
-def _time(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _number(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else "—"
 
@@ -243,93 +248,118 @@ def _refresh_panel(runtime: Runtime, csrf: str, words: Lang) -> Html:
     return Html("".join(parts))
 
 
-def _count_headings(words: Lang) -> Html:
-    return Html("".join(render("<th>$name</th>", name=words("counts", name)) for name in COUNT_NAMES))
+def _group_card(runtime: Runtime, group_id: int, words: Lang) -> Html:
+    """A group at a glance: on or off, threshold and action, its counts today, over 7 and over 31 days
+    (images checked and hits always, the others once there are any), and its hits per day."""
+    settings, stats = runtime.store.get(group_id), runtime.stats
+    windows = [stats.over_days(group_id, days) for days in (1, 7, KEEP_DAYS)]
+    shown = [name for name in COUNT_NAMES if name in ("checked", "hits") or getattr(windows[-1], name)]
+    rows = "".join(
+        render("<tr><th>$name</th>$cells</tr>", name=words("counts", name), cells=Html("".join(
+            render('<td class="number">$n</td>', n=getattr(counts, name)) for counts in windows)))
+        for name in shown
+    )  # fmt: skip
+    return render(
+        '<article class="group card" id="group-$group" data-group="$group">'
+        '<h3>$heading <span class="$state">$enabled</span></h3>'
+        '<p>$summary · <a href="#settings-$group">$edit</a></p>'
+        '<table class="counts"><thead><tr><th></th><th>$today</th><th>$week</th><th>$month</th></tr></thead>'
+        "<tbody>$rows</tbody></table>$chart</article>",
+        group=group_id,
+        heading=words("form", "heading", group=group_id),
+        state="on" if settings.enabled else "off",
+        enabled=words("settings", "on" if settings.enabled else "off"),
+        summary=words("console", "group_summary", threshold=format_threshold(settings.threshold),
+                      action=words("action", settings.action.value)),
+        edit=words("console", "edit_settings"),
+        today=words("page", "th_today"), week=words("page", "th_week"), month=words("page", "th_month"),
+        rows=Html(rows),
+        chart=hits_chart(stats.by_day(group_id), words),
+    )  # fmt: skip
 
 
-def _count_cells(counts: Counts) -> Html:
-    return Html("".join(render('<td class="number">$n</td>', n=getattr(counts, name)) for name in COUNT_NAMES))
-
-
-def _group_rows(runtime: Runtime, words: Lang) -> Html:
-    store, stats = runtime.store, runtime.stats
-    rows = []
-    for group_id in sorted(store.groups() | stats.groups()):
-        settings = store.get(group_id)
-        rows.append(
-            render(
-                '<tr data-group="$group"><td>$group</td><td class="$state">$enabled</td>'
-                '<td class="number">$threshold</td><td>$action</td>$today$week</tr>',
-                group=group_id,
-                state="on" if settings.enabled else "off",
-                enabled=words("settings", "on" if settings.enabled else "off"),
-                threshold=format_threshold(settings.threshold),
-                action=words("action", settings.action.value),
-                today=_count_cells(stats.over_days(group_id, 1)),
-                week=_count_cells(stats.over_days(group_id, 7)),
-            )
-        )
-    return Html("".join(rows)) or render(
-        '<tr><td colspan="18" class="empty">$text</td></tr>', text=words("console", "no_group")
+def _group_cards(runtime: Runtime, words: Lang) -> Html:
+    groups = sorted(runtime.store.groups() | runtime.stats.groups())
+    return Html("".join(_group_card(runtime, group, words) for group in groups)) or render(
+        '<p class="empty">$text</p>', text=words("console", "no_group")
     )
 
 
-def _recent_item(entry: RecentImage, csrf: str, words: Lang) -> Html:
-    # A hit can be wrong; an image let through can be a missed nailong.
-    label, button = ("other", "wrong") if entry.hit else ("nailong", "missed")
+def image_anchor(entry: RecentImage) -> str:
+    """The id of an image's card on the page: a correction made there comes back to it."""
+    return f"image-{entry.message_id}-{entry.sha256[:12]}"
+
+
+def _recent_item(
+    entry: RecentImage, correction: Correction | None, makers: dict[str, str], csrf: str, words: Lang
+) -> Html:
+    """An image's card: the model's call and, once corrected, the correction with its undo; otherwise the
+    button that corrects it (a hit can be wrong, an image let through can be a missed nailong)."""
     say = lambda key, **values: words("console", key, **values)  # noqa: E731
-    return render(
-        '<li class="$kind" data-message="$message_id">'
-        '<img src="/nailong/thumb/$sha256" alt="$alt" loading="lazy">'
-        '<div><span class="verdict $kind">$verdict</span> $score_label <b>$score</b></div>'
-        '<div>$where</div><div>$time</div>'
-        '<form method="post" action="/nailong/correct">'
+    fields = render(
         '<input type="hidden" name="csrf" value="$csrf"><input type="hidden" name="message_id" value="$message_id">'
-        '<input type="hidden" name="sha256" value="$sha256"><input type="hidden" name="label" value="$label">'
-        '<button type="submit" class="correct">$button</button></form></li>',
+        '<input type="hidden" name="sha256" value="$sha256">',
+        csrf=csrf, message_id=entry.message_id, sha256=entry.sha256,
+    )  # fmt: skip
+    if correction is not None:
+        state = render(
+            '<div class="state corrected">$label</div><div class="by">$by</div>'
+            '<form method="post" action="/nailong/undo">$fields<button type="submit" class="undo quiet">$undo</button>'
+            "</form>",
+            label=say("corrected_to", label=say(f"label_{correction.label}")),
+            by=say("corrected_by", who=operator(_maker(correction, makers), words), when=local_time(correction.time)),
+            fields=fields, undo=say("undo"),
+        )  # fmt: skip
+    else:
+        label, button = ("other", "wrong") if entry.hit else ("nailong", "missed")
+        state = render(
+            '<form method="post" action="/nailong/correct">$fields<input type="hidden" name="label" value="$label">'
+            '<button type="submit" class="correct">$button</button></form>',
+            fields=fields, label=label, button=say(button),
+        )  # fmt: skip
+    return render(
+        '<li class="$kind$corrected" id="$anchor" data-message="$message_id">'
+        '<img src="/nailong/thumb/$sha256" alt="$alt" loading="lazy">'
+        '<div><span class="verdict $kind">$verdict</span> $score</div>'
+        '<div class="where">$where</div><div class="when">$time</div>$state</li>',
         kind="hit" if entry.hit else "pass",
+        corrected=" corrected" if correction is not None else "",
+        anchor=image_anchor(entry),
         alt=say("image_in_group", group=entry.group_id),
         verdict=say("hit" if entry.hit else "let_through"),
-        score_label=say("score"),
-        score=say("correction") if entry.score is None else f"{entry.score:.3f}",
+        score=say("decided_by_correction") if entry.score is None else f"{say('score')} {entry.score:.3f}",
         where=say("group_and_message", group=entry.group_id, message_id=entry.message_id),
         message_id=entry.message_id,
         sha256=entry.sha256,
-        time=_time(entry.stored_at),
-        csrf=csrf,
-        label=label,
-        button=say(button),
+        time=local_time(entry.stored_at),
+        state=state,
     )
 
 
-def _correction_row(correction: Correction, words: Lang) -> Html:
+def _maker(correction: Correction, makers: dict[str, str]) -> str:
+    """Who made a correction as the audit log names them: with their nickname when the entry was read,
+    else as the correction keeps them (a QQ number, or the console's operator)."""
+    user = correction.user_id
+    return makers.get(correction.id) or (f"qq:{user}" if isinstance(user, int) else user)
+
+
+def _correction_row(correction: Correction, makers: dict[str, str], words: Lang) -> Html:
+    say = lambda key: words("page", key)  # noqa: E731
     return render(
-        '<tr data-correction="$id"><td>$time</td><td>$label</td><td>$group</td><td>$operator</td>'
-        '<td class="number">$score</td><td>$version</td><td><code>$id</code></td></tr>',
+        '<tr data-correction="$id"><td data-label="$l_time">$time</td><td data-label="$l_label">$label</td>'
+        '<td data-label="$l_group">$group</td><td data-label="$l_by">$operator</td>'
+        '<td data-label="$l_score" class="number">$score</td><td data-label="$l_model">$version</td>'
+        '<td data-label="$l_id"><code>$id</code></td></tr>',
+        l_time=say("th_time"), l_label=say("th_corrected_to"), l_group=say("th_group"), l_by=say("th_by"),
+        l_score=say("th_score"), l_model=say("th_model"), l_id=say("th_id"),
         id=correction.id,
-        time=correction.time,
+        time=local_time(correction.time),
         label=words("console", f"label_{correction.label}"),
         group=correction.group_id,
-        operator=correction.user_id,
+        operator=operator(_maker(correction, makers), words),
         score="—" if correction.score is None else f"{correction.score:.3f}",
         version=correction.model_version,
-    )
-
-
-def _audit_row(entry: dict) -> Html:
-    def shown(value: object) -> str:
-        return "—" if value is None else json.dumps(value, ensure_ascii=False, default=str)
-
-    return render(
-        "<tr><td>$time</td><td>$operator</td><td>$client</td><td>$action</td><td><code>$before</code></td>"
-        "<td><code>$after</code></td></tr>",
-        time=entry.get("time", "—"),
-        operator=entry.get("operator", "—"),
-        client=entry.get("client") or "—",
-        action=entry.get("action", "—"),
-        before=shown(entry.get("before")),
-        after=shown(entry.get("after")),
-    )
+    )  # fmt: skip
 
 
 def _thumbnail(runtime: Runtime, entry: RecentImage) -> bytes | None:
@@ -349,31 +379,45 @@ def _thumbnail(runtime: Runtime, entry: RecentImage) -> bytes | None:
     return made
 
 
-def _settings_forms(runtime: Runtime, csrf: str, words: Lang) -> Html:
+def _settings_forms(runtime: Runtime, csrf: str, words: Lang, again: SettingsAgain | None = None) -> Html:
     groups = sorted(runtime.store.groups() | runtime.stats.groups() | runtime.strikes.groups())
-    return Html("".join(settings_form(runtime, group, csrf, words) for group in groups)) or render(
-        '<p class="empty">$text</p>', text=words("console", "no_group")
-    )
+    if again is not None and again.group_id not in groups:
+        groups = sorted([*groups, again.group_id])
+    return Html("".join(
+        settings_form(runtime, group, csrf, words, **(again.shown() if again and again.group_id == group else {}))
+        for group in groups
+    )) or render('<p class="empty">$text</p>', text=words("console", "no_group"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SettingsAgain:
+    """A group's settings form shown again after a refusal: what was entered, and why each field (or the
+    whole form, key "") was refused."""
+
+    group_id: int
+    entered: Mapping[str, str]
+    errors: Mapping[str, str]
+
+    def shown(self) -> dict[str, object]:
+        return {"entered": self.entered, "errors": self.errors}
 
 
 def _notice(notice: str | None, words: Lang) -> Html:
     if notice not in NOTICES:
         return Html("")
     error = " error" if NOTICES[notice] else ""
-    return render('<p class="notice$error">$text</p>', error=error, text=words("notice", notice))
+    return render(
+        '<p class="notice$error" role="status">$text <button type="button" class="dismiss" hidden '
+        'aria-label="$dismiss"></button></p>',
+        error=error, text=words("notice", notice), dismiss=words("page", "dismiss"),
+    )  # fmt: skip
 
 
-def _settings_refused(group_id: int, refused: Refused, words: Lang, status_code: int) -> HTMLResponse:
-    """A page of its own saying why nothing changed, with the way back to the form."""
-    reason = words("refused", refused.key, **refused.values)
-    text = words("console", "settings_unchanged", group=group_id, reason=reason)
-    return _html_response(page("settings_refused.html", words, group=group_id, refused=text), status_code)
-
-
-def _to_console(notice: str | None = None) -> RedirectResponse:
-    # 303: the browser follows a POST's answer with a GET, so reloading does not post again.
+def _to_console(notice: str | None = None, anchor: str | None = None) -> RedirectResponse:
+    """Back to the console, at the card the form came from (``anchor``), so the page stays in place.
+    303: the browser follows a POST's answer with a GET, so reloading does not post again."""
     target = "/nailong/" if notice is None else f"/nailong/?notice={notice}"
-    return RedirectResponse(target, status_code=303)
+    return RedirectResponse(target + (f"#{anchor}" if anchor else ""), status_code=303)
 
 
 def _login_page(words: Lang, error: str, status_code: int) -> HTMLResponse:
@@ -401,34 +445,47 @@ def _keep_language(request: Request, response: Response) -> Response:
 routes = APIRouter()
 
 
-@routes.get("/")
-async def console(request: Request, auth: Auth, words: PageLang, notice: str | None = None) -> Response:
-    session = auth.session(request)
-    if session is None:
-        return _keep_language(request, RedirectResponse("/nailong/login", status_code=303))
-    runtime = running()
+async def _console_page(
+    session: Session, runtime: Runtime, words: Lang, notice: str | None = None, again: SettingsAgain | None = None
+) -> Html:
     recent = await asyncio.to_thread(runtime.recent.newest, RECENT_SHOWN)
-    corrections = await asyncio.to_thread(runtime.corrections.newest, CORRECTIONS_SHOWN)
-    audit = await asyncio.to_thread(runtime.audit.latest, AUDIT_SHOWN)
-    csrf, say = session.csrf, lambda key: words("console", key)  # noqa: E731
-    content = page(
+    corrections = await asyncio.to_thread(runtime.corrections.newest, len(runtime.corrections))
+    audit = await asyncio.to_thread(runtime.audit.latest, AUDIT_READ)
+    corrected, makers = {correction.id: correction for correction in corrections}, correction_makers(audit)
+    csrf, say = session.csrf, lambda key, **values: words("console", key, **values)  # noqa: E731
+    return page(
         "console.html",
         words,
         csrf=csrf,
         operator=session.operator,
         notice=_notice(notice, words),
-        model_card=_model_card(runtime, words),
-        refresh_panel=_refresh_panel(runtime, csrf, words),
-        count_headings=_count_headings(words),
-        group_rows=_group_rows(runtime, words),
-        group_settings=_settings_forms(runtime, csrf, words),
-        recent_items=Html("".join(_recent_item(entry, csrf, words) for entry in recent))
-        or render('<li class="empty">$text</li>', text=say("no_image")),
-        correction_rows=Html("".join(_correction_row(c, words) for c in corrections))
+        overall_chart=hits_chart(runtime.stats.by_day(), words),
+        group_cards=_group_cards(runtime, words),
+        group_settings=_settings_forms(runtime, csrf, words, again),
+        recent_items=Html("".join(
+            _recent_item(entry, corrected.get(_correction_id(entry)), makers, csrf, words) for entry in recent
+        )) or render('<li class="empty">$text</li>', text=say("no_image")),
+        correction_rows=Html("".join(_correction_row(c, makers, words) for c in corrections[:CORRECTIONS_SHOWN]))
         or render('<tr><td colspan="7" class="empty">$text</td></tr>', text=say("no_correction")),
-        audit_rows=Html("".join(_audit_row(entry) for entry in audit))
-        or render('<tr><td colspan="6" class="empty">$text</td></tr>', text=say("no_change")),
-    )
+        audit_lines=Html("".join(audit_line(entry, words) for entry in audit[:AUDIT_SHOWN]))
+        or render('<li class="empty">$text</li>', text=say("no_change")),
+        refresh_panel=_refresh_panel(runtime, csrf, words),
+        model_card=_model_card(runtime, words),
+        times_local=say("times_local", zone=time_zone()),
+    )  # fmt: skip
+
+
+def _correction_id(entry: RecentImage) -> str:
+    """The id a correction of exactly this image has: corrections.image_id of the same bytes."""
+    return entry.sha256[: len(image_id(b""))]
+
+
+@routes.get("/")
+async def console(request: Request, auth: Auth, words: PageLang, notice: str | None = None) -> Response:
+    session = auth.session(request)
+    if session is None:
+        return _keep_language(request, RedirectResponse("/nailong/login", status_code=303))
+    content = await _console_page(session, running(), words, notice)
     return _keep_language(request, _html_response(content))
 
 
@@ -511,19 +568,41 @@ async def correct(posted: Form, runtime: RunningRuntime, words: PageLang) -> Res
     label, message_id = form.get("label"), form.get("message_id", "")
     if label not in LABELS or not _MESSAGE_ID.fullmatch(message_id):
         raise HTTPException(400, words("console", "correct_needs"))
-    entries = await asyncio.to_thread(runtime.recent.lookup, int(message_id))
-    entry = next((e for e in entries if e.sha256 == form.get("sha256")), None)
-    if entry is None:
+    kept = await _kept_image(runtime, message_id, form.get("sha256"))
+    if kept is None:
         return _to_console("gone")
     try:
-        data = await asyncio.to_thread(runtime.recent.read, entry)
-    except FileNotFoundError:
-        return _to_console("gone")
-    try:
-        await admin.correct(runtime, posted.operator, [(entry, data)], label)  # type: ignore[arg-type]
+        await admin.correct(runtime, posted.operator, [kept], label)  # type: ignore[arg-type]
     except Refused:
-        return _to_console("failed")
-    return _to_console(f"corrected-{label}")
+        return _to_console("failed", image_anchor(kept[0]))
+    return _to_console(f"corrected-{label}", image_anchor(kept[0]))
+
+
+@routes.post("/undo")
+async def undo(posted: Form, runtime: RunningRuntime, words: PageLang) -> Response:
+    message_id = posted.form.get("message_id", "")
+    if not _MESSAGE_ID.fullmatch(message_id):
+        raise HTTPException(400, words("console", "correct_needs"))
+    kept = await _kept_image(runtime, message_id, posted.form.get("sha256"))
+    if kept is None:
+        return _to_console("gone")
+    try:
+        await admin.undo(runtime, posted.operator, [kept])
+    except Refused as refused:
+        return _to_console("not-corrected" if refused.key == "no_correction" else "failed", image_anchor(kept[0]))
+    return _to_console("undone", image_anchor(kept[0]))
+
+
+async def _kept_image(runtime: Runtime, message_id: str, sha256: str | None) -> tuple[RecentImage, bytes] | None:
+    """A recent image of a message, with its bytes; None once it is no longer kept."""
+    entries = await asyncio.to_thread(runtime.recent.lookup, int(message_id))
+    entry = next((e for e in entries if e.sha256 == sha256), None)
+    if entry is None:
+        return None
+    try:
+        return entry, await asyncio.to_thread(runtime.recent.read, entry)
+    except FileNotFoundError:
+        return None
 
 
 @routes.post("/settings")
@@ -536,8 +615,20 @@ async def change_settings(posted: SettingsForm, runtime: RunningRuntime, words: 
         change = await admin.change_settings_form(runtime, posted.operator, group_id, posted.form)
     except Refused as refused:
         status = 500 if refused.key in ("cannot_save", "save_failed") else 400
-        return _settings_refused(group_id, refused, words, status)
-    return _to_console("settings-saved" if change.changed else "settings-unchanged")
+        return await _settings_form_again(posted, runtime, words, group_id, refused, status)
+    return _to_console("settings-saved" if change.changed else "settings-unchanged", f"settings-{group_id}")
+
+
+async def _settings_form_again(
+    posted: Posted, runtime: Runtime, words: Lang, group_id: int, refused: Refused, status_code: int
+) -> HTMLResponse:
+    """The console again, nothing changed: the group's form keeps every value entered, with the reason
+    beside each field that was refused (or above the form when no one field was)."""
+    errors = field_errors(posted.form, runtime.store.get(group_id), runtime.store.defaults.reply_text, words)
+    if not errors:
+        errors = {"": words("refused", refused.key, **refused.values)}
+    again = SettingsAgain(group_id, posted.form, errors)
+    return _html_response(await _console_page(posted.session, runtime, words, again=again), status_code)
 
 
 @routes.post("/refresh")
@@ -545,8 +636,8 @@ async def start_refresh(posted: Form, runtime: RunningRuntime) -> Response:
     try:
         admin.start_refresh(runtime, posted.operator)
     except Refused:
-        return _to_console("refresh-unavailable")
-    return _to_console("refresh-started")
+        return _to_console("refresh-unavailable", "refresh")
+    return _to_console("refresh-started", "refresh")
 
 
 @routes.post("/rollback")
@@ -554,8 +645,9 @@ async def rollback(posted: Form, runtime: RunningRuntime) -> Response:
     try:
         await admin.rollback(runtime, posted.operator)
     except Refused:
-        return _to_console("rollback-failed")
-    return _to_console("rolled-back")
+        return _to_console("rollback-failed", "refresh")
+    return _to_console("rolled-back", "refresh")
+
 
 
 @routes.post("/try")

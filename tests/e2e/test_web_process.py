@@ -5,10 +5,14 @@ through the real WebSocket appear, try an image, mark the hit wrong, see the cor
 entry listed, sign out: the old cookie no longer opens the console; edit a group's settings and see the
 chat's `/nailong status` agree).
 
-The browser test needs Debian's `chromium` and `chromium-driver` (`apt-get install chromium
-chromium-driver`); Selenium is pointed at them and never downloads a browser. Without them that test
-is skipped. Its screenshot is saved in the test's tmp dir, and also at $NAILONG_CONSOLE_SCREENSHOT when
-set (the README's docs/console.png is made that way).
+At phone width (390 px) in Chromium: no element of any console page is wider than the screen, a card
+stays in place after its correction, and the settings form saves (and shows a refusal beside its field).
+That test takes the README's screenshots, at desktop and phone width: into the test's tmp dir, and into
+$NAILONG_SCREENSHOTS when set (`make screenshots` writes docs/console-desktop.png and docs/console-phone.png).
+
+The browser tests need Debian's `chromium` and `chromium-driver` (`apt-get install chromium
+chromium-driver`); Selenium is pointed at them and never downloads a browser. Without them those tests
+are skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -59,6 +64,7 @@ async def console_bot(tmp_path_factory) -> AsyncIterator[tuple[FakeOneBot, int]]
     """A running bot with the console switched on, and a fake OneBot implementation connected."""
     workdir: Path = tmp_path_factory.mktemp("console-bot")
     build_tiny_model(workdir / "tiny.onnx", metrics=METRICS)
+    seed_history(workdir / "data")
     # Private URLs allowed: the test image server is on loopback. Loopback stands for a reverse proxy on this
     # machine (trusted only when listed; tests/e2e/test_web_trust_process.py runs without).
     settings = {"NAILONG_API_TOKEN": API_TOKEN, "NAILONG_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -66,6 +72,21 @@ async def console_bot(tmp_path_factory) -> AsyncIterator[tuple[FakeOneBot, int]]
     async with running_bot(workdir, NAILONG_DATA_DIR=str(workdir / "data"), **settings) as client:
         client.workdir = workdir  # type: ignore[attr-defined]
         yield client, client.port
+
+
+def seed_history(data_dir: Path) -> None:
+    """Thirty days of counts before today for two groups, as the bot would have stored them (stats.py),
+    for the hits-per-day charts."""
+    today = date.today()
+    days = {
+        (today - timedelta(days=back)).isoformat(): {
+            str(GROUP): {"checked": 40 + 7 * (back % 5), "hits": (back * 7) % 9, "recalls": (back * 7) % 9},
+            "302": {"checked": 12 + back % 3, "hits": back % 2},
+        }
+        for back in range(1, 31)
+    }  # fmt: skip
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "stats.json").write_text(json.dumps({"version": 1, "days": days}), encoding="utf-8")
 
 
 @pytest.fixture
@@ -274,27 +295,21 @@ async def test_console_in_a_browser(console_bot, chromium, image_server, tmp_pat
         item.find_element(By.CSS_SELECTOR, "button.correct").click()
         wait.until(lambda d: "notice=corrected-other" in d.current_url)
         row = driver.find_element(By.CSS_SELECTOR, "#corrections tbody tr[data-correction]")
-        return driver.find_element(By.CLASS_NAME, "notice").text + "\n" + row.text
+        card = driver.find_element(By.CSS_SELECTOR, 'li.hit[data-message="8001"]')
+        return "\n".join([driver.find_element(By.CLASS_NAME, "notice").text, row.text, card.text])
 
     listed = await asyncio.to_thread(mark_wrong)
     assert listed.startswith("已记录：这不是奶龙")
-    assert "不是奶龙" in listed and f"{GROUP} web:ops" in listed
+    assert f"不是奶龙 {GROUP} ops（控制台）" in listed
+    assert "已纠正：不是奶龙" in listed and "撤销纠错" in listed and "误判" not in listed  # the card says so
 
     # The correction is in the audit log on disk, and on the page.
     (entry,) = [json.loads(line) for line in (onebot.workdir / "data" / "audit.jsonl").read_text().splitlines()]
     assert (entry["operator"], entry["client"], entry["action"]) == ("web:ops", "127.0.0.1", "correction")
     assert entry["before"]["message_id"] == 8001 and entry["before"]["verdict"] == "nailong"
     assert entry["after"]["verdict"] == "other" and len(entry["after"]["corrections"]) == 1
-    audit_row = await asyncio.to_thread(
-        lambda: driver.find_element(By.CSS_SELECTOR, "#audit tbody tr").text
-    )
-    assert "web:ops 127.0.0.1 correction" in audit_row and '"message_id": 8001' in audit_row
-
-    screenshot = tmp_path / "console.png"
-    await asyncio.to_thread(driver.save_screenshot, str(screenshot))
-    assert screenshot.stat().st_size > 10_000
-    if os.environ.get("NAILONG_CONSOLE_SCREENSHOT"):
-        shutil.copyfile(screenshot, os.environ["NAILONG_CONSOLE_SCREENSHOT"])
+    audit_line = await asyncio.to_thread(lambda: driver.find_element(By.CSS_SELECTOR, "#audit ol.audit li").text)
+    assert audit_line.startswith("纠错 消息 8001：是奶龙 → 不是奶龙 ops（控制台） · 群 301 · 127.0.0.1 · ")
 
     def sign_out_then_reuse_the_old_cookie() -> str:
         old_cookie = driver.get_cookie("nailong_session")
@@ -358,21 +373,21 @@ async def test_console_edits_a_groups_settings_and_the_chat_agrees(console_bot, 
 
     assert await asyncio.to_thread(edit) == "群设置已保存。"
 
-    def refused_template() -> tuple[str, str]:
+    def refused_template() -> tuple[str, str, str]:
         form = driver.find_element(By.CSS_SELECTOR, selector)
         form.find_element(By.NAME, "reply_text").clear()
         form.find_element(By.NAME, "reply_text").send_keys("{user.__class__}")
         form.find_element(By.NAME, "threshold").clear()
         form.find_element(By.NAME, "threshold").send_keys("0.5")
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        refused = wait.until(lambda d: d.find_elements(By.ID, "refused"))[0].text
-        driver.find_element(By.ID, "back").click()
-        shown = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))[0]
-        return refused, shown.find_element(By.NAME, "threshold").get_attribute("value")
+        # The console again, the form as it was filled in, the reason under the warning's field.
+        error = wait.until(lambda d: d.find_elements(By.ID, "s302-reply_text-error"))[0].text
+        shown = driver.find_element(By.CSS_SELECTOR, selector)
+        return error, *(shown.find_element(By.NAME, name).get_attribute("value") for name in ("threshold", "reply_text"))
 
-    error, threshold_shown = await asyncio.to_thread(refused_template)
-    assert error.startswith("群 302 的设置未更改") and "未知的占位符 {user.__class__}" in error
-    assert threshold_shown == "0.8"
+    error, threshold_shown, warning_shown = await asyncio.to_thread(refused_template)
+    assert "未知的占位符 {user.__class__}" in error
+    assert (threshold_shown, warning_shown) == ("0.5", "{user.__class__}")  # nothing typed is lost
 
     await onebot.post(
         group_message_payload([text_segment("/nailong status")], self_id=42, group_id=group, user_id=5, role="admin")
@@ -417,11 +432,154 @@ async def test_a_setting_changed_in_chat_and_one_in_the_console_each_add_one_aud
         await browser.post("/login", data={"token": ADMIN_TOKEN, "name": "ops"})
         csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', (await browser.get("/")).text).group(1)
         saved = await browser.post("/settings", data={"csrf": csrf, "group_id": str(group), "threshold": "0.75"})
-        assert saved.headers["Location"] == "/nailong/?notice=settings-saved"
+        assert saved.headers["Location"] == f"/nailong/?notice=settings-saved#settings-{group}"
         page = (await browser.get("/")).text
     (entry,) = records()[before + 1 :]
     assert (entry["operator"], entry["client"], entry["action"]) == ("web:ops", "127.0.0.1", "group-settings")
     assert entry["before"] == {"group_id": group, "threshold": 0.8} and entry["after"] == {"group_id": group, "threshold": 0.75}
-    audit_rows = page[page.index('<section id="audit">') :]
-    assert "<td>web:ops</td><td>127.0.0.1</td><td>group-settings</td>" in audit_rows
-    assert "<td>qq:5 (tester)</td><td>group:303</td><td>group-settings</td>" in audit_rows
+    audit_lines = page[page.index('<section id="audit">') :]
+    assert '<span class="what">阈值 0.8 → 0.75</span> <span class="meta" title="web:ops 127.0.0.1 ' in audit_lines
+    assert '<span class="what">阈值 0.7 → 0.8</span> <span class="meta" title="qq:5 (tester) group:303 ' in audit_lines
+    assert ">ops（控制台） · 群 303 · 127.0.0.1 · " in audit_lines and ">tester · 群 303 · " in audit_lines
+
+
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+DESKTOP = {"width": 1280, "height": 1400, "deviceScaleFactor": 1, "mobile": False}
+# Every element on the page whose box reaches past the screen's left or right edge (hidden ones have none).
+WIDER_THAN_THE_SCREEN = """
+const width = document.documentElement.clientWidth;
+const found = [];
+for (const element of document.body.querySelectorAll("*")) {
+  const box = element.getBoundingClientRect();
+  if (box.width === 0 && box.height === 0) continue;
+  if (box.left < -0.5 || box.right > width + 0.5) {
+    const classes = typeof element.className === "string" && element.className ? "." + element.className.trim().replace(/\\s+/g, ".") : "";
+    found.push(`${element.tagName.toLowerCase()}${element.id ? "#" + element.id : ""}${classes} ${Math.round(box.left)}..${Math.round(box.right)}`);
+  }
+}
+return {width, pageWidth: document.documentElement.scrollWidth, found};
+"""
+
+
+@needs_chromium
+async def test_the_console_at_phone_width(console_bot, chromium, image_server, tmp_path: Path) -> None:
+    """Issue 24: at 390 px no element of any console page is wider than the screen (the page, a refused
+    settings form, English, the sign-in page); a corrected card stays in place; the settings form saves."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    onebot, port = console_bot
+    driver = chromium
+    wait = WebDriverWait(driver, 20)
+    base = f"http://127.0.0.1:{port}/nailong/"
+    group, selector = 304, 'form.group-settings[data-group="304"]'
+    overflowing: dict[str, list[str]] = {}
+
+    def check_width(page: str) -> None:
+        measured = driver.execute_script(WIDER_THAN_THE_SCREEN)
+        assert measured["width"] == PHONE["width"], measured
+        if measured["found"] or measured["pageWidth"] > measured["width"]:
+            overflowing[page] = [f"page {measured['pageWidth']} px", *measured["found"][:15]]
+
+    def click(element) -> None:
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        element.click()
+
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+
+    def sign_in() -> None:
+        driver.get(base + "?lang=zh-CN")
+        wait.until(lambda d: d.current_url.endswith("/nailong/login"))
+        check_width("login")
+        if not driver.get_cookie("nailong_session"):
+            driver.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)
+            driver.find_element(By.ID, "name").send_keys("小王")
+            click(driver.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+            wait.until(lambda d: d.current_url == base)
+
+    await asyncio.to_thread(sign_in)
+    nailong, other = patterned(YELLOW, seed=81), patterned(BLUE, seed=82)
+    for message_id, data in ((8200, other), (8201, nailong)):
+        await onebot.post(
+            group_message_payload([image_segment(image_server.add(f"phone-{message_id}.jpg", data),
+                                                 file=md5_name(data))],
+                                  self_id=42, group_id=group, user_id=6, message_id=message_id)
+        )  # fmt: skip
+    await onebot.wait_for("delete_msg", message_id=8201)
+
+    def correct_in_place() -> tuple[str, float, float]:
+        def hit_listed(d) -> object:
+            d.get(base)
+            return d.find_elements(By.CSS_SELECTOR, 'li.hit[data-message="8201"] button.correct') or False
+
+        (button,) = wait.until(hit_listed)
+        check_width("console")
+        click(button)
+        wait.until(lambda d: "notice=corrected-other" in d.current_url)
+        card = driver.find_element(By.CSS_SELECTOR, 'li.hit[data-message="8201"]')
+        top = driver.execute_script("return arguments[0].getBoundingClientRect().top", card)
+        check_width("console after a correction")
+        return card.text, top, driver.execute_script("return window.scrollY")
+
+    card, top, scrolled = await asyncio.to_thread(correct_in_place)
+    assert "已纠正：不是奶龙" in card and "小王（控制台）" in card
+    assert scrolled > 0 and 0 <= top < PHONE["height"]  # back at the card, not at the top of the page
+
+    def save_settings() -> tuple[str, str]:
+        driver.get(base)
+        form = driver.find_element(By.CSS_SELECTOR, selector)
+        for name, value in (("threshold", "0.75"), ("mute_after", "2"), ("mute_duration", "5m")):
+            form.find_element(By.NAME, name).clear()
+            form.find_element(By.NAME, name).send_keys(value)
+        click(form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        wait.until(lambda d: "notice=settings-saved" in d.current_url)
+        saved = driver.find_element(By.CSS_SELECTOR, selector).find_element(By.NAME, "threshold")
+        return driver.find_element(By.CLASS_NAME, "notice").text, saved.get_attribute("value")
+
+    assert await asyncio.to_thread(save_settings) == ("群设置已保存。", "0.75")
+
+    def refused_beside_its_field() -> tuple[str, str, float]:
+        form = driver.find_element(By.CSS_SELECTOR, selector)
+        form.find_element(By.NAME, "threshold").clear()
+        form.find_element(By.NAME, "threshold").send_keys("2")
+        form.find_element(By.NAME, "allowed").clear()
+        form.find_element(By.NAME, "allowed").send_keys("123456")
+        click(form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        error = wait.until(lambda d: d.find_elements(By.ID, "s304-threshold-error"))[0]
+        check_width("refused settings form")
+        kept = driver.find_element(By.CSS_SELECTOR, selector).find_element(By.NAME, "allowed")
+        top = driver.execute_script("return arguments[0].getBoundingClientRect().top", error)
+        return error.text, kept.get_attribute("value"), top
+
+    error, allowed_kept, top = await asyncio.to_thread(refused_beside_its_field)
+    assert "2" in error and allowed_kept == "123456"
+    assert 0 <= top < PHONE["height"]  # the refused field has the focus, in view
+
+    def english_then_back() -> str:
+        driver.get(base + "?lang=en-US")
+        check_width("console in English")
+        text = driver.find_element(By.CSS_SELECTOR, "nav.sections").text
+        driver.get(base + "?lang=zh-CN")
+        return text
+
+    assert (await asyncio.to_thread(english_then_back)).split() == [
+        "Groups", "Images", "Settings", "Corrections", "Audit", "Try", "Learning", "Model"
+    ]  # fmt: skip
+    assert overflowing == {}
+
+    def screenshots() -> list[Path]:
+        shots = []
+        for name, metrics in (("phone", PHONE), ("desktop", DESKTOP)):
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+            driver.get(base)
+            wait.until(lambda d: d.execute_script(
+                "return [...document.images].every(image => image.complete) && document.fonts.status === 'loaded'"))
+            shot = tmp_path / f"console-{name}.png"
+            driver.save_screenshot(str(shot))
+            shots.append(shot)
+        return shots
+
+    for shot in await asyncio.to_thread(screenshots):
+        assert shot.stat().st_size > 10_000
+        if os.environ.get("NAILONG_SCREENSHOTS"):
+            shutil.copyfile(shot, Path(os.environ["NAILONG_SCREENSHOTS"]) / shot.name)

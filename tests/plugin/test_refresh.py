@@ -388,7 +388,7 @@ async def test_console_shows_the_lineage_and_gate_and_its_buttons_need_the_form_
     assert learner.refresher.running is None
 
     started = await console.post("/nailong/refresh", data={"csrf": csrf})
-    assert started.headers["Location"] == "/nailong/?notice=refresh-started"
+    assert started.headers["Location"] == "/nailong/?notice=refresh-started#refresh"
     assert learner.refresher.running is not None and (await learner.refresher.running).outcome == "passed"
     page = (await console.get("/nailong/")).text
     assert "0.0.1+r1" in page and "由 0.0.1 用" in page
@@ -396,10 +396,10 @@ async def test_console_shows_the_lineage_and_gate_and_its_buttons_need_the_form_
     assert "判断改变的图片：0" in page
 
     rolled = await console.post("/nailong/rollback", data={"csrf": csrf})
-    assert rolled.headers["Location"] == "/nailong/?notice=rolled-back"
+    assert rolled.headers["Location"] == "/nailong/?notice=rolled-back#refresh"
     assert learner.model_version == "0.0.1"
     failed = await console.post("/nailong/rollback", data={"csrf": csrf})
-    assert failed.headers["Location"] == "/nailong/?notice=rollback-failed"
+    assert failed.headers["Location"] == "/nailong/?notice=rollback-failed#refresh"
     audit = [(e["operator"], e["action"], e["before"], e["after"]) for e in learner.audit.latest(5)]
     assert audit == [
         ("web:ops", "rollback", {"model": "0.0.1+r1"}, {"model": "0.0.1"}),
@@ -414,5 +414,5 @@ async def test_console_says_why_a_refresh_cannot_run(console, learner, monkeypat
     page = (await console.get("/nailong/")).text
     assert "nailong-bot[train]" in page and "开始更新</button>" in page and 'type="submit" disabled>' in page
     answer = await console.post("/nailong/refresh", data={"csrf": csrf})
-    assert answer.headers["Location"] == "/nailong/?notice=refresh-unavailable"
+    assert answer.headers["Location"] == "/nailong/?notice=refresh-unavailable#refresh"
     assert learner.refresher.running is None

@@ -32,6 +32,21 @@ def test_today_and_the_last_seven_days(tmp_path) -> None:
     assert counts.groups() == {1, 2}
 
 
+def test_counts_by_day_for_a_group_and_for_all_groups(tmp_path) -> None:
+    clock = Clock()
+    counts = GroupCounts(tmp_path, clock=clock)
+    counts.add(1, checked=3, hits=1)
+    clock.now += 2 * DAY
+    counts.add(1, checked=2, hits=2)
+    counts.add(2, checked=4, hits=1)
+    one, every = counts.by_day(1, days=4), counts.by_day(days=4)
+    assert [day.isoformat() for day, _ in one] == [day.isoformat() for day, _ in every]
+    assert [(b - a).days for (a, _), (b, _) in zip(one, one[1:])] == [1, 1, 1]  # oldest first, no day missing
+    assert [c.hits for _, c in one] == [0, 1, 0, 2]
+    assert [c.hits for _, c in every] == [0, 1, 0, 3] and every[-1][1].checked == 6
+    assert len(counts.by_day(1)) == KEEP_DAYS
+
+
 def test_days_older_than_kept_are_dropped(tmp_path) -> None:
     clock = Clock()
     counts = GroupCounts(tmp_path, clock=clock)

@@ -14,6 +14,8 @@ import pytest
 from fastapi import FastAPI
 from PIL import Image
 
+from nailong_bot import admin
+from nailong_bot.admin import Operator
 from nailong_bot.cache import content_key
 from nailong_bot.corrections import Corrections
 from nailong_bot.web import mount
@@ -82,7 +84,8 @@ async def test_the_page_shows_groups_hits_corrections_and_the_model(signed_in, c
     assert page.status_code == 200
     assert page.headers["Content-Security-Policy"].startswith("default-src 'self'")
     text = page.text
-    assert '<tr data-group="9"><td>9</td><td class="on">已开启</td>' in text
+    assert '<article class="group card" id="group-9" data-group="9"><h3>群 9 <span class="on">已开启</span></h3>' in text
+    assert "近 31 天命中 1 次，单日最多 1 次" in text  # the group's chart, and the overall one
     assert f'<img src="/nailong/thumb/{sha256}"' in text and "命中" in text and "0.970" in text
     assert "误判" in text
     assert "&lt;script&gt;x&lt;/script&gt;" in text and "<script>x" not in text
@@ -126,7 +129,8 @@ async def test_marking_a_hit_wrong_is_a_correction_by_web(signed_in, csrf, guard
     assert (await signed_in.post("/nailong/correct", data={**form, "csrf": "stale"})).status_code == 403
     assert len(guard.corrections) == 0
     answer = await signed_in.post("/nailong/correct", data=form)
-    assert answer.status_code == 303 and answer.headers["Location"] == "/nailong/?notice=corrected-other"
+    anchor = f"image-903-{sha256[:12]}"
+    assert answer.status_code == 303 and answer.headers["Location"] == f"/nailong/?notice=corrected-other#{anchor}"
     (correction,) = guard.corrections.newest(5)
     assert (correction.label, correction.group_id, correction.user_id, correction.score) == ("other", 9, "web", 0.97)
     assert len(guard.cache) == 0  # as after the chat command
@@ -155,8 +159,8 @@ async def test_a_correction_lands_in_the_audit_log_and_on_the_page(browser, guar
     assert entry["time"][:4].isdigit() and len(lines) == 1
     page = (await browser.get("/nailong/")).text
     audit = page[page.index('<section id="audit">'):]
-    assert "<td>web:阿龙</td><td>127.0.0.1</td><td>correction</td>" in audit
-    assert "&quot;verdict&quot;: &quot;nailong&quot;" in audit and correction.id in audit
+    assert '<span class="what">纠错 消息 904：是奶龙 → 不是奶龙</span>' in audit
+    assert "阿龙（控制台） · 群 9 · 127.0.0.1 · " in audit
 
 
 async def test_audit_entries_are_escaped_on_the_page(signed_in, guard) -> None:
@@ -164,7 +168,7 @@ async def test_audit_entries_are_escaped_on_the_page(signed_in, guard) -> None:
     page = (await signed_in.get("/nailong/")).text
     audit = page[page.index('<section id="audit">'):]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in audit and "<script>alert" not in audit
-    assert "web:&lt;b&gt;x&lt;/b&gt;" in audit and "&lt;i&gt;" in audit
+    assert "&lt;b&gt;x&lt;/b&gt;（控制台）" in audit and "&lt;i&gt;" in audit
 
 
 async def test_a_bad_sign_in_name_is_refused(browser) -> None:
@@ -177,6 +181,7 @@ async def test_a_dropped_image_cannot_be_corrected(signed_in, csrf, guard) -> No
     answer = await signed_in.post("/nailong/correct", data=form)
     assert answer.headers["Location"] == "/nailong/?notice=gone"
     assert len(guard.corrections) == 0
+    assert (await signed_in.post("/nailong/undo", data=form)).headers["Location"] == "/nailong/?notice=gone"
     assert guard.audit.latest(5) == []  # nothing changed, nothing recorded
 
 
@@ -199,6 +204,7 @@ async def test_group_settings_are_edited_like_the_chat_commands(signed_in, csrf,
     guard.strikes.add(9, 777777, message_id=1)
     page = (await signed_in.get("/nailong/")).text
     assert 'action="/nailong/settings" class="group-settings" id="settings-9" data-group="9">' in page
+    assert '<label for="s9-threshold">阈值</label>' in page
     assert "777777 ×1" in page
     form = {
         "csrf": csrf, "group_id": "9", "enabled": "on", "threshold": "0.7", "action": "observe",
@@ -208,7 +214,7 @@ async def test_group_settings_are_edited_like_the_chat_commands(signed_in, csrf,
     assert (await signed_in.post("/nailong/settings", data={**form, "csrf": "stale"})).status_code == 403
     assert not guard.store.path.exists()
     answer = await signed_in.post("/nailong/settings", data=form)
-    assert answer.status_code == 303 and answer.headers["Location"] == "/nailong/?notice=settings-saved"
+    assert answer.status_code == 303 and answer.headers["Location"] == "/nailong/?notice=settings-saved#settings-9"
     settings = guard.store.get(9)
     assert (settings.action.value, settings.exempt_admins, settings.allowed) == ("observe", False, {123456, 654321})
     assert (settings.mute.after, settings.mute.seconds, settings.reply_text) == (3, 600, "{user} 走开")
@@ -230,7 +236,7 @@ async def test_group_settings_are_edited_like_the_chat_commands(signed_in, csrf,
     assert refused.status_code == 400 and "未知的占位符 {user.__class__}" in refused.text
     assert guard.store.get(9) == settings
     unchanged = await signed_in.post("/nailong/settings", data=form)
-    assert unchanged.headers["Location"] == "/nailong/?notice=settings-unchanged"
+    assert unchanged.headers["Location"] == "/nailong/?notice=settings-unchanged#settings-9"
     cleared = await signed_in.post("/nailong/settings", data={**form, "mute_duration": "", "reply_text": ""})
     assert cleared.status_code == 303
     assert not guard.store.get(9).mute.mutes and guard.store.get(9).reply_text == guard.store.defaults.reply_text
@@ -240,11 +246,16 @@ async def test_group_settings_are_edited_like_the_chat_commands(signed_in, csrf,
 async def test_a_threshold_below_the_floor_needs_the_forms_checkbox(signed_in, csrf, guard) -> None:
     guard.stats.add(9, checked=1)
     page = (await signed_in.get("/nailong/")).text
-    assert '低于 0.3 也要设置 <input type="checkbox" name="confirm_threshold" value="yes">' in page
+    assert '<input type="checkbox" name="confirm_threshold" value="yes"> 低于 0.3 也要设置</label>' in page
     form = {"csrf": csrf, "group_id": "9", "threshold": "0.2"}
     refused = await signed_in.post("/nailong/settings", data=form)
-    assert refused.status_code == 400 and "阈值 0.2 低于安全下限 0.3" in refused.text
+    assert refused.status_code == 400
+    assert re.search(r'<p class="field-error" id="s9-threshold-error">[^<]*阈值 0.2 低于安全下限 0.3', refused.text)
     assert guard.store.get(9).threshold == 0.7 and guard.audit.latest(5) == []
+    # Confirmed, but another field refused: the box stays ticked and the threshold has no error of its own.
+    other_bad = await signed_in.post("/nailong/settings", data={**form, "confirm_threshold": "yes", "reply_text": "{"})
+    shown = settings_form_of(other_bad.text, 9)
+    assert other_bad.status_code == 400 and 'value="yes" checked>' in shown and "s9-threshold-error" not in shown
     confirmed = await signed_in.post("/nailong/settings", data={**form, "confirm_threshold": "yes"})
     assert confirmed.status_code == 303 and guard.store.get(9).threshold == 0.2
     assert len(guard.audit.latest(5)) == 1
@@ -277,3 +288,72 @@ async def test_no_label_is_doubled_on_the_page(signed_in, guard) -> None:
         assert doubled == [], (language, doubled)
     login = (await signed_in.get("/nailong/login", headers={"Accept-Language": "en"})).text
     assert "Admin token" in login and "管理令牌" not in login
+
+
+def settings_form_of(page: str, group_id: int) -> str:
+    start = page.index(f'id="settings-{group_id}"')
+    return page[start : page.index("</form>", start)]
+
+
+async def test_a_refused_setting_is_shown_beside_its_field_with_the_other_values_kept(signed_in, csrf, guard) -> None:
+    """A bad value used to open a page of its own, and going back lost the other edits. The console now
+    comes back (400) with every value as entered and the reason under the field that was refused."""
+    guard.stats.add(9, checked=1)
+    form = {
+        "csrf": csrf, "group_id": "9", "enabled": "on", "threshold": "1.5", "action": "observe", "exempt_admins": "off",
+        "allowed": "123456 654321", "mute_after": "3", "mute_duration": "10m", "reply_text": "{user} <走开> {nope}",
+    }  # fmt: skip
+    refused = await signed_in.post("/nailong/settings", data=form)
+    assert refused.status_code == 400 and guard.audit.latest(5) == [] and not guard.store.path.exists()
+    shown = settings_form_of(refused.text, 9)
+    assert 'class="group-settings refused"' in refused.text and "群 9 的设置未保存" in shown
+    assert 'value="1.5" inputmode="decimal" aria-invalid="true" aria-describedby="s9-threshold-error" autofocus' in shown
+    assert re.search(r'<p class="field-error" id="s9-threshold-error">[^<]*1\.5', shown)
+    assert 'aria-describedby="s9-reply_text-error"' in shown and "{nope}" in shown
+    assert 'value="{user} &lt;走开&gt; {nope}"' in shown  # kept, and escaped
+    assert 'value="123456 654321"' in shown and 'value="10m"' in shown and 'value="3"' in shown
+    assert '<option value="observe" selected>' in shown and 'aria-describedby="s9-allowed-error"' not in shown
+    # Corrected, it saves all of it.
+    saved = await signed_in.post("/nailong/settings", data={**form, "threshold": "0.8", "reply_text": "{user} 走开"})
+    assert saved.status_code == 303
+    assert guard.store.get(9).threshold == 0.8 and guard.store.get(9).allowed == {123456, 654321}
+
+
+async def test_a_corrected_image_shows_its_correction_and_can_be_undone_in_place(signed_in, csrf, guard) -> None:
+    sha256 = keep_hit(guard, NAILONG, message_id=910)
+    anchor = f"image-910-{sha256[:12]}"
+    page = (await signed_in.get("/nailong/")).text
+    assert f'<li class="hit" id="{anchor}"' in page and ">误判</button>" in page
+    form = {"csrf": csrf, "message_id": "910", "sha256": sha256, "label": "other"}
+    assert (await signed_in.post("/nailong/correct", data=form)).status_code == 303
+    page = (await signed_in.get("/nailong/")).text
+    card = page[page.index(f'id="{anchor}"') : page.index("</li>", page.index(f'id="{anchor}"'))]
+    assert "已纠正：不是奶龙" in card and "控制台 · " in card and 'action="/nailong/undo"' in card
+    assert ">误判</button>" not in card
+    undone = await signed_in.post("/nailong/undo", data={key: form[key] for key in ("csrf", "message_id", "sha256")})
+    assert undone.headers["Location"] == f"/nailong/?notice=undone#{anchor}" and len(guard.corrections) == 0
+    assert guard.audit.latest(1)[0]["action"] == "correction-undone"
+    page = (await signed_in.get("/nailong/?notice=undone")).text
+    assert "已撤销纠错" in page and ">误判</button>" in page
+    again = await signed_in.post("/nailong/undo", data={key: form[key] for key in ("csrf", "message_id", "sha256")})
+    assert again.headers["Location"] == f"/nailong/?notice=not-corrected#{anchor}"
+
+
+async def test_groups_hits_and_images_come_first_the_model_last_with_links_to_each(signed_in) -> None:
+    page = (await signed_in.get("/nailong/")).text
+    sections = re.findall(r'<section id="([a-z]+)">', page)
+    assert sections == ["groups", "recent", "settings", "corrections", "audit", "try", "refresh", "model"]
+    nav = page[page.index('<nav class="sections"') : page.index("</nav>")]
+    assert re.findall(r'href="#([a-z]+)"', nav) == sections
+
+
+async def test_a_correction_made_in_chat_shows_its_maker_by_nickname(signed_in, guard) -> None:
+    sha256 = keep_hit(guard, NAILONG, message_id=911)
+    (entry,) = guard.recent.lookup(911)
+    member = Operator.chat(5, 9, "群主小王", superuser=False)
+    await admin.correct(guard, member, [(entry, guard.recent.read(entry))], "other")
+    page = (await signed_in.get("/nailong/")).text
+    card = page[page.index(f'id="image-911-{sha256[:12]}"') :]
+    assert '<div class="by">群主小王 · ' in card[: card.index("</li>")]
+    assert '<td data-label="操作人">群主小王</td>' in page
+    assert '<span class="what">纠错 消息 911：是奶龙 → 不是奶龙</span>' in page and ">群主小王 · 群 9 · " in page

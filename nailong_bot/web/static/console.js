@@ -1,8 +1,15 @@
+// The notice after a change can be dismissed.
 // The try-an-image box: the dropped or chosen file goes to /nailong/try (same path as the API). Its words come
-// with the page (data-* of #try-result), in the page's language.
+// with the page (data-* of #try-result), in the page's language. Everything else works without this script.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
+  const dismiss = document.querySelector(".notice > .dismiss");
+  if (dismiss) {
+    dismiss.hidden = false;
+    dismiss.addEventListener("click", () => dismiss.parentElement.remove());
+  }
+
   const box = document.getElementById("try-box");
   const input = document.getElementById("try-file");
   const preview = document.getElementById("try-preview");
