@@ -396,7 +396,8 @@ async def _undo(call: Invocation) -> str:
 @subcommand("feedback", "反馈", usage="feedback", superuser_only=True)
 async def _feedback(call: Invocation) -> str:
     counts = await asyncio.to_thread(call.runtime.corrections.counts)
-    # The folder itself is in the console and the log: no server path in a group.
+    # The folder itself goes to the log: no server path in a group.
+    logger.info(f"纠错目录 / corrections folder: {call.runtime.corrections.feedback_dir.absolute()}")
     return call.say("feedback", nailong=counts["nailong"], other=counts["other"])
 
 
@@ -416,7 +417,7 @@ async def _model(call: Invocation) -> str:
     if refresher.running_trigger is not None:
         lines.append(call.say("model_refresh_running", trigger=refresher.running_trigger))
     if refresher.last is not None:
-        lines += refresh_lines(lang, refresher.last)
+        lines += refresh_lines(lang, refresher.last, info.version)
     if await asyncio.to_thread(models.can_roll_back):
         lines.append(call.say("model_can_roll_back", command=command_name(lang)))
     config = runtime.config
@@ -432,12 +433,12 @@ async def _model(call: Invocation) -> str:
 async def _refresh(call: Invocation) -> str:
     started = admin.start_refresh(call.runtime, call.operator)
     if started.already_running:
-        await call.bot.send(call.event, call.say("refresh_already_running"))
-    else:
-        await call.bot.send(call.event, call.say("refresh_started", minutes=started.budget_seconds // 60))
+        # Its result is posted once, where it was started.
+        return call.say("refresh_already_running")
+    await call.bot.send(call.event, call.say("refresh_started", minutes=started.budget_seconds // 60))
     # Shielded: this command's handler going away must not stop the refresh.
     record = await asyncio.shield(started.task)
-    return "\n".join(refresh_lines(call.lang, record, "done"))
+    return "\n".join(refresh_lines(call.lang, record, call.runtime.model_version, "done"))
 
 
 @subcommand("rollback", "回退", usage="rollback", superuser_only=True)

@@ -129,6 +129,8 @@ class Config(BaseModel):
     nailong_trainer_python: Path | None = None
     # The refresh's time budget, CPU threads and priority (nice 0..19: higher yields more to the bot).
     nailong_refresh_budget_seconds: int = Field(default=600, ge=10)
+    # A trainer still running this long past its budget is stopped (its whole process group).
+    nailong_refresh_grace_seconds: int = Field(default=300, ge=1)
     nailong_refresh_threads: int = Field(default=1, ge=1)
     nailong_refresh_nice: int = Field(default=10, ge=0, le=19)
     # A trainer config whose data folders also replay and validate (gate check c); None: the recent images only.

@@ -18,7 +18,6 @@ An image is identified by the pHash of its first frame (animated images: the fir
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import threading
@@ -33,24 +32,21 @@ from PIL import Image
 
 from nonebot.log import logger
 
-from nailong_vision.phash import hamming, phash
+from nailong_vision.handoff import CORRECTION_DISTANCE as DEFAULT_MAX_DISTANCE
+from nailong_vision.handoff import ADD, CORRECTION_LABELS, REPLACE, RETIRED_DIR, UNDO, image_id
+from nailong_vision.handoff import CORRECTIONS_COLUMNS as CSV_COLUMNS
+from nailong_vision.handoff import CORRECTIONS_FILE as CSV_FILE
+from nailong_vision.phash import frame_hash, hamming
 
 from . import persist
 from .budget import DecodeBudget
 from .decision import Decision, Override
 
 Label = Literal["nailong", "other"]
-LABELS: tuple[Label, ...] = ("nailong", "other")
+LABELS: tuple[Label, ...] = CORRECTION_LABELS
 
-CSV_FILE = "corrections.csv"
 # A decision made by a correction has the source "correction:<id>".
 SOURCE_PREFIX = "correction:"
-RETIRED_DIR = ".retired"
-CSV_COLUMNS = ("time", "action", "id", "label", "group_id", "user_id", "score", "model_version", "file", "phash")
-
-DEFAULT_MAX_DISTANCE = 6
-# Below this spread of grey levels (0..255, 32×32 thumbnail) a pHash is rounding noise.
-_FLAT_STD = 2.0
 # Formats the trainer reads as they are; anything else is saved as PNG of its first frame.
 _KEPT_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "AVIF": "avif"}
 # A corrected image is decoded at about the size the model sees (a pHash looks at 32×32).
@@ -70,16 +66,6 @@ class Correction:
     user_id: int | str  # the admin's QQ number, or "web" for the web console
     score: float | None  # the model's score when the admin corrected it
     model_version: str
-
-
-def image_id(image_bytes: bytes) -> str:
-    return hashlib.sha256(image_bytes).hexdigest()[:16]
-
-
-def frame_hash(frame: Image.Image) -> int | None:
-    """pHash of a frame, or None when the frame is too flat for a pHash to tell images apart."""
-    thumbnail = np.asarray(frame.convert("L").resize((32, 32), Image.Resampling.BILINEAR), dtype=np.float64)
-    return None if thumbnail.std() < _FLAT_STD else phash(frame)
 
 
 class Corrections:
@@ -170,10 +156,10 @@ class Corrections:
             with self._lock:
                 for old in self._superseded_by(new):
                     retired = self._retire(old) if old.file != new.file else old.file
-                    self._append_row("replace", old, file=retired, group_id=group_id, user_id=user_id)
+                    self._append_row(REPLACE, old, file=retired, group_id=group_id, user_id=user_id)
                     del self._by_id[old.id]
                 self._save_image(new, image_bytes, first)
-                self._append_row("add", new)
+                self._append_row(ADD, new)
                 self._by_id[new.id] = new
                 self._rebuild_hashes()
         return new
@@ -204,7 +190,7 @@ class Corrections:
             if target is None:
                 return None
             retired = self._retire(target)
-            self._append_row("undo", target, file=retired, group_id=group_id, user_id=user_id)
+            self._append_row(UNDO, target, file=retired, group_id=group_id, user_id=user_id)
             del self._by_id[target.id]
             self._rebuild_hashes()
         return target
@@ -263,7 +249,7 @@ class Corrections:
             "file": correction.file,
             "phash": "" if correction.phash is None else f"{correction.phash:016x}",
         }
-        if action != "add":
+        if action != ADD:
             row.update(time=datetime.now().astimezone().isoformat(timespec="seconds"), **changes)
         lines = io.StringIO()
         writer = csv.DictWriter(lines, fieldnames=CSV_COLUMNS)
@@ -318,10 +304,10 @@ class Corrections:
             except (ValueError, TypeError, KeyError):
                 skipped += 1
                 continue
-            if row["action"] == "add":
+            if row["action"] == ADD:
                 self._by_id.pop(correction.id, None)  # re-added: moves to the newest position
                 self._by_id[correction.id] = correction
-            elif row["action"] in ("replace", "undo"):
+            elif row["action"] in (REPLACE, UNDO):
                 self._by_id.pop(correction.id, None)
             else:
                 skipped += 1

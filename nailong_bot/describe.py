@@ -91,8 +91,10 @@ def refresh_summary(lang: Lang, record: RefreshRecord) -> str:
     if record.outcome == "passed":
         return lang("refresh", "summary_passed", base=record.base_version, version=record.version or "—")
     if record.outcome == "failed":
-        reasons = "; ".join(str(reason) for reason in (record.gate or {}).get("reasons") or []) or "—"
-        return lang("refresh", "summary_failed", base=record.base_version, reasons=reasons)
+        reasons = "; ".join(record.gate.reasons) if record.gate is not None else ""
+        return lang("refresh", "summary_failed", base=record.base_version, reasons=reasons or "—")
+    if record.outcome == "timed_out":
+        return lang("refresh", "summary_timed_out", base=record.base_version)
     return lang("refresh", "summary_error", base=record.base_version)
 
 
@@ -103,44 +105,43 @@ def refresh_heading(lang: Lang, record: RefreshRecord, key: str = "last") -> str
     )  # fmt: skip
 
 
-def gate_lines(lang: Lang, gate: dict) -> list[str]:
-    """The gate's numbers, one check a line (as in `trainer refresh`'s gate.json)."""
-    checks = gate.get("checks") or {}
-    lines = []
-    if corrections := checks.get("corrections"):
-        lines.append(
-            lang("gate", "corrections", mark=_mark(corrections), agreed=corrections.get("agreed"),
-                 total=corrections.get("total"))
-        )  # fmt: skip
-    if agreement := checks.get("agreement"):
-        lines.append(
-            lang("gate", "agreement", mark=_mark(agreement), rate=_percent(agreement.get("rate")),
-                 images=agreement.get("images"))
-        )  # fmt: skip
-    validation = checks.get("validation")
-    if validation:
-        numbers = ", ".join(f"{key} {_number(value)}" for key, value in validation.items() if key != "passed")
-        lines.append(lang("gate", "validation", mark=_mark(validation), numbers=numbers))
+def gate_lines(lang: Lang, record: RefreshRecord) -> list[str]:
+    """The gate's numbers, one check a line; one line saying so where its report cannot be read."""
+    gate = record.gate
+    if gate is None:
+        return [lang("gate", "unreadable")] if record.gate_error is not None else []
+    corrections, agreement, validation = gate.checks.corrections, gate.checks.agreement, gate.checks.validation
+    lines = [
+        lang("gate", "corrections", mark=_mark(corrections.passed), agreed=corrections.agreed, total=corrections.total),
+        lang("gate", "agreement", mark=_mark(agreement.passed), rate=f"{agreement.rate:.1%}", images=agreement.images),
+    ]
+    if validation is not None:
+        lines.append(lang(
+            "gate", "validation", mark=_mark(validation.passed), recall_before=f"{validation.recall_before:.3f}",
+            recall_after=f"{validation.recall_after:.3f}", fpr_before=f"{validation.fpr_before:.4f}",
+            fpr_after=f"{validation.fpr_after:.4f}", images=validation.images,
+        ))  # fmt: skip
     else:
         lines.append(lang("gate", "no_validation"))
-    if isinstance(gate.get("seconds"), (int, float)):
-        lines.append(lang("gate", "took", seconds=f"{gate['seconds']:.0f}", steps=gate.get("steps")))
+    lines.append(lang("gate", "took", seconds=f"{gate.seconds:.0f}", steps=gate.steps))
     return lines
 
 
-def refresh_lines(lang: Lang, record: RefreshRecord, key: str = "last") -> list[str]:
-    """A finished refresh: when, who, its outcome in a sentence, then the gate's numbers."""
+def rolled_back_note(lang: Lang, record: RefreshRecord, in_use: str) -> str | None:
+    """Where the model a refresh swapped in no longer runs (a rollback since), the one that does."""
+    if record.outcome == "passed" and record.version is not None and record.version != in_use:
+        return lang("refresh", "rolled_back_since", version=in_use)
+    return None
+
+
+def refresh_lines(lang: Lang, record: RefreshRecord, in_use: str, key: str = "last") -> list[str]:
+    """A finished refresh: when, who, its outcome in a sentence, the model in use where a rollback
+    followed it, then the gate's numbers."""
     lines = [refresh_heading(lang, record, key), refresh_summary(lang, record)]
-    return lines + (gate_lines(lang, record.gate) if record.gate else [])
+    if (note := rolled_back_note(lang, record, in_use)) is not None:
+        lines.append(note)
+    return lines + gate_lines(lang, record)
 
 
-def _mark(check: dict) -> str:
-    return "✓" if check.get("passed") else "✗"
-
-
-def _percent(value: object) -> str:
-    return f"{value:.1%}" if isinstance(value, (int, float)) else "—"
-
-
-def _number(value: object) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+def _mark(passed: bool) -> str:
+    return "✓" if passed else "✗"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,7 +27,6 @@ from pathlib import Path
 from nonebot.log import logger
 
 from nailong_vision.classifier import (
-    MODEL_FILE,
     Classifier,
     ModelError,
     ModelInfo,
@@ -36,6 +34,7 @@ from nailong_vision.classifier import (
     default_providers,
     verify_checksum,
 )
+from nailong_vision.handoff import MODEL_FILE, threshold_problem, version_problem
 
 from . import persist
 from .cache import TTLCache
@@ -48,7 +47,7 @@ CANDIDATES_DIR = "candidates"
 # Refreshed models kept on disk besides the one in use: how far rollback reaches before the base.
 KEPT_MODELS = 3
 KEPT_FAILED_CANDIDATES = 2
-_UNSAFE = re.compile(r"[^0-9A-Za-z.+_-]")
+_SHA256_HEX = frozenset("0123456789abcdef")
 
 
 def load_classifier(config: Config, path: Path | None = None) -> Classifier:
@@ -61,6 +60,8 @@ def load_classifier(config: Config, path: Path | None = None) -> Classifier:
         verify_checksum(path, required=path != configured)
     requested = config.nailong_onnx_providers or default_providers()
     classifier = Classifier(path, providers=requested, threads=config.nailong_onnx_threads)
+    if (problem := threshold_problem(classifier.info.threshold)) is not None:
+        raise ModelError(f"模型被拒绝 / model refused: {problem}")
     # onnxruntime falls back to the CPU on its own (e.g. onnxruntime-gpu without a matching CUDA/cuDNN):
     # say so plainly, or a GPU server quietly runs on its CPU.
     inactive = [provider for provider in requested if provider not in classifier.info.providers]
@@ -88,6 +89,20 @@ def lineage(info: ModelInfo) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def validated_metrics(info: ModelInfo) -> dict | None:
+    """The validation numbers the export wrote into the model, or None where nobody validated it: a
+    refreshed model is validated only where its refresh had training folders (gate check c)."""
+    try:
+        metrics = json.loads(info.metadata.get("metrics", "{}"))
+    except ValueError:
+        return None
+    origin = lineage(info)
+    gate = origin.get("gate") if origin is not None else None
+    if origin is not None and not (isinstance(gate, dict) and gate.get("validation")):
+        return None
+    return metrics if isinstance(metrics, dict) and metrics else None
+
+
 def incompatibility(current: ModelInfo, candidate: ModelInfo) -> str | None:
     """Why ``candidate`` cannot replace ``current`` in the running decider, or None when it can."""
     if candidate.labels != current.labels or candidate.positive_index != current.positive_index:
@@ -105,10 +120,29 @@ class Pointer:
     current: str | None = None
     previous: tuple[str | None, ...] = ()
 
+    @classmethod
+    def parse(cls, text: str) -> Pointer:
+        """The pointer current.json holds; ValueError for anything else (a hand edit, a damaged file),
+        including a name that could lead out of the model store."""
+        raw = json.loads(text)
+        if not isinstance(raw, dict) or not isinstance(raw.get("previous"), list):
+            raise ValueError("not a pointer")
+        base_sha256 = raw.get("base_sha256")
+        if not isinstance(base_sha256, str) or len(base_sha256) != 64 or not set(base_sha256) <= _SHA256_HEX:
+            raise ValueError(f"base_sha256 {str(base_sha256)[:80]!r}")
+        names = [raw.get("current"), *raw["previous"]]
+        for name in names:
+            if name is not None and (problem := version_problem(name)) is not None:
+                raise ValueError(problem)
+        return cls(base_sha256, names[0], tuple(names[1:]))
+
 
 class Models:
     """The model in use and the switch to another one. Swapping replaces the decider's classifier in
-    one assignment: images already being decided finish on the old model, the next ones use the new."""
+    one assignment: images already being decided finish on the old model, the next ones use the new.
+
+    Nothing handed to it is trusted: a model folder is named by a version of a fixed pattern, lies in
+    the store and is no symlink, and holds no symlink (see :meth:`stored`)."""
 
     def __init__(self, directory: Path, config: Config) -> None:
         self.directory = directory
@@ -116,6 +150,7 @@ class Models:
         self.base = config.nailong_model_path or bundled_model_path()
         self.pointer_path = directory / POINTER_FILE
         self._base_sha256: str | None = None
+        self._said: str | None = None
         self._decider: Decider | None = None
         self._settings: SettingsStore | None = None
         self._cache: TTLCache[Decision] | None = None
@@ -132,28 +167,60 @@ class Models:
         return self._base_sha256
 
     def model_path(self, name: str | None) -> Path:
-        return self.base if name is None else self.directory / name / MODEL_FILE
+        """The model file of the refreshed model ``name`` (None: the base). Raises ModelError for a name or
+        folder that could lead out of the store."""
+        return self.base if name is None else self.stored(self.directory / _checked_name(name)) / MODEL_FILE
+
+    def stored(self, folder: Path) -> Path:
+        """``folder``, once it is shown to be a real folder inside the store with no symlink in it (a
+        model file linked from elsewhere would run a model nobody checked). Raises ModelError."""
+        store = self.directory.resolve()
+        if folder.is_symlink() or not folder.resolve().is_relative_to(store) or folder.resolve() == store:
+            raise ModelError(f"模型目录不在模型库内 / model folder outside the model store: {folder}")
+        if folder.is_dir():
+            linked = [entry.name for entry in folder.iterdir() if entry.is_symlink()]
+            if linked:
+                raise ModelError(f"模型目录中有符号链接 / symlinks in the model folder {folder}: {linked}")
+        return folder
 
     def read_pointer(self) -> Pointer:
-        """What current.json says, or the base alone when it is missing, unreadable or made on
-        another base (each of those said once in the log)."""
+        """What current.json says, or the base alone when it is missing, unreadable, not a pointer or
+        made on another base (each of those said once in the log)."""
         base = Pointer(self.base_sha256())
         if not self.pointer_path.exists():
             return base
         try:
-            raw = json.loads(self.pointer_path.read_text(encoding="utf-8"))
-            pointer = Pointer(str(raw["base_sha256"]), raw["current"], tuple(raw["previous"]))
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            logger.warning(f"模型指针无法读取，使用基础模型 / {self.pointer_path} unreadable ({error}): using the base")
+            pointer = Pointer.parse(self.pointer_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            self._say_once(
+                f"模型指针无法使用，改用基础模型 / {self.pointer_path} unusable ({str(error)[:200]}): using the base model"
+            )
             return base
         if pointer.base_sha256 != base.base_sha256:
-            logger.warning(
+            self._say_once(
                 f"基础模型已更换（{self.base}），不再使用基于旧模型的更新模型 {pointer.current}；纠错仍保留，"
                 f"可再次 /nailong refresh / the base model changed: the refreshed models built on the old one "
                 f"are no longer used (they stay in {self.directory}); the corrections are kept"
             )
             return base
         return pointer
+
+    def _say_once(self, warning: str) -> None:
+        """Log why current.json is not followed, once (it is read on every page of the console)."""
+        if warning != self._said:
+            logger.warning(warning)
+            self._said = warning
+
+    def load_in_use(self) -> Classifier:
+        """The refreshed model current.json names, else the base. A refreshed model that cannot be loaded
+        or is refused is logged and the base runs instead: the bot still starts."""
+        pointer = self.read_pointer()
+        if pointer.current is not None:
+            try:
+                return load_classifier(self.config, self.model_path(pointer.current))
+            except ModelError as error:
+                logger.error(f"更新后的模型无法使用，改用基础模型 / the refreshed model cannot be used, using the base: {error}")
+        return load_classifier(self.config, self.base)
 
     def attach(self, decider: Decider, settings: SettingsStore, cache: TTLCache[Decision]) -> None:
         """The decider whose model is swapped, the settings whose default threshold follows the model,
@@ -166,23 +233,30 @@ class Models:
         return self._decider.classifier.info
 
     async def swap_in(self, candidate_dir: Path) -> ModelInfo:
-        """Check a refresh's output (checksum, labels, input spec, a test input), keep it under its
-        version and run it from now on; the model it replaces stays for rollback. Raises ModelError
-        (nothing changed then)."""
+        """Check a refresh's output (where it lies, checksum, threshold, version, labels, input spec, a
+        test input), keep it under its version and run it from now on; the model it replaces stays for
+        rollback. Raises ModelError (nothing changed then)."""
         async with self._switching:
+            if candidate_dir.parent != self.candidates:
+                raise ModelError(f"候选模型不在候选目录中 / the candidate is not in {self.candidates}: {candidate_dir}")
+            self.stored(candidate_dir)
             classifier = await asyncio.to_thread(load_classifier, self.config, candidate_dir / MODEL_FILE)
             reason = incompatibility(self.in_use, classifier.info)
             if reason is not None:
                 raise ModelError(f"新模型与当前模型不兼容 / the new model does not fit the running one: {reason}")
+            name = _checked_name(classifier.info.version)
             pointer = self.read_pointer()
-            name = _UNSAFE.sub("_", classifier.info.version) or "refreshed"
             if name == pointer.current or name in pointer.previous:
-                raise ModelError(f"已有同一版本的模型 / a model of version {classifier.info.version} is already kept")
-            # A folder of that name that rollback cannot reach is left from an earlier base or rollback.
-            await asyncio.to_thread(shutil.rmtree, self.directory / name, True)
-            await asyncio.to_thread(candidate_dir.rename, self.directory / name)
+                raise ModelError(f"已有同一版本的模型 / a model of version {name} is already kept")
+            target = self.directory / name
+            if target.exists() or target.is_symlink():
+                # Only a model folder left from an earlier base or rollback (rollback no longer reaches it) goes.
+                if not (self.stored(target).is_dir() and (target / MODEL_FILE).is_file()):
+                    raise ModelError(f"版本名与模型库中的其他文件冲突 / version {name} names something else in the store")
+                await asyncio.to_thread(shutil.rmtree, target)
+            await asyncio.to_thread(candidate_dir.rename, target)
             # The session holds the model in memory; only the path shown changes.
-            classifier.info = replace(classifier.info, path=self.model_path(name))
+            classifier.info = replace(classifier.info, path=target / MODEL_FILE)
             # Rollback reaches the last refreshed models and, below them, always the base.
             refreshed = [n for n in (*pointer.previous, pointer.current) if n is not None][-KEPT_MODELS:]
             new = Pointer(pointer.base_sha256, name, (None, *refreshed))
@@ -232,15 +306,27 @@ class Models:
         persist.write_atomically(self.pointer_path, text.encode("utf-8"), durable=True)
 
     def _prune(self, pointer: Pointer) -> None:
-        """Remove refreshed models rollback can no longer reach, and all but the last failed candidates."""
+        """Remove refreshed models rollback can no longer reach, and all but the last failed candidates.
+        Only real folders are removed: a symlink (put there by hand) stays, and so does what it points at."""
         kept = {pointer.current, *pointer.previous}
         for folder in self.directory.iterdir():
-            if (folder / MODEL_FILE).is_file() and folder.name not in kept:
+            if not folder.is_symlink() and (folder / MODEL_FILE).is_file() and folder.name not in kept:
                 shutil.rmtree(folder, ignore_errors=True)
         if self.candidates.is_dir():
             failed = sorted(self.candidates.iterdir())
             for folder in failed[:-KEPT_FAILED_CANDIDATES] if len(failed) > KEPT_FAILED_CANDIDATES else []:
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def _checked_name(version: str) -> str:
+    """A version as the name of its folder in the store; ModelError when it could be anything else
+    (``..``, ``.``, a path, the candidates' folder)."""
+    problem = version_problem(version)
+    if problem is None and version == CANDIDATES_DIR:
+        problem = f"版本号与保留名称相同 / version {version!r} is a reserved name"
+    if problem is not None:
+        raise ModelError(f"模型被拒绝 / model refused: {problem}")
+    return version
 
 
 def _sha256(path: Path) -> str:

@@ -13,6 +13,7 @@ costs only the chance to correct those messages.
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -69,3 +70,13 @@ def unwritable_reason(directory: Path) -> str | None:
 def describe(error: OSError) -> str:
     """"<path>: <what the OS said>", for log lines and replies."""
     return f"{error.filename}: {error.strerror}" if error.filename and error.strerror else str(error)
+
+
+# An absolute path up to its last component (POSIX or Windows).
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][^/\\\s:'\"，。）)\]]+)+[/\\]")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with each absolute path cut to its last component, for what is posted to a group: the
+    server's layout is the operator's business (the full text goes to the log)."""
+    return _PATH.sub("", text)

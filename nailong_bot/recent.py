@@ -27,10 +27,11 @@ from pathlib import Path
 from nonebot.log import logger
 from PIL import Image
 
+from nailong_vision.handoff import RECENT_IMAGES as IMAGES_DIR
+from nailong_vision.handoff import RECENT_INDEX as INDEX_FILE
+
 from . import persist
 
-INDEX_FILE = "index.jsonl"
-IMAGES_DIR = "images"
 THUMBNAILS_DIR = "thumbs"
 THUMBNAIL_SIZE = (240, 240)
 # The journal is compacted once it holds this many times the live lines (and at least the minimum).

@@ -9,6 +9,12 @@ NAILONG_TRAINER_PYTHON, by default the bot's own interpreter when torch is insta
 Started by `/nailong refresh`, the console's button, or on its own (NAILONG_AUTO_REFRESH) once
 NAILONG_AUTO_REFRESH_CORRECTIONS corrections are newer than the model and the last refresh, at most
 once per NAILONG_AUTO_REFRESH_INTERVAL_HOURS. One refresh runs at a time.
+
+The trainer runs in a process group of its own; one that is still running at its budget plus
+NAILONG_REFRESH_GRACE_SECONDS is stopped, the whole group (SIGTERM, then SIGKILL). Every refresh ends in
+a record (last_refresh.json) and a line of the audit log. What the files it is handed hold (the gate
+report, the exit code) is checked against the handoff module; a record names no path on the server (the
+paths and the trainer's own words are in the log, the console and ``refresh.log``).
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import math
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -26,7 +34,16 @@ from typing import Literal
 
 from nonebot.log import logger
 
-from nailong_vision.classifier import MODEL_FILE, ModelError, ModelInfo
+from nailong_vision.classifier import ModelError, ModelInfo
+from nailong_vision.handoff import (
+    CHECKPOINT_FILE,
+    GATE_FILE,
+    MODEL_FILE,
+    TRAINER_LOG_FILE,
+    ExitCode,
+    GateReport,
+    GateReportError,
+)
 
 from . import persist
 from .audit import AuditLog
@@ -40,13 +57,10 @@ INSTALL_HINT = (
     "Python that has it)."
 )
 LAST_REFRESH_FILE = "last_refresh.json"
-CHECKPOINT_FILE = "nailong.pt"
-GATE_FILE = "gate.json"
-LOG_FILE = "refresh.log"
-# `trainer refresh` exit codes: the gate passed, the gate failed, bad input (anything else: an error).
-GATE_PASSED, GATE_FAILED, BAD_INPUT = 0, 3, 2
 # How often automatic mode counts the new corrections.
 AUTO_CHECK_SECONDS = 60.0
+# How long a trainer stopped at its deadline has to save its progress and exit before it is killed.
+STOP_SECONDS = 10.0
 _LOG_TAIL_LINES = 5
 # Lowers the trainer's priority before it imports anything, so every thread torch starts inherits it;
 # then runs `python -m <module>` with the remaining arguments.
@@ -57,7 +71,16 @@ _LAUNCHER = (
 # Where a checkout of the project keeps the trainer, beside this plugin.
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
-Outcome = Literal["passed", "failed", "error"]
+Outcome = Literal["passed", "failed", "error", "timed_out"]
+OUTCOMES: tuple[Outcome, ...] = ("passed", "failed", "error", "timed_out")
+
+
+class TrainerTimedOut(Exception):
+    """The trainer ran past its deadline and was stopped."""
+
+
+# In a record's message where the trainer said the gate passed but its report cannot be read.
+GATE_UNREADABLE = "检查报告无法读取 / gate report unreadable"
 
 
 @dataclass(frozen=True)
@@ -68,15 +91,39 @@ class RefreshRecord:
     started_at: float  # wall-clock seconds
     finished_at: float
     outcome: Outcome
-    message: str  # one paragraph, Chinese / English
+    message: str  # one paragraph, Chinese / English; no server paths
     base_version: str
     version: str | None = None  # the candidate's version, when the trainer got that far
-    gate: dict | None = None  # the trainer's gate.json
+    gate: GateReport | None = None  # the trainer's gate.json
+    gate_error: str | None = None  # why gate.json could not be read, when the trainer left one
     folder: str | None = None  # where the candidate, its gate report and the trainer's log are
 
     @classmethod
-    def from_json(cls, raw: dict) -> RefreshRecord:
-        return cls(**{name: raw[name] for name in cls.__dataclass_fields__ if name in raw})
+    def from_json(cls, raw: object) -> RefreshRecord:
+        """A record as last_refresh.json keeps it; ValueError for one that is damaged. A gate report
+        that cannot be read leaves the record readable, its gate shown as unreadable."""
+        if not isinstance(raw, dict) or raw.get("outcome") not in OUTCOMES:
+            raise ValueError("not a refresh record")
+        for name in ("started_at", "finished_at"):
+            if not isinstance(raw.get(name), (int, float)) or isinstance(raw[name], bool) or not math.isfinite(raw[name]):
+                raise ValueError(f"{name}: not a time")
+        for name, kinds in (("trigger", str), ("message", str), ("base_version", str), ("version", (str, type(None))),
+                            ("gate_error", (str, type(None))), ("folder", (str, type(None)))):
+            if not isinstance(raw.get(name), kinds):
+                raise ValueError(f"{name}: not text")
+        gate, gate_error = None, raw.get("gate_error")
+        if raw.get("gate") is not None:
+            try:
+                gate = GateReport.from_dict(raw["gate"])
+            except GateReportError as error:
+                gate_error = str(error)
+        fields = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
+        # A record kept by an earlier version may name paths in its message.
+        message = persist.without_paths(raw["message"])
+        return cls(**{**fields, "message": message, "gate": gate, "gate_error": gate_error})
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2)
 
 
 def trainer_python(config: Config) -> str | None:
@@ -154,16 +201,20 @@ class Refresher:
     def start(self, trigger: str, where: str | None = None) -> asyncio.Task[RefreshRecord]:
         """The refresh in progress, or a new one. Callers check :meth:`unavailable` first. ``trigger``:
         who started it (the audit log's operator, or "auto"); ``where``: the group or console client."""
-        if self.running is None or self.running.done():
+        if not self.is_running():
             self.running_trigger = trigger
             self.running = asyncio.create_task(self._refresh(trigger, where))
+        assert self.running is not None
         return self.running
+
+    def is_running(self) -> bool:
+        return self.running is not None and not self.running.done()
 
     def maybe_start_auto(self) -> asyncio.Task[RefreshRecord] | None:
         """In automatic mode, start a refresh when enough corrections are new and the last one is
         old enough; the task, or None."""
         config = self.config
-        if not config.nailong_auto_refresh or (self.running is not None and not self.running.done()):
+        if not config.nailong_auto_refresh or self.is_running():
             return None
         last_started = self.last.started_at if self.last else 0.0
         if time.time() - last_started < config.nailong_auto_refresh_interval_hours * 3600:
@@ -186,25 +237,34 @@ class Refresher:
             self.maybe_start_auto()
 
     async def stop(self) -> None:
-        if self.running is not None and not self.running.done():
+        if self.is_running():
+            assert self.running is not None
             self.running.cancel()
             await asyncio.gather(self.running, return_exceptions=True)
+
+    @property
+    def deadline_seconds(self) -> float:
+        """How long the trainer may run before it is stopped: its budget and the grace period."""
+        return self.config.nailong_refresh_budget_seconds + self.config.nailong_refresh_grace_seconds
 
     async def _refresh(self, trigger: str, where: str | None) -> RefreshRecord:
         started = time.time()
         base = self.models.in_use
         folder = self.models.candidates / time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
 
-        def ended(outcome: Outcome, message: str, gate: dict | None = None) -> RefreshRecord:
+        def ended(
+            outcome: Outcome, message: str, gate: GateReport | None = None, gate_error: str | None = None
+        ) -> RefreshRecord:
             return RefreshRecord(
                 trigger=trigger,
                 started_at=started,
                 finished_at=time.time(),
                 outcome=outcome,
-                message=message,
+                message=persist.without_paths(message),
                 base_version=base.version,
-                version=gate.get("version") if gate else None,
+                version=gate.version if gate else None,
                 gate=gate,
+                gate_error=gate_error,
                 folder=str(folder),
             )
 
@@ -215,7 +275,15 @@ class Refresher:
         try:
             code, log_tail = await self._run_trainer(base, folder)
             record = await self._conclude(code, log_tail, base, folder, ended)
+        except TrainerTimedOut:
+            record = ended(
+                "timed_out",
+                f"训练程序超过 {self.deadline_seconds:.0f} 秒（时间预算加宽限）仍未结束，已终止，模型未变 / the trainer "
+                f"was still running {self.deadline_seconds:.0f} s after it started (budget plus grace) and was "
+                f"stopped; model kept.",
+            )
         except OSError as error:
+            logger.warning(f"无法运行训练程序 / the trainer could not be run: {persist.describe(error)}")
             record = ended("error", f"无法运行训练程序 / the trainer could not be run: {persist.describe(error)}")
         except Exception as error:  # a bug must cost this refresh, never the bot
             logger.exception("模型更新出错 / the refresh failed")
@@ -228,7 +296,7 @@ class Refresher:
         except OSError as error:
             logger.warning(f"无法保存更新记录 / could not save {self.record_path}: {persist.describe(error)}")
         log = logger.info if record.outcome == "passed" else logger.warning
-        log(f"模型更新结束 / refresh ended: {record.outcome}: {record.message}")
+        log(f"模型更新结束 / refresh ended: {record.outcome} ({folder}): {record.message}")
         await asyncio.to_thread(
             self.audit.record, trigger, "refresh-ended", before={"model": base.version},
             after={"outcome": record.outcome, "model": self.models.in_use.version, "candidate": record.version},
@@ -237,13 +305,22 @@ class Refresher:
         return record
 
     async def _conclude(self, code: int, log_tail: str, base: ModelInfo, folder: Path, ended) -> RefreshRecord:
-        gate = await asyncio.to_thread(self._read_gate, folder)
-        if code == GATE_FAILED and gate is not None:
-            reasons = "；".join(gate.get("reasons") or []) or "见 / see gate.md"
+        gate, gate_error = await asyncio.to_thread(self._read_gate, folder)
+        if gate_error is not None:
+            logger.warning(f"检查报告无法读取 / {folder / GATE_FILE} unreadable: {gate_error}")
+        if code == ExitCode.GATE_FAILED and gate is not None:
+            reasons = "；".join(gate.reasons) or "见 / see gate.md"
             return ended("failed", f"未通过检查，继续使用 {base.version} / The gate failed, {base.version} stays: {reasons}", gate)
-        if code != GATE_PASSED or gate is None:
-            what = "输入有误 / bad input" if code == BAD_INPUT else f"退出码 / exit code {code}"
-            return ended("error", f"训练程序出错（{what}），模型未变 / the trainer failed, model kept:\n{log_tail}", gate)
+        if code != ExitCode.GATE_PASSED or gate is None:
+            if code == ExitCode.GATE_PASSED:
+                what = GATE_UNREADABLE
+            elif code == ExitCode.BAD_INPUT:
+                what = "输入有误 / bad input"
+            else:
+                what = f"退出码 / exit code {code}"
+            return ended(
+                "error", f"训练程序出错（{what}），模型未变 / the trainer failed, model kept:\n{log_tail}", gate, gate_error
+            )
         if self.models.in_use.version != base.version:
             return ended(
                 "error",
@@ -254,15 +331,17 @@ class Refresher:
         try:
             info = await self.models.swap_in(folder)
         except ModelError as error:
+            logger.warning(f"新模型未启用 / the new model was not swapped in: {error}")
             return ended("error", f"新模型未启用 / the new model was not swapped in: {error}", gate)
         return ended(
             "passed",
-            f"新模型已启用 / new model in use: {base.version} → {info.version}（{gate.get('corrections')} 条纠错 / corrections）",
+            f"新模型已启用 / new model in use: {base.version} → {info.version}（{gate.corrections} 条纠错 / corrections）",
             gate,
         )
 
     async def _run_trainer(self, base: ModelInfo, folder: Path) -> tuple[int, str]:
-        """Run `trainer refresh` into ``folder``; its exit code and the last lines of its log."""
+        """Run `trainer refresh` into ``folder``; its exit code and the last lines of its log.
+        TrainerTimedOut when it ran past :attr:`deadline_seconds` (it is stopped then)."""
         config = self.config
         python = trainer_python(config)
         if python is None:
@@ -283,19 +362,25 @@ class Refresher:
         environment = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         if in_checkout():
             environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_CHECKOUT), os.environ.get("PYTHONPATH")]))
-        with await asyncio.to_thread((folder / LOG_FILE).open, "wb") as log:
+        with await asyncio.to_thread((folder / TRAINER_LOG_FILE).open, "wb") as log:
+            # A group of its own: stopping it stops whatever the trainer started (data loader workers).
             process = await asyncio.create_subprocess_exec(
                 python, "-c", _LAUNCHER, str(config.nailong_refresh_nice), trainer_module(), *arguments,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                env=environment, cwd=folder,
+                env=environment, cwd=folder, start_new_session=True,
             )  # fmt: skip
             try:
-                code = await process.wait()
+                code = await asyncio.wait_for(asyncio.shield(process.wait()), self.deadline_seconds)
+            except TimeoutError:
+                logger.warning(
+                    f"训练程序超时，终止 / the trainer ran past {self.deadline_seconds:.0f} s: stopping it (pid {process.pid})"
+                )
+                await _stop_group(process)
+                raise TrainerTimedOut from None
             except asyncio.CancelledError:
-                process.kill()
-                await process.wait()
+                await _stop_group(process)
                 raise
-        return code, await asyncio.to_thread(_tail, folder / LOG_FILE)
+        return code, await asyncio.to_thread(_tail, folder / TRAINER_LOG_FILE)
 
     @staticmethod
     def _prepare(model: Path, folder: Path) -> Path:
@@ -311,12 +396,16 @@ class Refresher:
         return base
 
     @staticmethod
-    def _read_gate(folder: Path) -> dict | None:
+    def _read_gate(folder: Path) -> tuple[GateReport | None, str | None]:
+        """The candidate's gate report, and why it could not be read (None when it could or there is none)."""
         try:
-            gate = json.loads((folder / GATE_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return gate if isinstance(gate, dict) else None
+            return GateReport.from_json((folder / GATE_FILE).read_bytes()), None
+        except FileNotFoundError:
+            return None, None
+        except OSError as error:
+            return None, persist.describe(error)
+        except GateReportError as error:
+            return None, str(error)
 
     def _read_record(self) -> RefreshRecord | None:
         try:
@@ -329,5 +418,24 @@ class Refresher:
 
     def _write_record(self, record: RefreshRecord) -> None:
         self.record_path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(asdict(record), ensure_ascii=False, indent=2)
-        persist.write_atomically(self.record_path, text.encode("utf-8"), durable=False)
+        persist.write_atomically(self.record_path, record.to_json().encode("utf-8"), durable=False)
+
+
+async def _stop_group(process: asyncio.subprocess.Process) -> None:
+    """Stop the trainer and every process in its group: SIGTERM (it saves its progress), then SIGKILL
+    for whatever is left after STOP_SECONDS."""
+    _signal_group(process, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.shield(process.wait()), STOP_SECONDS)
+    except TimeoutError:
+        pass
+    # Also the group's other members, whether or not the trainer itself has exited.
+    _signal_group(process, signal.SIGKILL)
+    await process.wait()
+
+
+def _signal_group(process: asyncio.subprocess.Process, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)  # the trainer leads its group: the group's id is its pid
+    except ProcessLookupError:
+        pass  # the group is gone already

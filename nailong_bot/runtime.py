@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nonebot.log import logger
 
-from nailong_vision.classifier import Classifier, ModelError
+from nailong_vision.classifier import Classifier
 
 from .actions import WarningCooldown
 from .audit import AUDIT_FILE, AuditLog
@@ -21,7 +21,7 @@ from .config import Config
 from .corrections import Corrections, correction_override
 from .decision import Decider, Decision
 from .fetch import Fetcher, IPAddress, is_public_address
-from .models import Models, load_classifier
+from .models import Models
 from .recent import ActedHits, RecentImages
 from .refresh import Refresher
 from .stats import GroupCounts
@@ -113,7 +113,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     if _current is not None:
         await stop()
     models = Models(data_dir / "models", config)
-    classifier = await asyncio.to_thread(_load_model_in_use, models)
+    classifier = await asyncio.to_thread(models.load_in_use)
     info = classifier.info
     defaults = GroupSettings(
         enabled=config.nailong_default_enabled,
@@ -190,18 +190,6 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         f"{len(corrections)} corrections in {corrections.feedback_dir}"
     )
     return _current
-
-
-def _load_model_in_use(models: Models) -> Classifier:
-    """The refreshed model current.json names, else the base. A refreshed model that cannot be loaded
-    is logged and the base runs instead: the bot still starts."""
-    pointer = models.read_pointer()
-    if pointer.current is not None:
-        try:
-            return load_classifier(models.config, models.model_path(pointer.current))
-        except ModelError as error:
-            logger.error(f"更新后的模型无法加载，改用基础模型 / the refreshed model cannot be loaded, using the base: {error}")
-    return load_classifier(models.config, models.base)
 
 
 def _report_unsaved(

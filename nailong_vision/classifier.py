@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from .handoff import MODEL_FILE
 from .preprocess import PreprocessSpec
 
 POSITIVE_LABEL = "nailong"
 DEFAULT_THRESHOLD = 0.5
 # Label orders of the two model kinds when the metadata does not name them (label 0 = nailong).
 DEFAULT_LABELS = {2: ("nailong", "other"), 5: ("nailong", "emoji", "anime", "others", "long")}
-MODEL_FILE = "nailong.onnx"
 
 
 class ModelError(RuntimeError):

@@ -11,6 +11,8 @@ from PIL import Image
 
 _SIDE = 32
 _KEEP = 8
+# Below this spread of grey levels (0..255, 32×32 thumbnail) a pHash is rounding noise.
+_FLAT_STD = 2.0
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -30,6 +32,13 @@ def phash(image: Image.Image) -> int:
     low = (_DCT @ grey @ _DCT.T)[:_KEEP, :_KEEP].ravel()
     bits = low > np.median(low[1:])
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def frame_hash(frame: Image.Image) -> int | None:
+    """pHash of a frame, or None when the frame is too flat for a pHash to tell images apart (solid
+    colours all hash alike: such images are matched by their bytes only)."""
+    thumbnail = np.asarray(frame.convert("L").resize((_SIDE, _SIDE), Image.Resampling.BILINEAR), dtype=np.float64)
+    return None if thumbnail.std() < _FLAT_STD else phash(frame)
 
 
 def hamming(a: int, b: int) -> int:

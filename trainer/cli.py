@@ -190,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def refresh_command(args: argparse.Namespace) -> int:
-    """Exit code 0: the gate passed; 3: it failed; 2: bad input; 1: anything else (interrupted included)."""
+    """The exit code the bot reads (handoff.ExitCode): the gate passed or failed, bad input, or an error
+    (interrupted included)."""
+    from nailong_vision.handoff import ExitCode
+
     from .refresh import RefreshInputError, RefreshInterrupted, RefreshSettings, refresh
 
     settings = RefreshSettings(budget_seconds=args.budget_seconds, max_steps=args.max_steps, threads=args.threads,
@@ -200,16 +203,16 @@ def refresh_command(args: argparse.Namespace) -> int:
         report = refresh(args.base, args.feedback, args.out, args.recent, args.config, settings)
     except RefreshInputError as error:
         log.error("%s", error)
-        return 2
+        return ExitCode.BAD_INPUT
     except RefreshInterrupted as error:
         log.warning("%s", error)
-        return 1
+        return ExitCode.ERROR
     except Exception:
         log.exception("更新失败 / refresh failed")
-        return 1
+        return ExitCode.ERROR
     for reason in report.reasons:
         log.warning("%s", reason)
-    return 0 if report.passed else 3
+    return ExitCode.GATE_PASSED if report.passed else ExitCode.GATE_FAILED
 
 
 if __name__ == "__main__":

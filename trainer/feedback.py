@@ -1,9 +1,10 @@
 """What the bot leaves for a refresh to learn from, read without touching it: the admins' corrections
 and the recent images.
 
-Both folders belong to the running plugin (``nailong_bot/corrections.py`` and ``nailong_bot/recent.py``
-describe their layout); this module only reads them, so a refresh can run beside the bot. It does not
-import the plugin: the trainer runs in an interpreter that need not have NoneBot.
+Both folders belong to the running plugin (``nailong_vision/handoff.py`` names their files and columns,
+``nailong_bot/corrections.py`` and ``nailong_bot/recent.py`` describe their layout); this module only reads
+them, so a refresh can run beside the bot. It does not import the plugin: the trainer runs in an
+interpreter that need not have NoneBot.
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from nailong_vision.handoff import (
+    ADD,
+    CORRECTION_LABELS,
+    CORRECTIONS_FILE,
+    RECENT_IMAGES,
+    RECENT_INDEX,
+    REPLACE,
+    UNDO,
+)
 
-CORRECTIONS_FILE = "corrections.csv"
-RECENT_INDEX = "index.jsonl"
-RECENT_IMAGES = "images"
-LABELS = ("nailong", "other")
+log = logging.getLogger(__name__)
 
 
 class FeedbackError(ValueError):
@@ -30,7 +36,7 @@ class FeedbackError(ValueError):
 class CorrectionFile:
     """One active correction: the admins' label for an image file."""
 
-    id: str  # first 16 hex digits of the image's sha256
+    id: str  # the image's id (handoff.image_id)
     label: str
     path: Path
     phash: int | None  # None: a nearly flat image, matched by its exact bytes only
@@ -54,13 +60,13 @@ def read_corrections(feedback_dir: str | Path) -> list[CorrectionFile]:
     skipped = 0
     for row in rows:
         try:
-            if row["action"] == "add":
-                if row["label"] not in LABELS:
+            if row["action"] == ADD:
+                if row["label"] not in CORRECTION_LABELS:
                     raise ValueError(row["label"])
                 active.pop(row["id"], None)  # re-added: the newest position
                 active[row["id"]] = CorrectionFile(row["id"], row["label"], feedback_dir / row["file"],
                                                    int(row["phash"], 16) if row["phash"] else None)
-            elif row["action"] in ("replace", "undo"):
+            elif row["action"] in (REPLACE, UNDO):
                 active.pop(row["id"], None)
             else:
                 raise ValueError(row["action"])

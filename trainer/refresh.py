@@ -11,8 +11,8 @@ budget bounds the run: one step is timed, the step count is planned from what is
 the gate and the export. Interrupted (SIGTERM, Ctrl-C), it saves its progress in ``DIR/.refresh/``; the same
 command resumes it.
 
-Exit codes: 0 the gate passed, 3 it failed (the candidate is left in DIR, gate.json says why),
-2 bad input, 1 anything else.
+Exit codes (``nailong_vision.handoff.ExitCode``): 0 the gate passed, 3 it failed (the candidate is left in
+DIR, gate.json says why), 2 bad input, 1 anything else.
 """
 
 from __future__ import annotations
@@ -36,9 +36,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nailong_vision.classifier import MODEL_FILE, Classifier, ModelError
+from nailong_vision.classifier import Classifier, ModelError
 from nailong_vision.decode import ImageDecodeError
-from nailong_vision.phash import hamming
+from nailong_vision.handoff import (
+    CHECKPOINT_FILE,
+    MODEL_FILE,
+    ChangedImage,
+    GateChecks,
+    GateReport,
+    image_id,
+    same_image,
+)
+from nailong_vision.phash import frame_hash
 from nailong_vision.preprocess import normalize
 
 from .augment import augment
@@ -48,19 +57,16 @@ from .data import UNLABELED, DecodedImage, PreparedData, decode_record, load_rec
 from .evaluate import in_subset
 from .export import build_metadata, export_onnx, headline_metrics, sha256_file
 from .feedback import CorrectionFile, FeedbackError, read_corrections, read_recent
-from .gate import GateReport, check_agreement, check_corrections, check_validation, reasons_for
+from .gate import check_agreement, check_corrections, check_validation, reasons_for, summary, write_report
 from .loop import pick_device, predict_validation, set_train_mode
 from .metrics import per_file_probs
 from .model import preprocess_spec
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "nailong.pt"
 STATE_DIR = ".refresh"
 PROGRESS_FILE = "progress.pt"
 CHANGED_DIR = "changed"
-# A correction matches images within this many pHash bits (the plugin's default): those are not "uncorrected".
-CORRECTION_DISTANCE = 6
 TRAIN_FRAMES = 4
 MAX_CHANGED_SAVED = 200
 MIN_TRAINING_SHARE = 0.5
@@ -102,6 +108,9 @@ class Pool:
     names: list[str]  # where each came from, for the report
     images: list[DecodedImage]
     targets: np.ndarray  # class index (corrections), or UNLABELED (recent images)
+    # Each image's identity as the bot knows it: its id and its first frame's pHash (None: too flat).
+    ids: list[str] = field(default_factory=list)
+    hashes: list[int | None] = field(default_factory=list)
     # P(positive) by the base model where the bot recorded it (recent images it decided); NaN elsewhere.
     base_scores: np.ndarray | None = None
 
@@ -197,27 +206,31 @@ def read_inputs(base_dir: Path, feedback_dir: Path, recent_dir: Path | None, con
 
 def decode_pool(paths: list[str], base: Checkpoint, targets: list[int] | None, strict: bool = False) -> Pool:
     """Decode files the way the plugin does; unreadable ones are an error (``strict``) or skipped."""
-    names, images, kept_targets = [], [], []
+    names, images, kept_targets, ids, hashes = [], [], [], [], []
     for k, path in enumerate(paths):
         try:
-            images.append(decode_record(Path(path).read_bytes(), base.spec, base.spec.frames, TRAIN_FRAMES))
+            data = Path(path).read_bytes()
+            image = decode_record(data, base.spec, base.spec.frames, TRAIN_FRAMES)
         except (ImageDecodeError, OSError) as error:
             if strict:
                 raise RefreshInputError(f"无法读取纠错图片 / cannot read corrected image {path}: {error}") from error
             log.warning("skipped unreadable image %s: %s", path, error)
             continue
         names.append(path)
+        images.append(image)
         kept_targets.append(UNLABELED if targets is None else targets[k])
-    return Pool(names, images, np.array(kept_targets, dtype=np.int64))
+        ids.append(image_id(data))
+        # The first frame as the model sees it: squashed, which a 32×32 pHash does itself.
+        hashes.append(frame_hash(Image.fromarray(image.eval_frames[0])))
+    return Pool(names, images, np.array(kept_targets, dtype=np.int64), ids, hashes)
 
 
 def uncorrected(pool: Pool, corrections: list[CorrectionFile]) -> Pool:
-    """The images no correction decides: neither the same bytes nor within the plugin's pHash distance."""
-    ids = {c.id for c in corrections}
-    hashes = [c.phash for c in corrections if c.phash is not None]
-    keep = [k for k, (name, image) in enumerate(zip(pool.names, pool.images))
-            if Path(name).name[:16] not in ids and all(hamming(image.hash, h) > CORRECTION_DISTANCE for h in hashes)]
+    """The images no correction decides, as the bot tells (the same bytes, or within its pHash distance)."""
+    keep = [k for k, (id_, hash_) in enumerate(zip(pool.ids, pool.hashes))
+            if not any(same_image(id_, hash_, c.id, c.phash) for c in corrections)]
     return Pool([pool.names[k] for k in keep], [pool.images[k] for k in keep], pool.targets[keep],
+                [pool.ids[k] for k in keep], [pool.hashes[k] for k in keep],
                 None if pool.base_scores is None else pool.base_scores[keep])
 
 
@@ -538,18 +551,18 @@ def save_progress(path: Path, progress: Progress) -> None:
 
 def gate(inputs: Inputs, before: dict, after: dict, settings: RefreshSettings, out_dir: Path) -> GateReport:
     threshold, base = inputs.threshold, inputs.base
-    checks = {
-        "corrections": check_corrections([c.label for c in inputs.corrections], after["corrected"], threshold,
-                                         base.positive_label, [c.id for c in inputs.corrections]),
-        "agreement": check_agreement(before["recent"] if len(inputs.recent) else before["validation"],
-                                     after["recent"] if len(inputs.recent) else after["validation"],
-                                     threshold, settings.agreement_target),
-        "validation": None,
-    }
+    checks = GateChecks(
+        corrections=check_corrections([c.label for c in inputs.corrections], after["corrected"], threshold,
+                                      base.positive_label, [c.id for c in inputs.corrections]),
+        agreement=check_agreement(before["recent"] if len(inputs.recent) else before["validation"],
+                                  after["recent"] if len(inputs.recent) else after["validation"],
+                                  threshold, settings.agreement_target),
+        validation=None,
+    )
     details: dict = {"threshold": threshold, "agreement_on": "recent" if len(inputs.recent) else "validation"}
     if inputs.folders is not None:
         is_positive = inputs.folders.val_file_targets() == inputs.folders.positive_index
-        checks["validation"] = check_validation(is_positive, before["validation"], after["validation"], threshold,
+        checks.validation = check_validation(is_positive, before["validation"], after["validation"], threshold,
                                                 settings.validation_tolerance)
         details["subsets"] = subset_recalls(inputs, is_positive, before["validation"], after["validation"])
     reasons = reasons_for(checks)
@@ -573,7 +586,7 @@ def subset_recalls(inputs: Inputs, is_positive: np.ndarray, before: np.ndarray, 
     return subsets
 
 
-def save_changed(inputs: Inputs, before: dict, after: dict, out_dir: Path) -> list[dict]:
+def save_changed(inputs: Inputs, before: dict, after: dict, out_dir: Path) -> list[ChangedImage]:
     """Copy the images whose decision changed into ``out/changed/`` (corrections first) and list them."""
     folder = out_dir / CHANGED_DIR
     shutil.rmtree(folder, ignore_errors=True)
@@ -591,8 +604,8 @@ def save_changed(inputs: Inputs, before: dict, after: dict, out_dir: Path) -> li
             name = f"{kind}-{len(changed):03d}-{source.name}{suffix}"
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, folder / name)
-            changed.append({"file": f"{CHANGED_DIR}/{name}", "before": float(before[key][k]),
-                            "after": float(after[key][k]), "source": kind})
+            changed.append(ChangedImage(file=f"{CHANGED_DIR}/{name}", before=float(before[key][k]),
+                                        after=float(after[key][k]), source=kind))
     return changed
 
 
@@ -613,23 +626,25 @@ def write_candidate(model: torch.nn.Module, inputs: Inputs, report: GateReport, 
         "parent_version": inputs.base_version,
         "refresh": inputs.base_lineage.get("refresh", 0) + 1,
         "corrections": len(inputs.corrections),
-        "gate": report.summary(),
+        "gate": summary(report),
         "steps": report.steps,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     checkpoint = dataclasses.replace(base, weights=model.state_dict(), lineage=lineage, validation=None, resume={},
                                      extra={})
-    metrics = json.loads(inputs.base_metadata.get("metrics", "{}"))
+    # Validation numbers only where this model was validated (the base model's are not its own).
+    metrics = {}
     if inputs.folders is not None:
-        # The validation numbers of this model at the threshold it keeps (the base model's).
+        # At the threshold it keeps (the base model's).
+        base_metrics = json.loads(inputs.base_metadata.get("metrics", "{}"))
         metrics = headline_metrics(after["validation_probs"], inputs.folders.val_file_targets(), base.labels,
                                    base.positive_index, inputs.threshold,
-                                   metrics.get("precision_target", base.config.precision_target))
+                                   base_metrics.get("precision_target", base.config.precision_target))
     metadata = build_metadata(checkpoint, inputs.threshold, metrics, report.version)
     export_onnx(model, checkpoint, out_dir / MODEL_FILE, metadata)
     report.seconds = seconds
-    report.write(out_dir)
+    write_report(report, out_dir)
     log.info("%s：%s / gate %s — corrections %d/%d, agreement %.2f%%; %s", report.version,
              "通过" if report.passed else "未通过", "passed" if report.passed else "failed",
-             report.checks["corrections"]["agreed"], report.checks["corrections"]["total"],
-             100 * report.checks["agreement"]["rate"], out_dir)
+             report.checks.corrections.agreed, report.checks.corrections.total,
+             100 * report.checks.agreement.rate, out_dir)

@@ -25,7 +25,7 @@ from nailong_vision.decode import ImageDecodeError
 from ..corrections import SOURCE_PREFIX
 from ..decision import Decision
 from ..fetch import FetchError
-from ..models import lineage
+from ..models import lineage, validated_metrics
 from ..pipeline import decide_bytes
 from ..runtime import Runtime, get_runtime
 from ..stats import Counts
@@ -181,10 +181,6 @@ def decision_json(decision: Decision, runtime: Runtime) -> dict:
 def model_card(runtime: Runtime) -> dict:
     """The model's name, version, threshold and the validation numbers its export wrote."""
     info = runtime.classifier.info
-    try:
-        metrics = json.loads(info.metadata.get("metrics", "{}"))
-    except ValueError:
-        metrics = {}
     return {
         "name": info.name,
         "version": info.version,
@@ -192,7 +188,8 @@ def model_card(runtime: Runtime) -> dict:
         "recommended_threshold": info.threshold,
         "threshold": runtime.store.defaults.threshold,
         "providers": list(info.providers),
-        "metrics": metrics if isinstance(metrics, dict) else {},
+        # None where nobody validated the model (a refresh without training folders).
+        "metrics": validated_metrics(info),
         # None for the base model; a refreshed one names its base, corrections and gate.
         "lineage": lineage(info),
     }

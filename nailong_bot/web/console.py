@@ -36,7 +36,14 @@ from nailong_vision.decode import ImageDecodeError
 from .. import admin
 from ..admin import Operator, Refused
 from ..corrections import LABELS, Correction, image_id
-from ..describe import format_threshold, gate_lines, lineage_text, refresh_heading, refresh_summary
+from ..describe import (
+    format_threshold,
+    gate_lines,
+    lineage_text,
+    refresh_heading,
+    refresh_summary,
+    rolled_back_note,
+)
 from ..i18n import LOCALES, Lang, from_accept_language, lang, supported
 from ..models import lineage
 from ..recent import THUMBNAIL_SIZE, RecentImage, make_thumbnail
@@ -187,6 +194,14 @@ def _model_card(runtime: Runtime, words: Lang) -> Html:
     card = model_card(runtime)
     metrics = card["metrics"]
     say = lambda key: words("console", key)  # noqa: E731
+    # None: nobody validated this model (a refresh without training folders): no numbers are its own.
+    validation = [(say("model_validation"), words("model", "not_validated"))] if metrics is None else [
+        (say("model_validation"), words("console", "images", n=metrics.get("validation_images", "—"))),
+        (say("model_precision"), _number(metrics.get("nailong_precision"))),
+        (say("model_recall"), _number(metrics.get("nailong_recall"))),
+        (say("model_f1"), _number(metrics.get("nailong_f1"))),
+        (say("model_fpr"), _number(metrics.get("nailong_fpr"))),
+    ]
     return _definitions([
         (say("model_name"), card["name"]),
         (say("model_version"), card["version"]),
@@ -194,11 +209,7 @@ def _model_card(runtime: Runtime, words: Lang) -> Html:
         (say("model_threshold"), words("console", "threshold_recommended",
                                        threshold=format_threshold(card["threshold"]),
                                        recommended=format_threshold(card["recommended_threshold"]))),
-        (say("model_validation"), words("console", "images", n=metrics.get("validation_images", "—"))),
-        (say("model_precision"), _number(metrics.get("nailong_precision"))),
-        (say("model_recall"), _number(metrics.get("nailong_recall"))),
-        (say("model_f1"), _number(metrics.get("nailong_f1"))),
-        (say("model_fpr"), _number(metrics.get("nailong_fpr"))),
+        *validation,
         (say("model_providers"), ", ".join(card["providers"])),
     ])  # fmt: skip
 
@@ -220,15 +231,19 @@ def _refresh_panel(runtime: Runtime, csrf: str, words: Lang) -> Html:
     if last is not None:
         parts.append(render('<div class="gate $outcome"><h3>$heading</h3><p>$summary</p>', outcome=last.outcome,
                             heading=refresh_heading(words, last), summary=refresh_summary(words, last)))  # fmt: skip
-        if last.gate:
-            lines = gate_lines(words, last.gate)
-            parts.append("<ul>" + "".join(render("<li>$line</li>", line=line) for line in lines) + "</ul>")
-            changed = last.gate.get("changed") or []
+        if (note := rolled_back_note(words, last, info.version)) is not None:
+            parts.append(render("<p>$note</p>", note=note))
+        lines = gate_lines(words, last)
+        parts.append("<ul>" + "".join(render("<li>$line</li>", line=line) for line in lines) + "</ul>")
+        if last.folder is not None:  # the operator's own console: where the report and the trainer's log are
+            parts.append(render("<p><code>$folder</code></p>", folder=last.folder))
+        if last.gate is not None:
+            changed = last.gate.changed
             parts.append(render("<p>$text</p>", text=say("images_changed", n=len(changed))))
             parts.append("<ul class=\"changed\">" + "".join(
-                render("<li><code>$file</code> $before → $after</li>", file=item.get("file"),
-                       before=_number(item.get("before")), after=_number(item.get("after")))
-                for item in changed[:CHANGED_SHOWN] if isinstance(item, dict)
+                render("<li><code>$file</code> $before → $after</li>", file=item.file,
+                       before=_number(item.before), after=_number(item.after))
+                for item in changed[:CHANGED_SHOWN]
             ) + "</ul>")  # fmt: skip
         parts.append("</div>")
     unavailable = refresher.unavailable()

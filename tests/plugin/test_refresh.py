@@ -5,7 +5,9 @@ across a restart, automatic mode, and the superuser commands. The end-to-end tes
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import re
 import sys
 import threading
@@ -19,6 +21,7 @@ from nailong_bot import refresh
 from nailong_bot.cache import versioned_key
 from nailong_bot.corrections import Corrections
 from nailong_bot.pipeline import decide_bytes
+from nailong_vision.handoff import CHECKPOINT_FILE, GATE_FILE, GATE_MARKDOWN_FILE, MODEL_FILE
 from nailong_testkit import SUPERUSER, YELLOW, build_tiny_model, group_event, patterned, text_segment, write_checksum
 
 HERE = Path(__file__).parent
@@ -28,9 +31,9 @@ API_TOKEN = "refresh-api-token-0123456789"
 @pytest.fixture
 def base_model(tmp_path: Path) -> Path:
     """The operator's model, with a checkpoint beside it (what a refresh starts from)."""
-    model = build_tiny_model(tmp_path / "base" / "nailong.onnx")
+    model = build_tiny_model(tmp_path / "base" / MODEL_FILE)
     write_checksum(model)
-    (tmp_path / "base" / "nailong.pt").write_bytes(b"checkpoint")
+    (tmp_path / "base" / CHECKPOINT_FILE).write_bytes(b"checkpoint")
     return model
 
 
@@ -80,11 +83,11 @@ async def test_a_passing_refresh_is_swapped_in_without_a_restart(learner, tmp_pa
     assert (after.source, after.model_version) == ("model", "0.0.1+r1") and after.score < 0.1
     assert learner.store.defaults.threshold == learner.classifier.info.threshold
     kept = tmp_path / "data" / "models" / "0.0.1+r1"
-    assert {p.name for p in kept.iterdir()} >= {"nailong.onnx", "nailong.onnx.sha256", "nailong.pt", "gate.json"}
-    assert learner.classifier.info.path == kept / "nailong.onnx"
+    assert {p.name for p in kept.iterdir()} >= {MODEL_FILE, f"{MODEL_FILE}.sha256", CHECKPOINT_FILE, GATE_FILE}
+    assert learner.classifier.info.path == kept / MODEL_FILE
     call = json.loads((kept / "fake_call.json").read_text())
     assert call["niceness"] == 10 and call["omp_threads"] == "1"  # low priority, one thread
-    assert {"nailong.onnx", "nailong.pt"} <= set(call["base_files"])
+    assert {MODEL_FILE, CHECKPOINT_FILE} <= set(call["base_files"])
     assert call["argv"][call["argv"].index("--feedback") + 1] == str(tmp_path / "data" / "feedback")
     assert call["argv"][call["argv"].index("--recent") + 1] == str(tmp_path / "data" / "recent")
     saved = json.loads((tmp_path / "data" / "models" / "last_refresh.json").read_text())
@@ -130,13 +133,13 @@ async def test_rollback_reaches_the_last_refreshed_models_and_always_the_base(le
     while learner.models.can_roll_back():
         versions.append((await learner.models.rollback())[1].version)
     assert versions == ["0.0.1+r4", "0.0.1+r3", "0.0.1+r2", "0.0.1"]
-    kept = sorted(p.name for p in (tmp_path / "data" / "models").iterdir() if (p / "nailong.onnx").is_file())
+    kept = sorted(p.name for p in (tmp_path / "data" / "models").iterdir() if (p / MODEL_FILE).is_file())
     assert kept == ["0.0.1+r2", "0.0.1+r3", "0.0.1+r4", "0.0.1+r5"]  # older ones pruned from disk
 
 
 async def test_a_new_base_model_replaces_the_refreshed_ones(learner, start_guard, tmp_path) -> None:
     assert (await learner.refresher.start("test")).outcome == "passed"
-    other = build_tiny_model(tmp_path / "other" / "nailong.onnx", version="0.0.2")
+    other = build_tiny_model(tmp_path / "other" / MODEL_FILE, version="0.0.2")
     restarted = await start_guard(tmp_path / "data", nailong_model_path=other)
     assert restarted.model_version == "0.0.2"  # the operator's new model, not one refreshed from the old
 
@@ -148,7 +151,7 @@ async def test_a_failing_gate_keeps_the_model_and_says_why(learner, fake_trainer
     assert "3/5 decided their way" in record.message
     assert learner.model_version == "0.0.1"
     assert not (tmp_path / "data" / "models" / "current.json").exists()
-    assert record.gate is not None and (Path(record.folder) / "gate.md").exists()  # the report is kept
+    assert record.gate is not None and (Path(record.folder) / GATE_MARKDOWN_FILE).exists()  # the report is kept
 
 
 @pytest.mark.parametrize(
@@ -286,6 +289,10 @@ async def test_refresh_model_and_rollback_commands(app: App, learner) -> None:
     (rolled,) = await chat(app, "/nailong rollback")
     assert rolled == "Rolled back: 0.0.1+r1 → 0.0.1"
     assert learner.model_version == "0.0.1"
+    # The last refresh swapped in r1; the model named as in use is the one rolled back to.
+    (model,) = await chat(app, "/奶龙 模型")
+    assert model.startswith("当前模型：tiny-test 0.0.1（")
+    assert "此后已回退，现在使用 0.0.1" in model
     (nothing,) = await chat(app, "/奶龙 回退")
     assert nothing == "没有更早的模型可以回退。"
     # Each change from chat is one audit record: the refresh's start and outcome, the rollback.
@@ -400,6 +407,8 @@ async def test_console_shows_the_lineage_and_gate_and_its_buttons_need_the_form_
     assert learner.model_version == "0.0.1"
     failed = await console.post("/nailong/rollback", data={"csrf": csrf})
     assert failed.headers["Location"] == "/nailong/?notice=rollback-failed#refresh"
+    page = (await console.get("/nailong/")).text
+    assert "此后已回退，现在使用 0.0.1" in page
     audit = [(e["operator"], e["action"], e["before"], e["after"]) for e in learner.audit.latest(5)]
     assert audit == [
         ("web:ops", "rollback", {"model": "0.0.1+r1"}, {"model": "0.0.1"}),
@@ -416,3 +425,218 @@ async def test_console_says_why_a_refresh_cannot_run(console, learner, monkeypat
     answer = await console.post("/nailong/refresh", data={"csrf": csrf})
     assert answer.headers["Location"] == "/nailong/?notice=refresh-unavailable#refresh"
     assert learner.refresher.running is None
+
+
+# --- What the plugin is handed: nothing is trusted (issue 21) ----------------------------------------
+
+
+def data_files(data: Path) -> set[str]:
+    """Every file in the data folder apart from the model store (what a swap must never touch)."""
+    return {str(p.relative_to(data)) for p in data.rglob("*") if p.is_file() and "models" not in p.relative_to(data).parts}
+
+
+@pytest.fixture
+def sentinels(learner, tmp_path) -> set[str]:
+    """A correction, a strike and a file of the operator's own in the data folder; all its files."""
+    data = tmp_path / "data"
+    correct(learner.corrections, 1)
+    (data / "feedback" / "keep-me.txt").write_text("the operator's")
+    (data / "strikes.json").write_text('{"1": {"7": [1.0]}}')
+    return data_files(data)
+
+
+@pytest.mark.parametrize("version", ["..", ".", "../../escape", "candidates", "a/b", ""])
+async def test_a_candidate_whose_version_leaves_the_store_deletes_nothing(learner, fake_trainer, sentinels, tmp_path, version) -> None:
+    fake_trainer(version=version)
+    record = await learner.refresher.start("test")
+    assert record.outcome == "error" and "model refused" in record.message, record.message
+    data = tmp_path / "data"
+    assert data_files(data) >= sentinels and (data / "feedback" / "keep-me.txt").read_text() == "the operator's"
+    assert (data / "models" / "candidates").is_dir()  # the store itself too
+    assert learner.model_version == "0.0.1" and not learner.models.can_roll_back()
+
+
+async def test_a_model_file_linked_from_outside_the_store_is_refused(learner, fake_trainer, sentinels, tmp_path) -> None:
+    outside = tmp_path / "elsewhere" / MODEL_FILE
+    fake_trainer(symlink_model=str(outside))
+    record = await learner.refresher.start("test")
+    assert record.outcome == "error" and "symlinks in the model folder" in record.message, record.message
+    assert learner.model_version == "0.0.1" and outside.is_file()
+    assert data_files(tmp_path / "data") >= sentinels
+
+
+async def test_a_kept_model_replaced_by_a_link_is_not_loaded_at_start(learner, start_guard, base_model, tmp_path) -> None:
+    assert (await learner.refresher.start("test")).outcome == "passed"
+    kept = tmp_path / "data" / "models" / "0.0.1+r1" / MODEL_FILE
+    outside = build_tiny_model(tmp_path / "elsewhere" / MODEL_FILE, version="6.6.6")
+    kept.unlink()
+    kept.symlink_to(outside)
+    write_checksum(kept)
+    restarted = await start_guard(tmp_path / "data", nailong_model_path=base_model)
+    assert restarted.model_version == "0.0.1"
+
+
+@pytest.mark.parametrize("threshold", [1.0, 0.0, 0.995, 0.05])
+async def test_a_candidate_recommending_a_threshold_that_acts_on_all_or_nothing_is_refused(
+    learner, fake_trainer, sentinels, tmp_path, threshold
+) -> None:
+    fake_trainer(threshold=threshold)
+    record = await learner.refresher.start("test")
+    assert record.outcome == "error" and f"recommended threshold {threshold} outside (0.05, 0.995)" in record.message
+    assert learner.model_version == "0.0.1" and learner.store.defaults.threshold == 0.7
+    assert data_files(tmp_path / "data") >= sentinels
+
+
+def pointers(base_sha256: str) -> dict[str, str]:
+    """Hand-edited or damaged current.json files, each one a model folder name could not lead out of."""
+    def pointer(current: object, previous: object = ()) -> str:
+        return json.dumps({"base_sha256": base_sha256, "current": current, "previous": list(previous)})
+
+    return {
+        "outside": pointer("../../elsewhere"),
+        "dot-dot": pointer(".."),
+        "a-number": pointer(5),
+        "bad-previous": pointer(None, ["../../elsewhere"]),
+        "missing-folder": pointer("0.0.9+r1"),
+        "not-json": "{",
+        "a-list": "[]",
+        "no-base": json.dumps({"current": None, "previous": []}),
+    }
+
+
+@pytest.mark.parametrize("case", list(pointers("")))
+async def test_a_bad_current_json_falls_back_to_the_base_model(start_guard, base_model, tmp_path, case) -> None:
+    data = tmp_path / "data"
+    # A model outside the store, where "../../elsewhere" from the store leads.
+    elsewhere = build_tiny_model(tmp_path / "elsewhere" / MODEL_FILE, version="6.6.6")
+    write_checksum(elsewhere)
+    (data / "models").mkdir(parents=True)
+    (data / "feedback").mkdir()
+    (data / "feedback" / "keep-me.txt").write_text("the operator's")
+    sha256 = hashlib.sha256(base_model.read_bytes()).hexdigest()
+    (data / "models" / "current.json").write_text(pointers(sha256)[case])
+
+    runtime = await start_guard(data, nailong_model_path=base_model)
+
+    assert runtime.model_version == "0.0.1"
+    assert (data / "feedback" / "keep-me.txt").is_file() and elsewhere.is_file()
+    assert not runtime.models.can_roll_back()
+
+
+async def test_a_malformed_gate_report_is_shown_as_unreadable_never_an_error_page(
+    app: App, learner, fake_trainer, start_guard, base_model, tmp_path
+) -> None:
+    fake_trainer(gate=json.dumps({"passed": True, "version": "0.0.1+r1", "checks": 5}))
+    record = await learner.refresher.start("test")
+    assert record.outcome == "error" and "gate report unreadable" in record.message
+    assert learner.model_version == "0.0.1"
+    # A record written before the report was typed, with a report that is not one, survives a restart.
+    saved = json.loads((tmp_path / "data" / "models" / "last_refresh.json").read_text())
+    saved["gate"] = {"checks": {"corrections": "5/5", "agreement": None}, "changed": "x"}
+    (tmp_path / "data" / "models" / "last_refresh.json").write_text(json.dumps(saved))
+    restarted = await start_guard(tmp_path / "data", nailong_model_path=base_model)
+    assert restarted.refresher.last is not None and restarted.refresher.last.gate_error is not None
+
+    (model,) = await chat(app, "/nailong model")
+    assert "gate report unreadable" in model
+    import httpx
+    from fastapi import FastAPI
+
+    from nailong_bot.web import mount
+
+    web = FastAPI()
+    mount(web, API_TOKEN, ADMIN_TOKEN)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://bot") as client:
+        await sign_in(client)
+        page = await client.get("/nailong/")
+        status = await client.get("/nailong/api/status", headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert page.status_code == 200 and "检查报告无法读取" in page.text
+    assert status.status_code == 200 and status.json()["refresh"]["last"]["outcome"] == "error"
+
+
+def group_members(group: int) -> list[int]:
+    """The live (not zombie) processes of a process group, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] not in "ZX":
+            members.append(int(stat.parent.name))
+    return members
+
+
+async def test_a_hung_trainer_is_killed_with_its_group_and_a_new_refresh_can_start(learner, fake_trainer, monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(refresh, "STOP_SECONDS", 0.5, raising=False)
+    refresher = learner.refresher
+    config = refresher.config
+    refresher.config = config.model_copy(update={"nailong_refresh_budget_seconds": 2, "nailong_refresh_grace_seconds": 1})
+    fake_trainer(hang=True)  # ignores SIGTERM, and so does the child it started
+    record = await asyncio.wait_for(refresher.start("chat:1:10000"), 60)
+
+    assert record.outcome == "timed_out" and "was stopped" in record.message
+    hung = json.loads((Path(record.folder) / "hung.json").read_text())
+    assert hung["group"] == hung["trainer"] != os.getpgrp()  # a group of its own
+    assert group_members(hung["group"]) == []  # the trainer and its child: gone
+    assert refresher.running_trigger is None and not refresher.is_running()
+    saved = json.loads((tmp_path / "data" / "models" / "last_refresh.json").read_text())
+    assert saved["outcome"] == "timed_out"
+    (ended,) = [e for e in learner.audit.latest(5) if e["action"] == "refresh-ended"]
+    assert ended["operator"] == "chat:1:10000" and ended["after"]["outcome"] == "timed_out"
+
+    fake_trainer()
+    refresher.config = config  # the default deadline: a busy machine must not time this one out
+    assert (await asyncio.wait_for(refresher.start("again"), 60)).outcome == "passed"
+
+
+async def test_chat_replies_name_no_server_path(app: App, learner, fake_trainer, tmp_path) -> None:
+    correct(learner.corrections, 1)
+    answers = await chat(app, "/nailong feedback") + await chat(app, "/nailong model")
+    for plan in ({"exit": 1}, {"sha256": "0" * 64}, {"version": ".."}):
+        fake_trainer(**plan)
+        answers += await chat(app, "/nailong refresh")
+    answers += await chat(app, "/nailong model")
+    text = "\n".join(answers)
+    assert "Corrected images" in text and text.count("The refresh failed, 0.0.1 stays") == 4  # 3 results, the model
+    for server_path in (str(tmp_path), str(HERE), "/tmp/"):
+        assert server_path not in text, server_path
+    # What the group is not told is in the record (the console shows it), without paths either.
+    assert "model refused" in learner.refresher.last.message and str(tmp_path) not in learner.refresher.last.message
+
+
+async def test_one_result_message_per_refresh(app: App, learner, fake_trainer) -> None:
+    fake_trainer(sleep=3)
+    task = learner.refresher.start("web:ops")
+    (answer,) = await chat(app, "/nailong refresh")  # the result is not posted here a second time
+    assert answer.startswith("A refresh is already running") and not task.done()
+    assert (await task).outcome == "passed"
+
+
+async def test_a_refreshed_model_shows_no_validation_numbers_it_was_not_validated_on(
+    start_guard, fake_trainer, tmp_path
+) -> None:
+    base = build_tiny_model(tmp_path / "base" / MODEL_FILE, extra_metadata={"metrics": json.dumps(
+        {"nailong_precision": 0.987, "nailong_recall": 0.953, "validation_images": 4000}
+    )})  # fmt: skip
+    write_checksum(base)
+    (tmp_path / "base" / CHECKPOINT_FILE).write_bytes(b"checkpoint")
+    runtime = await start_guard(tmp_path / "data", nailong_model_path=base, nailong_trainer_python=Path(sys.executable))
+    from nailong_bot.web.api import model_card
+
+    assert model_card(runtime)["metrics"]["nailong_precision"] == 0.987
+    # As exports before this fix did: the base model's numbers copied into the refreshed one.
+    fake_trainer(metrics={"nailong_precision": 0.987, "nailong_recall": 0.953, "validation_images": 4000})
+    assert (await runtime.refresher.start("test")).outcome == "passed"
+    assert model_card(runtime)["metrics"] is None
+    import httpx
+    from fastapi import FastAPI
+
+    from nailong_bot.web import mount
+
+    web = FastAPI()
+    mount(web, API_TOKEN, ADMIN_TOKEN)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://bot") as client:
+        await sign_in(client)
+        page = (await client.get("/nailong/")).text
+    assert "<dd>未验证</dd>" in page and "0.987" not in page

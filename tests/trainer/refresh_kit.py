@@ -16,11 +16,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from nailong_vision.handoff import (
+    CORRECTIONS_COLUMNS,
+    CORRECTIONS_FILE,
+    MODEL_FILE,
+    RECENT_IMAGES,
+    RECENT_INDEX,
+    image_id,
+)
 from tests.trainer.conftest import encode, make_imagefolder, nailong_like, other_like, tiny_config
 
 BASE_VERSION = "2026.01.01.1"
 THRESHOLD = 0.3
-CSV_COLUMNS = ("time", "action", "id", "label", "group_id", "user_id", "score", "model_version", "file", "phash")
 
 
 def lookalike(rng: np.random.Generator, side: int = 96) -> Image.Image:
@@ -42,18 +49,14 @@ def build_base(folder: Path, work: Path, *, version: str = BASE_VERSION, thresho
     from trainer.export import export_command, sha256_file
     from trainer.features import run_features
 
-    images = make_imagefolder(work / "images", per_class=16, seed=3)
+    images = make_imagefolder(work / RECENT_IMAGES, per_class=16, seed=3)
     run_features(tiny_config(work, images, "model=test_efficientnet", "val_fraction=0.4"), l2=1e-3)
-    onnx_path = export_command(str(work / "ckpt" / "best.pt"), str(folder / "nailong.onnx"), version=version)
+    onnx_path = export_command(str(work / "ckpt" / "best.pt"), str(folder / MODEL_FILE), version=version)
     model = onnx.load(str(onnx_path))
     next(p for p in model.metadata_props if p.key == "threshold").value = f"{threshold:.4f}"
     onnx.save(model, str(onnx_path))
     onnx_path.with_name(onnx_path.name + ".sha256").write_text(sha256_file(onnx_path) + "\n")
     return folder
-
-
-def image_id(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def write_corrections(feedback: Path, images: list[tuple[bytes, str]], *, undo: list[bytes] = ()) -> list[str]:
@@ -77,11 +80,11 @@ def write_corrections(feedback: Path, images: list[tuple[bytes, str]], *, undo: 
         (feedback / added["file"]).rename(feedback / retired)
         rows.append({**added, "action": "undo", "file": retired})
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=CORRECTIONS_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     feedback.mkdir(parents=True, exist_ok=True)
-    (feedback / "corrections.csv").write_text(buffer.getvalue(), encoding="utf-8")
+    (feedback / CORRECTIONS_FILE).write_text(buffer.getvalue(), encoding="utf-8")
     return [image_id(data) for data, _ in images]
 
 
@@ -89,16 +92,16 @@ def write_recent(recent: Path, images: list[bytes], scores: list[float | None] |
                  model_version: str = "") -> None:
     """The plugin's recent-images store: ``images/<sha256>`` and an ``index.jsonl`` line per image, with the
     score the bot's model (``model_version``) gave it; by default none (as where a correction decided)."""
-    (recent / "images").mkdir(parents=True, exist_ok=True)
+    (recent / RECENT_IMAGES).mkdir(parents=True, exist_ok=True)
     scores = scores or [None] * len(images)
     lines = []
     for k, (data, score) in enumerate(zip(images, scores)):
         sha256 = hashlib.sha256(data).hexdigest()
-        (recent / "images" / sha256).write_bytes(data)
+        (recent / RECENT_IMAGES / sha256).write_bytes(data)
         lines.append(json.dumps({"image": {"message_id": k, "group_id": 1, "image_key": f"k{k}", "sha256": sha256,
                                            "size": len(data), "score": score, "model_version": model_version,
                                            "hit": False, "stored_at": 1.0e9 + k}}))
-    (recent / "index.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (recent / RECENT_INDEX).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def ordinary_images(count: int, seed: int) -> list[bytes]:

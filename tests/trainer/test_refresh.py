@@ -8,6 +8,18 @@ import pytest
 import torch
 
 from nailong_vision.classifier import Classifier
+from nailong_vision.handoff import (
+    CHECKPOINT_FILE,
+    GATE_FILE,
+    GATE_MARKDOWN_FILE,
+    MODEL_FILE,
+    RECENT_IMAGES,
+    RECENT_INDEX,
+    AgreementCheck,
+    CorrectionsCheck,
+    GateChecks,
+    GateReport,
+)
 from nailong_vision.preprocess import PreprocessSpec
 from tests.trainer.conftest import encode, nailong_like
 from tests.trainer.refresh_kit import (
@@ -62,14 +74,14 @@ def refreshed(base, bot_data, tmp_path_factory):
 
 
 def acted_on(model_dir, images):
-    scorer = load_scorer(model_dir / "nailong.onnx")
+    scorer = load_scorer(model_dir / MODEL_FILE)
     return np.array([scorer.score_bytes(data)[scorer.positive_index] >= scorer.threshold for data in images])
 
 
 def test_refresh_learns_the_corrected_family_and_passes_the_gate(base, bot_data, refreshed):
     code, out = refreshed
     _, held_out = bot_data
-    report = json.loads((out / "gate.json").read_text(encoding="utf-8"))
+    report = json.loads((out / GATE_FILE).read_text(encoding="utf-8"))
     assert code == 0
     assert report["passed"] and report["reasons"] == []
     assert report["checks"]["corrections"] == {"passed": True, "agreed": 4, "total": 4, "wrong": []}
@@ -78,17 +90,18 @@ def test_refresh_learns_the_corrected_family_and_passes_the_gate(base, bot_data,
     assert report["checks"]["agreement"]["rate"] >= 0.98
     assert report["checks"]["validation"] is None
     assert report["steps"] == STEPS and report["seconds"] > 0
+    assert GateReport.from_json((out / GATE_FILE).read_text(encoding="utf-8")).passed  # what the bot reads
     assert report["version"] == f"{BASE_VERSION}+r1" and report["base_version"] == BASE_VERSION
     before, after = acted_on(base, held_out).mean(), acted_on(out, held_out).mean()
     assert before >= 0.75
     assert after <= before / 2
-    assert (out / "gate.md").read_text(encoding="utf-8").startswith("# 模型更新检查 / Refresh gate")
+    assert (out / GATE_MARKDOWN_FILE).read_text(encoding="utf-8").startswith("# 模型更新检查 / Refresh gate")
     assert not (out / ".refresh" / "progress.pt").exists()
 
 
 def test_the_images_that_changed_are_saved_beside_the_candidate(refreshed):
     _, out = refreshed
-    changed = json.loads((out / "gate.json").read_text(encoding="utf-8"))["changed"]
+    changed = json.loads((out / GATE_FILE).read_text(encoding="utf-8"))["changed"]
     corrections = [c for c in changed if c["source"] == "correction"]
     assert corrections  # the tiny base flagged the corrected look-alikes
     for entry in changed:
@@ -98,17 +111,18 @@ def test_the_images_that_changed_are_saved_beside_the_candidate(refreshed):
 
 def test_export_carries_the_lineage_and_a_checkpoint_for_the_next_refresh(refreshed):
     _, out = refreshed
-    metadata = {p.key: p.value for p in onnx.load(str(out / "nailong.onnx")).metadata_props}
+    metadata = {p.key: p.value for p in onnx.load(str(out / MODEL_FILE)).metadata_props}
     lineage = json.loads(metadata["lineage"])
     assert metadata["version"] == f"{BASE_VERSION}+r1"
     assert lineage["base_version"] == BASE_VERSION and lineage["parent_version"] == BASE_VERSION
     assert lineage["refresh"] == 1 and lineage["corrections"] == 4 and lineage["steps"] == STEPS
     assert lineage["gate"]["passed"] and lineage["gate"]["corrections"] == "4/4"
     assert float(metadata["threshold"]) == pytest.approx(THRESHOLD)  # the base model's threshold is kept
-    assert (out / "nailong.onnx.sha256").read_text() == sha256_file(out / "nailong.onnx") + "\n"
-    info = Classifier(out / "nailong.onnx", providers=["CPUExecutionProvider"]).info  # loads as the plugin loads it
+    assert json.loads(metadata["metrics"]) == {}  # not validated (no training folders): no numbers of its own
+    assert (out / "nailong.onnx.sha256").read_text() == sha256_file(out / MODEL_FILE) + "\n"
+    info = Classifier(out / MODEL_FILE, providers=["CPUExecutionProvider"]).info  # loads as the plugin loads it
     assert info.version == f"{BASE_VERSION}+r1"
-    checkpoint = Checkpoint.load(out / "nailong.pt")
+    checkpoint = Checkpoint.load(out / CHECKPOINT_FILE)
     assert checkpoint.lineage == lineage and checkpoint.resume == {}
 
 
@@ -121,12 +135,12 @@ def test_an_impossible_correction_fails_the_gate_with_exit_code_3(base, bot_data
     out = tmp_path / "out"
     code = main(["refresh", "--base", str(base), "--feedback", str(feedback), "--recent", str(root / "recent"),
                  "--out", str(out), *FIXED[:3], "5"])
-    report = json.loads((out / "gate.json").read_text(encoding="utf-8"))
+    report = json.loads((out / GATE_FILE).read_text(encoding="utf-8"))
     assert code == 3
     assert not report["passed"]
     assert report["checks"]["corrections"]["agreed"] == 1 and report["checks"]["corrections"]["total"] == 2
     assert "1 of 2 corrected images are still decided against the admins" in report["reasons"][0]
-    assert (out / "nailong.onnx").is_file()  # the candidate stays for inspection
+    assert (out / MODEL_FILE).is_file()  # the candidate stays for inspection
 
 
 def test_agreement_below_98_percent_fails_with_a_reason():
@@ -134,9 +148,8 @@ def test_agreement_below_98_percent_fails_with_a_reason():
     after = before.copy()
     after[:3] = 0.2  # three of a hundred decided the other way
     agreement = check_agreement(before, after, 0.5)
-    assert agreement == {"passed": False, "rate": 0.97, "images": 100, "target": 0.98}
-    checks = {"corrections": {"passed": True, "agreed": 1, "total": 1, "wrong": []}, "agreement": agreement,
-              "validation": None}
+    assert agreement == AgreementCheck(passed=False, rate=0.97, images=100, target=0.98)
+    checks = GateChecks(CorrectionsCheck(passed=True, agreed=1, total=1), agreement, validation=None)
     assert reasons_for(checks) == ["与当前模型的一致率 97.0% 低于 98% / agrees with the current model on 97.0% of "
                                    "100 replay images (needs 98%)"]
 
@@ -155,11 +168,11 @@ def test_an_interrupted_refresh_resumes_to_the_same_model(base, bot_data, refres
     monkeypatch.setattr(refresh_module, "train_step", interrupted_at_ten)
     with pytest.raises(RefreshInterrupted, match="resume"):
         refresh(base, root / "feedback", out, root / "recent", settings=settings)
-    assert (out / ".refresh" / "progress.pt").is_file() and not (out / "nailong.onnx").exists()
+    assert (out / ".refresh" / "progress.pt").is_file() and not (out / MODEL_FILE).exists()
     monkeypatch.setattr(refresh_module, "train_step", real_step)
     report = refresh(base, root / "feedback", out, root / "recent", settings=settings)
     assert report.steps == STEPS
-    resumed, uninterrupted = Checkpoint.load(out / "nailong.pt"), Checkpoint.load(refreshed[1] / "nailong.pt")
+    resumed, uninterrupted = Checkpoint.load(out / CHECKPOINT_FILE), Checkpoint.load(refreshed[1] / CHECKPOINT_FILE)
     for name, tensor in uninterrupted.weights.items():
         assert torch.allclose(resumed.weights[name], tensor, atol=1e-6), name
 
@@ -183,10 +196,10 @@ def test_the_scores_the_bot_recorded_with_the_base_model_are_not_computed_again(
     # Two scored by the base model, one by another model, one decided by a correction (no score).
     write_recent(tmp_path / "recent", images[:2], [0.25, 0.75], model_version=BASE_VERSION)
     write_recent(tmp_path / "older", images[2:], [0.5, None], model_version="2025.01.01.1")
-    for entry in (tmp_path / "older" / "images").iterdir():
-        entry.rename(tmp_path / "recent" / "images" / entry.name)
-    with (tmp_path / "recent" / "index.jsonl").open("a", encoding="utf-8") as index:
-        index.write((tmp_path / "older" / "index.jsonl").read_text(encoding="utf-8"))
+    for entry in (tmp_path / "older" / RECENT_IMAGES).iterdir():
+        entry.rename(tmp_path / "recent" / RECENT_IMAGES / entry.name)
+    with (tmp_path / "recent" / RECENT_INDEX).open("a", encoding="utf-8") as index:
+        index.write((tmp_path / "older" / RECENT_INDEX).read_text(encoding="utf-8"))
     inputs = refresh_module.read_inputs(base, tmp_path / "feedback", tmp_path / "recent", None)
     assert inputs.recent.base_scores[:2].tolist() == [0.25, 0.75] and np.isnan(inputs.recent.base_scores[2:]).all()
     scored = []
