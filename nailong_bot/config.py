@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from nailong_vision import decode
 
-from . import recent
+from . import audit, recent
 from .warning import parse_template
 
 DEFAULT_REPLY_TEXT = "检测到奶龙图片，请不要发奶龙哦～ / Nailong image detected, please don't post it."
@@ -95,6 +95,9 @@ class Config(BaseModel):
     nailong_recent_max_images: int = Field(default=recent.DEFAULT_MAX_IMAGES, ge=0)
     nailong_recent_max_bytes: int = Field(default=recent.DEFAULT_MAX_BYTES, ge=0)
     nailong_recent_max_age_hours: float = Field(default=recent.DEFAULT_MAX_AGE / 3600, gt=0)
+    # The audit log (audit.jsonl) is rotated at this size; this many rotated files are kept beside it.
+    nailong_audit_max_mb: float = Field(default=audit.DEFAULT_MAX_BYTES / 2**20, gt=0)
+    nailong_audit_keep: int = Field(default=audit.DEFAULT_KEEP, ge=1)
     # ---- Web access (see web/auth.py). Tokens are SecretStr: their repr never shows them. ----
     # None: no HTTP API. Opens only `classify` and `status`, which change nothing.
     nailong_api_token: SecretStr | None = None

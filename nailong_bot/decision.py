@@ -71,26 +71,28 @@ class Decider:
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def decide(self, data: bytes) -> Decision:
+    async def decide(self, data: bytes, group: int | None = None) -> Decision:
         """Raises :class:`~nailong_vision.decode.ImageDecodeError` for bytes that are not a usable image
-        (:class:`~nailong_vision.decode.ImageTooLarge` above ``max_pixels``)."""
+        (:class:`~nailong_vision.decode.ImageTooLarge` above ``max_pixels``). ``group``: whose share of
+        the decode budget it takes (None: no group's, e.g. the API)."""
         # One hand-off per image: with a model of a few milliseconds, each extra trip between the
         # event loop and a worker thread shows in the decision latency. Only an image that finds no
         # room in the decode budget makes a second one, after waiting here rather than in a worker.
         loop, reserved = asyncio.get_running_loop(), 0
         while True:
             try:
-                return await loop.run_in_executor(self._executor, self._decide, data, reserved)
+                return await loop.run_in_executor(self._executor, self._decide, data, reserved, group)
             except NoRoom as no_room:
-                reserved = await self._budget.reserve(no_room.amount)
+                reserved = await self._budget.reserve(no_room.amount, group)
 
-    def _decide(self, data: bytes, reserved: int) -> Decision:
+    def _decide(self, data: bytes, reserved: int, group: int | None) -> Decision:
         # Read once: an image being decided while the model is swapped finishes on the one it started with.
         classifier = self.classifier
         with self._budget.frames(
             data,
             wait=False,
             reserved=reserved,
+            group=group,
             max_frames=self.frames,
             max_pixels=self.max_pixels,
             draft_size=classifier.info.spec.size,

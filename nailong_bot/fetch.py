@@ -24,6 +24,7 @@ from nonebot.adapters.onebot.v11 import Bot
 from nonebot.log import logger
 
 from .images import ImageRef
+from .shares import GroupSlot, SharedSlots
 
 # QQ's image CDN only completes a TLS 1.2 handshake with RSA key exchange, which Python's default
 # cipher list leaves out (the "SSLV3_ALERT_HANDSHAKE_FAILURE" other plugins' users hit).
@@ -195,7 +196,9 @@ class Fetcher:
         self._connect_timeout = connect_timeout
         # A server that trickles bytes just under the read time-out still leaves time for a retry.
         self._attempt_limit = connect_timeout + 2 * read_timeout
-        self._downloads = asyncio.Semaphore(max_concurrent)
+        # One group may take all download slots but one: another group's image always finds one, and a
+        # slow host (max_per_host) cannot fill a group's share alone with the default four.
+        self._downloads = SharedSlots(max_concurrent, share=max(1, max_concurrent - 1))
         # Only addresses with a download running or waiting: an entry goes with its last download.
         self._hosts: dict[IPAddress, _HostSlots] = {}
         self._local_readers = asyncio.Semaphore(_LOCAL_READERS)
@@ -214,19 +217,22 @@ class Fetcher:
         await self._client.aclose()
 
     @asynccontextmanager
-    async def image_bytes(self, bot: Bot, ref: ImageRef, hold: asyncio.Semaphore) -> AsyncIterator[bytes]:
+    async def image_bytes(
+        self, bot: Bot, ref: ImageRef, hold: asyncio.Semaphore | GroupSlot, *, group: int | None = None
+    ) -> AsyncIterator[bytes]:
         """The bytes of the image ``ref`` describes, with a slot of ``hold`` taken for as long as they
         are used: fetched bytes are always counted by one limit, the fetch's while they arrive, then
-        ``hold``'s. Raises :class:`FetchError`, or the adapter's error when ``get_image`` fails."""
-        data = await self._bytes(bot, ref, hold)
+        ``hold``'s. ``group``: whose share of the download slots it takes (see shares.py). Raises
+        :class:`FetchError`, or the adapter's error when ``get_image`` fails."""
+        data = await self._bytes(bot, ref, hold, group)
         try:
             yield data
         finally:
             hold.release()
 
-    async def _bytes(self, bot: Bot, ref: ImageRef, hold: asyncio.Semaphore) -> bytes:
+    async def _bytes(self, bot: Bot, ref: ImageRef, hold: asyncio.Semaphore | GroupSlot, group: int | None) -> bytes:
         if ref.url:
-            return await self.fetch(ref.url, hold)
+            return await self.fetch(ref.url, hold, group=group)
         if ref.file and ref.file.startswith("base64://"):
             return await self._decoded(ref.file.removeprefix("base64://"), hold)
         if not ref.file:
@@ -237,19 +243,21 @@ class Fetcher:
         # Only string fields count: an implementation's odd answer is "no image", not a crash.
         answer = {k: v for k, v in found.items() if isinstance(v, str) and v} if isinstance(found, dict) else {}
         if "url" in answer:
-            return await self.fetch(answer["url"], hold)
+            return await self.fetch(answer["url"], hold, group=group)
         if "base64" in answer:
             return await self._decoded(answer["base64"], hold)
         if "file" in answer:
             return await self._read_local(answer["file"], hold)
         raise FetchError(f"get_image returned no image / get_image 没有返回图片: {ref.file}")
 
-    async def _decoded(self, text: str, hold: asyncio.Semaphore) -> bytes:
+    async def _decoded(self, text: str, hold: asyncio.Semaphore | GroupSlot) -> bytes:
         data = decode_base64(text, self.max_bytes)
         await hold.acquire()
         return data
 
-    async def fetch(self, url: str, hold: asyncio.Semaphore | None = None) -> bytes:
+    async def fetch(
+        self, url: str, hold: asyncio.Semaphore | GroupSlot | None = None, *, group: int | None = None
+    ) -> bytes:
         """The bytes at ``url``; raises :class:`FetchError` (never anything else) when it fails.
         With ``hold``, returns with a slot of it taken (see :meth:`image_bytes`)."""
         target = _parse_url(url)
@@ -260,7 +268,7 @@ class Fetcher:
             try:
                 hop = await self._resolve(target)
                 # Host first: waiting behind a slow host must not take a slot other hosts could use.
-                async with self._host_slot(hop), self._downloads:
+                async with self._host_slot(hop), self._downloads.slot(group):
                     give_up_at = give_up_at or loop.time() + self.deadline
                     data = await self._download(hop, give_up_at - loop.time())
                     if hold is not None:
@@ -400,7 +408,7 @@ class Fetcher:
         finally:
             await response.aclose()
 
-    async def _read_local(self, location: str, hold: asyncio.Semaphore) -> bytes:
+    async def _read_local(self, location: str, hold: asyncio.Semaphore | GroupSlot) -> bytes:
         """:func:`read_local_file` in a daemon thread, within the deadline. A read stuck in the kernel
         keeps its reader slot until it returns (if ever), so stuck reads cost local reads, nothing else."""
         loop = asyncio.get_running_loop()

@@ -27,13 +27,14 @@ from .runtime import Runtime, get_runtime
 from .storage import Action, GroupSettings
 
 
-async def decide_bytes(data: bytes, runtime: Runtime, generation: int) -> Decision:
+async def decide_bytes(data: bytes, runtime: Runtime, generation: int, group: int | None = None) -> Decision:
     """The decision on an image's bytes: the cache by content, else the decider (corrections, then
-    the model), cached under ``generation`` (read before the image was fetched). Raises
-    ImageDecodeError. Also the HTTP API's path, so both decide an image the same way."""
+    the model, in ``group``'s share of the decode budget), cached under ``generation`` (read before
+    the image was fetched). Raises ImageDecodeError. Also the HTTP API's path (no group), so both
+    decide an image the same way."""
     key = content_key(data)
     cached = runtime.cache.get(versioned_key(runtime.model_version, key))
-    decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data)
+    decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data, group)
     runtime.cache.put(versioned_key(decision.model_version, key), replace(decision, preview=None), generation)
     return decision
 
@@ -48,9 +49,11 @@ async def check_image(
     # A correction landing while this image is decided clears the cache; this decision must not refill it.
     generation = runtime.cache.generation
     try:
-        # The slot for deciding is taken once the bytes are in: a slow source never holds one.
-        async with runtime.fetcher.image_bytes(bot, ref, hold=runtime.deciding) as data:
-            decision = await decide_bytes(data, runtime, generation)
+        # The slot for deciding is taken once the bytes are in: a slow source never holds one. Downloads,
+        # decision slots and decode memory are each shared fairly between groups (shares.py, budget.py).
+        group = event.group_id
+        async with runtime.fetcher.image_bytes(bot, ref, hold=runtime.deciding.slot(group), group=group) as data:
+            decision = await decide_bytes(data, runtime, generation, group)
     except FetchError as error:
         logger.warning(f"图片下载失败，已跳过 / image download failed, skipped: {where}: {error.reason}")
         return None

@@ -24,6 +24,7 @@ from .fetch import Fetcher, IPAddress, is_public_address
 from .models import Models
 from .recent import ActedHits, RecentImages
 from .refresh import Refresher
+from .shares import SharedSlots
 from .stats import GroupCounts
 from .storage import Action, GroupSettings, MutePolicy, SettingsStore
 from .strikes import StrikeStore
@@ -54,8 +55,9 @@ class Runtime:
     # The decoded-image memory every decode in the plugin waits for.
     decode_budget: DecodeBudget
     # Bounds the images whose bytes are in and wait for or go through a decision (the fetcher bounds
-    # those on their way in): with the fetch's limits, the image bytes held in memory.
-    deciding: asyncio.Semaphore
+    # those on their way in): with the fetch's limits, the image bytes held in memory. One group holds
+    # at most half of them (shares.py).
+    deciding: SharedSlots
     warning_cooldown: WarningCooldown
     stats: GroupCounts
     saving_stats: asyncio.Task[None]
@@ -138,7 +140,12 @@ async def start(config: Config, data_dir: Path) -> Runtime:
     )
     decode_budget = DecodeBudget(config.nailong_decode_memory_mb << 20)
     corrections = await asyncio.to_thread(Corrections, data_dir / "feedback", budget=decode_budget)
-    audit = await asyncio.to_thread(AuditLog, data_dir / AUDIT_FILE)
+    audit = await asyncio.to_thread(
+        AuditLog,
+        data_dir / AUDIT_FILE,
+        max_bytes=int(config.nailong_audit_max_mb * 2**20),
+        keep=config.nailong_audit_keep,
+    )
     _report_unsaved(store, recent, corrections, stats, strikes, audit)
     decider = Decider(
         classifier,
@@ -163,8 +170,9 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         acted_hits=ActedHits(),
         corrections=corrections,
         decode_budget=decode_budget,
-        # One image in each worker and one queued behind it, so a worker never waits for the event loop.
-        deciding=asyncio.Semaphore(2 * config.nailong_workers),
+        # One image in each worker and one queued behind it, so a worker never waits for the event loop;
+        # a group's share is one per worker, so another group's image always finds a free slot.
+        deciding=SharedSlots(2 * config.nailong_workers, share=config.nailong_workers),
         warning_cooldown=WarningCooldown(config.nailong_reply_cooldown),
         stats=stats,
         saving_stats=asyncio.create_task(stats.save_every()),

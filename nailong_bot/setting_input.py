@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 
+from .qq import MAX_QQ, MIN_QQ, is_qq
 from .storage import MUTE_OFF, MutePolicy
 from .warning import TemplateError, parse_template
 
@@ -24,20 +25,42 @@ MIN_MUTE_SECONDS = 60  # QQ mutes by the minute
 MAX_MUTE_SECONDS = 30 * 24 * 3600  # QQ's longest mute
 MAX_MUTE_AFTER = 100
 MAX_ALLOWED = 500
+# Longer input is refused before it is read as a number: a 400-digit duration is no setting.
+MAX_NUMBER_CHARS = 20
+# What a reply repeats of the text it refuses, at most; the rest is cut ("…").
+MAX_ECHO_CHARS = 40
 
 
 class InvalidSetting(ValueError):
     """A value that cannot be a setting; the message says why."""
 
 
+def cut(text: str, *, quoted: bool = False) -> str:
+    """``text`` as a reply repeats it (``quoted``: as Python's repr): its first MAX_ECHO_CHARS
+    characters, then how long it was."""
+    shown = text[:MAX_ECHO_CHARS]
+    shown = repr(shown) if quoted else shown
+    return shown if len(text) <= MAX_ECHO_CHARS else f"{shown}…（共 {len(text)} 字 / {len(text)} characters）"
+
+
+def echo(text: str) -> str:
+    """``text`` quoted for a reply that refuses it, cut (see :func:`cut`)."""
+    return cut(text, quoted=True)
+
+
 def parse_threshold(text: str) -> float:
     """A decimal within 0..1 and below 1, kept as given (rounding would turn 0.99999 into 1.0, which is off)."""
     try:
+        if len(text) > MAX_NUMBER_CHARS:
+            raise ValueError
         value = float(text)
     except ValueError:
-        raise InvalidSetting(f"阈值必须是数字 / threshold must be a number: {text!r}") from None
+        raise InvalidSetting(
+            f"阈值必须是 0 到 1 之间的数字，最多 {MAX_NUMBER_CHARS} 个字符 / threshold must be a number within 0..1, "
+            f"at most {MAX_NUMBER_CHARS} characters: {echo(text)}"
+        ) from None
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise InvalidSetting(f"阈值必须在 0 到 1 之间 / threshold must be within 0..1: {text!r}")
+        raise InvalidSetting(f"阈值必须在 0 到 1 之间 / threshold must be within 0..1: {echo(text)}")
     if value == 1.0:
         # No score reaches above 1, so this would silently check nothing: switching off is said plainly.
         raise InvalidSetting(
@@ -50,7 +73,7 @@ def parse_threshold(text: str) -> float:
 def parse_switch(text: str) -> bool:
     value = SWITCH_WORDS.get(text.strip().lower())
     if value is None:
-        raise InvalidSetting(f"请用 on 或 off（开 或 关）/ use on or off: {text!r}")
+        raise InvalidSetting(f"请用 on 或 off（开 或 关）/ use on or off: {echo(text)}")
     return value
 
 
@@ -60,12 +83,13 @@ def parse_duration(text: str) -> int:
     if match is None:
         raise InvalidSetting(
             f"时长的写法如 10m、1h、1d、10分钟（只写数字表示分钟）/ write a duration like 10m, 1h, 1d "
-            f"(a bare number is minutes): {text!r}"
+            f"(a bare number is minutes): {echo(text)}"
         )
-    seconds = round(float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "").lower()])
+    too_long = len(match.group(1)) > MAX_NUMBER_CHARS  # 400 digits would be infinite seconds
+    seconds = 0 if too_long else round(float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "").lower()])
     if not MIN_MUTE_SECONDS <= seconds <= MAX_MUTE_SECONDS:
         raise InvalidSetting(
-            f"禁言时长须在 1 分钟到 30 天之间 / a mute lasts from 1 minute to 30 days: {text!r}"
+            f"禁言时长须在 1 分钟到 30 天之间 / a mute lasts from 1 minute to 30 days: {echo(text)}"
         )
     return seconds
 
@@ -82,7 +106,7 @@ def parse_mute_after(text: str) -> int:
     if not re.fullmatch(r"[0-9]{1,3}", text.strip()) or not 1 <= int(text) <= MAX_MUTE_AFTER:
         raise InvalidSetting(
             f"第几次起禁言须是 1 到 {MAX_MUTE_AFTER} 的整数 / the strike that mutes is a whole number from 1 "
-            f"to {MAX_MUTE_AFTER}: {text!r}"
+            f"to {MAX_MUTE_AFTER}: {echo(text)}"
         )
     return int(text)
 
@@ -97,12 +121,33 @@ def parse_mute(words: list[str]) -> MutePolicy:
     return MutePolicy(after=parse_mute_after(words[0]), seconds=parse_duration("".join(words[1:])))
 
 
+def _qq(word: str) -> int | None:
+    # At most 10 digits are read: int() of thousands of digits is slow, and refused past 4,300.
+    return int(word) if re.fullmatch(r"[0-9]{5,10}", word) and is_qq(int(word)) else None
+
+
+def parse_qq(text: str) -> int:
+    """One QQ number (typed, or an @-mention's ``qq``) within QQ's range."""
+    number = _qq(text.strip())
+    if number is None:
+        raise InvalidSetting(_not_qq([text.strip()]))
+    return number
+
+
+def _not_qq(words: list[str]) -> str:
+    shown = ", ".join(cut(word) for word in words[:3]) + ("…" if len(words) > 3 else "")
+    return (
+        f"不是 QQ 号 / not a QQ number: {shown}（QQ 号是 {MIN_QQ} 到 {MAX_QQ} 的整数 / a QQ number is a whole "
+        f"number from {MIN_QQ} to {MAX_QQ}）"
+    )
+
+
 def parse_members(text: str) -> tuple[int, ...]:
     """QQ numbers separated by spaces or commas (either width), sorted, each once."""
     words = [word for word in re.split(r"[\s,，、]+", text.strip()) if word]
-    bad = [word for word in words if not (re.fullmatch(r"[0-9]{1,12}", word) and int(word) > 0)]
+    bad = [word for word in words if _qq(word) is None]
     if bad:
-        raise InvalidSetting(f"不是 QQ 号 / not a QQ number: {', '.join(bad)}")
+        raise InvalidSetting(_not_qq(bad))
     members = tuple(sorted({int(word) for word in words}))
     if len(members) > MAX_ALLOWED:
         raise InvalidSetting(f"豁免名单最多 {MAX_ALLOWED} 人 / at most {MAX_ALLOWED} members on the allow-list")

@@ -17,6 +17,7 @@ from nonebot.log import logger
 
 from . import persist
 from .config import DEFAULT_REPLY_TEXT
+from .qq import MAX_QQ, MIN_QQ, is_qq
 from .warning import parse_template
 
 SETTINGS_FILE = "settings.json"
@@ -96,7 +97,8 @@ class GroupOverrides:
     reply_text: str | None = None
 
     @classmethod
-    def from_json(cls, raw: object) -> GroupOverrides:
+    def from_json(cls, raw: object, *, where: str = "") -> GroupOverrides:
+        """``where``: the entry's place in the file, for the warning about dropped allow-list entries."""
         if not isinstance(raw, dict):
             raise ValueError(f"group entry is not an object: {raw!r}")
         enabled, threshold, action = raw.get("enabled"), raw.get("threshold"), raw.get("action")
@@ -111,6 +113,14 @@ class GroupOverrides:
             isinstance(allowed, list) and all(isinstance(m, int) and not isinstance(m, bool) for m in allowed)
         ):
             raise ValueError(f"allowed must be a list of QQ numbers: {allowed!r}")
+        if allowed is not None and not all(map(is_qq, allowed)):
+            # Stored before numbers were checked (QQ 0, 20 digits): dropped, the rest of the group kept.
+            dropped = [m for m in allowed if not is_qq(m)]
+            allowed = [m for m in allowed if is_qq(m)]
+            logger.warning(
+                f"豁免名单里不是 QQ 号的条目已删除 / allow-list entries that are not QQ numbers ({MIN_QQ}..{MAX_QQ}) "
+                f"dropped: {where} {', '.join(str(m)[:20] for m in dropped[:5])}{'…' if len(dropped) > 5 else ''}"
+            )
         if reply_text is not None:
             if not isinstance(reply_text, str):
                 raise ValueError(f"reply_text must be text: {reply_text!r}")
@@ -170,7 +180,8 @@ class SettingsStore:
             if not isinstance(raw, dict) or not isinstance(raw.get("groups"), dict):
                 raise ValueError("expected {'groups': {...}}")
             self._groups = {
-                int(group): GroupOverrides.from_json(entry) for group, entry in raw["groups"].items()
+                int(group): GroupOverrides.from_json(entry, where=f"group={group}")
+                for group, entry in raw["groups"].items()
             }
         except OSError as error:
             self.save_error = persist.describe(error)

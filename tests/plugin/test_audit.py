@@ -58,3 +58,33 @@ def test_an_unwritable_folder_loses_no_entry_and_raises_nothing(tmp_path, caplog
 async def test_the_runtime_keeps_an_audit_log_in_the_data_folder(start_guard, tmp_path) -> None:
     runtime = await start_guard(tmp_path / "kept")
     assert runtime.audit.path == tmp_path / "kept" / "audit.jsonl"
+
+
+def test_the_log_is_rotated_by_size_and_read_across_the_rotation(tmp_path) -> None:
+    """Issue 21: the audit log was never rotated."""
+    path = tmp_path / "audit.jsonl"
+    audit = AuditLog(path, max_bytes=1000, keep=2)
+    for number in range(40):
+        audit.record("web", "group-settings", before={"n": number}, after={"pad": "x" * 50})
+    files = sorted(tmp_path.glob("audit.jsonl*"))
+    assert [f.name for f in files] == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]
+    assert all(f.stat().st_size <= 1000 for f in files)
+    kept = [json.loads(line)["before"]["n"] for f in reversed(files) for line in f.read_text().splitlines()]
+    assert kept == list(range(40 - len(kept), 40))  # the oldest went first, nothing in between was lost
+    # The newest entries, newest first, across the files: more than the current file holds.
+    in_current = len(path.read_text().splitlines())
+    assert [e["before"]["n"] for e in audit.latest(in_current + 3)] == list(range(39, 39 - in_current - 3, -1))
+    assert len(audit.latest(1000)) == len(kept)
+
+
+def test_a_line_longer_than_the_limit_is_kept_whole(tmp_path) -> None:
+    audit = AuditLog(tmp_path / "audit.jsonl", max_bytes=100, keep=1)
+    audit.record("web", "long", before="y" * 500, after=None)
+    audit.record("web", "next", before=None, after=None)
+    assert [e["action"] for e in audit.latest(5)] == ["next", "long"]
+    assert len((tmp_path / "audit.jsonl.1").read_text()) > 500
+
+
+async def test_the_runtime_rotates_by_the_settings(start_guard, tmp_path) -> None:
+    runtime = await start_guard(tmp_path / "kept", nailong_audit_max_mb=0.001, nailong_audit_keep=1)
+    assert (runtime.audit.max_bytes, runtime.audit.keep) == (1048, 1)

@@ -141,3 +141,74 @@ async def test_the_deciders_worker_never_waits_for_room(tmp_path) -> None:
     assert (await asyncio.wait_for(waiting, 10)).frames == 1
     assert budget.used == 0
     decider.shutdown()
+
+
+# --- fair between groups (issue 21) -----------------------------------------------------------------
+
+
+async def test_a_group_past_half_the_budget_waits_while_another_group_waits() -> None:
+    budget = DecodeBudget(100)
+    first_a = await budget.reserve(70, group="A")  # no one waits: A may take more than half
+    second_a = asyncio.create_task(budget.reserve(70, group="A"))
+    b = asyncio.create_task(budget.reserve(40, group="B"))
+    await asyncio.sleep(0.05)
+    assert not second_a.done() and not b.done()  # neither fits beside A's first
+    budget._give_back(first_a, "A")
+    await asyncio.sleep(0.05)
+    # Room for either: B goes first (A was served last, and its second would be past half while B waits).
+    assert b.done() and not second_a.done()
+    assert (budget.used_by("B"), budget.used_by("A")) == (40, 0)
+    budget._give_back(await b, "B")
+    assert await asyncio.wait_for(second_a, 5) == 70 and budget.used_by("A") == 70
+    budget._give_back(70, "A")
+    assert budget.used == 0
+
+
+async def test_two_groups_that_each_want_most_of_the_budget_take_turns() -> None:
+    budget = DecodeBudget(100)
+    holder = "A"
+    await budget.reserve(90, group=holder)
+    groups = ["A", "B", "A", "B"]  # queued in this order
+    waiting = [asyncio.create_task(budget.reserve(90, group=group)) for group in groups]
+    order: list[int] = []
+    for _ in groups:
+        await asyncio.sleep(0.02)
+        budget._give_back(90, holder)
+        await asyncio.sleep(0.02)
+        (granted,) = [i for i, task in enumerate(waiting) if task.done() and i not in order]
+        order.append(granted)
+        holder = groups[granted]
+    budget._give_back(90, holder)
+    assert order == [1, 0, 3, 2] and budget.used == 0  # B, A, B, A: no group goes twice in a row
+
+
+def test_a_waiting_thread_gets_its_turn_too() -> None:
+    budget = DecodeBudget(100)
+    budget._take(80, "A")
+    took = threading.Event()
+
+    def thumbnail() -> None:
+        budget._take(50, None)
+        took.set()
+
+    thread = threading.Thread(target=thumbnail)
+    thread.start()
+    assert not took.wait(0.1)
+    assert not budget._try_take(60, "A")  # past A's half while another waits
+    assert budget._try_take(10, "C")  # a small one within its group's half passes
+    budget._give_back(80, "A")
+    assert took.wait(5)
+    thread.join(5)
+    assert budget.used == 60
+
+
+async def test_a_waiter_given_up_lets_the_one_it_held_back_go() -> None:
+    budget = DecodeBudget(100)
+    await budget.reserve(30, group="C")
+    b = asyncio.create_task(budget.reserve(80, group="B"))  # does not fit yet
+    await asyncio.sleep(0.02)
+    a = asyncio.create_task(budget.reserve(60, group="A"))  # fits, but past A's half while B waits
+    await asyncio.sleep(0.02)
+    assert not a.done()
+    b.cancel()
+    assert await asyncio.wait_for(a, 5) == 60 and budget.used == 90

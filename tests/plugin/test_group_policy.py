@@ -11,7 +11,16 @@ import pytest
 from nonebot.adapters.onebot.v11 import Message, MessageSegment
 from nonebug import App
 
-from nailong_bot.setting_input import InvalidSetting, duration_text, parse_duration, parse_members, parse_mute
+from nailong_bot.setting_input import (
+    MAX_ECHO_CHARS,
+    InvalidSetting,
+    duration_text,
+    parse_duration,
+    parse_members,
+    parse_mute,
+    parse_qq,
+    parse_threshold,
+)
 from nailong_bot.stats import Counts
 from nailong_bot.storage import MUTE_OFF, Action, GroupSettings, MutePolicy, SettingsStore
 from nailong_bot.strikes import StrikeStore
@@ -54,18 +63,18 @@ async def test_new_settings_round_trip(tmp_path) -> None:
     store = SettingsStore(tmp_path, DEFAULTS)
     store.load()
     await store.update(
-        5, exempt_admins=False, allowed=(222, 111), mute=MutePolicy(3, 600), reply_text="{user} 别发",
+        5, exempt_admins=False, allowed=(222222, 111111), mute=MutePolicy(3, 600), reply_text="{user} 别发",
         action=Action.OBSERVE,
     )
     assert json.loads(store.path.read_text())["groups"]["5"] == {
-        "action": "observe", "exempt_admins": False, "allowed": [222, 111],
+        "action": "observe", "exempt_admins": False, "allowed": [222222, 111111],
         "mute": {"after": 3, "seconds": 600}, "reply_text": "{user} 别发",
     }  # fmt: skip
     reloaded = SettingsStore(tmp_path, DEFAULTS)
     reloaded.load()
     assert reloaded.get(5) == GroupSettings(
         enabled=True, threshold=0.7, action=Action.OBSERVE, exempt_admins=False,
-        allowed=frozenset({111, 222}), mute=MutePolicy(3, 600), reply_text="{user} 别发",
+        allowed=frozenset({111111, 222222}), mute=MutePolicy(3, 600), reply_text="{user} 别发",
     )  # fmt: skip
     await reloaded.update(5, reply_text=None)  # reset: the global text again
     assert reloaded.get(5).reply_text == DEFAULTS.reply_text
@@ -190,9 +199,49 @@ def test_typed_values() -> None:
     for bad in (["0", "10m"], ["3"], ["x", "10m"], ["3", "10m", "1"], []):
         with pytest.raises(InvalidSetting):
             parse_mute(bad)
-    assert parse_members("222, 111，333 111") == (111, 222, 333)
+    assert parse_members("222222, 111111，333333 111111") == (111111, 222222, 333333)
     with pytest.raises(InvalidSetting, match="not a QQ number: abc"):
-        parse_members("111 abc")
+        parse_members("111111 abc")
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "says"),
+    [
+        (parse_duration, "1" * 400, "a mute lasts from 1 minute to 30 days"),
+        (parse_duration, "9" * 21 + "m", "a mute lasts from 1 minute to 30 days"),
+        (parse_threshold, "9" * 400, "threshold must be a number within 0..1"),
+        (parse_threshold, "0." + "5" * 50_000, "threshold must be a number within 0..1"),
+        (parse_qq, "0", "not a QQ number: 0"),
+        (parse_qq, "9999", "not a QQ number: 9999"),
+        (parse_qq, "4294967296", "not a QQ number: 4294967296"),
+        (parse_qq, "12345678901234567890", "not a QQ number: 12345678901234567890"),
+        (parse_qq, "5" * 5000, "not a QQ number: " + "5" * MAX_ECHO_CHARS + "…（共 5000 字"),
+        (parse_members, "123456 0", "not a QQ number: 0"),
+    ],
+    ids=["400-digits", "21-digits", "threshold-400-digits", "threshold-50000", "qq-0", "qq-4-digits",
+         "qq-2**32", "qq-20-digits", "qq-5000-digits", "members-0"],
+)  # fmt: skip
+def test_oversized_and_out_of_range_values_are_refused_briefly(parse, text: str, says: str) -> None:
+    """Issue 21: a 400-digit duration raised OverflowError (a 500 in the console, no answer in chat),
+    QQ 0 and 20 digits were stored, and refusals repeated the whole input."""
+    with pytest.raises(InvalidSetting) as refused:
+        parse(text)
+    assert says in str(refused.value) and len(str(refused.value)) < 300
+
+
+def test_qq_range_edges() -> None:
+    assert parse_qq("10000") == 10000 and parse_qq(" 4294967295 ") == 4294967295
+
+
+async def test_stored_allow_list_entries_out_of_range_are_dropped_and_the_rest_kept(tmp_path, caplog_loguru) -> None:
+    entry = {"allowed": [0, 12345678901234567890, 123456], "threshold": 0.6, "mute": {"after": 2, "seconds": 600}}
+    (tmp_path / "settings.json").write_text(json.dumps({"version": 1, "groups": {"7": entry}}))
+    store = SettingsStore(tmp_path, DEFAULTS)
+    store.load()
+    settings = store.get(7)
+    assert (settings.allowed, settings.threshold, settings.mute) == ({123456}, 0.6, MutePolicy(2, 600))
+    assert not list(tmp_path.glob("settings.json.corrupt-*"))
+    assert any("allow-list entries that are not QQ numbers" in line and "group=7" in line for line in caplog_loguru)
 
 
 # --- chat commands -----------------------------------------------------------------------------------
@@ -220,6 +269,18 @@ async def test_allow_list_by_mention_and_number(app: App, guard) -> None:
     assert (await ask(app, "/nailong allow")).startswith("Allow-list (2): 123456, 654321\nUsage: /nailong allow")
     assert guard.store.get(1).allowed == {123456, 654321}
     assert await ask(app, "/nailong allowed", group_id=2) == "The allow-list is empty."
+
+
+async def test_oversized_chat_input_gets_a_short_answer(app: App, guard) -> None:
+    """Issue 21: these got no answer (an exception) or echoed 50,000 characters back."""
+    mention = await ask(app, "/nailong allow ", mentions=(int("5" * 4000),))
+    assert "not a QQ number: 5555" in mention and "（共 4000 字 / 4000 characters）" in mention
+    assert len(mention) < 400
+    assert "not a QQ number: 0" in await ask(app, "/nailong allow ", mentions=(0,))
+    assert "a mute lasts from 1 minute to 30 days" in await ask(app, "/nailong mute 3 " + "1" * 400)
+    assert len((await ask(app, "/nailong " + "x" * 50_000)).splitlines()[0]) < 200
+    assert len(await ask(app, "/nailong action " + "y" * 50_000)) < 300
+    assert guard.store.get(1).allowed == frozenset() and not guard.store.get(1).mute.mutes
 
 
 async def test_mute_policy(app: App, guard) -> None:
@@ -383,19 +444,30 @@ async def test_third_strike_mutes_with_the_groups_words(
     assert guard.strikes.count(1, 8) == 2
 
 
-async def test_strike_saves_in_a_flood_coalesce_and_lose_nothing(tmp_path, monkeypatch) -> None:
+def count_writes(monkeypatch) -> list[int]:
+    """The bytes of every strikes write from now on (appends to the journal and whole files alike)."""
     from nailong_bot import persist
 
-    strikes = StrikeStore(tmp_path, window=24 * HOUR)
-    strikes.load()
     writes: list[int] = []
-    write = persist.write_atomically
+    append, write = persist.append, persist.write_atomically
 
-    def counted(path, data, **kwargs):
+    def appended(path, text, **kwargs):
+        writes.append(len(text.encode()))
+        append(path, text, **kwargs)
+
+    def written(path, data, **kwargs):
         writes.append(len(data))
         write(path, data, **kwargs)
 
-    monkeypatch.setattr(persist, "write_atomically", counted)
+    monkeypatch.setattr(persist, "append", appended)
+    monkeypatch.setattr(persist, "write_atomically", written)
+    return writes
+
+
+async def test_strike_saves_in_a_flood_coalesce_and_lose_nothing(tmp_path, monkeypatch) -> None:
+    strikes = StrikeStore(tmp_path, window=24 * HOUR)
+    strikes.load()
+    writes = count_writes(monkeypatch)
 
     async def hit(message_id: int) -> None:
         strikes.add(1, 5, message_id)
@@ -406,3 +478,52 @@ async def test_strike_saves_in_a_flood_coalesce_and_lose_nothing(tmp_path, monke
     reloaded = StrikeStore(tmp_path, window=24 * HOUR)
     reloaded.load()
     assert reloaded.count(1, 5) == 50
+
+
+async def test_a_hit_among_thousands_of_strikes_writes_one_short_line(tmp_path, monkeypatch) -> None:
+    """Issue 21: strikes.json was rewritten whole on every hit (3 MB at 30,000 strikes)."""
+    strikes = StrikeStore(tmp_path, window=24 * HOUR)
+    strikes.load()
+    for message_id in range(3000):
+        strikes.add(1, 100_000 + message_id % 300, message_id)
+    await strikes.save()
+    writes = count_writes(monkeypatch)
+    assert strikes.add(1, 100_000, 5000) == 11
+    strikes.note_mute(1, 5000, 600)
+    await strikes.save()
+    (written,) = writes
+    assert written < 400
+    reloaded = StrikeStore(tmp_path, window=24 * HOUR)
+    reloaded.load()
+    assert reloaded.count(1, 100_000) == 11 and len(reloaded.top(1, 1000)) == 300
+    assert [s.muted for s in await reloaded.remove(1, {5000})] == [600]
+
+
+async def test_the_journal_is_folded_into_the_snapshot_and_replays_safely(tmp_path, caplog_loguru) -> None:
+    clock = Clock()
+    strikes = StrikeStore(tmp_path, window=24 * HOUR, clock=clock)
+    strikes.load()
+    for message_id in range(1200):  # past the journal's 1,000 lines: one save folds it
+        strikes.add(2, 100_000 + message_id % 7, message_id)
+        if message_id % 100 == 0:
+            await strikes.save()
+    await strikes.save()
+    # Folded at the save that took the journal to as many lines as strikes (1,001), appended after.
+    assert len(json.loads(strikes.path.read_text())["strikes"]) == 1001
+    assert len(strikes.journal_path.read_bytes().splitlines()) == 199
+    snapshot = strikes.path.read_bytes()
+    strikes.add(2, 100_000, 5000)
+    strikes.note_mute(2, 5000, 600)
+    await strikes.remove(2, {0, 1})
+    journal = strikes.journal_path.read_bytes()
+    # A crash right after a fold wrote its snapshot leaves the old journal beside it: replaying it
+    # again changes nothing. A line cut short by a crash is skipped.
+    strikes.journal_path.write_bytes(journal + journal + b'{"add": {"group_id": 2, "us')
+    reloaded = StrikeStore(tmp_path, window=24 * HOUR, clock=clock)
+    reloaded.load()
+    assert sum(n for _, n in reloaded.top(2, 10)) == 1200 + 1 - 2 and strikes.path.read_bytes() == snapshot
+    assert reloaded.count(2, 100_000) == strikes.count(2, 100_000)
+    assert [s.muted for s in await reloaded.remove(2, {5000})] == [600]
+    assert any("1 unreadable strike journal lines skipped" in line for line in caplog_loguru)
+    clock.now += 25 * HOUR
+    assert reloaded.top(2) == [] and reloaded.groups() == set()

@@ -144,3 +144,30 @@ async def test_a_slow_server_does_not_delay_another_group(start_guard) -> None:
         await asyncio.wait_for(asyncio.gather(*slow), HANG)
         assert sorted(bot.recalled()) == [*range(300, 306), 400]
         assert slow_server.requests["/trickle/slow.gif"] == 6
+
+
+async def test_one_group_holds_at_most_its_share_of_the_slots() -> None:
+    from nailong_bot.shares import SharedSlots
+
+    slots = SharedSlots(4, share=2)
+    for _ in range(2):
+        await slots.acquire("A")
+    more_a = [asyncio.create_task(slots.acquire("A")) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert slots.held_by("A") == 2 and not any(task.done() for task in more_a)
+    # B finds a free slot at once, however many of A's wait; so does a second image of B.
+    await asyncio.wait_for(slots.acquire("B"), HANG)
+    await asyncio.wait_for(slots.slot("B").acquire(), HANG)
+    third_b = asyncio.create_task(slots.acquire("B"))
+    slots.release("A")
+    await asyncio.sleep(0)
+    # The slot A gave back goes to A's longest waiter (B is at its share), never past the total.
+    assert [task.done() for task in more_a] == [True, False, False] and not third_b.done()
+    assert slots.held() == 4
+    more_a[1].cancel()
+    slots.release("B")
+    await asyncio.sleep(0)
+    assert third_b.done() and not more_a[2].done() and slots.held_by("B") == 2
+    more_a[2].cancel()
+    await asyncio.gather(*more_a[1:], return_exceptions=True)
+    assert (slots.held_by("A"), slots.held_by("B")) == (2, 2)

@@ -171,6 +171,16 @@ async def test_audit_entries_are_escaped_on_the_page(signed_in, guard) -> None:
     assert "&lt;b&gt;x&lt;/b&gt;（控制台）" in audit and "&lt;i&gt;" in audit
 
 
+async def test_the_page_shows_the_latest_audit_entries_across_a_rotation(signed_in, guard) -> None:
+    guard.audit.max_bytes = 1500  # about ten entries a file
+    for number in range(30):
+        guard.audit.record("web", f"step-{number:02d}", before=None, after=None)
+    assert guard.audit.rotated(2).exists() and len(guard.audit.path.read_text().splitlines()) < 20
+    page = (await signed_in.get("/nailong/")).text
+    shown = re.findall(r"step-([0-9]{2})", page[page.index('<section id="audit">'):])
+    assert shown == [f"{number:02d}" for number in range(29, 9, -1)]
+
+
 async def test_a_bad_sign_in_name_is_refused(browser) -> None:
     answer = await browser.post("/nailong/login", data={"token": ADMIN_TOKEN, "name": "<script>"})
     assert answer.status_code == 400 and "nailong_session" not in browser.cookies
