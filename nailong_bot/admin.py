@@ -18,6 +18,7 @@ A new action (a review label, say) is one more such function with its own result
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -26,7 +27,7 @@ from nonebot.log import logger
 
 from nailong_vision.classifier import ModelError, ModelInfo
 
-from . import verdicts
+from . import reviewing, verdicts
 from .corrections import Correction, Label
 from .describe import format_threshold
 from .persist import CannotSave
@@ -45,7 +46,8 @@ from .setting_input import (
     parse_switch,
     parse_threshold,
 )
-from .storage import MUTE_OFF, Action, GroupSettings, MutePolicy
+from .review import Waiting
+from .storage import MUTE_OFF, REVIEW_OFF, Action, GroupSettings, MutePolicy
 from .strikes import Strike
 
 # What an admin may type for an action, in either language.
@@ -160,6 +162,15 @@ class Undone:
 
 
 @dataclass(frozen=True)
+class ReviewLabelled:
+    entry: Waiting
+    label: Label
+    added: list[Correction]
+    # True/False: recalled or the recall failed; None: not tried (labelled other, or past QQ's window).
+    recalled: bool | None
+
+
+@dataclass(frozen=True)
 class RefreshStarted:
     task: asyncio.Task[RefreshRecord]
     already_running: bool
@@ -185,6 +196,7 @@ def settings_record(settings: GroupSettings, names: Iterable[str]) -> dict[str, 
         "allowed": sorted(settings.allowed),
         "mute": {"after": settings.mute.after, "seconds": settings.mute.seconds},
         "reply_text": settings.reply_text,
+        "review_floor": settings.review_floor,
     }
     return {name: values[name] for name in names}
 
@@ -268,6 +280,20 @@ async def set_warning(runtime: Runtime, operator: Operator, group_id: int, text:
     if text.strip().lower() in RESET_WORDS:
         return await change_settings(runtime, operator, group_id, reply_text=None)
     return await change_settings(runtime, operator, group_id, reply_text=_checked(check_template, text))
+
+
+async def set_review_floor(runtime: Runtime, operator: Operator, group_id: int, text: str) -> SettingsChange:
+    """The lower end of the group's review band, below its threshold; an off word: no band."""
+    if text.strip().lower() in OFF_WORDS:
+        return await change_settings(runtime, operator, group_id, review_floor=REVIEW_OFF)
+    threshold = runtime.store.get(group_id).threshold
+    try:
+        floor = float(text)
+    except ValueError:
+        floor = math.nan
+    if not (math.isfinite(floor) and 0.0 <= floor < threshold):
+        raise Refused("review_floor", threshold=format_threshold(threshold), given=text[:20])
+    return await change_settings(runtime, operator, group_id, review_floor=floor)
 
 
 def _members(mentioned: Iterable[str], typed: str) -> tuple[int, ...]:
@@ -404,6 +430,26 @@ async def undo(runtime: Runtime, operator: Operator, images: list[tuple[RecentIm
         after={"verdict": "model"},
     )  # fmt: skip
     return Undone(undone)
+
+
+async def label_review(runtime: Runtime, operator: Operator, sha256: str, label: Label) -> ReviewLabelled | None:
+    """Label an image waiting for review: a correction (see :func:`reviewing.label`). None when it no
+    longer waits (labelled meanwhile, or evicted)."""
+    try:
+        labelled = await reviewing.label(runtime, sha256, label, operator=operator.id)
+    except OSError as error:
+        logger.error(f"保存复核标注失败 / saving a review label failed: {sha256}: {error}")
+        raise Refused("correction_failed") from error
+    if labelled is None:
+        return None
+    entry = labelled.entry
+    await _audit(
+        runtime, operator, "review",
+        before={"group_id": entry.group_id, "message_id": entry.message_id, "user_id": entry.user_id,
+                "image": entry.sha256, "score": round(entry.score, 6), "model_version": entry.model_version},
+        after={"label": label, "corrections": [c.id for c in labelled.corrections], "recalled": labelled.recalled},
+    )  # fmt: skip
+    return ReviewLabelled(entry, label, labelled.corrections, labelled.recalled)
 
 
 # --- The model: refresh and rollback ---

@@ -36,6 +36,7 @@ from .describe import (
     lineage_text,
     mute_text,
     refresh_lines,
+    review_text,
     source_text,
 )
 from .i18n import Lang, lang as wording
@@ -154,10 +155,12 @@ CONFIRM_WORDS = ("confirm", "确认")
 def _current(call: Invocation, name: str, value: str, usage: str | None = None) -> str:
     """A setting asked for with no value: what it is now, where that comes from, how to change it
     (``usage``: the sub-command's usage key, when it is not the setting's name)."""
-    runtime = call.runtime
+    runtime, config = call.runtime, call.runtime.config
+    # The threshold and the review floor default to the model's own values when `.env` sets none.
+    from_model = {"threshold": config.nailong_threshold, "review_floor": config.nailong_review_floor}
     source = source_text(
         call.lang, name, overridden=name in runtime.store.overridden(call.group_id),
-        from_model=name == "threshold" and runtime.config.nailong_threshold is None,
+        from_model=name in from_model and from_model[name] is None,
     )  # fmt: skip
     return call.say("current", value=value, source=source) + "\n" + call.usage(usage or name)
 
@@ -267,6 +270,18 @@ async def _text(call: Invocation) -> str:
     return call.say(key, text=change.after.reply_text)
 
 
+@subcommand("review", "复核", usage="review")
+async def _review(call: Invocation) -> str:
+    waiting = await asyncio.to_thread(call.runtime.review.count, call.group_id)
+    if not call.args:
+        band = review_text(call.lang, call.runtime.store.get(call.group_id), waiting)
+        return _current(call, "review_floor", band, "review")
+    if len(call.args) != 1:
+        return call.usage("review")
+    change = await admin.set_review_floor(call.runtime, call.operator, call.group_id, call.args[0])
+    return call.say("review_set", band=review_text(call.lang, change.after, waiting))
+
+
 @subcommand("status", "状态", usage="status", brief=True)
 async def _status(call: Invocation) -> str:
     runtime, group, lang = call.runtime, call.group_id, call.lang
@@ -288,6 +303,7 @@ async def _status(call: Invocation) -> str:
         call.say("status_mute", mute=mute),
         call.say("status_warning", text=settings.reply_text),
         call.say("status_exempt_counts", exempt=today.exempt, observed=today.observed),
+        call.say("status_review", band=review_text(lang, settings, runtime.review.count(group))),
     ]  # fmt: skip
     if top:
         lines.append(call.say("status_top", top=", ".join(f"{user} ×{count}" for user, count in top)))

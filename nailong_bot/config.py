@@ -139,6 +139,15 @@ class Config(BaseModel):
     # A trainer config whose data folders also replay and validate (gate check c); None: the recent images only.
     nailong_refresh_config: Path | None = None
 
+    # ---- The review band (see review.py): scores in [floor, threshold) are queued for an admin, not acted on ----
+    # None: the model's review floor (a model without one has no band); 1: no band.
+    nailong_review_floor: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Images waiting per group (the oldest goes first), and the bytes of all waiting images together.
+    nailong_review_max_per_group: int = Field(default=100, ge=1, le=10_000)
+    nailong_review_max_bytes: int = Field(default=200 * 1024 * 1024, ge=0)
+    # Tell the superusers by private message when a group's queue reaches this many images; 0: never.
+    nailong_review_notify: int = Field(default=0, ge=0)
+
     # ---- Who is exempt, repeat offenders (each group may change these in the chat or the console) ----
     # The group owner, admins and superusers are not checked (their images are not even downloaded).
     nailong_exempt_admins: bool = True
@@ -178,7 +187,8 @@ class Config(BaseModel):
 
     @field_validator(
         "nailong_model_path", "nailong_threshold", "nailong_data_dir", "nailong_api_token", "nailong_admin_token",
-        "nailong_max_frames", "nailong_trainer_python", "nailong_refresh_config", mode="before"
+        "nailong_max_frames", "nailong_trainer_python", "nailong_refresh_config", "nailong_review_floor",
+        mode="before"
     )
     @classmethod
     def _empty_is_default(cls, value: object) -> object:

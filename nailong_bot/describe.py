@@ -20,6 +20,7 @@ GLOBAL_SETTING = {
     "allowed": "—",
     "mute": "NAILONG_MUTE_AFTER / NAILONG_MUTE_SECONDS",
     "reply_text": "NAILONG_REPLY_TEXT",
+    "review_floor": "NAILONG_REVIEW_FLOOR",
 }
 
 
@@ -64,6 +65,14 @@ def mute_text(lang: Lang, settings: GroupSettings, window_seconds: float, cap_se
         "settings", "mute_on", hours=f"{window_seconds / 3600:g}", after=policy.after,
         duration=duration(lang, policy.seconds), cap=duration(lang, cap_seconds),
     )  # fmt: skip
+
+
+def review_text(lang: Lang, settings: GroupSettings, waiting: int) -> str:
+    """The group's review band and how many images wait in it, or "off"."""
+    if not settings.reviews:
+        return lang("settings", "off")
+    low, high = format_threshold(settings.review_floor), format_threshold(settings.threshold)
+    return lang("settings", "review_band", low=low, high=high, waiting=waiting)
 
 
 def time_text(seconds: float) -> str:

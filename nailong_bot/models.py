@@ -40,7 +40,7 @@ from . import persist
 from .cache import TTLCache
 from .config import Config
 from .decision import Decider, Decision
-from .storage import SettingsStore
+from .storage import SettingsStore, default_review_floor
 
 POINTER_FILE = "current.json"
 CANDIDATES_DIR = "candidates"
@@ -292,6 +292,10 @@ class Models:
         if self.config.nailong_threshold is None:
             # The gate checked the new model at its own threshold; groups that set theirs keep it.
             self._settings.defaults = replace(self._settings.defaults, threshold=classifier.info.threshold)
+        if self.config.nailong_review_floor is None:
+            # The band is the model's too: its floor was calibrated with its threshold.
+            review_floor = default_review_floor(None, classifier.info.review_floor)
+            self._settings.defaults = replace(self._settings.defaults, review_floor=review_floor)
         logger.info(
             f"模型已切换 / model swapped: {old.version} → {classifier.info.version} ({classifier.info.path}), "
             f"threshold={classifier.info.threshold}"

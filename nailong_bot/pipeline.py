@@ -1,6 +1,6 @@
 """The path of an image: group message (exempt senders stop here) → image bytes (cache first) →
-decision → action (strikes, escalating mutes), and the decided images kept a while, so admins can
-correct the bot by replying to the message or warning."""
+decision → action (strikes, escalating mutes) or, when the model is unsure, the review queue; and the
+decided images kept a while, so admins can correct the bot by replying to the message or warning."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from .exempt import exemption
 from .fetch import FetchError
 from .forward import forwarded_images, forwards
 from .images import CheckedImage, ImageRef, image_refs
+from .reviewing import hold_for_review
 from .runtime import Runtime, get_runtime
 from .storage import Action, GroupSettings
 
@@ -125,6 +126,9 @@ async def check_message(bot: Bot, event: GroupMessageEvent, runtime: Runtime) ->
                 task.cancel()
         runtime.stats.add(event.group_id, checked=len(checked), hits=int(hit is not None))
         await _remember(event, checked, settings.threshold, warning_id, runtime)
+        if hit is None:
+            # Unsure is not a hit: nothing in the group; the images in its review band wait for an admin.
+            await hold_for_review(bot, event, checked, settings, runtime)
     # After the images are kept: a correction replying to the warning finds them without waiting for this.
     await runtime.strikes.save()
     return hit

@@ -24,9 +24,10 @@ from .fetch import Fetcher, IPAddress, is_public_address
 from .models import Models
 from .recent import ActedHits, RecentImages
 from .refresh import Refresher
+from .review import ReviewQueue
 from .shares import SharedSlots
 from .stats import GroupCounts
-from .storage import Action, GroupSettings, MutePolicy, SettingsStore
+from .storage import Action, GroupSettings, MutePolicy, SettingsStore, default_review_floor
 from .strikes import StrikeStore
 
 
@@ -68,6 +69,8 @@ class Runtime:
     models: Models
     refresher: Refresher
     auto_refresh: asyncio.Task[None]
+    # Images the model was unsure of, waiting for an operator's label.
+    review: ReviewQueue
 
     @property
     def classifier(self) -> Classifier:
@@ -124,6 +127,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         exempt_admins=config.nailong_exempt_admins,
         mute=MutePolicy(after=config.nailong_mute_after, seconds=config.nailong_mute_seconds),
         reply_text=config.nailong_reply_text,
+        review_floor=default_review_floor(config.nailong_review_floor, info.review_floor),
     )
     store = SettingsStore(data_dir, defaults)
     store.load()
@@ -146,7 +150,13 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         max_bytes=int(config.nailong_audit_max_mb * 2**20),
         keep=config.nailong_audit_keep,
     )
-    _report_unsaved(store, recent, corrections, stats, strikes, audit)
+    review = await asyncio.to_thread(
+        ReviewQueue,
+        data_dir / "review",
+        max_per_group=config.nailong_review_max_per_group,
+        max_bytes=config.nailong_review_max_bytes,
+    )
+    _report_unsaved(store, recent, corrections, stats, strikes, audit, review)
     decider = Decider(
         classifier,
         workers=config.nailong_workers,
@@ -190,11 +200,12 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         models=models,
         refresher=refresher,
         auto_refresh=asyncio.create_task(refresher.auto_loop()),
+        review=review,
     )
     logger.info(
         f"奶龙模型已加载 / model loaded: {info.name} v{info.version} ({info.path}), "
         f"labels={list(info.labels)}, input={info.spec.size}, frames={decider.frames}, "
-        f"threshold={defaults.threshold}, providers={list(info.providers)}; settings in {store.path}, "
+        f"threshold={defaults.threshold}, review floor={defaults.review_floor}, providers={list(info.providers)}; settings in {store.path}, "
         f"{len(corrections)} corrections in {corrections.feedback_dir}"
     )
     return _current
@@ -207,6 +218,7 @@ def _report_unsaved(
     stats: GroupCounts,
     strikes: StrikeStore,
     audit: AuditLog,
+    review: ReviewQueue,
 ) -> None:
     """One line at start-up for what cannot be saved: the bot still guards, so say it loudly."""
     unsaved = [
@@ -218,6 +230,7 @@ def _report_unsaved(
             ("统计", "counts", stats.save_error),
             ("记过", "strikes", strikes.save_error),
             ("操作记录", "audit log", audit.save_error),
+            ("复核队列", "review queue", review.save_error),
         ]
         if error is not None
     ]

@@ -80,6 +80,15 @@ class MutePolicy:
 
 
 MUTE_OFF = MutePolicy()
+# The review floor that turns the band off: no score is in [1, threshold).
+REVIEW_OFF = 1.0
+
+
+def default_review_floor(configured: float | None, model_floor: float | None) -> float:
+    """NAILONG_REVIEW_FLOOR, else the model's (its calibration's); a model without one has no band."""
+    if configured is not None:
+        return configured
+    return REVIEW_OFF if model_floor is None else model_floor
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,8 @@ class GroupOverrides:
     mute: MutePolicy | None = None
     # A warning template (see warning.py), checked before it is stored.
     reply_text: str | None = None
+    # The lower end of the review band; REVIEW_OFF: no band.
+    review_floor: float | None = None
 
     @classmethod
     def from_json(cls, raw: object, *, where: str = "") -> GroupOverrides:
@@ -103,12 +114,16 @@ class GroupOverrides:
             raise ValueError(f"group entry is not an object: {raw!r}")
         enabled, threshold, action = raw.get("enabled"), raw.get("threshold"), raw.get("action")
         exempt_admins, allowed = raw.get("exempt_admins"), raw.get("allowed")
-        mute, reply_text = raw.get("mute"), raw.get("reply_text")
+        mute, reply_text, review_floor = raw.get("mute"), raw.get("reply_text"), raw.get("review_floor")
         for name, switch in (("enabled", enabled), ("exempt_admins", exempt_admins)):
             if switch is not None and not isinstance(switch, bool):
                 raise ValueError(f"{name} must be true/false: {switch!r}")
         if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
             raise ValueError(f"threshold must be within 0..1: {threshold!r}")
+        if review_floor is not None and not (
+            isinstance(review_floor, (int, float)) and not isinstance(review_floor, bool) and 0.0 <= review_floor <= 1.0
+        ):
+            raise ValueError(f"review_floor must be within 0..1: {review_floor!r}")
         if allowed is not None and not (
             isinstance(allowed, list) and all(isinstance(m, int) and not isinstance(m, bool) for m in allowed)
         ):
@@ -133,6 +148,7 @@ class GroupOverrides:
             allowed=None if allowed is None else tuple(sorted(set(allowed))),
             mute=None if mute is None else MutePolicy.from_json(mute),
             reply_text=reply_text,
+            review_floor=None if review_floor is None else float(review_floor),
         )
 
     def to_json(self) -> dict:
@@ -157,6 +173,15 @@ class GroupSettings:
     mute: MutePolicy = MUTE_OFF
     # A warning template (see warning.py).
     reply_text: str = DEFAULT_REPLY_TEXT
+    # Scores in [review_floor, threshold) are queued for an admin's review instead of acted on.
+    review_floor: float = REVIEW_OFF
+
+    def in_review_band(self, score: float) -> bool:
+        return self.review_floor <= score < self.threshold
+
+    @property
+    def reviews(self) -> bool:
+        return self.review_floor < self.threshold
 
 
 class SettingsStore:
@@ -205,6 +230,7 @@ class SettingsStore:
             allowed=defaults.allowed if overrides.allowed is None else frozenset(overrides.allowed),
             mute=defaults.mute if overrides.mute is None else overrides.mute,
             reply_text=defaults.reply_text if overrides.reply_text is None else overrides.reply_text,
+            review_floor=defaults.review_floor if overrides.review_floor is None else overrides.review_floor,
         )
 
     def overridden(self, group_id: int) -> frozenset[str]:

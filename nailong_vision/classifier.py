@@ -1,7 +1,7 @@
 """Classify: one onnxruntime session, created at start-up and reused, scoring P(nailong) per image.
 
 Everything about the input (size, mean/std, resize) and output (labels, positive label,
-recommended threshold) is read from the model file's metadata, written by the trainer's export.
+recommended threshold, review floor) is read from the model file's metadata, written by the trainer's export.
 A model without metadata falls back to the defaults of the original export script: 224×224,
 ImageNet mean/std, bilinear, label 0 = nailong, threshold 0.5.
 """
@@ -40,6 +40,9 @@ class ModelInfo:
     threshold: float
     spec: PreprocessSpec
     providers: tuple[str, ...]
+    # The lower end of the review band (validation recall ≈ 0.99, written by the trainer's calibration);
+    # None for a model calibrated before the band existed.
+    review_floor: float | None = None
     # Every metadata_props entry as written by the export (metrics, data, created_at, ...), for display.
     metadata: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -109,6 +112,7 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
         spec = PreprocessSpec.from_metadata(metadata)
         labels = tuple(json.loads(metadata["labels"])) if "labels" in metadata else None
         threshold = float(metadata.get("threshold", DEFAULT_THRESHOLD))
+        review_floor = float(metadata["review_floor"]) if "review_floor" in metadata else None
     except (ValueError, TypeError, KeyError) as error:
         raise ModelError(f"模型元数据无法解析 / unreadable model metadata in {path}: {error}") from error
     if labels is None:
@@ -122,6 +126,10 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
         raise ModelError(f"标签中没有 {positive!r} / positive label {positive!r} not in labels {labels}: {path}")
     if not 0.0 <= threshold <= 1.0:
         raise ModelError(f"模型推荐阈值不在 0..1 之间 / recommended threshold {threshold} outside 0..1: {path}")
+    if review_floor is not None and not 0.0 <= review_floor <= threshold:
+        raise ModelError(
+            f"模型的复核下限不在 0 和阈值之间 / review floor {review_floor} outside 0..threshold {threshold}: {path}"
+        )
     return ModelInfo(
         path=path,
         name=metadata.get("model_name", path.stem),
@@ -131,6 +139,7 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
         threshold=threshold,
         spec=spec,
         providers=tuple(session.get_providers()),
+        review_floor=review_floor,
         metadata=metadata,
     )
 

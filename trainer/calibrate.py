@@ -1,12 +1,17 @@
 """Calibration on the wild set: the shipped threshold is the lowest at which images from sources never
 trained on (the config's ``wild_sources``) are flagged at most ``wild_max_fpr`` of the time.
 
+Below it, the review floor: the highest threshold at which the validation's nailong still reach it
+``REVIEW_RECALL`` of the time. Scores between the two are the model's unsure band: the plugin acts on
+none of them and asks a group's admins instead (its review queue).
+
 The validation split says how well the model ranks; it cannot say how often it fires on sticker series it
 never saw, because its negatives come from the same collections as the training ones. The wild set can.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -26,6 +31,8 @@ from .scoring import Scorer, load_scorer
 log = logging.getLogger(__name__)
 
 THRESHOLD_DECIMALS = 4  # the metadata stores the threshold with four decimals
+# Validation recall at the review floor: about one nailong in a hundred scores below it.
+REVIEW_RECALL = 0.99
 
 
 def wild_threshold(other_scores: np.ndarray, max_fpr: float, decimals: int = THRESHOLD_DECIMALS) -> float:
@@ -45,6 +52,20 @@ def wild_threshold(other_scores: np.ndarray, max_fpr: float, decimals: int = THR
     while threshold <= must_miss:  # the smallest value of that many decimals strictly above it
         threshold = round(threshold + step, decimals)
     return min(threshold, 1.0)
+
+
+def review_floor(nailong_scores: np.ndarray, target_recall: float = REVIEW_RECALL,
+                 decimals: int = THRESHOLD_DECIMALS) -> float:
+    """The highest threshold (to ``decimals``) at which at least ``target_recall`` of ``nailong_scores``
+    reach it (a hit is ``score >= threshold``). With ``n`` nailong, ``floor((1 - target_recall) · n)`` may
+    stay below; the floor is the step at or under the lowest score that has to reach it."""
+    scores = np.sort(np.asarray(nailong_scores, dtype=np.float64))
+    if len(scores) == 0:
+        raise ValueError("no nailong scores to set the review floor on / 没有奶龙样本的得分")
+    allowed = math.floor((1.0 - target_recall) * len(scores) + 1e-9)
+    must_reach = scores[min(allowed, len(scores) - 1)]
+    step = 10.0 ** -decimals
+    return max(0.0, round(math.floor(must_reach / step) * step, decimals))
 
 
 def score_records(scorer: Scorer, records: list[ImageRecord]) -> tuple[list[ImageRecord], np.ndarray]:
@@ -100,6 +121,9 @@ def validation_hard_threshold(validation: Validation, labels: list[str], cfg: Tr
     return wild_threshold(scores[hard], cfg.val_hard_max_fpr)
 
 
+REVIEW_RULE = f"review floor: highest threshold with validation nailong recall ≥ {REVIEW_RECALL:.0%}"
+
+
 def calibrate_model(model_path: str | Path, cfg: TrainConfig, checkpoint: Checkpoint | None = None) -> dict:
     """Score the wild set with the exported model, write the wild threshold into its metadata (with the
     validation metrics at that threshold, from ``checkpoint``) and return the calibration report."""
@@ -126,8 +150,13 @@ def calibrate_model(model_path: str | Path, cfg: TrainConfig, checkpoint: Checkp
     model = onnx.load(str(path))
     metadata = {p.key: p.value for p in model.metadata_props}
     metadata["threshold"] = f"{threshold:.{THRESHOLD_DECIMALS}f}"
+    floor = None
     if validation is not None:
         labels = checkpoint.labels
+        nailong = validation.targets == labels.index(positive)
+        floor = min(review_floor(validation.probs[nailong, labels.index(positive)]), threshold)
+        metadata["review_floor"] = f"{floor:.{THRESHOLD_DECIMALS}f}"
+        report["review_floor"] = floor
         metrics = summarize(validation.probs, validation.targets, labels, labels.index(positive), threshold)
         headline = json.loads(metadata.get("metrics", "{}"))
         headline.update({k: metrics[k] for k in ("accuracy", "macro_f1", "nailong_precision", "nailong_recall",
@@ -139,7 +168,8 @@ def calibrate_model(model_path: str | Path, cfg: TrainConfig, checkpoint: Checkp
         "validation_hard_threshold": hard_threshold,
         "wild_other": report["wild"]["other"], "wild_false_positive_rate": report["wild"]["false_positive_rate"],
         "wild_hard_false_positive_rate": report["wild"]["hard"]["false_positive_rate"],
-        "precision_target_threshold": round(scorer.threshold, THRESHOLD_DECIMALS)})
+        "precision_target_threshold": round(scorer.threshold, THRESHOLD_DECIMALS),
+        **({"review_rule": REVIEW_RULE} if floor is not None else {})})
     del model.metadata_props[:]
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
@@ -150,3 +180,42 @@ def calibrate_model(model_path: str | Path, cfg: TrainConfig, checkpoint: Checkp
              report["wild"]["false_positive_rate"], report["wild"]["hard"]["false_positive_rate"] or 0.0,
              scorer.threshold, report["wild_at_precision_target"]["false_positive_rate"])
     return report
+
+
+def review_floor_from_evaluation(model_path: str | Path, evaluation_dir: str | Path) -> float:
+    """Write the review floor into a calibrated model whose validation split cannot be scored again here,
+    from its own evaluation (``trainer evaluate --val-of``): every nailong it missed, with its score, is in
+    the mistakes CSV, and every other nailong reached the threshold, so above the floor. The weights and
+    the threshold stay; the checksum is written again. Raises ValueError when the evaluation is not this
+    model's, or lists fewer missed nailong than it counted."""
+    from .export import write_checksum, write_metadata
+
+    path, evaluation = Path(model_path), Path(evaluation_dir)
+    report = json.loads((evaluation / "report.json").read_text(encoding="utf-8"))
+    metadata = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    threshold = float(metadata["threshold"])
+    if report["model"] != f"{metadata.get('model_name')} {metadata.get('version')}" or report["threshold"] != threshold:
+        raise ValueError(f"{evaluation} is not the evaluation of {path} at its threshold {threshold} / 不是该模型的评估")
+    # Where evaluate writes it, or beside the report (models/evaluation); none when it made no mistake.
+    sheets = [p for p in (evaluation / "mistakes" / "mistakes.csv", evaluation / "mistakes.csv") if p.exists()]
+    positive = metadata.get("positive_label", "nailong")
+    missed = []
+    for sheet in sheets[:1]:
+        with sheet.open(encoding="utf-8", newline="") as file:
+            missed = [float(row["score"]) for row in csv.DictReader(file) if row["label"] == positive]
+    if len(missed) != len(report["false_negatives"]):
+        raise ValueError(f"the mistakes CSV lists {len(missed)} missed nailong, the report "
+                         f"{len(report['false_negatives'])} / 评估的错误清单不完整")
+    reached = report["per_class"][positive]["support"] - len(missed)
+    floor = min(review_floor(np.array(missed + [threshold] * reached)), threshold)
+    metadata["review_floor"] = f"{floor:.{THRESHOLD_DECIMALS}f}"
+    calibration = json.loads(metadata.get("calibration", "{}"))
+    calibration["review_rule"] = REVIEW_RULE
+    metadata["calibration"] = json.dumps(calibration)
+    write_metadata(path, metadata)
+    write_checksum(path)
+    nailong = len(missed) + reached
+    recall = (int((np.array(missed) >= floor).sum()) + reached) / nailong
+    log.info("%s: review floor %.4f (recall %.4f of %d validation nailong), threshold %.4f kept", path, floor, recall,
+             nailong, threshold)
+    return floor

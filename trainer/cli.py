@@ -18,6 +18,7 @@ DESCRIPTION = """奶龙识别模型训练工具 / nailong model trainer
   predict   对图片给出判断 / classify image files
   mine      挖掘难负样本：给图片池打分、出编号缩略图、把标注变成数据目录 / hard-negative mining
   refresh   用管理员的纠错更新模型（带检查）/ learn the admins' corrections, gated
+  review-floor  由模型自己的验证集评估写入复核下限 / write the review floor from the model's own evaluation
 """
 
 
@@ -94,10 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--rebuild", metavar="MANIFEST", help="按清单重建数据目录 / rebuild a folder from its MANIFEST.csv")
     mine.add_argument("--model", help="model.onnx 或 / or checkpoint .pt（打分时必需 / needed with --pool）")
     mine.add_argument("--out", required=True, help="输出目录 / output folder")
-    mine.add_argument("--top", type=int, default=192, help="待标注的最高分图片数 / images to label (default 192)")
+    mine.add_argument("--top", type=int, default=192, help="待标注的最高分图片数，0 为全部 / images to label, 0 for all (default 192)")
     mine.add_argument("--cache-dir", default=".cache/trainer", help="数据包缓存 / where packages are unpacked")
     mine.add_argument("--git-dir", action="append", default=[], metavar="OWNER/NAME=PATH",
                       help="重建时使用本地 git 仓库 / a local git directory for a source repository (--rebuild)")
+    floor = commands.add_parser(
+        "review-floor", help="写入复核下限 / write the review floor",
+        description="导出时 --wild-of 的校准已写入复核下限（验证集奶龙召回率 ≥ 99% 的最高阈值）。对更早导出、验证集无法在此重新打分的模型，"
+                    "用它自己的评估（evaluate --val-of 的 report.json 和 mistakes.csv）写入；权重和阈值不变，重写校验文件。/ "
+                    "Export with --wild-of writes the review floor (the highest threshold with validation nailong recall ≥ "
+                    "99%). For a model exported before, whose validation cannot be scored again here, write it from the "
+                    "model's own evaluation (report.json and mistakes.csv of evaluate --val-of); weights and threshold stay, "
+                    "the checksum is written again.")
+    floor.add_argument("--model", required=True, help="model.onnx")
+    floor.add_argument("--evaluation", required=True, metavar="DIR", help="该模型的验证集评估目录 / its validation evaluation")
+
     refresh = commands.add_parser(
         "refresh", help="用纠错更新模型 / learn the admins' corrections",
         description="从当前模型出发，学习管理员的纠错，同时用近期图片和/或训练数据回放保持其余判断不变；通过检查后导出。"
@@ -184,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             mine.rebuild_imagefolder(args.rebuild, args.out, args.cache_dir,
                                      dict(item.split("=", 1) for item in args.git_dir))
+    elif args.command == "review-floor":
+        from .calibrate import review_floor_from_evaluation
+
+        review_floor_from_evaluation(args.model, args.evaluation)
     elif args.command == "refresh":
         return refresh_command(args)
     return 0

@@ -8,13 +8,16 @@ on numbered contact sheets, and turn the labels a person writes next to those nu
 
 A pool is a folder (``SOURCE=DIR`` names its source, e.g. ``github:owner/name@commit=/tmp/pool``) or a
 package source (``npm:NAME@VERSION``). The manifest keeps source, path and sha256 of every image, so the
-project commits the manifest and never the images.
+project commits the manifest and never the images; it also keeps each image's family (one character's
+series, ``<source>/<series>``: proposed from the image's folder, corrected in to_label.csv where a folder is
+not one series) and whether it is animated.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
 import math
 import shutil
@@ -32,11 +35,15 @@ from .scoring import Scorer, load_scorer
 log = logging.getLogger(__name__)
 
 LABEL_CHOICES = ("nailong", "other", "skip")
-TO_LABEL_COLUMNS = ["number", "score", "label", "source_repo", "source_path", "sha256", "path"]
-MANIFEST_COLUMNS = ["file", "label", "source_repo", "source_path", "original_sha256", "score"]
+TO_LABEL_COLUMNS = ["number", "score", "label", "family", "animated", "source_repo", "source_path", "sha256", "path"]
+SCORES_COLUMNS = ["score", "family", "animated", "source_repo", "source_path", "sha256", "path"]
+MANIFEST_COLUMNS = ["file", "label", "source_repo", "source_path", "original_sha256", "score", "family", "animated"]
 SHEET_COLUMNS = 8
 SHEET_ROWS = 6
 THUMB = 128
+FAMILY_SAMPLE = 16  # thumbnails per family on the family sheets
+FAMILY_THUMB = 64
+FAMILIES_PER_SHEET = 16
 
 
 @dataclass
@@ -68,6 +75,25 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def default_family(source_repo: str, source_path: str) -> str:
+    """``<source>/<series>``: the repository's or package's name and the folder the image is in
+    (``github:owner/stickers@c`` + ``packs/capoo/1.gif`` → ``stickers/packs/capoo``)."""
+    spec = source_repo.removeprefix("github:").removeprefix(PACKAGE_PREFIX)  # [@scope/]name@version, owner/name@commit
+    source = spec.rpartition("@")[0] if "@" in spec.lstrip("@") else spec
+    name = source.rpartition("/")[2]
+    folder = source_path.rpartition("/")[0]
+    return f"{name}/{folder}" if folder else name
+
+
+def is_animated(data: bytes) -> bool:
+    """More than one frame (GIF, animated WebP or APNG); a file Pillow cannot open counts as still."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return getattr(image, "n_frames", 1) > 1
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
 def score_pools(scorer: Scorer, pools: list[str], cache_dir: str | Path) -> list[dict]:
     """One row per readable pool image (exact duplicates once), highest P(nailong) first."""
     rows, seen = [], set()
@@ -77,13 +103,15 @@ def score_pools(scorer: Scorer, pools: list[str], cache_dir: str | Path) -> list
             if digest in seen:
                 continue
             seen.add(digest)
+            data = image.path.read_bytes()
             try:
-                score = float(scorer.score_bytes(image.path.read_bytes())[scorer.positive_index])
+                score = float(scorer.score_bytes(data)[scorer.positive_index])
             except (ImageDecodeError, OSError) as error:
                 log.warning("skipped unreadable pool image / 跳过无法读取的图片 %s: %s", image.path, error)
                 continue
-            rows.append({"score": score, "source_repo": image.source_repo, "source_path": image.source_path,
-                         "sha256": digest, "path": str(image.path)})
+            rows.append({"score": score, "family": default_family(image.source_repo, image.source_path),
+                         "animated": int(is_animated(data)), "source_repo": image.source_repo,
+                         "source_path": image.source_path, "sha256": digest, "path": str(image.path)})
     rows.sort(key=lambda row: -row["score"])
     return rows
 
@@ -129,16 +157,51 @@ def mine_command(model: str, pools: list[str], out: str, top: int, cache_dir: st
     rows = score_pools(scorer, pools, cache_dir)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(out_dir / "scores.csv", ["score", "source_repo", "source_path", "sha256", "path"], rows)
-    candidates = [{"number": i + 1, "label": "", **row} for i, row in enumerate(rows[:top])]
+    write_csv(out_dir / "scores.csv", SCORES_COLUMNS, rows)
+    candidates = [{"number": i + 1, "label": "", **row} for i, row in enumerate(rows[:top] if top else rows)]
     write_csv(out_dir / "to_label.csv", TO_LABEL_COLUMNS, candidates)
     sheets = write_sheets(candidates, out_dir / "sheets")
+    write_family_sheets(candidates, out_dir / "families")
     summary = {"scored": len(rows), "to_label": len(candidates), "sheets": len(sheets),
                "above_threshold": sum(row["score"] >= scorer.threshold for row in rows),
                "threshold": scorer.threshold, "model": scorer.name}
     log.info("mined %s: %d images scored, %d above the model's threshold %.3f; %d to label on %d sheets in %s",
              pools, len(rows), summary["above_threshold"], scorer.threshold, len(candidates), len(sheets), out_dir)
     return summary
+
+
+def write_family_sheets(rows: list[dict], out_dir: Path, per_family: int = FAMILY_SAMPLE, thumb: int = FAMILY_THUMB,
+                        families_per_sheet: int = FAMILIES_PER_SHEET) -> list[Path]:
+    """One line of thumbnails per family (its ``per_family`` highest-scoring rows, numbered as in
+    to_label.csv) under the family's name: a person sees at a glance what each series is."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_family: dict[str, list[dict]] = {}
+    for row in rows:
+        by_family.setdefault(row["family"], []).append(row)
+    names = sorted(by_family)
+    caption, label = 12, 14
+    sheets = []
+    for sheet_index in range(math.ceil(len(names) / families_per_sheet)):
+        chunk = names[sheet_index * families_per_sheet:(sheet_index + 1) * families_per_sheet]
+        line = label + thumb + caption
+        sheet = Image.new("RGB", (per_family * thumb, len(chunk) * line), "white")
+        draw = ImageDraw.Draw(sheet)
+        for k, family in enumerate(chunk):
+            members = by_family[family]
+            y = k * line
+            draw.text((2, y + 1), f"{family}  ({len(members)}, {sum(int(r['animated']) for r in members)} animated)",
+                      fill="blue")
+            for j, row in enumerate(members[:per_family]):
+                x = j * thumb
+                try:
+                    sheet.paste(thumbnail(Path(row["path"]), thumb), (x, y + label))
+                except (ImageDecodeError, OSError):
+                    draw.rectangle([x, y + label, x + thumb - 1, y + label + thumb - 1], outline="red")
+                draw.text((x + 2, y + label + thumb), f"#{row['number']} {float(row['score']):.2f}", fill="black")
+        path = out_dir / f"families-{sheet_index + 1:03d}.png"
+        sheet.save(path, optimize=True)
+        sheets.append(path)
+    return sheets
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
@@ -183,8 +246,11 @@ def build_imagefolder(csv_path: str | Path, out: str | Path) -> dict:
         target = out / label / file_name(row["sha256"], source)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
+        family = (row.get("family") or "").strip() or default_family(row["source_repo"], row["source_path"])
+        animated = row.get("animated") or str(int(is_animated(target.read_bytes())))
         kept.append({"file": target.relative_to(out).as_posix(), "label": label, "source_repo": row["source_repo"],
-                     "source_path": row["source_path"], "original_sha256": row["sha256"], "score": row["score"]})
+                     "source_path": row["source_path"], "original_sha256": row["sha256"], "score": row["score"],
+                     "family": family, "animated": animated})
         known.add(row["sha256"])
         added += 1
     write_csv(manifest, MANIFEST_COLUMNS, sorted(kept, key=lambda r: r["file"]))
@@ -194,8 +260,14 @@ def build_imagefolder(csv_path: str | Path, out: str | Path) -> dict:
 
 
 def read_manifest(path: Path) -> list[dict]:
+    """A MANIFEST.csv's rows; manifests written before families were recorded get each image's
+    folder as its family, and ``animated`` empty until the image is rebuilt."""
     with path.open(encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["family"] = row.get("family") or default_family(row["source_repo"], row["source_path"])
+        row["animated"] = row.get("animated") or ""
+    return rows
 
 
 def source_bytes(source_repo: str, source_path: str, cache_dir: str | Path, git_dirs: dict[str, str]) -> bytes:
@@ -228,8 +300,9 @@ def rebuild_imagefolder(manifest_path: str | Path, out: str | Path, cache_dir: s
         target = out / row["file"]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-    if Path(manifest_path).resolve() != (out / "MANIFEST.csv").resolve():
-        shutil.copyfile(manifest_path, out / "MANIFEST.csv")
+        row["animated"] = row["animated"] or str(int(is_animated(data)))
+    columns = list(dict.fromkeys(MANIFEST_COLUMNS + [c for row in rows[:1] for c in row]))
+    write_csv(out / "MANIFEST.csv", columns, rows)
     log.info("rebuilt %d images into %s", len(rows), out)
     return len(rows)
 

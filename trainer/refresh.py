@@ -641,6 +641,8 @@ def write_candidate(model: torch.nn.Module, inputs: Inputs, report: GateReport, 
                                    base.positive_index, inputs.threshold,
                                    base_metrics.get("precision_target", base.config.precision_target))
     metadata = build_metadata(checkpoint, inputs.threshold, metrics, report.version)
+    if "review_floor" in inputs.base_metadata:  # the review band stays the base model's, as its threshold does
+        metadata["review_floor"] = inputs.base_metadata["review_floor"]
     export_onnx(model, checkpoint, out_dir / MODEL_FILE, metadata)
     report.seconds = seconds
     write_report(report, out_dir)

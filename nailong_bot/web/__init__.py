@@ -1,6 +1,6 @@
 """The HTTP API (`/nailong/api/`) and the web console (`/nailong/`) on the NoneBot driver's FastAPI app.
 
-The API is mounted when NAILONG_API_TOKEN is set (a Bearer header), the console when
+The API is mounted when NAILONG_API_TOKEN is set (a Bearer header), the console (with its review page) when
 NAILONG_ADMIN_TOKEN is set (its sign-in form, then a session cookie); see auth.py.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from . import api, console
+from . import api, console, review
 from .auth import TokenAuth
 
 
@@ -30,3 +30,4 @@ def mount(
         app.include_router(api.make_router(auth))
     if admin_token is not None:
         app.include_router(console.make_router(auth))
+        app.include_router(review.make_router(auth))

@@ -211,7 +211,16 @@ def _model_card(runtime: Runtime, words: Lang) -> Html:
                                        recommended=format_threshold(card["recommended_threshold"]))),
         *validation,
         (say("model_providers"), ", ".join(card["providers"])),
+        (say("model_reviewed"), _reviewed(runtime, words)),
     ])  # fmt: skip
+
+
+def _reviewed(runtime: Runtime, words: Lang) -> str:
+    """How the model in use fared with the images admins reviewed (the review page)."""
+    tally = runtime.review.tally().get(runtime.model_version)
+    if tally is None or not tally.reviewed:
+        return words("console", "reviewed_none")
+    return words("console", "reviewed", reviewed=tally.reviewed, right=tally.right)
 
 
 def _refresh_panel(runtime: Runtime, csrf: str, words: Lang) -> Html:

@@ -168,6 +168,7 @@ async def test_status(app: App, guard) -> None:
         "Mute: off",
         "Warning: 检测到奶龙图片",
         "Today: 0 images of exempt senders, 0 hits observed",
+        "Review: off",
     ]
     answer = await run_command(app, command("/奶龙 状态"))
     assert answer.splitlines() == [
@@ -180,6 +181,7 @@ async def test_status(app: App, guard) -> None:
         "禁言：不禁言",
         "警告：检测到奶龙图片",
         "今天免检图片 0 张，观察模式命中 0 次",
+        "复核：已关闭",
     ]
 
 

@@ -350,6 +350,7 @@ async def test_status_shows_everything(app: App, guard) -> None:
         "Mute: from strike 3 within 24 h: muted for 10 min, doubled each further strike, at most 1 d",
         "Warning: {user} 走开",
         "Today: 4 images of exempt senders, 1 hits observed",
+        "Review: off",
         "Most strikes: 777777 ×1",
     ]
 

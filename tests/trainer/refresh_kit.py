@@ -43,7 +43,8 @@ def build_base(folder: Path, work: Path, *, version: str = BASE_VERSION, thresho
     """``folder/nailong.onnx`` (+ ``.sha256``) and ``folder/nailong.pt``: timm's tiny test_efficientnet (with
     BatchNorm, like the shipped Lite0) at 32 px, a linear head fitted on its frozen random features of synthetic
     images under ``work`` — no backprop, so seconds (the ONNX export takes longest). Its threshold is set to
-    ``threshold``: on separable toy data the precision target would put it at 0.9999. Returns ``folder``."""
+    ``threshold``: on separable toy data the precision target would put it at 0.9999; its review floor a quarter
+    of that. Returns ``folder``."""
     import onnx
 
     from trainer.export import export_command, sha256_file
@@ -54,6 +55,7 @@ def build_base(folder: Path, work: Path, *, version: str = BASE_VERSION, thresho
     onnx_path = export_command(str(work / "ckpt" / "best.pt"), str(folder / MODEL_FILE), version=version)
     model = onnx.load(str(onnx_path))
     next(p for p in model.metadata_props if p.key == "threshold").value = f"{threshold:.4f}"
+    model.metadata_props.add(key="review_floor", value=f"{threshold / 4:.4f}")  # as a calibration writes it
     onnx.save(model, str(onnx_path))
     onnx_path.with_name(onnx_path.name + ".sha256").write_text(sha256_file(onnx_path) + "\n")
     return folder

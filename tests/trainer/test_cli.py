@@ -5,7 +5,7 @@ import pytest
 from trainer.cli import main
 
 
-@pytest.mark.parametrize("command", ["train", "features", "search", "evaluate", "export", "predict", "mine"])
+@pytest.mark.parametrize("command", ["train", "features", "search", "evaluate", "export", "predict", "mine", "review-floor"])
 def test_each_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

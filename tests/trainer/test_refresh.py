@@ -119,6 +119,7 @@ def test_export_carries_the_lineage_and_a_checkpoint_for_the_next_refresh(refres
     assert lineage["gate"]["passed"] and lineage["gate"]["corrections"] == "4/4"
     assert float(metadata["threshold"]) == pytest.approx(THRESHOLD)  # the base model's threshold is kept
     assert json.loads(metadata["metrics"]) == {}  # not validated (no training folders): no numbers of its own
+    assert float(metadata["review_floor"]) == pytest.approx(THRESHOLD / 4, abs=1e-4)  # and its review floor
     assert (out / "nailong.onnx.sha256").read_text() == sha256_file(out / MODEL_FILE) + "\n"
     info = Classifier(out / MODEL_FILE, providers=["CPUExecutionProvider"]).info  # loads as the plugin loads it
     assert info.version == f"{BASE_VERSION}+r1"

@@ -201,7 +201,10 @@ def test_the_wild_threshold_needs_negatives():
 
 
 def test_export_sets_the_threshold_on_the_wild_set(trained, tmp_path, image_root, negatives_root):
-    from trainer.calibrate import score_records
+    import onnx
+
+    from trainer.calibrate import review_floor, score_records
+    from trainer.checkpoint import Checkpoint
     from trainer.export import export_command, sha256_file
     from trainer.scoring import load_scorer
 
@@ -220,6 +223,12 @@ def test_export_sets_the_threshold_on_the_wild_set(trained, tmp_path, image_root
     report = json.loads((tmp_path / "model.calibration.json").read_text(encoding="utf-8"))
     assert report["wild"]["other"] == 4 and report["wild"]["hard"]["other"] == 2
     assert set(report["wild"]["by_source"]) == {"wild/stickers"}
+    # The review floor: the highest threshold at which the validation's nailong reach it 99 % of the time.
+    validation = Checkpoint.load(best).validation
+    nailong_scores = validation.probs[validation.targets == 0, 0]
+    metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    floor = min(review_floor(nailong_scores), scorer.threshold)
+    assert float(metadata["review_floor"]) == pytest.approx(floor) and report["review_floor"] == pytest.approx(floor)
 
 
 def test_evaluate_reports_the_wild_set_by_source_and_tag_with_a_sheet_of_mistakes(trained, tmp_path, image_root,
