@@ -174,6 +174,8 @@ async def test_a_setting_with_no_value_shows_it_and_where_it_comes_from(app: App
     assert (await ask(app, "/奶龙 禁言")).startswith("现在：不禁言（全局默认，在 .env 的 NAILONG_MUTE_AFTER / NAILONG_MUTE_SECONDS）\n")
     assert (await ask(app, "/奶龙 文案")).startswith("现在：检测到奶龙图片（全局默认，在 .env 的 NAILONG_REPLY_TEXT）\n")
     assert (await ask(app, "/奶龙 豁免")).startswith("豁免名单为空。\n用法：/奶龙 豁免 @成员|QQ号")
+    review = (await ask(app, "/奶龙 复核")).splitlines()
+    assert review[0].startswith("现在：") and review[1].startswith("用法：/奶龙 复核 0.2")
     assert len(guard.audit.latest(10)) == 1  # only the threshold that was set
 
 
