@@ -10,6 +10,7 @@ from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent, MessageSegment
 from nonebot.exception import AdapterException
 from nonebot.log import logger
 
+from .i18n import Lang
 from .images import CheckedImage
 from .storage import GroupSettings
 from .warning import placeholders_in, render, strike_note
@@ -54,9 +55,11 @@ async def act(
     mute_seconds: int,
     strike_window: float,
     cooldown: WarningCooldown,
+    lang: Lang,
 ) -> ActOutcome:
     """Recall, mute, then warn (the warning can then say what happened), as the group's settings say.
-    ``strike``: which of the sender's strikes this hit is; ``mute_seconds``: the mute it earns (0: none).
+    ``strike``: which of the sender's strikes this hit is; ``mute_seconds``: the mute it earns (0: none);
+    ``lang``: the group's language, for the strike note.
     Never raises for a failed action: it is logged, and a failed recall falls back to a reply."""
     where = (
         f"group={event.group_id} message={event.message_id} user={event.user_id} "
@@ -93,7 +96,7 @@ async def act(
         # The group's own warning may say which strike it is; then it is not said twice.
         if settings.mute.mutes and "strikes" not in placeholders_in(settings.reply_text):
             note = strike_note(
-                strike, window_seconds=strike_window, mute_after=settings.mute.after, muted_seconds=muted
+                lang, strike, window_seconds=strike_window, mute_after=settings.mute.after, muted_seconds=muted
             )
             message += MessageSegment.text(note)
         try:

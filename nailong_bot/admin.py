@@ -228,11 +228,12 @@ async def change_settings(runtime: Runtime, operator: Operator, group_id: int, *
 
 
 def _checked(parse, *args: object):
-    """``parse(*args)``, its InvalidSetting turned into a refusal that carries the reason."""
+    """``parse(*args)``, its InvalidSetting turned into a refusal that carries the reason (a phrase,
+    rendered in the reader's language)."""
     try:
         return parse(*args)
     except InvalidSetting as error:
-        raise Refused("invalid", reason=str(error)) from None
+        raise Refused("invalid", reason=error.phrase) from None
 
 
 def parse_action(word: str) -> Action:

@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from nailong_vision import decode
 
 from . import audit, recent
+from .i18n import DEFAULT_LOCALE, LOCALES, lang, supported
 from .warning import parse_template
 
-DEFAULT_REPLY_TEXT = "检测到奶龙图片，请不要发奶龙哦～ / Nailong image detected, please don't post it."
+# The warning in the default language; Config.default_warning gives it in NAILONG_LANGUAGE.
+DEFAULT_REPLY_TEXT = lang(DEFAULT_LOCALE)("warning", "default")
 
 MIN_TOKEN_LENGTH = 16
 MIN_TOKEN_DISTINCT = 8
@@ -48,7 +50,12 @@ class Config(BaseModel):
     nailong_threshold: float | None = Field(default=None, ge=0.0, lt=1.0)
     nailong_recall: bool = True
     nailong_reply: bool = True
-    nailong_reply_text: str = DEFAULT_REPLY_TEXT
+    # None: the catalogue's default warning in NAILONG_LANGUAGE (see default_warning).
+    nailong_reply_text: str | None = None
+    # The default warning and what the bot adds to a warning (the strike note) are in this language:
+    # groups have no language of their own yet. Admins' commands answer in theirs (/奶龙 Chinese,
+    # /nailong English).
+    nailong_language: str = "zh-CN"
     nailong_mute_seconds: int = Field(default=0, ge=0, le=30 * 24 * 3600)
     # Seconds between two warnings in one group; hits inside it are still recalled. 0: warn every hit.
     nailong_reply_cooldown: float = Field(default=0.0, ge=0)
@@ -159,9 +166,23 @@ class Config(BaseModel):
 
     @field_validator("nailong_reply_text")
     @classmethod
-    def _reply_text_is_a_template(cls, value: str) -> str:
-        parse_template(value)  # its TemplateError says what is wrong, in Chinese and English
+    def _reply_text_is_a_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_template(value)  # its TemplateError says what is wrong, in Chinese and English
         return value
+
+    @property
+    def default_warning(self) -> str:
+        """NAILONG_REPLY_TEXT, or else the catalogue's default warning in NAILONG_LANGUAGE."""
+        return self.nailong_reply_text or lang(self.nailong_language)("warning", "default")
+
+    @field_validator("nailong_language")
+    @classmethod
+    def _language_is_in_the_catalogue(cls, value: str) -> str:
+        locale = supported(value)
+        if locale is None:
+            raise ValueError(f"只支持 / supported: {', '.join(LOCALES)}")
+        return locale
 
     @field_validator("nailong_onnx_providers", "nailong_local_image_dirs", "forwarded_allow_ips", mode="before")
     @classmethod

@@ -48,22 +48,13 @@ def exempt_admins_text(lang: Lang, exempt: bool) -> str:
     return lang("settings", "admins_exempt" if exempt else "admins_checked")
 
 
-def duration(lang: Lang, seconds: float) -> str:
-    """In the largest whole unit: 600 → "10 分钟" / "10 min"."""
-    whole = int(seconds)
-    for size, unit in ((86400, "days"), (3600, "hours"), (60, "minutes")):
-        if whole >= size and whole % size == 0:
-            return lang("duration", unit, n=whole // size)
-    return lang("duration", "seconds", n=whole)
-
-
 def mute_text(lang: Lang, settings: GroupSettings, window_seconds: float, cap_seconds: int) -> str:
     policy = settings.mute
     if not policy.mutes:
         return lang("settings", "mute_off")
     return lang(
         "settings", "mute_on", hours=f"{window_seconds / 3600:g}", after=policy.after,
-        duration=duration(lang, policy.seconds), cap=duration(lang, cap_seconds),
+        duration=lang.duration(policy.seconds), cap=lang.duration(cap_seconds),
     )  # fmt: skip
 
 
@@ -100,8 +91,9 @@ def refresh_summary(lang: Lang, record: RefreshRecord) -> str:
     if record.outcome == "passed":
         return lang("refresh", "summary_passed", base=record.base_version, version=record.version or "—")
     if record.outcome == "failed":
-        reasons = "; ".join(record.gate.reasons) if record.gate is not None else ""
-        return lang("refresh", "summary_failed", base=record.base_version, reasons=reasons or "—")
+        # Which checks failed is in the gate's lines below it, in the reader's language (the trainer's own
+        # reasons are for the log).
+        return lang("refresh", "summary_failed", base=record.base_version)
     if record.outcome == "timed_out":
         return lang("refresh", "summary_timed_out", base=record.base_version)
     return lang("refresh", "summary_error", base=record.base_version)

@@ -22,6 +22,7 @@ from .decision import Decision
 from .exempt import exemption
 from .fetch import FetchError
 from .forward import forwarded_images, forwards
+from .i18n import lang as wording
 from .images import CheckedImage, ImageRef, image_refs
 from .reviewing import hold_for_review
 from .runtime import Runtime, get_runtime
@@ -186,6 +187,7 @@ async def _act(
         mute_seconds=settings.mute.duration(strike, runtime.config.nailong_mute_max_seconds),
         strike_window=strikes.window,
         cooldown=runtime.warning_cooldown,
+        lang=wording(runtime.config.nailong_language),
     )
     if outcome.recalled is not None:
         recalled = int(outcome.recalled)

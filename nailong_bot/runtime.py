@@ -126,7 +126,7 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         action=Action.from_flags(config.nailong_recall, config.nailong_reply),
         exempt_admins=config.nailong_exempt_admins,
         mute=MutePolicy(after=config.nailong_mute_after, seconds=config.nailong_mute_seconds),
-        reply_text=config.nailong_reply_text,
+        reply_text=config.default_warning,
         review_floor=default_review_floor(config.nailong_review_floor, info.review_floor),
     )
     store = SettingsStore(data_dir, defaults)

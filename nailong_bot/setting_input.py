@@ -1,11 +1,13 @@
 """What an admin types for a group setting, in the chat or in the console, read the same way: each
-parser returns the value or raises InvalidSetting, whose message says why in Chinese and English."""
+parser returns the value or raises InvalidSetting, whose phrase (the catalogue's ``invalid`` scope) says
+why, in the language of whoever reads it."""
 
 from __future__ import annotations
 
 import math
 import re
 
+from .i18n import Phrase, WordedError
 from .qq import MAX_QQ, MIN_QQ, is_qq
 from .storage import MUTE_OFF, MutePolicy
 from .warning import TemplateError, parse_template
@@ -31,19 +33,21 @@ MAX_NUMBER_CHARS = 20
 MAX_ECHO_CHARS = 40
 
 
-class InvalidSetting(ValueError):
-    """A value that cannot be a setting; the message says why."""
+class InvalidSetting(WordedError):
+    """A value that cannot be a setting; its phrase says why."""
+
+    SCOPE = "invalid"
 
 
-def cut(text: str, *, quoted: bool = False) -> str:
+def cut(text: str, *, quoted: bool = False) -> str | Phrase:
     """``text`` as a reply repeats it (``quoted``: as Python's repr): its first MAX_ECHO_CHARS
     characters, then how long it was."""
     shown = text[:MAX_ECHO_CHARS]
     shown = repr(shown) if quoted else shown
-    return shown if len(text) <= MAX_ECHO_CHARS else f"{shown}…（共 {len(text)} 字 / {len(text)} characters）"
+    return shown if len(text) <= MAX_ECHO_CHARS else Phrase("invalid", "cut", {"shown": shown, "length": len(text)})
 
 
-def echo(text: str) -> str:
+def echo(text: str) -> str | Phrase:
     """``text`` quoted for a reply that refuses it, cut (see :func:`cut`)."""
     return cut(text, quoted=True)
 
@@ -55,25 +59,19 @@ def parse_threshold(text: str) -> float:
             raise ValueError
         value = float(text)
     except ValueError:
-        raise InvalidSetting(
-            f"阈值必须是 0 到 1 之间的数字，最多 {MAX_NUMBER_CHARS} 个字符 / threshold must be a number within 0..1, "
-            f"at most {MAX_NUMBER_CHARS} characters: {echo(text)}"
-        ) from None
+        raise InvalidSetting("threshold_not_number", max_chars=MAX_NUMBER_CHARS, typed=echo(text)) from None
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise InvalidSetting(f"阈值必须在 0 到 1 之间 / threshold must be within 0..1: {echo(text)}")
+        raise InvalidSetting("threshold_range", typed=echo(text))
     if value == 1.0:
         # No score reaches above 1, so this would silently check nothing: switching off is said plainly.
-        raise InvalidSetting(
-            f"阈值 {text} 等于关闭检测；要关闭请用 /nailong off（/奶龙 关闭）/ A threshold of "
-            f"{text} turns detection off; to do that, use /nailong off."
-        )
+        raise InvalidSetting("threshold_off", value=text)
     return value
 
 
 def parse_switch(text: str) -> bool:
     value = SWITCH_WORDS.get(text.strip().lower())
     if value is None:
-        raise InvalidSetting(f"请用 on 或 off（开 或 关）/ use on or off: {echo(text)}")
+        raise InvalidSetting("switch", typed=echo(text))
     return value
 
 
@@ -81,16 +79,11 @@ def parse_duration(text: str) -> int:
     """"10m", "1h", "600s", "1d", "10分钟", or a bare number of minutes → seconds, 1 minute to 30 days."""
     match = _DURATION.fullmatch(text.strip())
     if match is None:
-        raise InvalidSetting(
-            f"时长的写法如 10m、1h、1d、10分钟（只写数字表示分钟）/ write a duration like 10m, 1h, 1d "
-            f"(a bare number is minutes): {echo(text)}"
-        )
+        raise InvalidSetting("duration_form", typed=echo(text))
     too_long = len(match.group(1)) > MAX_NUMBER_CHARS  # 400 digits would be infinite seconds
     seconds = 0 if too_long else round(float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "").lower()])
     if not MIN_MUTE_SECONDS <= seconds <= MAX_MUTE_SECONDS:
-        raise InvalidSetting(
-            f"禁言时长须在 1 分钟到 30 天之间 / a mute lasts from 1 minute to 30 days: {echo(text)}"
-        )
+        raise InvalidSetting("duration_range", typed=echo(text))
     return seconds
 
 
@@ -104,10 +97,7 @@ def duration_text(seconds: int) -> str:
 
 def parse_mute_after(text: str) -> int:
     if not re.fullmatch(r"[0-9]{1,3}", text.strip()) or not 1 <= int(text) <= MAX_MUTE_AFTER:
-        raise InvalidSetting(
-            f"第几次起禁言须是 1 到 {MAX_MUTE_AFTER} 的整数 / the strike that mutes is a whole number from 1 "
-            f"to {MAX_MUTE_AFTER}: {echo(text)}"
-        )
+        raise InvalidSetting("mute_after", max=MAX_MUTE_AFTER, typed=echo(text))
     return int(text)
 
 
@@ -117,7 +107,7 @@ def parse_mute(words: list[str]) -> MutePolicy:
     if len(words) == 1 and words[0].lower() in OFF_WORDS:
         return MUTE_OFF
     if len(words) < 2:
-        raise InvalidSetting("需要两个值：第几次起禁言、禁言多久 / two values: the strike that mutes, and for how long")
+        raise InvalidSetting("mute_two_values")
     return MutePolicy(after=parse_mute_after(words[0]), seconds=parse_duration("".join(words[1:])))
 
 
@@ -130,16 +120,13 @@ def parse_qq(text: str) -> int:
     """One QQ number (typed, or an @-mention's ``qq``) within QQ's range."""
     number = _qq(text.strip())
     if number is None:
-        raise InvalidSetting(_not_qq([text.strip()]))
+        raise _not_qq([text.strip()])
     return number
 
 
-def _not_qq(words: list[str]) -> str:
-    shown = ", ".join(cut(word) for word in words[:3]) + ("…" if len(words) > 3 else "")
-    return (
-        f"不是 QQ 号 / not a QQ number: {shown}（QQ 号是 {MIN_QQ} 到 {MAX_QQ} 的整数 / a QQ number is a whole "
-        f"number from {MIN_QQ} to {MAX_QQ}）"
-    )
+def _not_qq(words: list[str]) -> InvalidSetting:
+    shown = tuple(cut(word) for word in words[:3])
+    return InvalidSetting("not_qq", shown=shown, more="…" if len(words) > 3 else "", min=MIN_QQ, max=MAX_QQ)
 
 
 def parse_members(text: str) -> tuple[int, ...]:
@@ -147,10 +134,10 @@ def parse_members(text: str) -> tuple[int, ...]:
     words = [word for word in re.split(r"[\s,，、]+", text.strip()) if word]
     bad = [word for word in words if _qq(word) is None]
     if bad:
-        raise InvalidSetting(_not_qq(bad))
+        raise _not_qq(bad)
     members = tuple(sorted({int(word) for word in words}))
     if len(members) > MAX_ALLOWED:
-        raise InvalidSetting(f"豁免名单最多 {MAX_ALLOWED} 人 / at most {MAX_ALLOWED} members on the allow-list")
+        raise InvalidSetting("allow_list_size", max=MAX_ALLOWED)
     return members
 
 
@@ -158,5 +145,5 @@ def check_template(text: str) -> str:
     try:
         parse_template(text)
     except TemplateError as error:
-        raise InvalidSetting(str(error)) from None
+        raise InvalidSetting(error.phrase.key, **error.phrase.values) from None
     return text

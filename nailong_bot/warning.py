@@ -11,29 +11,28 @@ import re
 
 from nonebot.adapters.onebot.v11 import Message, MessageSegment
 
-PLACEHOLDERS = {
-    "user": "@发送者 / an at-mention of the sender",
-    "score": "得分 / the score",
-    "strikes": "24 小时内第几次 / which strike this is",
-}
+from .i18n import Lang, WordedError
+
+# What each means is said in the catalogue (chat.placeholders): an at-mention of the sender, the score,
+# which strike within the window this is.
+PLACEHOLDERS = ("user", "score", "strikes")
 MAX_TEMPLATE_LENGTH = 300
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 
-class TemplateError(ValueError):
-    """A template that cannot be used; the message says why, in Chinese and English."""
+class TemplateError(WordedError):
+    """A template that cannot be used; its phrase (the catalogue's ``invalid`` scope) says why."""
+
+    SCOPE = "invalid"
 
 
 def parse_template(template: str) -> list[tuple[str, str]]:
     """The template as ("text", literal) and ("field", name) parts; TemplateError when it is empty,
     too long, names an unknown placeholder or has a lone brace."""
     if not template.strip():
-        raise TemplateError("警告内容不能为空 / the warning cannot be empty")
+        raise TemplateError("template_empty")
     if len(template) > MAX_TEMPLATE_LENGTH:
-        raise TemplateError(
-            f"警告内容最多 {MAX_TEMPLATE_LENGTH} 个字符（现在 {len(template)} 个）/ the warning may have at most "
-            f"{MAX_TEMPLATE_LENGTH} characters (it has {len(template)})"
-        )
+        raise TemplateError("template_long", max=MAX_TEMPLATE_LENGTH, length=len(template))
     parts: list[tuple[str, str]] = []
     literal, position = "", 0
     for token in _TOKEN.finditer(template):
@@ -43,15 +42,10 @@ def parse_template(template: str) -> list[tuple[str, str]]:
         if text in ("{{", "}}"):
             literal += text[0]
         elif name is None:
-            raise TemplateError(
-                f"第 {token.start() + 1} 个字符是单独的 {text}；花括号本身请写成 {{{{ 或 }}}} / a lone {text} at "
-                f"character {token.start() + 1}; write a brace itself as {{{{ or }}}}"
-            )
+            raise TemplateError("template_brace", brace=text, position=token.start() + 1)
         elif name not in PLACEHOLDERS:
-            raise TemplateError(
-                f"未知的占位符 {{{name}}}，可用 / unknown placeholder {{{name}}}; available: "
-                + " ".join(f"{{{known}}}" for known in PLACEHOLDERS)
-            )
+            known = " ".join(f"{{{known}}}" for known in PLACEHOLDERS)
+            raise TemplateError("template_placeholder", name=f"{{{name}}}", known=known)
         else:
             if literal:
                 parts.append(("text", literal))
@@ -89,27 +83,13 @@ def render(template: str, *, user_id: int, score: float, strikes: int) -> Messag
     return message
 
 
-def format_duration(seconds: float) -> tuple[str, str]:
-    """(Chinese, English) in the largest whole unit: 600 → ("10 分钟", "10 min")."""
-    whole = int(seconds)
-    for size, zh, en in ((86400, "天", "d"), (3600, "小时", "h"), (60, "分钟", "min")):
-        if whole >= size and whole % size == 0:
-            return f"{whole // size} {zh}", f"{whole // size} {en}"
-    return f"{whole} 秒", f"{whole} s"
-
-
-def strike_note(strike: int, *, window_seconds: float, mute_after: int, muted_seconds: int) -> str:
-    """Which strike this is, for the warning of a group that mutes repeat offenders."""
+def strike_note(lang: Lang, strike: int, *, window_seconds: float, mute_after: int, muted_seconds: int) -> str:
+    """Which strike this is, for the warning of a group that mutes repeat offenders, in ``lang`` (the
+    group's language, NAILONG_LANGUAGE)."""
     hours = window_seconds / 3600
-    window_zh, window_en = (
-        (f"{hours:g} 小时", f"{hours:g} h") if hours == int(hours) else format_duration(window_seconds)
-    )
+    window = lang("duration", "hours", n=f"{hours:g}") if hours == int(hours) else lang.duration(window_seconds)
     if muted_seconds > 0:
-        zh, en = format_duration(muted_seconds)
-        return f"（{window_zh}内第 {strike} 次，已禁言 {zh} / strike {strike} within {window_en}: muted for {en}）"
+        return lang("warning", "strike_muted", window=window, strike=strike, muted=lang.duration(muted_seconds))
     if strike < mute_after:
-        return (
-            f"（{window_zh}内第 {strike} 次，第 {mute_after} 次起禁言 / strike {strike} within {window_en}; "
-            f"a mute from strike {mute_after}）"
-        )
-    return f"（{window_zh}内第 {strike} 次 / strike {strike} within {window_en}）"
+        return lang("warning", "strike_mute_from", window=window, strike=strike, after=mute_after)
+    return lang("warning", "strike", window=window, strike=strike)

@@ -5,6 +5,10 @@ the top level, keys inside them, ``{name}`` placeholders filled with :meth:`str.
 Only the plugin's own values fill a placeholder (numbers, versions, names already checked); what a user
 typed is passed as a value, never as the template, so nothing typed is ever formatted.
 
+Code that does not know its reader's language (a parser refusing a value, say) says what it means as a
+:class:`Phrase`, a key and its values; whoever shows it renders it in the reader's language. A value may
+itself be a Phrase, or a tuple of them (shown as a list).
+
 ``/奶龙`` answers in Chinese and ``/nailong`` in English; the console follows the browser's
 Accept-Language unless its language switch was used.
 """
@@ -13,7 +17,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -31,6 +36,26 @@ def catalogue(locale: str) -> dict[str, dict[str, str]]:
 
 
 @dataclass(frozen=True)
+class Phrase:
+    """Words not yet in a language: a catalogue key and the values for its placeholders."""
+
+    scope: str
+    key: str
+    values: Mapping[str, object] = field(default_factory=dict)
+
+
+class WordedError(ValueError):
+    """An error whose reason is a :class:`Phrase` of ``SCOPE``, shown to its reader with
+    :meth:`Lang.text`; ``str()`` gives it in every language, one after the other, for the log."""
+
+    SCOPE = ""
+
+    def __init__(self, key: str, /, **values: object) -> None:
+        self.phrase = Phrase(self.SCOPE, key, values)
+        super().__init__(" / ".join(Lang(locale).text(self.phrase) for locale in LOCALES))
+
+
+@dataclass(frozen=True)
 class Lang:
     """The wording of one locale: ``lang("chat", "enabled")``, ``lang("chat", "threshold_set", value="0.8")``."""
 
@@ -38,7 +63,26 @@ class Lang:
 
     def __call__(self, scope: str, key: str, /, **values: object) -> str:
         template = catalogue(self.locale)[scope][key]
-        return template.format(**values) if values else template
+        return template.format(**{name: self._value(value) for name, value in values.items()}) if values else template
+
+    def text(self, phrase: Phrase) -> str:
+        """A :class:`Phrase` in this language."""
+        return self(phrase.scope, phrase.key, **phrase.values)
+
+    def duration(self, seconds: float) -> str:
+        """In the largest whole unit: 600 → "10 分钟" / "10 min"."""
+        whole = int(seconds)
+        for size, unit in ((86400, "days"), (3600, "hours"), (60, "minutes")):
+            if whole >= size and whole % size == 0:
+                return self("duration", unit, n=whole // size)
+        return self("duration", "seconds", n=whole)
+
+    def _value(self, value: object) -> object:
+        if isinstance(value, Phrase):
+            return self.text(value)
+        if isinstance(value, tuple):
+            return ", ".join(str(self._value(item)) for item in value)
+        return value
 
     def scope(self, scope: str) -> dict[str, str]:
         """Every key of a scope with no placeholder to fill, e.g. a page's labels."""

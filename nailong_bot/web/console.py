@@ -231,6 +231,8 @@ def _refresh_panel(runtime: Runtime, csrf: str, words: Lang) -> Html:
         (say("model_version"), info.version),
         (say("lineage"), lineage_text(words, lineage(info))),
         (say("corrections_since"), refresher.corrections_since_model()),
+        # The operator's own console: where the corrections are, to add them to a training run.
+        (say("feedback_folder"), render("<code>$folder</code>", folder=runtime.corrections.feedback_dir.absolute())),
         (say("automatic"), words("settings", "on" if runtime.config.nailong_auto_refresh else "off")),
     ]
     if refresher.running_trigger is not None:
@@ -451,8 +453,8 @@ def _login_page(words: Lang, error: str, status_code: int) -> HTMLResponse:
 
 
 def _throttled_login_page(words: Lang, seconds: int) -> HTMLResponse:
-    refused = too_many_attempts(seconds)
-    response = _login_page(words, refused.detail, refused.status_code)
+    refused = too_many_attempts(seconds)  # its status and Retry-After; the page says it in one language
+    response = _login_page(words, words("console", "too_many_tokens", seconds=seconds), refused.status_code)
     response.headers.update(refused.headers or {})
     return response
 

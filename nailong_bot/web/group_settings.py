@@ -49,8 +49,10 @@ def field_errors(
             form_changes(entered, current, default_text)
         except Refused as refused:
             # Beside its field the reason is enough; the form's own line says nothing was saved.
-            reason = refused.values.get("reason") if refused.key == "invalid" else None
-            errors[field] = str(reason) if reason else words("refused", refused.key, **refused.values)
+            if refused.key == "invalid":
+                errors[field] = words.text(refused.values["reason"])
+            else:
+                errors[field] = words("refused", refused.key, **refused.values)
     return errors
 
 

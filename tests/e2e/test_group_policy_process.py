@@ -190,4 +190,4 @@ async def test_the_third_hit_mutes_and_a_restart_keeps_the_count(tmp_path: Path,
         await again.wait_for("set_group_ban", group_id=group, user_id=MEMBER, duration=600)
         warning = await warning_about(again, 6042)
     note = warning["message"][-1]["data"]["text"]
-    assert note == "（24 小时内第 3 次，已禁言 10 分钟 / strike 3 within 24 h: muted for 10 min）"
+    assert note == "（24 小时内第 3 次，已禁言 10 分钟）"

@@ -123,7 +123,7 @@ async def test_threshold_is_kept_as_given(app: App, guard) -> None:
 @pytest.mark.parametrize("value", ["1", "1.0", "0.99999999999999999"])
 async def test_a_threshold_that_turns_detection_off_is_refused(app: App, guard, value: str) -> None:
     answer = await run_command(app, command(f"/nailong threshold {value}"))
-    assert answer.startswith(f"Nothing changed: 阈值 {value} 等于关闭检测；要关闭请用 /nailong off")
+    assert answer.startswith(f"Nothing changed: a threshold of {value} turns detection off; to do that, use /nailong off")
     assert guard.store.get(1).threshold == guard.store.defaults.threshold
     assert not guard.store.path.exists()
 

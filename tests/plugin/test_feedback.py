@@ -160,7 +160,10 @@ async def test_feedback_reports_counts_and_the_folder(app: App, guard, image_ser
     assert await ask(app, "/nailong feedback", reply_to=None) == SUPERUSER_REFUSAL
     answer = await ask(app, "/奶龙 反馈", reply_to=None, role="member", user_id=SUPERUSER)
     # The folder is for the console and the log: no server path in a group.
-    assert answer == "纠错图片：是奶龙 1 张，不是奶龙 1 张（目录见控制台或日志，重新训练时加入 trainer 配置的 data: 列表）"
+    assert answer == (
+        "纠错图片：是奶龙 1 张，不是奶龙 1 张（目录见控制台的「从纠错中学习」和日志，"
+        "重新训练时加入 trainer 配置的 data: 列表）"
+    )
 
 
 async def test_what_cannot_be_corrected_gets_one_line(app: App, guard, image_server) -> None:

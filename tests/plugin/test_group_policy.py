@@ -10,7 +10,10 @@ import json
 import pytest
 from nonebot.adapters.onebot.v11 import Message, MessageSegment
 from nonebug import App
+from pydantic import ValidationError
 
+from nailong_bot.config import Config
+from nailong_bot.i18n import lang
 from nailong_bot.setting_input import (
     MAX_ECHO_CHARS,
     InvalidSetting,
@@ -24,7 +27,7 @@ from nailong_bot.setting_input import (
 from nailong_bot.stats import Counts
 from nailong_bot.storage import MUTE_OFF, Action, GroupSettings, MutePolicy, SettingsStore
 from nailong_bot.strikes import StrikeStore
-from nailong_bot.warning import TemplateError, parse_template, render
+from nailong_bot.warning import TemplateError, parse_template, render, strike_note
 
 from nailong_testkit import SUPERUSER, YELLOW, group_event, image_segment, still, text_segment
 from nonebug_chat import WARNING, ask, connect
@@ -215,7 +218,7 @@ def test_typed_values() -> None:
         (parse_qq, "9999", "not a QQ number: 9999"),
         (parse_qq, "4294967296", "not a QQ number: 4294967296"),
         (parse_qq, "12345678901234567890", "not a QQ number: 12345678901234567890"),
-        (parse_qq, "5" * 5000, "not a QQ number: " + "5" * MAX_ECHO_CHARS + "…（共 5000 字"),
+        (parse_qq, "5" * 5000, "not a QQ number: " + "5" * MAX_ECHO_CHARS + "… (5000 characters)"),
         (parse_members, "123456 0", "not a QQ number: 0"),
     ],
     ids=["400-digits", "21-digits", "threshold-400-digits", "threshold-50000", "qq-0", "qq-4-digits",
@@ -226,7 +229,8 @@ def test_oversized_and_out_of_range_values_are_refused_briefly(parse, text: str,
     QQ 0 and 20 digits were stored, and refusals repeated the whole input."""
     with pytest.raises(InvalidSetting) as refused:
         parse(text)
-    assert says in str(refused.value) and len(str(refused.value)) < 300
+    shown = lang("en-US").text(refused.value.phrase)
+    assert says in shown and len(shown) < 200
 
 
 def test_qq_range_edges() -> None:
@@ -252,7 +256,7 @@ async def test_exempt_admins_switch(app: App, guard) -> None:
     assert guard.store.get(1).exempt_admins is False
     assert (await ask(app, "/奶龙 豁免管理 开")) == "已设置：群主、管理员和超级用户免检"
     assert guard.store.get(1).exempt_admins is True
-    assert (await ask(app, "/nailong exempt-admins maybe")).startswith("Nothing changed: 请用 on 或 off")
+    assert (await ask(app, "/nailong exempt-admins maybe")).startswith("Nothing changed: use on or off: 'maybe'")
     assert guard.store.get(1).exempt_admins is True
 
 
@@ -265,22 +269,54 @@ async def test_allow_list_by_mention_and_number(app: App, guard) -> None:
     )
     assert await ask(app, "/nailong disallow 999999") == "Not on the allow-list: 999999"
     assert await ask(app, "/奶龙 豁免名单") == "豁免名单（2 人）：123456, 654321"
-    assert (await ask(app, "/nailong allow abc")).startswith("Nothing changed: 不是 QQ 号 / not a QQ number: abc")
+    assert (await ask(app, "/nailong allow abc")).startswith("Nothing changed: not a QQ number: abc")
     assert (await ask(app, "/nailong allow")).startswith("Allow-list (2): 123456, 654321\nUsage: /nailong allow")
     assert guard.store.get(1).allowed == {123456, 654321}
     assert await ask(app, "/nailong allowed", group_id=2) == "The allow-list is empty."
 
 
+async def test_a_refused_value_is_explained_in_the_commands_language_only(app: App, guard) -> None:
+    """Issue 24: refusals said everything twice, "阈值必须… / threshold must…"."""
+    chinese = await ask(app, "/奶龙 阈值 abc")
+    assert chinese.startswith("未更改：阈值必须是 0 到 1 之间的数字") and "'abc'" in chinese
+    english = await ask(app, "/nailong threshold abc")
+    assert english.startswith("Nothing changed: threshold must be a number within 0..1") and "'abc'" in english
+    assert not any("\u4e00" <= c <= "\u9fff" for c in english), english
+    assert not any(c.isascii() and c.isalpha() for c in chinese.split("\n")[0].replace("abc", "")), chinese
+    long = await ask(app, "/奶龙 豁免 " + "5" * 4000)
+    assert "（共 4000 字）" in long and "characters" not in long
+    assert guard.store.get(1).threshold == 0.7 and guard.store.get(1).allowed == frozenset()
+
+
 async def test_oversized_chat_input_gets_a_short_answer(app: App, guard) -> None:
     """Issue 21: these got no answer (an exception) or echoed 50,000 characters back."""
     mention = await ask(app, "/nailong allow ", mentions=(int("5" * 4000),))
-    assert "not a QQ number: 5555" in mention and "（共 4000 字 / 4000 characters）" in mention
+    assert "not a QQ number: 5555" in mention and "… (4000 characters)" in mention
     assert len(mention) < 400
     assert "not a QQ number: 0" in await ask(app, "/nailong allow ", mentions=(0,))
     assert "a mute lasts from 1 minute to 30 days" in await ask(app, "/nailong mute 3 " + "1" * 400)
     assert len((await ask(app, "/nailong " + "x" * 50_000)).splitlines()[0]) < 200
     assert len(await ask(app, "/nailong action " + "y" * 50_000)) < 300
     assert guard.store.get(1).allowed == frozenset() and not guard.store.get(1).mute.mutes
+
+
+def test_the_strike_note_and_default_warning_are_in_the_groups_language() -> None:
+    """What group members read follows NAILONG_LANGUAGE (Chinese unless set), never both at once."""
+    note = dict(window_seconds=24 * 3600, mute_after=3)
+    assert strike_note(lang("zh-CN"), 2, muted_seconds=0, **note) == "（24 小时内第 2 次，第 3 次起禁言）"
+    assert strike_note(lang("en-US"), 3, muted_seconds=600, **note) == " (strike 3 within 24 h: muted for 10 min)"
+    assert strike_note(lang("en-US"), 4, window_seconds=5400, mute_after=3, muted_seconds=0) == (
+        " (strike 4 within 90 min)"
+    )
+    assert Config().nailong_language == "zh-CN" and Config(nailong_language="en").nailong_language == "en-US"
+    # The default warning group members read is in that language too, unless NAILONG_REPLY_TEXT is set.
+    assert Config().default_warning == "检测到奶龙图片，请不要发奶龙哦～"
+    assert Config(nailong_language="en-US").default_warning == "Nailong image detected, please don't post it."
+    assert Config(nailong_language="en-US", nailong_reply_text="{user} 别发").default_warning == "{user} 别发"
+    with pytest.raises(ValidationError):
+        Config(nailong_reply_text="{nick}")
+    with pytest.raises(ValidationError):
+        Config(nailong_language="fr")
 
 
 async def test_mute_policy(app: App, guard) -> None:
@@ -301,10 +337,10 @@ async def test_warning_text(app: App, guard) -> None:
     assert answer == "Warning set to: {user}  请不要发奶龙（第 {strikes} 次，{score}）"
     assert guard.store.get(1).reply_text == "{user}  请不要发奶龙（第 {strikes} 次，{score}）"
     for bad, reason in (
-        ("{user.__class__}", "未知的占位符 {user.__class__}"),
-        ("{nick} 别发", "未知的占位符 {nick}"),
-        ("别发 }", "单独的 }"),
-        ("x" * 301, "最多 300 个字符"),
+        ("{user.__class__}", "unknown placeholder {user.__class__}"),
+        ("{nick} 别发", "unknown placeholder {nick}"),
+        ("别发 }", "a lone } at character 4"),
+        ("x" * 301, "at most 300 characters"),
     ):
         answer = await ask(app, f"/nailong text {bad}")
         assert answer.startswith("Nothing changed: ") and reason in answer
@@ -415,9 +451,9 @@ async def test_third_strike_mutes_with_the_groups_words(
             ctx.should_call_api("delete_msg", {"message_id": message_id}, result=None)
             if strike == 3:
                 ctx.should_call_api("set_group_ban", {"group_id": 1, "user_id": 8, "duration": 600}, result=None)
-                note = "（24 小时内第 3 次，已禁言 10 分钟 / strike 3 within 24 h: muted for 10 min）"
+                note = "（24 小时内第 3 次，已禁言 10 分钟）"
             else:
-                note = f"（24 小时内第 {strike} 次，第 3 次起禁言 / strike {strike} within 24 h; a mute from strike 3）"
+                note = f"（24 小时内第 {strike} 次，第 3 次起禁言）"
             # Recalled, so not quoted; the group's own words say which strike, or the strike line does (once).
             words = f" 第 {strike} 次（1.00）" if says_strikes else " 别发（1.00）"
             warning = Message([MessageSegment.at(8), MessageSegment.text(words)])

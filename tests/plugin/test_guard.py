@@ -105,8 +105,8 @@ async def test_mute_when_configured(app: App, start_guard, image_server) -> None
     await start_guard(nailong_mute_seconds=600)
     url = image_server.add("mute.jpg", still(YELLOW))
     notes = {
-        1: "（24 小时内第 1 次，已禁言 10 分钟 / strike 1 within 24 h: muted for 10 min）",
-        2: "（24 小时内第 2 次，已禁言 20 分钟 / strike 2 within 24 h: muted for 20 min）",
+        1: "（24 小时内第 1 次，已禁言 10 分钟）",
+        2: "（24 小时内第 2 次，已禁言 20 分钟）",
     }
     async with app.test_matcher() as ctx:
         bot = connect(ctx)

@@ -5,6 +5,7 @@ Sessions, throttling and the two tokens' scopes: test_web_auth.py."""
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -327,6 +328,35 @@ async def test_a_refused_setting_is_shown_beside_its_field_with_the_other_values
     saved = await signed_in.post("/nailong/settings", data={**form, "threshold": "0.8", "reply_text": "{user} 走开"})
     assert saved.status_code == 303
     assert guard.store.get(9).threshold == 0.8 and guard.store.get(9).allowed == {123456, 654321}
+
+
+async def test_a_refused_fields_reason_is_in_the_pages_language_only(signed_in, csrf, guard) -> None:
+    """Issue 24: the reason beside a field said it twice, "阈值必须… / threshold must…"."""
+    guard.stats.add(9, checked=1)
+    form = {"csrf": csrf, "group_id": "9", "threshold": "1.5", "reply_text": "{nope}", "allowed": "5" * 100}
+    reasons = {
+        "zh-CN": ("阈值必须在 0 到 1 之间：'1.5'", "未知的占位符 {nope}", "不是 QQ 号：" + "5" * 40 + "…（共 100 字）"),
+        "en-US": ("threshold must be within 0..1: '1.5'", "unknown placeholder {nope}",
+                  "not a QQ number: " + "5" * 40 + "… (100 characters)"),
+    }  # fmt: skip
+    for language, expected in reasons.items():
+        refused = await signed_in.post("/nailong/settings", data=form, headers={"Accept-Language": language})
+        assert refused.status_code == 400
+        form_shown = settings_form_of(refused.text, 9)
+        errors = re.findall(r'<p class="field-error" id="s9-[a-z_]+-error">([^<]*)</p>', form_shown)
+        shown = [html.unescape(error) for error in errors]
+        assert len(shown) == 3 and all(reason in " ".join(shown) for reason in expected), (language, shown)
+        other_script = r"[\u4e00-\u9fff]" if language == "en-US" else r"[A-Za-z]{3,}"
+        assert not [text for text in shown if re.search(other_script, re.sub(r"\{\w+\}|'[^']*'", "", text))], shown
+    assert guard.store.get(9).threshold != 1.5 and guard.audit.latest(5) == []
+
+
+async def test_the_learning_section_shows_the_corrections_folder(signed_in, guard) -> None:
+    """`/奶龙 反馈` sends the operator here for the folder (a group never sees a server path)."""
+    page = (await signed_in.get("/nailong/")).text
+    learning = page[page.index('id="refresh"') :]
+    folder = guard.corrections.feedback_dir.absolute()
+    assert f"<dt>纠错目录（重新训练时加入 trainer 配置的 data: 列表）</dt><dd><code>{folder}</code></dd>" in learning
 
 
 async def test_a_corrected_image_shows_its_correction_and_can_be_undone_in_place(signed_in, csrf, guard) -> None:
