@@ -54,7 +54,7 @@ def seed_corrections(feedback: Path) -> int:
     corrections = Corrections(feedback)
     for path in sorted(FIXTURES.glob("other-*.jpg")):
         corrections.add(path.read_bytes(), label="other", group_id=GROUP, user_id=SUPERUSER, score=0.9,
-                        model_version="bench")  # fmt: skip
+                        model_version="bench", everywhere=True)  # fmt: skip
     return len(corrections)
 
 

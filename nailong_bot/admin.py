@@ -1,5 +1,6 @@
 """Every change an operator makes, in one place: a group's settings (detection, threshold, action,
-exemptions, allow-list, mutes, warning), corrections and their undoing, a model refresh and a rollback.
+exemptions, allow-list, mutes, warning), corrections, their confirmation for every group and their
+undoing, a model refresh and a rollback.
 
 The chat commands (commands.py) and the web console (web/console.py) only read what was asked, call
 one function here and render its result; neither changes state itself. Each function here
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -28,7 +30,7 @@ from nonebot.log import logger
 from nailong_vision.classifier import ModelError, ModelInfo
 
 from . import reviewing, verdicts
-from .corrections import Correction, Label
+from .corrections import Correction, FolderFull, Label
 from .describe import format_threshold
 from .persist import CannotSave
 from .recent import RecentImage
@@ -65,6 +67,8 @@ RESET_WORDS = ("reset", "重置", "默认")
 SAFE_THRESHOLD_FLOOR = 0.3
 # The console form's checkbox that confirms a threshold below the floor.
 CONFIRM_FIELD = "confirm_threshold"
+# A correction's id: the first 16 hex digits of its image's sha256.
+CORRECTION_ID = re.compile(r"[0-9a-f]{16}")
 _NICKNAME_KEPT = 32
 
 
@@ -158,6 +162,13 @@ class Corrected:
 
 @dataclass(frozen=True)
 class Undone:
+    corrections: list[Correction]
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """Group-scoped corrections that now apply in every group."""
+
     corrections: list[Correction]
 
 
@@ -379,9 +390,16 @@ async def change_settings_form(
 async def correct(
     runtime: Runtime, operator: Operator, images: list[tuple[RecentImage, bytes]], label: Label
 ) -> Corrected:
-    """Record ``label`` for kept images of one message (with their bytes): see :func:`verdicts.correct`."""
+    """Record ``label`` for kept images of one message (with their bytes): see :func:`verdicts.correct`.
+    A superuser's correction in a chat applies in every group; any other, the console's included, in the
+    image's group until a superuser confirms it (:func:`confirm`, the console's "waiting" panel) or
+    admins of enough groups agree."""
+    everywhere = operator.superuser and operator.group_id is not None
     try:
-        verdict = await verdicts.correct(runtime, images, label, operator=operator.id)
+        verdict = await verdicts.correct(runtime, images, label, operator=operator.id, everywhere=everywhere)
+    except FolderFull as error:
+        logger.error(f"纠错目录已满 / feedback folder full: group={images[0][0].group_id}: {error}")
+        raise Refused("feedback_full") from error
     except OSError as error:
         logger.error(f"保存纠错失败 / saving a correction failed: group={images[0][0].group_id}: {error}")
         raise Refused("correction_failed") from error
@@ -399,6 +417,8 @@ async def correct(
         after={
             "verdict": label,
             "corrections": [correction.id for correction in verdict.added],
+            # Where each applies: "all", or the group (until confirmed).
+            "scopes": [correction.scope_text for correction in verdict.added],
             # The members whose strike for this message was taken back, if any.
             **({"strikes_taken_back": [s.user_id for s in verdict.forgiven]} if verdict.forgiven else {}),
         },
@@ -407,15 +427,15 @@ async def correct(
 
 
 async def undo(runtime: Runtime, operator: Operator, images: list[tuple[RecentImage, bytes]]) -> Undone:
-    """Undo the corrections of these images (superusers only); the model decides them again."""
+    """Undo the corrections of these images in their group (the group's own and the one for every group;
+    superusers only); the model decides them there again."""
     _superuser(operator)
     corrections = runtime.corrections
     group_id = images[0][0].group_id
     user_id = operator.id if isinstance(operator.id, int) else 0
 
     def undo_all() -> list[Correction]:
-        undone = [corrections.undo(data, group_id=group_id, user_id=user_id) for _, data in images]
-        return [correction for correction in undone if correction is not None]
+        return [c for _, data in images for c in corrections.undo(data, group_id=group_id, user_id=user_id)]
 
     try:
         undone = await verdicts.change_corrections(runtime, undo_all)
@@ -427,10 +447,52 @@ async def undo(runtime: Runtime, operator: Operator, images: list[tuple[RecentIm
     logger.info(f"已撤销纠错 / corrections undone: {[c.id for c in undone]} group={group_id} by {operator.name}")
     await _audit(
         runtime, operator, "correction-undone",
-        before={"group_id": group_id, "corrections": [c.id for c in undone], "verdicts": [c.label for c in undone]},
+        before={"group_id": group_id, "corrections": [c.id for c in undone], "verdicts": [c.label for c in undone],
+                "scopes": [c.scope_text for c in undone]},
         after={"verdict": "model"},
     )  # fmt: skip
     return Undone(undone)
+
+
+async def confirm(runtime: Runtime, operator: Operator, targets: list[tuple[int, str]]) -> Confirmed:
+    """A superuser's confirmation: each waiting correction (group, id) applies in every group from now on,
+    and the refresh learns it. Refused when none of them waits any more."""
+    _superuser(operator)
+    try:
+        confirmed = await verdicts.confirm(runtime, targets, operator=operator.id, where=operator.group_id or 0)
+    except FolderFull as error:
+        logger.error(f"纠错目录已满 / feedback folder full: {error}")
+        raise Refused("feedback_full") from error
+    except OSError as error:
+        logger.error(f"确认纠错失败 / confirming corrections failed: {targets}: {error}")
+        raise Refused("correction_failed") from error
+    if not confirmed:
+        raise Refused("nothing_to_confirm")
+    await _audit(
+        runtime, operator, "correction-confirmed",
+        before={"corrections": [c.id for c in confirmed], "scopes": [str(c.group_id) for c in confirmed]},
+        after={"verdicts": [c.label for c in confirmed], "scopes": [c.scope_text for c in confirmed]},
+    )  # fmt: skip
+    return Confirmed(confirmed)
+
+
+async def confirm_images(runtime: Runtime, operator: Operator, images: list[tuple[RecentImage, bytes]]) -> Confirmed:
+    """Confirm the group's corrections that decide these kept images in their group (a chat reply)."""
+    _superuser(operator)
+    return await confirm(runtime, operator, await verdicts.pending_for(runtime, images, images[0][0].group_id))
+
+
+async def confirm_id(runtime: Runtime, operator: Operator, correction_id: str) -> Confirmed:
+    """Confirm a waiting correction named by its id (as the console shows it), in whichever group it
+    waits; refused when the groups it waits in disagree on it."""
+    _superuser(operator)
+    if not CORRECTION_ID.fullmatch(correction_id):
+        raise Refused("bad_correction_id")
+    corrections = runtime.corrections
+    waiting = [c for c in await asyncio.to_thread(corrections.pending, len(corrections)) if c.id == correction_id]
+    if len({c.label for c in waiting}) > 1:
+        raise Refused("groups_disagree")
+    return await confirm(runtime, operator, [(c.group_id, c.id) for c in waiting])
 
 
 async def label_review(runtime: Runtime, operator: Operator, sha256: str, label: Label) -> ReviewLabelled | None:

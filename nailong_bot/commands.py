@@ -25,6 +25,8 @@ from nonebot.permission import SUPERUSER
 from nonebot.rule import Rule
 from nonebot.typing import T_State
 
+from nailong_vision.handoff import image_id
+
 from . import admin, chat_input
 from .admin import Operator, Refused, SettingsChange
 from .corrections import Corrections
@@ -349,17 +351,19 @@ def _latest_uncorrected_hit(runtime: Runtime, group: int) -> list[RecentImage]:
     candidates = [recent.lookup(latest)] if latest is not None else []
     for entries in candidates + recent.hits(group, _LOOKED_BACK):
         hits = [entry for entry in entries if entry.group_id == group and entry.hit]
-        if hits and not all(_corrected(recent, corrections, entry) for entry in hits):
+        if hits and not all(_corrected(recent, corrections, entry, group) for entry in hits):
             return entries
     return []
 
 
-def _corrected(recent: RecentImages, corrections: Corrections, entry: RecentImage) -> bool:
-    """This hit's image was already said not to be nailong (a correction of its exact bytes)."""
+def _corrected(recent: RecentImages, corrections: Corrections, entry: RecentImage, group: int) -> bool:
+    """This hit's image was already said not to be nailong here (a correction of its exact bytes that
+    decides it in this group)."""
     try:
-        correction = corrections.lookup(None, image_bytes=recent.read(entry))
+        data = recent.read(entry)
     except FileNotFoundError:
         return False
+    correction = corrections.lookup(None, image_id=image_id(data), group_id=group)
     return correction is not None and correction.label == "other"
 
 
@@ -371,6 +375,7 @@ async def _correct(call: Invocation, label: str, *, latest_hit_without_reply: bo
         answer = call.say("recorded", meaning=meaning)
     else:
         answer = call.say("recorded_many", n=len(corrected.added), meaning=meaning)
+    answer += "\n" + _where_it_applies(call, corrected.added)
     if call.event.reply is None:
         first = corrected.images[0]
         sender = first.sender_name or (str(first.sender) if first.sender is not None else "—")
@@ -380,6 +385,15 @@ async def _correct(call: Invocation, label: str, *, latest_hit_without_reply: bo
         if forgiven.strike.muted:
             answer += await _unmute(call, forgiven.strike.user_id)
     return answer
+
+
+def _where_it_applies(call: Invocation, added: list) -> str:
+    if not any(c.everywhere for c in added):
+        return call.say("applies_in_group")
+    agreed = next((c.confirmed_by for c in added if c.confirmed_by.startswith("groups:")), None)
+    if agreed is None:
+        return call.say("applies_everywhere")
+    return call.say("applies_agreed", n=len(agreed.removeprefix("groups:").split(",")))
 
 
 async def _unmute(call: Invocation, user_id: int) -> str:
@@ -409,12 +423,23 @@ async def _undo(call: Invocation) -> str:
     return call.say("undone")
 
 
+@subcommand("confirm", "确认", usage="confirm", superuser_only=True)
+async def _confirm(call: Invocation) -> str:
+    if call.args:
+        confirmed = await admin.confirm_id(call.runtime, call.operator, call.args[0])
+    else:
+        confirmed = await admin.confirm_images(call.runtime, call.operator, await _replied_images(call))
+    return call.say("confirmed", n=len(confirmed.corrections))
+
+
 @subcommand("feedback", "反馈", usage="feedback", superuser_only=True)
 async def _feedback(call: Invocation) -> str:
-    counts = await asyncio.to_thread(call.runtime.corrections.counts)
+    corrections = call.runtime.corrections
+    counts = await asyncio.to_thread(corrections.counts)
+    waiting = len(await asyncio.to_thread(corrections.pending, len(corrections)))
     # The folder itself goes to the log: no server path in a group.
-    logger.info(f"纠错目录 / corrections folder: {call.runtime.corrections.feedback_dir.absolute()}")
-    return call.say("feedback", nailong=counts["nailong"], other=counts["other"])
+    logger.info(f"纠错目录 / corrections folder: {corrections.feedback_dir.absolute()}")
+    return call.say("feedback", nailong=counts["nailong"], other=counts["other"], waiting=waiting)
 
 
 # --- The model learns the corrections: what runs, a refresh, a rollback (see refresh.py) ---

@@ -130,6 +130,13 @@ class Config(BaseModel):
     # after DNS and after every redirect; true lets it reach them. Group images are never limited so.
     nailong_api_allow_private_urls: bool = False
 
+    # --- Corrections (see corrections.py) ---
+    # A group admin's correction applies in that group only; it applies in every group (and is learned by
+    # the refresh) when a superuser makes or confirms it, or when admins of this many groups agree on it.
+    nailong_corrections_agree_groups: int = Field(default=2, ge=2, le=100)
+    # The feedback folder's cap: the oldest retired copies are deleted first; past that, new corrections are refused.
+    nailong_feedback_max_mb: int = Field(default=512, ge=16)
+
     # --- Refresh: the model learns the admins' corrections (see refresh.py) ---
     # Start a refresh on its own after enough new corrections; off: only /nailong refresh and the console.
     nailong_auto_refresh: bool = False

@@ -1,7 +1,8 @@
 """Decide: image bytes → P(nailong), the one step every image goes through.
 
 Overrides run on the decoded frames before the model; the first one that returns a decision wins.
-That is the hook for admins' corrections (looked up by perceptual hash) and similar rules.
+Admins' corrections are not one: they depend on the group, so they are applied after the decision
+cache (``Corrections.apply``), on the image identity every decision carries.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from PIL import Image
 
 from nailong_vision.classifier import Classifier
+from nailong_vision.phash import frame_hash
 from nailong_vision.preprocess import preprocess
 
 from .budget import DecodeBudget, NoRoom
@@ -35,6 +37,10 @@ class Decision:
     frames: int = 0
     # The version of the model in use when it was decided: the cache keeps decisions per version.
     model_version: str = ""
+    # The image's identity, for the corrections applied after the cache: the first 16 hex digits of its
+    # sha256 (set where the bytes are hashed for the cache), and its first frame's pHash (None: flat).
+    image_id: str = ""
+    phash: int | None = None
     # The first frame, small (PREVIEW_SIZE), for the thumbnail; never cached, not part of the decision.
     preview: Image.Image | None = field(default=None, compare=False, repr=False)
 
@@ -99,7 +105,11 @@ class Decider:
         ) as frames:
             decision = self._decide_frames(classifier, data, frames)
             return replace(
-                decision, frames=len(frames), model_version=classifier.info.version, preview=_preview(frames[0])
+                decision,
+                frames=len(frames),
+                model_version=classifier.info.version,
+                phash=frame_hash(frames[0]),
+                preview=_preview(frames[0]),
             )
 
     def _decide_frames(self, classifier: Classifier, data: bytes, frames: list[Image.Image]) -> Decision:

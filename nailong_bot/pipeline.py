@@ -30,13 +30,16 @@ from .storage import Action, GroupSettings
 
 
 async def decide_bytes(data: bytes, runtime: Runtime, generation: int, group: int | None = None) -> Decision:
-    """The decision on an image's bytes: the cache by content, else the decider (corrections, then
-    the model, in ``group``'s share of the decode budget), cached under ``generation`` (read before
-    the image was fetched). Raises ImageDecodeError. Also the HTTP API's path (no group), so both
-    decide an image the same way."""
+    """The model's decision on an image's bytes: the cache by content, else the decider (in ``group``'s
+    share of the decode budget), cached under ``generation`` (read before the image was fetched). The
+    corrections are not in it: the caller applies those of its group (``Corrections.apply``). Raises
+    ImageDecodeError. Also the HTTP API's path (no group), so both decide an image the same way."""
     key = content_key(data)
     cached = runtime.cache.get(versioned_key(runtime.model_version, key))
-    decision = replace(cached, source="cache") if cached else await runtime.decider.decide(data, group)
+    if cached is not None:
+        decision = replace(cached, source="cache")
+    else:
+        decision = replace(await runtime.decider.decide(data, group), image_id=key.removeprefix("sha256:")[:16])
     runtime.cache.put(versioned_key(decision.model_version, key), replace(decision, preview=None), generation)
     return decision
 
@@ -44,11 +47,13 @@ async def decide_bytes(data: bytes, runtime: Runtime, generation: int, group: in
 async def check_image(
     bot: Bot, event: GroupMessageEvent, ref: ImageRef, runtime: Runtime
 ) -> CheckedImage | None:
-    """Decide one image; None (logged) when it cannot be fetched or decoded. Never raises."""
+    """Decide one image, with the corrections that apply in the event's group; None (logged) when it
+    cannot be fetched or decoded. Never raises."""
+    corrections, group_id = runtime.corrections, event.group_id
     if ref.key and (cached := runtime.cache.get(versioned_key(runtime.model_version, ref.key))):
-        return CheckedImage(ref, replace(cached, source="cache"), None)
+        return CheckedImage(ref, corrections.apply(replace(cached, source="cache"), group_id), None)
     where = f"group={event.group_id} message={event.message_id} file={ref.file or ref.url}"
-    # A correction landing while this image is decided clears the cache; this decision must not refill it.
+    # A model swapped in while this image is decided clears the cache; this decision must not refill it.
     generation = runtime.cache.generation
     try:
         # The slot for deciding is taken once the bytes are in: a slow source never holds one. Downloads,
@@ -76,7 +81,7 @@ async def check_image(
         return None
     if ref.key:
         runtime.cache.put(versioned_key(decision.model_version, ref.key), replace(decision, preview=None), generation)
-    return CheckedImage(ref, decision, data)
+    return CheckedImage(ref, corrections.apply(decision, group_id), data)
 
 
 # Put in a message's queue of decided images when its forwards' lookup has ended.

@@ -37,8 +37,9 @@ __plugin_meta__ = PluginMetadata(
     description="自动识别群里的奶龙图片（含动图、表情），撤回并提醒；群管理用命令开关和调整 / "
     "Recalls nailong images posted in QQ groups",
     usage="在群里发送图片时自动检测，命中后按本群设置撤回和/或回复警告。\n"
-    "判断错了：回复图片或警告发送 /奶龙 误判 或 /奶龙 漏判，立即在所有群生效 / "
-    "Wrong call: reply to the image or the warning with /nailong wrong or /nailong miss.\n" + help_text(),
+    "判断错了：回复图片或警告发送 /奶龙 误判 或 /奶龙 漏判，立即在本群生效，超级用户确认后对所有群生效 / "
+    "Wrong call: reply to the image or the warning with /nailong wrong or /nailong miss (this group at once; every "
+    "group once a superuser confirms it).\n" + help_text(),
     type="application",
     config=Config,
     homepage=HOMEPAGE,

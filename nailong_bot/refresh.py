@@ -177,8 +177,10 @@ class Refresher:
         self._said_unavailable = False
 
     def corrections_since(self, seconds: float) -> int:
-        """Active corrections recorded after ``seconds`` (wall clock)."""
-        return sum(1 for c in self.corrections.newest(len(self.corrections)) if _timestamp(c.time) > seconds)
+        """Active corrections that apply everywhere (the ones a refresh learns) recorded or confirmed after
+        ``seconds`` (wall clock)."""
+        learned = self.corrections.newest(len(self.corrections), everywhere=True)
+        return sum(1 for c in learned if _timestamp(c.time) > seconds)
 
     def corrections_since_model(self) -> int:
         """Corrections newer than the model in use: what it has not learned."""

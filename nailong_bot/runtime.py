@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nonebot import get_driver
 from nonebot.log import logger
 
 from nailong_vision.classifier import Classifier
@@ -18,7 +19,7 @@ from .audit import AUDIT_FILE, AuditLog
 from .budget import DecodeBudget
 from .cache import TTLCache
 from .config import Config
-from .corrections import Corrections, correction_override
+from .corrections import Corrections
 from .decision import Decider, Decision
 from .fetch import Fetcher, IPAddress, is_public_address
 from .models import Models
@@ -143,7 +144,15 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         max_age=config.nailong_recent_max_age_hours * 3600,
     )
     decode_budget = DecodeBudget(config.nailong_decode_memory_mb << 20)
-    corrections = await asyncio.to_thread(Corrections, data_dir / "feedback", budget=decode_budget)
+    corrections = await asyncio.to_thread(
+        Corrections,
+        data_dir / "feedback",
+        budget=decode_budget,
+        agree_groups=config.nailong_corrections_agree_groups,
+        max_bytes=config.nailong_feedback_max_mb << 20,
+        # Read only to convert a corrections log written before scopes.
+        superusers=get_driver().config.superusers,
+    )
     audit = await asyncio.to_thread(
         AuditLog,
         data_dir / AUDIT_FILE,
@@ -164,7 +173,6 @@ async def start(config: Config, data_dir: Path) -> Runtime:
         max_pixels=config.nailong_max_pixels,
         budget=decode_budget,
     )
-    decider.overrides.append(correction_override(corrections))
     cache: TTLCache[Decision] = TTLCache(config.nailong_cache_size, config.nailong_cache_ttl)
     models.attach(decider, store, cache)
     refresher = Refresher(config, data_dir, models, corrections, audit)

@@ -26,24 +26,25 @@ class Verdict:
 
 
 async def change_corrections(runtime: Runtime, change: Callable[[], Changed]) -> Changed:
-    """Run ``change`` (which adds or undoes corrections) in a thread, then forget cached decisions.
-    Raises OSError when the corrections could not be saved."""
-    try:
-        return await asyncio.to_thread(change)
-    finally:
-        # Cached decisions may contradict the change, for this image or for near-copies cached
-        # under other keys. Corrections are rare, so the whole cache goes: simpler than consulting
-        # corrections before the cache, which a repost known by its file name passes with no bytes.
-        runtime.cache.clear()
+    """Run ``change`` (which adds, confirms or undoes corrections) in a thread. The decision cache is
+    left alone: it holds only what the model said, and corrections are applied after it, per group.
+    Raises OSError when the corrections could not be saved (FolderFull at the feedback folder's cap)."""
+    return await asyncio.to_thread(change)
 
 
 async def correct(
-    runtime: Runtime, images: list[tuple[RecentImage, bytes]], label: Label, *, operator: int | str
+    runtime: Runtime,
+    images: list[tuple[RecentImage, bytes]],
+    label: Label,
+    *,
+    operator: int | str,
+    everywhere: bool = False,
 ) -> Verdict:
     """Record ``label`` for kept images (with their bytes). Of a message's several images, those the bot
     decided the other way are corrected (all of them if it decided none that way). A hit said not to be
     nailong takes back the strike its message cost the sender. ``operator``: the admin's QQ number, or
-    "web" for the console. Raises OSError when saving fails."""
+    "web[:<name>]" for the console. The correction applies in the image's group only, unless
+    ``everywhere`` (a superuser's word) or admins of enough groups agree. Raises OSError when saving fails."""
     contradicted = [(entry, data) for entry, data in images if entry.hit != (label == "nailong")] or images
     corrections = runtime.corrections
 
@@ -56,6 +57,7 @@ async def correct(
                 user_id=operator,
                 score=entry.score,
                 model_version=entry.model_version,
+                everywhere=everywhere,
             )
             for entry, data in contradicted
         ]
@@ -70,6 +72,38 @@ async def correct(
             forgiven += await runtime.strikes.remove(group_id, messages)
     logger.info(
         f"已记录纠错 / corrected as {label}: {[c.id for c in added]} group={images[0][0].group_id} "
-        f"operator={operator} message={images[0][0].message_id} strikes taken back={len(forgiven)}"
+        f"operator={operator} message={images[0][0].message_id} strikes taken back={len(forgiven)} "
+        f"everywhere={[c.everywhere for c in added]}"
     )
     return Verdict(added, forgiven)
+
+
+async def confirm(
+    runtime: Runtime, targets: list[tuple[int, str]], *, operator: int | str, where: int = 0
+) -> list[Correction]:
+    """A superuser's (or the console's) confirmation: each group-scoped correction (group, id) in
+    ``targets`` applies in every group from now on, and the refresh learns it. Those no longer waiting
+    are skipped. ``where``: the group the confirmation was sent in (0: the console). Raises OSError when
+    saving fails."""
+    corrections = runtime.corrections
+
+    def confirm_all() -> list[Correction]:
+        confirmed = (corrections.confirm(group, id, operator=operator, where=where) for group, id in targets)
+        return [correction for correction in confirmed if correction is not None]
+
+    confirmed = await change_corrections(runtime, confirm_all)
+    logger.info(f"纠错已确认，对所有群生效 / corrections confirmed, now everywhere: {[c.id for c in confirmed]} "
+                f"operator={operator}")
+    return confirmed
+
+
+async def pending_for(runtime: Runtime, images: list[tuple[RecentImage, bytes]], group_id: int) -> list[tuple[int, str]]:
+    """The group-scoped corrections that decide these kept images in ``group_id``: what a confirmation
+    sent as a reply to them confirms."""
+    corrections = runtime.corrections
+
+    def deciding() -> list[Correction | None]:
+        return [corrections.deciding(data, group_id) for _, data in images]
+
+    found = await asyncio.to_thread(deciding)
+    return list(dict.fromkeys((c.group_id, c.id) for c in found if c is not None and not c.everywhere))

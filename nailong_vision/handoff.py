@@ -30,16 +30,26 @@ GATE_MARKDOWN_FILE = "gate.md"
 # The trainer's output, beside the candidate (written by the bot, which runs the trainer).
 TRAINER_LOG_FILE = "refresh.log"
 
-# Under the bot's feedback folder: <label>/<id>.<ext> per active correction, the log, the retired files.
+# Under the bot's feedback folder: <label>/<id>.<ext> per active correction that applies in every group
+# (training data), .pending/<id>.<ext> per image of group-scoped ones (not training data), the log, the
+# retired files.
 CORRECTIONS_FILE = "corrections.csv"
 RETIRED_DIR = ".retired"
+PENDING_DIR = ".pending"
 CORRECTION_LABELS = ("nailong", "other")
 # A row adds a correction, or ends one (replaced by a newer word on the image, or undone).
 ADD, REPLACE, UNDO = "add", "replace", "undo"
-# corrections.csv's columns, in order. A new column goes at the end: readers look columns up by name.
-CORRECTIONS_COLUMNS: tuple[str, ...] = (
+# corrections.csv's columns before corrections had a scope (such a log is converted by the bot once).
+CORRECTIONS_V1_COLUMNS: tuple[str, ...] = (
     "time", "action", "id", "label", "group_id", "user_id", "score", "model_version", "file", "phash",
 )  # fmt: skip
+# corrections.csv's columns, in order. A new column goes at the end: readers look columns up by name.
+# scope: SCOPE_EVERYWHERE, or the one group a correction applies in (each row, ending ones included, names
+# the scope of the correction it adds or ends); only SCOPE_EVERYWHERE is learned by a refresh.
+# confirmed_by: who made it apply everywhere (a superuser, the console, or "groups:<a>,<b>" that agreed).
+SCOPE_COLUMN = "scope"
+SCOPE_EVERYWHERE = "all"
+CORRECTIONS_COLUMNS: tuple[str, ...] = (*CORRECTIONS_V1_COLUMNS, SCOPE_COLUMN, "confirmed_by")
 
 # Under the bot's recent folder: a journal of the images it decided, and each distinct image once.
 RECENT_INDEX = "index.jsonl"

@@ -28,17 +28,24 @@ _DCT = _dct_matrix(_SIDE)
 
 def phash(image: Image.Image) -> int:
     """64-bit perceptual hash of an image (greyscale 32×32 DCT, low 8×8 band above its median)."""
-    grey = np.asarray(image.convert("L").resize((_SIDE, _SIDE), Image.Resampling.BILINEAR), dtype=np.float64)
-    low = (_DCT @ grey @ _DCT.T)[:_KEEP, :_KEEP].ravel()
-    bits = low > np.median(low[1:])
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+    return _hash(_grey(image))
 
 
 def frame_hash(frame: Image.Image) -> int | None:
     """pHash of a frame, or None when the frame is too flat for a pHash to tell images apart (solid
     colours all hash alike: such images are matched by their bytes only)."""
-    thumbnail = np.asarray(frame.convert("L").resize((_SIDE, _SIDE), Image.Resampling.BILINEAR), dtype=np.float64)
-    return None if thumbnail.std() < _FLAT_STD else phash(frame)
+    grey = _grey(frame)
+    return None if grey.std() < _FLAT_STD else _hash(grey)
+
+
+def _grey(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("L").resize((_SIDE, _SIDE), Image.Resampling.BILINEAR), dtype=np.float64)
+
+
+def _hash(grey: np.ndarray) -> int:
+    low = (_DCT @ grey @ _DCT.T)[:_KEEP, :_KEEP].ravel()
+    bits = low > np.median(low[1:])
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
 def hamming(a: int, b: int) -> int:

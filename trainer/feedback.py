@@ -22,6 +22,8 @@ from nailong_vision.handoff import (
     RECENT_IMAGES,
     RECENT_INDEX,
     REPLACE,
+    SCOPE_COLUMN,
+    SCOPE_EVERYWHERE,
     UNDO,
 )
 
@@ -43,9 +45,11 @@ class CorrectionFile:
 
 
 def read_corrections(feedback_dir: str | Path) -> list[CorrectionFile]:
-    """The active corrections, oldest first: ``corrections.csv`` replayed the way the plugin replays it
-    (``add`` makes one active, ``replace`` and ``undo`` end it; ``.retired/`` files are never read).
-    Unreadable rows and corrections whose file is gone are skipped with a warning."""
+    """The active corrections that apply in every group, oldest first: ``corrections.csv`` replayed the
+    way the plugin replays it (``add`` makes one active, ``replace`` and ``undo`` end it, each in its
+    scope; ``.retired/`` files are never read). A correction that applies in one group only is the word of
+    one group's admin, waiting for a superuser's confirmation: it is not learned. Unreadable rows and
+    corrections whose file is gone are skipped with a warning."""
     feedback_dir = Path(feedback_dir)
     log_path = feedback_dir / CORRECTIONS_FILE
     if not log_path.is_file():
@@ -55,28 +59,35 @@ def read_corrections(feedback_dir: str | Path) -> list[CorrectionFile]:
         needed = {"action", "id", "label", "file", "phash"}
         if reader.fieldnames is None or not needed <= set(reader.fieldnames):
             raise FeedbackError(f"纠错记录的列不对 / {log_path} lacks the columns {sorted(needed)}")
+        if SCOPE_COLUMN not in reader.fieldnames:
+            raise FeedbackError(
+                f"纠错记录是旧格式（没有 {SCOPE_COLUMN} 列），先启动一次机器人把它升级 / {log_path} is from before "
+                f"scopes (no {SCOPE_COLUMN} column): start the bot once to upgrade it"
+            )
         rows = list(reader)
-    active: dict[str, CorrectionFile] = {}
+    active: dict[tuple[str, str], CorrectionFile] = {}
     skipped = 0
     for row in rows:
         try:
+            key = (row[SCOPE_COLUMN], row["id"])
             if row["action"] == ADD:
                 if row["label"] not in CORRECTION_LABELS:
                     raise ValueError(row["label"])
-                active.pop(row["id"], None)  # re-added: the newest position
-                active[row["id"]] = CorrectionFile(row["id"], row["label"], feedback_dir / row["file"],
-                                                   int(row["phash"], 16) if row["phash"] else None)
+                active.pop(key, None)  # re-added: the newest position
+                active[key] = CorrectionFile(row["id"], row["label"], feedback_dir / row["file"],
+                                             int(row["phash"], 16) if row["phash"] else None)
             elif row["action"] in (REPLACE, UNDO):
-                active.pop(row["id"], None)
+                active.pop(key, None)
             else:
                 raise ValueError(row["action"])
         except (ValueError, TypeError, KeyError):
             skipped += 1
-    missing = [c for c in active.values() if not c.path.is_file()]
+    everywhere = [c for (scope, _), c in active.items() if scope == SCOPE_EVERYWHERE]
+    missing = [c for c in everywhere if not c.path.is_file()]
     if skipped or missing:
         log.warning("纠错记录跳过 %d 行无法读取、%d 个文件缺失 / corrections: skipped %d unreadable rows, %d missing files",
                     skipped, len(missing), skipped, len(missing))
-    return [c for c in active.values() if c.path.is_file()]
+    return [c for c in everywhere if c.path.is_file()]
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,8 @@ async def classify(runtime: Runtime, image: bytes | str) -> Decision:
             data = image
             await api.deciding.acquire()
         try:
-            return await decide_bytes(data, runtime, generation)
+            # No group: only the corrections that apply everywhere.
+            return runtime.corrections.apply(await decide_bytes(data, runtime, generation), None)
         finally:
             api.deciding.release()
     except FetchError as error:

@@ -68,6 +68,7 @@ _FORM_LIMIT = 4096
 _SETTINGS_FORM_LIMIT = 32 * 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MESSAGE_ID = re.compile(r"-?[0-9]{1,20}")
+_GROUP_ID = re.compile(r"[0-9]{1,12}")
 # The optional name given at sign-in, recorded as the operator "web:<name>".
 _OPERATOR_NAME = re.compile(r"[\w.-]{1,32}")
 LANG_COOKIE = "nailong_lang"
@@ -85,7 +86,7 @@ NOTICES = {
     "corrected-other": False, "corrected-nailong": False, "gone": True, "failed": True,
     "settings-saved": False, "settings-unchanged": False, "refresh-started": False,
     "refresh-unavailable": True, "rolled-back": False, "rollback-failed": True,
-    "undone": False, "not-corrected": True,
+    "undone": False, "not-corrected": True, "confirmed": False, "confirm-gone": True, "full": True,
 }  # fmt: skip
 CHANGED_SHOWN = 10
 
@@ -329,11 +330,13 @@ def _recent_item(
     )  # fmt: skip
     if correction is not None:
         state = render(
-            '<div class="state corrected">$label</div><div class="by">$by</div>'
+            '<div class="state corrected">$label</div><div class="by">$by</div><div class="scope">$scope</div>'
             '<form method="post" action="/nailong/undo">$fields<button type="submit" class="undo quiet">$undo</button>'
             "</form>",
             label=say("corrected_to", label=say(f"label_{correction.label}")),
             by=say("corrected_by", who=operator(_maker(correction, makers), words), when=local_time(correction.time)),
+            scope=say("applies_everywhere", by=correction.confirmed_by) if correction.everywhere
+            else say("applies_in_group"),
             fields=fields, undo=say("undo"),
         )  # fmt: skip
     else:
@@ -371,20 +374,48 @@ def _maker(correction: Correction, makers: dict[str, str]) -> str:
 
 def _correction_row(correction: Correction, makers: dict[str, str], words: Lang) -> Html:
     say = lambda key: words("page", key)  # noqa: E731
+    if correction.everywhere:
+        scope = words("console", "applies_everywhere", by=correction.confirmed_by)
+    else:
+        scope = words("console", "applies_in_group")
     return render(
         '<tr data-correction="$id"><td data-label="$l_time">$time</td><td data-label="$l_label">$label</td>'
         '<td data-label="$l_group">$group</td><td data-label="$l_by">$operator</td>'
+        '<td data-label="$l_scope">$scope</td>'
         '<td data-label="$l_score" class="number">$score</td><td data-label="$l_model">$version</td>'
         '<td data-label="$l_id"><code>$id</code></td></tr>',
         l_time=say("th_time"), l_label=say("th_corrected_to"), l_group=say("th_group"), l_by=say("th_by"),
-        l_score=say("th_score"), l_model=say("th_model"), l_id=say("th_id"),
+        l_scope=say("th_applies_in"), l_score=say("th_score"), l_model=say("th_model"), l_id=say("th_id"),
         id=correction.id,
         time=local_time(correction.time),
         label=words("console", f"label_{correction.label}"),
         group=correction.group_id,
         operator=operator(_maker(correction, makers), words),
+        scope=scope,
         score="—" if correction.score is None else f"{correction.score:.3f}",
         version=correction.model_version,
+    )  # fmt: skip
+
+
+def _pending_row(correction: Correction, makers: dict[str, str], csrf: str, words: Lang) -> Html:
+    """A group's correction waiting for a confirmation, with the button that makes it apply everywhere."""
+    say = lambda key: words("page", key)  # noqa: E731
+    return render(
+        '<tr data-pending="$id"><td data-label="$l_time">$time</td><td data-label="$l_label">$label</td>'
+        '<td data-label="$l_group">$group</td><td data-label="$l_by">$operator</td>'
+        '<td data-label="$l_id"><code>$id</code></td>'
+        '<td><form method="post" action="/nailong/confirm"><input type="hidden" name="csrf" value="$csrf">'
+        '<input type="hidden" name="group_id" value="$group"><input type="hidden" name="correction_id" value="$id">'
+        '<button type="submit">$button</button></form></td></tr>',
+        l_time=say("th_time"), l_label=say("th_corrected_to"), l_group=say("th_group"), l_by=say("th_by"),
+        l_id=say("th_id"),
+        id=correction.id,
+        time=local_time(correction.time),
+        label=words("console", f"label_{correction.label}"),
+        group=correction.group_id,
+        operator=operator(_maker(correction, makers), words),
+        csrf=csrf,
+        button=words("console", "confirm"),
     )  # fmt: skip
 
 
@@ -477,7 +508,10 @@ async def _console_page(
     recent = await asyncio.to_thread(runtime.recent.newest, RECENT_SHOWN)
     corrections = await asyncio.to_thread(runtime.corrections.newest, len(runtime.corrections))
     audit = await asyncio.to_thread(runtime.audit.latest, AUDIT_READ)
-    corrected, makers = {correction.id: correction for correction in corrections}, correction_makers(audit)
+    # Each image's correction where it was posted: its group's own, else the one for every group.
+    corrected = {(correction.scope, correction.id): correction for correction in corrections}
+    makers = correction_makers(audit)
+    pending = [correction for correction in corrections if not correction.everywhere]
     csrf, say = session.csrf, lambda key, **values: words("console", key, **values)  # noqa: E731
     return page(
         "console.html",
@@ -489,10 +523,12 @@ async def _console_page(
         group_cards=_group_cards(runtime, words),
         group_settings=_settings_forms(runtime, csrf, words, again),
         recent_items=Html("".join(
-            _recent_item(entry, corrected.get(_correction_id(entry)), makers, csrf, words) for entry in recent
+            _recent_item(entry, _correction_of(entry, corrected), makers, csrf, words) for entry in recent
         )) or render('<li class="empty">$text</li>', text=say("no_image")),
         correction_rows=Html("".join(_correction_row(c, makers, words) for c in corrections[:CORRECTIONS_SHOWN]))
-        or render('<tr><td colspan="7" class="empty">$text</td></tr>', text=say("no_correction")),
+        or render('<tr><td colspan="8" class="empty">$text</td></tr>', text=say("no_correction")),
+        pending_rows=Html("".join(_pending_row(c, makers, csrf, words) for c in pending[:CORRECTIONS_SHOWN]))
+        or render('<tr><td colspan="6" class="empty">$text</td></tr>', text=say("no_pending")),
         audit_lines=Html("".join(audit_line(entry, words) for entry in audit[:AUDIT_SHOWN]))
         or render('<li class="empty">$text</li>', text=say("no_change")),
         refresh_panel=_refresh_panel(runtime, csrf, words),
@@ -501,9 +537,11 @@ async def _console_page(
     )  # fmt: skip
 
 
-def _correction_id(entry: RecentImage) -> str:
-    """The id a correction of exactly this image has: corrections.image_id of the same bytes."""
-    return entry.sha256[: len(image_id(b""))]
+def _correction_of(entry: RecentImage, corrected: dict[tuple[int | None, str], Correction]) -> Correction | None:
+    """The correction of exactly this image (the id is corrections.image_id of the same bytes) that applies
+    in its group: the group's own, else the one for every group."""
+    correction_id = entry.sha256[: len(image_id(b""))]
+    return corrected.get((entry.group_id, correction_id)) or corrected.get((None, correction_id))
 
 
 @routes.get("/")
@@ -599,9 +637,22 @@ async def correct(posted: Form, runtime: RunningRuntime, words: PageLang) -> Res
         return _to_console("gone")
     try:
         await admin.correct(runtime, posted.operator, [kept], label)  # type: ignore[arg-type]
-    except Refused:
-        return _to_console("failed", image_anchor(kept[0]))
+    except Refused as refused:
+        return _to_console("full" if refused.key == "feedback_full" else "failed", image_anchor(kept[0]))
     return _to_console(f"corrected-{label}", image_anchor(kept[0]))
+
+
+@routes.post("/confirm")
+async def confirm(posted: Form, runtime: RunningRuntime, words: PageLang) -> Response:
+    group, correction_id = posted.form.get("group_id", ""), posted.form.get("correction_id", "")
+    if not _GROUP_ID.fullmatch(group) or not admin.CORRECTION_ID.fullmatch(correction_id):
+        raise HTTPException(400, words("console", "confirm_needs"))
+    try:
+        await admin.confirm(runtime, posted.operator, [(int(group), correction_id)])
+    except Refused as refused:
+        notices = {"nothing_to_confirm": "confirm-gone", "feedback_full": "full"}
+        return _to_console(notices.get(refused.key, "failed"), "pending")
+    return _to_console("confirmed", "pending")
 
 
 @routes.post("/undo")

@@ -103,11 +103,12 @@ class Chat:
         ]
 
     async def correct_as_wrong(self, data: bytes) -> None:
-        """Post a hit, then `/奶龙 误判` without a reply: the group's latest hit."""
+        """Post a hit, then a superuser's `/奶龙 误判` without a reply: the group's latest hit, corrected for
+        every group (a group admin's word would stay in the group, and the refresh would not learn it)."""
         message_id = await self.post(data)
         await self.onebot.wait_for("delete_msg", timeout=60, message_id=message_id)
         await asyncio.sleep(1.0)  # kept among the recent images right after the recall
-        (answer,) = await self.command("/奶龙 误判")
+        (answer,) = await self.command("/奶龙 误判", user_id=SUPERUSER)
         # The answer names the sender and the time (the corrected hit is the latest one not corrected yet).
         assert answer.startswith("已记录：这不是奶龙") and "（本群最近一次未纠错的命中：tester " in answer, answer
 

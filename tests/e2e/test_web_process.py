@@ -563,7 +563,7 @@ async def test_the_console_at_phone_width(console_bot, chromium, image_server, t
         return text
 
     assert (await asyncio.to_thread(english_then_back)).split() == [
-        "Groups", "Images", "Settings", "Corrections", "Audit", "Try", "Learning", "Model", "Review"
+        "Groups", "Images", "Settings", "Waiting", "Corrections", "Audit", "Try", "Learning", "Model", "Review"
     ]  # fmt: skip
     assert overflowing == {}
 

@@ -21,6 +21,7 @@ from nailong_bot.corrections import (
     Correction,
     Corrections,
     frame_hash,
+    image_id,
 )
 
 
@@ -55,7 +56,8 @@ def repost(data: bytes) -> bytes:
 
 
 def correct(store: Corrections, data: bytes, label: str = "other", **meta) -> Correction:
-    meta = {"group_id": 1001, "user_id": 2002, "score": 0.93, "model_version": "v1", **meta}
+    """A correction that applies everywhere (a superuser's), unless ``everywhere=False`` is given."""
+    meta = {"group_id": 1001, "user_id": 2002, "score": 0.93, "model_version": "v1", "everywhere": True, **meta}
     return store.add(data, label=label, **meta)
 
 
@@ -81,7 +83,7 @@ def test_a_correction_decides_the_image_its_reposts_but_not_unrelated_images(tmp
     assert store.lookup(decode_frames(original)) == correction
     assert store.lookup(decode_frames(original)[0]) == correction
     assert store.lookup(phash(decode_frames(original)[0])) == correction
-    assert store.lookup(None, image_bytes=original) == correction
+    assert store.lookup(None, image_id=image_id(original)) == correction
     assert store.lookup(decode_frames(repost(original))) == correction
     assert store.lookup(decode_frames(repost(original), draft_size=64)) == correction  # as the pipeline decodes
     for seed in range(2, 10):
@@ -95,8 +97,8 @@ def test_a_flat_image_is_decided_only_for_its_exact_bytes(tmp_path):
     other_white = encode(Image.new("RGB", (120, 90), (250, 250, 250)))
 
     assert correction.phash is None
-    assert store.lookup(decode_frames(white), image_bytes=white) == correction
-    assert store.lookup(decode_frames(other_white), image_bytes=other_white) is None
+    assert store.lookup(decode_frames(white), image_id=image_id(white)) == correction
+    assert store.lookup(decode_frames(other_white), image_id=image_id(other_white)) is None
     assert store.lookup(decode_frames(white)) is None
 
 
@@ -122,12 +124,14 @@ def test_a_newer_correction_of_the_same_image_replaces_the_older(tmp_path):
     assert store.counts() == {"nailong": 1, "other": 0}
     assert not (tmp_path / older.file).exists()
     assert (tmp_path / newer.file).exists()
-    assert (tmp_path / RETIRED_DIR / older.file).exists()
+    # The same bytes relabelled: one copy moves, none is kept.
+    assert not (tmp_path / RETIRED_DIR).exists()
 
-    # A repost corrected the other way round replaces it too: the newest word wins.
+    # A repost corrected the other way round replaces it too: the newest word wins; the other image retires.
     newest = correct(store, repost(data), "other")
     assert store.counts() == {"nailong": 0, "other": 1}
     assert store.lookup(decode_frames(data)) == newest
+    assert (tmp_path / RETIRED_DIR / newer.file).exists()
     assert [row["action"] for row in csv_rows(store)] == ["add", "replace", "add", "replace", "add"]
 
 
@@ -138,13 +142,13 @@ def test_undo_by_image_and_by_id(tmp_path):
     kept = correct(store, other, "nailong")
 
     # Undo from a repost: the correction that decides the repost goes.
-    assert store.undo(repost(data), group_id=1001, user_id=10000) == correction
+    assert store.undo(repost(data), group_id=1001, user_id=10000) == [correction]
     assert store.lookup(decode_frames(data)) is None
     assert not (tmp_path / correction.file).exists()
     assert (tmp_path / RETIRED_DIR / correction.file).exists()
-    assert store.undo(data) is None
+    assert store.undo(data) == []
 
-    assert store.undo(correction_id=kept.id, user_id=10000) == kept
+    assert store.undo(correction_id=kept.id, user_id=10000) == [kept]
     assert len(store) == 0
     undo_rows = [row for row in csv_rows(store) if row["action"] == "undo"]
     assert [(row["id"], row["user_id"]) for row in undo_rows] == [(correction.id, "10000"), (kept.id, "10000")]
@@ -164,7 +168,7 @@ def test_corrections_survive_a_restart(tmp_path):
     assert reopened.counts() == {"nailong": 1, "other": 1}
     assert reopened.lookup(decode_frames(repost(kept))) == correction
     assert reopened.lookup(decode_frames(undone)) is None
-    assert reopened.lookup(None, image_bytes=flat) == flat_correction
+    assert reopened.lookup(None, image_id=image_id(flat)) == flat_correction
 
 
 def test_feedback_folder_is_an_imagefolder_with_a_csv_log(tmp_path):
@@ -237,7 +241,7 @@ def test_lookup_is_fast_for_thousands_of_corrections(tmp_path):
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for index, value in enumerate(hashes.tolist()):
-            row = ["2025-01-01T00:00:00", "add", f"{index:016x}", "other", 1, 2, "0.5", "v1", "x", f"{value:016x}"]
+            row = ["2025-01-01T00:00:00", "add", f"{index:016x}", "other", 1, 2, "0.5", "v1", "x", f"{value:016x}", "all", "2"]
             writer.writerow(row)
     store = Corrections(tmp_path)
     target = int(hashes[1234])

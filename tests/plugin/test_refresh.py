@@ -58,7 +58,8 @@ async def learner(start_guard, base_model, fake_trainer, tmp_path):
 def correct(corrections: Corrections, count: int, label: str = "other") -> None:
     for seed in range(count):
         corrections.add(
-            patterned(YELLOW, seed=100 + seed), label=label, group_id=1, user_id=5, score=0.9, model_version="0.0.1"
+            patterned(YELLOW, seed=100 + seed), label=label, group_id=1, user_id=5, score=0.9, model_version="0.0.1",
+            everywhere=True,
         )
 
 

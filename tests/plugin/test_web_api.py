@@ -113,9 +113,13 @@ async def test_url_is_fetched_like_a_group_image_and_cached_by_content(lan_clien
     assert (await classify(client, content=still(YELLOW))).json()["source"] == "cache"
 
 
-async def test_a_correction_decides_before_the_model(client, guard) -> None:
+async def test_a_correction_for_every_group_decides_before_the_model(client, guard) -> None:
     data = patterned(YELLOW, seed=41)
-    correction = guard.corrections.add(data, label="other", group_id=1, user_id=5, score=0.99, model_version="0.0.1")
+    # One group's correction is that group's: the API (no group) is decided by the model.
+    guard.corrections.add(data, label="other", group_id=1, user_id=5, score=0.99, model_version="0.0.1")
+    assert (await classify(client, content=data)).json()["source"] == "model"
+    correction = guard.corrections.add(data, label="other", group_id=1, user_id=5, score=0.99, model_version="0.0.1",
+                                       everywhere=True)
     body = (await classify(client, content=data)).json()
     assert body["source"] == "correction" and body["correction_id"] == correction.id
     assert body["score"] == 0.0 and body["nailong"] is False and body["model_score"] is None
@@ -187,7 +191,7 @@ async def test_status_reports_the_model_and_totals_only(client, guard) -> None:
     guard.stats.add(7, checked=1, hits=1, recalls=1)
     guard.strikes.add(8, 1357924680, message_id=11)
     guard.corrections.add(patterned(YELLOW, seed=43), label="other", group_id=8, user_id=5, score=0.9,
-                          model_version="0.0.1")
+                          model_version="0.0.1", everywhere=True)
     answer = await client.get("/nailong/api/status", headers=AUTH)
     status = answer.json()
     assert status["model"]["name"] == "tiny-test" and status["model"]["version"] == "0.0.1"

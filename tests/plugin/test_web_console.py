@@ -134,12 +134,39 @@ async def test_marking_a_hit_wrong_is_a_correction_by_web(signed_in, csrf, guard
     assert answer.status_code == 303 and answer.headers["Location"] == f"/nailong/?notice=corrected-other#{anchor}"
     (correction,) = guard.corrections.newest(5)
     assert (correction.label, correction.group_id, correction.user_id, correction.score) == ("other", 9, "web", 0.97)
-    assert len(guard.cache) == 0  # as after the chat command
+    assert not correction.everywhere  # in the image's group, until confirmed
+    assert len(guard.cache) == 1  # the cache holds the model's word; corrections are applied after it
     assert guard.stats.over_days(9, 1).corrections == 1
     assert Corrections(guard.corrections.feedback_dir).newest(5)[0].user_id == "web"  # as read back after a restart
     page = (await signed_in.get(answer.headers["Location"])).text
     assert "已记录：这不是奶龙" in page and f'<tr data-correction="{correction.id}">' in page
-    # The image is now let through, by the correction.
+    assert f'<tr data-pending="{correction.id}">' in page
+    assert '<div class="scope">只在该群</div>' in page  # the image's card says where it applies
+    # Not yet for every group: the try box (no group) still asks the model.
+    tried = await signed_in.post("/nailong/try", content=NAILONG, headers={CSRF_HEADER: csrf})
+    assert tried.json()["source"] == "model"
+
+
+async def test_the_console_confirms_what_waits_for_a_confirmation(signed_in, csrf, guard) -> None:
+    sha256 = keep_hit(guard, NAILONG, message_id=907)
+    answer = await signed_in.post("/nailong/correct", data={"csrf": csrf, "message_id": "907", "sha256": sha256,
+                                                             "label": "other"})
+    assert answer.headers["Location"].startswith("/nailong/?notice=corrected-other")
+    (waiting,) = guard.corrections.pending(5)
+    form = {"csrf": csrf, "group_id": "9", "correction_id": waiting.id}
+    assert (await signed_in.post("/nailong/confirm", data={**form, "csrf": "stale"})).status_code == 403
+    assert (await signed_in.post("/nailong/confirm", data={**form, "correction_id": "../x"})).status_code == 400
+    assert guard.corrections.pending(5) == [waiting]
+    answer = await signed_in.post("/nailong/confirm", data=form)
+    assert answer.headers["Location"] == "/nailong/?notice=confirmed#pending"
+    assert guard.corrections.pending(5) == [] and guard.corrections.counts() == {"nailong": 0, "other": 1}
+    (record,) = [entry for entry in guard.audit.latest(10) if entry["action"] == "correction-confirmed"]
+    assert record["operator"] == "web" and record["before"] == {"corrections": [waiting.id], "scopes": ["9"]}
+    assert record["after"] == {"verdicts": ["other"], "scopes": ["all"]}
+    again = await signed_in.post("/nailong/confirm", data=form)
+    assert again.headers["Location"] == "/nailong/?notice=confirm-gone#pending"
+    page = (await signed_in.get("/nailong/")).text
+    assert "没有等待确认的纠错" in page and "所有群（web）" in page
     tried = await signed_in.post("/nailong/try", content=NAILONG, headers={CSRF_HEADER: csrf})
     assert tried.json()["source"] == "correction" and tried.json()["nailong"] is False
 
@@ -156,7 +183,7 @@ async def test_a_correction_lands_in_the_audit_log_and_on_the_page(browser, guar
     entry = json.loads(lines[-1])
     assert entry["operator"] == "web:阿龙" and entry["client"] == "127.0.0.1" and entry["action"] == "correction"
     assert entry["before"] == {"group_id": 9, "message_id": 904, "images": [sha256], "verdict": "nailong", "score": 0.97}
-    assert entry["after"] == {"verdict": "other", "corrections": [correction.id]}
+    assert entry["after"] == {"verdict": "other", "corrections": [correction.id], "scopes": ["9"]}
     assert entry["time"][:4].isdigit() and len(lines) == 1
     page = (await browser.get("/nailong/")).text
     audit = page[page.index('<section id="audit">'):]
@@ -382,7 +409,7 @@ async def test_a_corrected_image_shows_its_correction_and_can_be_undone_in_place
 async def test_groups_hits_and_images_come_first_the_model_last_with_links_to_each(signed_in) -> None:
     page = (await signed_in.get("/nailong/")).text
     sections = re.findall(r'<section id="([a-z]+)">', page)
-    assert sections == ["groups", "recent", "settings", "corrections", "audit", "try", "refresh", "model"]
+    assert sections == ["groups", "recent", "settings", "pending", "corrections", "audit", "try", "refresh", "model"]
     nav = page[page.index('<nav class="sections"') : page.index("</nav>")]
     assert re.findall(r'href="#([a-z]+)"', nav) == sections
 

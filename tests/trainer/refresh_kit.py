@@ -20,8 +20,10 @@ from nailong_vision.handoff import (
     CORRECTIONS_COLUMNS,
     CORRECTIONS_FILE,
     MODEL_FILE,
+    PENDING_DIR,
     RECENT_IMAGES,
     RECENT_INDEX,
+    SCOPE_EVERYWHERE,
     image_id,
 )
 from tests.trainer.conftest import encode, make_imagefolder, nailong_like, other_like, tiny_config
@@ -61,20 +63,25 @@ def build_base(folder: Path, work: Path, *, version: str = BASE_VERSION, thresho
     return folder
 
 
-def write_corrections(feedback: Path, images: list[tuple[bytes, str]], *, undo: list[bytes] = ()) -> list[str]:
-    """The plugin's corrections folder: each image saved under ``<label>/<id>.png``, an ``add`` row per
-    image and an ``undo`` row (file moved to ``.retired/``) for each of ``undo``. Returns the ids."""
+def write_corrections(feedback: Path, images: list[tuple[bytes, str]], *, undo: list[bytes] = (),
+                      group_only: list[bytes] = ()) -> list[str]:
+    """The plugin's corrections folder: each image saved under ``<label>/<id>.png`` (those in
+    ``group_only``: under ``.pending/``, applying in group 1 only), an ``add`` row per image and an
+    ``undo`` row (file moved to ``.retired/``) for each of ``undo``. Returns the ids."""
     from nailong_vision.decode import decode_frames
     from nailong_vision.phash import phash
 
     rows = []
     for data, label in images:
-        file = f"{label}/{image_id(data)}.png"
-        (feedback / label).mkdir(parents=True, exist_ok=True)
+        folder = PENDING_DIR if data in group_only else label
+        file = f"{folder}/{image_id(data)}.png"
+        (feedback / folder).mkdir(parents=True, exist_ok=True)
         (feedback / file).write_bytes(data)
         rows.append({"time": "2026-12-01T10:00:00+08:00", "action": "add", "id": image_id(data), "label": label,
                      "group_id": 1, "user_id": 2, "score": "0.5", "model_version": BASE_VERSION, "file": file,
-                     "phash": f"{phash(decode_frames(data, max_frames=1)[0]):016x}"})
+                     "phash": f"{phash(decode_frames(data, max_frames=1)[0]):016x}",
+                     "scope": "1" if data in group_only else SCOPE_EVERYWHERE,
+                     "confirmed_by": "" if data in group_only else "2"})
     for data in undo:
         added = next(row for row in rows if row["id"] == image_id(data))
         retired = f".retired/{added['file']}"

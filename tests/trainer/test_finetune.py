@@ -22,9 +22,11 @@ def test_corrections_folder_fine_tunes_the_shipped_checkpoint(trained, tmp_path,
     corrections = Corrections(tmp_path / "feedback")
     for index in range(3):
         corrections.add(encode(nailong_like(rng)), label="nailong", group_id=1, user_id=2, score=0.2,
-                        model_version="test")
+                        model_version="test", everywhere=True)
         corrections.add(encode(other_like(rng), "JPEG"), label="other", group_id=1, user_id=2, score=0.9,
-                        model_version="test")
+                        model_version="test", everywhere=True)
+    # A group admin's correction waits beside the training folders: not trained on.
+    corrections.add(encode(other_like(rng)), label="nailong", group_id=1, user_id=3, score=0.1, model_version="test")
     cfg = tiny_config(tmp_path, image_root, f"data=['{image_root}', '{tmp_path / 'feedback'}']",
                       f"init_checkpoint={shipped}", "max_steps=2", "eval_every=2")
     data = prepare_data(cfg)

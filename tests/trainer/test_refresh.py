@@ -1,5 +1,6 @@
 """trainer refresh: learning the admins' corrections on a tiny base model, the gate, lineage, resume."""
 
+import csv
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from nailong_vision.classifier import Classifier
 from nailong_vision.handoff import (
     CHECKPOINT_FILE,
+    CORRECTIONS_V1_COLUMNS,
     GATE_FILE,
     GATE_MARKDOWN_FILE,
     MODEL_FILE,
@@ -36,7 +38,7 @@ from trainer.checkpoint import Checkpoint
 from trainer.cli import main
 from trainer.config import load_config
 from trainer.export import sha256_file
-from trainer.feedback import read_corrections
+from trainer.feedback import FeedbackError, read_corrections
 from trainer.gate import check_agreement, reasons_for
 from trainer.model import build_model
 from trainer.refresh import RefreshInterrupted, RefreshSettings, next_version, plan_steps, refresh
@@ -219,6 +221,26 @@ def test_corrections_are_read_as_the_plugin_replays_its_log(tmp_path):
     corrections = read_corrections(tmp_path)
     assert [c.id for c in corrections] == [ids[0], ids[2]]
     assert all(c.label == "other" and c.path.is_file() and ".retired" not in str(c.path) for c in corrections)
+
+
+def test_only_corrections_that_apply_everywhere_are_learned(tmp_path):
+    images = lookalikes(3, seed=3)
+    ids = write_corrections(tmp_path, [(images[0], "other"), (images[1], "nailong"), (images[2], "other")],
+                            group_only=[images[1], images[2]])
+    assert [c.id for c in read_corrections(tmp_path)] == [ids[0]]
+
+
+def test_a_log_from_before_scopes_is_refused_with_a_clear_message(tmp_path):
+    write_corrections(tmp_path, [(lookalikes(1, seed=4)[0], "other")])
+    with (tmp_path / "corrections.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    old_columns = CORRECTIONS_V1_COLUMNS
+    with (tmp_path / "corrections.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=old_columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(FeedbackError, match="start the bot once"):
+        read_corrections(tmp_path)
 
 
 def test_the_budget_decides_the_steps():
