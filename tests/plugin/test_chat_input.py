@@ -216,7 +216,7 @@ async def test_wrong_without_a_reply_skips_hits_already_corrected(app: App, guar
     assert f"(this group's latest hit not yet corrected: the image tester posted at {times[301]})" in answer
     assert len(guard.corrections) == 2  # one each, kept for this group
     assert (await ask(app, "/nailong wrong")).startswith("No hit in this group lately that is not corrected yet")
-    assert len(guard.corrections) == 2  # one each, kept for this group
+    assert len(guard.corrections) == 2  # nothing corrected twice
 
 
 def test_the_default_warning_ats_the_sender_once() -> None:
