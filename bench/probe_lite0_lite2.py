@@ -13,7 +13,7 @@ from trainer.data import load_records, wild_records, file_factors
 from trainer.features import extract_features, fit_linear_head, onnx_features
 from trainer.model import build_initialised_model, preprocess_spec
 from trainer.metrics import per_file_probs, summarize
-from trainer.calibrate import wild_threshold
+from trainer.thresholds import wild_threshold
 from nailong_vision.decode import decode_frames
 from nailong_vision.preprocess import resize_rgb
 

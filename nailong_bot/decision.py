@@ -16,7 +16,6 @@ from PIL import Image
 
 from nailong_vision.classifier import Classifier
 from nailong_vision.phash import frame_hash
-from nailong_vision.preprocess import preprocess
 
 from .budget import DecodeBudget, NoRoom
 
@@ -27,7 +26,7 @@ PREVIEW_SIZE = 480
 
 @dataclass(frozen=True)
 class Decision:
-    # P(nailong); for an animated image the highest over its sampled frames.
+    # P(nailong); for an animated image its sampled frames' by the model's frame rule (the highest by default).
     score: float
     # Who decided: "model", "cache", or the name an override gives itself.
     source: str
@@ -117,7 +116,7 @@ class Decider:
             decision = override(data, frames)
             if decision is not None:
                 return decision
-        score = float(classifier.nailong_scores(preprocess(frames, classifier.info.spec)).max())
+        score = classifier.image_score(frames)
         return Decision(score=score, source="model", model_score=score)
 
 

@@ -1,9 +1,13 @@
 """Classify: one onnxruntime session, created at start-up and reused, scoring P(nailong) per image.
 
 Everything about the input (size, mean/std, resize) and output (labels, positive label,
-recommended threshold, review floor) is read from the model file's metadata, written by the trainer's export.
-A model without metadata falls back to the defaults of the original export script: 224×224,
-ImageNet mean/std, bilinear, label 0 = nailong, threshold 0.5.
+recommended threshold, review floor, how an animation's frames make its score) is read from the model
+file's metadata, written by the trainer's export. A model without metadata falls back to the defaults of
+the original export script: 224×224, ImageNet mean/std, bilinear, label 0 = nailong, threshold 0.5,
+an animation scored by its highest frame.
+
+A model may name a second, larger one in its metadata (``cascade``): the first decides the images it
+is sure of, the second scores only those whose first score falls inside the uncertain band.
 """
 
 from __future__ import annotations
@@ -16,14 +20,18 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from PIL import Image
 
+from . import frame_rule
+from .frame_rule import FrameRule
 from .handoff import MODEL_FILE
-from .preprocess import PreprocessSpec
+from .preprocess import PreprocessSpec, preprocess
 
 POSITIVE_LABEL = "nailong"
 DEFAULT_THRESHOLD = 0.5
 # Label orders of the two model kinds when the metadata does not name them (label 0 = nailong).
 DEFAULT_LABELS = {2: ("nailong", "other"), 5: ("nailong", "emoji", "anime", "others", "long")}
+CASCADE_KEY = "cascade"
 
 
 class ModelError(RuntimeError):
@@ -45,6 +53,31 @@ class ModelInfo:
     review_floor: float | None = None
     # Every metadata_props entry as written by the export (metrics, data, created_at, ...), for display.
     metadata: Mapping[str, str] = field(default_factory=dict, compare=False)
+    frame_rule: FrameRule = frame_rule.DEFAULT_RULE
+
+
+@dataclass(frozen=True)
+class CascadeSpec:
+    """The second stage a model names: its file (beside the first) and the band of first-stage scores,
+    ``low ≤ score < high``, in which the second model's score is the image's."""
+
+    model: str
+    low: float
+    high: float
+
+    @classmethod
+    def from_metadata(cls, text: str) -> CascadeSpec:
+        value = json.loads(text)
+        low, high = (float(bound) for bound in value["band"])
+        model = str(value["model"])
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"cascade band must be 0 ≤ low < high ≤ 1: {value['band']}")
+        if Path(model).name != model:
+            raise ValueError(f"the second model must be a file beside the first: {model!r}")
+        return cls(model, low, high)
+
+    def uncertain(self, score: float) -> bool:
+        return self.low <= score < self.high
 
 
 def bundled_model_path() -> Path:
@@ -112,6 +145,7 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
         spec = PreprocessSpec.from_metadata(metadata)
         labels = tuple(json.loads(metadata["labels"])) if "labels" in metadata else None
         threshold = float(metadata.get("threshold", DEFAULT_THRESHOLD))
+        rule = frame_rule.from_metadata(metadata)
         review_floor = float(metadata["review_floor"]) if "review_floor" in metadata else None
     except (ValueError, TypeError, KeyError) as error:
         raise ModelError(f"模型元数据无法解析 / unreadable model metadata in {path}: {error}") from error
@@ -141,13 +175,16 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
         providers=tuple(session.get_providers()),
         review_floor=review_floor,
         metadata=metadata,
+        frame_rule=rule,
     )
 
 
 class Classifier:
     """Scores batches of preprocessed frames. ``session.run`` is thread-safe and releases the GIL."""
 
-    def __init__(self, path: Path, *, providers: list[str] | None = None, threads: int = 1) -> None:
+    def __init__(self, path: Path, *, providers: list[str] | None = None, threads: int = 1,
+                 as_second_stage: bool = False) -> None:
+        """``as_second_stage``: the model is a cascade's second stage, and may not name another."""
         if not path.is_file():
             raise ModelError(
                 f"找不到模型文件 / model file not found: {path}. "
@@ -162,6 +199,9 @@ class Classifier:
         self.info = _read_info(path, self._session)
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
+        if CASCADE_KEY in self.info.metadata and as_second_stage:
+            raise ModelError(f"级联的第二个模型不能再级联 / the second model of a cascade names a third: {path}")
+        self.cascade, self.second = _second_stage(path, self.info, providers, threads)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw model outputs for a float32 NCHW batch."""
@@ -172,7 +212,39 @@ class Classifier:
         """P(nailong) for each row of a float32 NCHW batch."""
         return softmax(self.logits(batch).astype(np.float64))[:, self.info.positive_index]
 
+    def first_stage_score(self, frames: list[Image.Image]) -> float:
+        """P(nailong) of an image from its decoded frames, by this model alone and its frame rule."""
+        return self.info.frame_rule.score(self.nailong_scores(preprocess(frames, self.info.spec)))
+
+    def image_score(self, frames: list[Image.Image]) -> float:
+        """P(nailong) of an image from its decoded frames: this model's, or, inside a cascade's
+        uncertain band, the second model's."""
+        score = self.first_stage_score(frames)
+        if self.second is not None and self.cascade.uncertain(score):
+            return self.second.first_stage_score(frames)
+        return score
+
     def warm_up(self) -> None:
-        """One forward at start-up, so the first real image does not pay for allocations."""
-        size = self.info.spec.size
-        self.nailong_scores(np.zeros((1, 3, size, size), dtype=np.float32))
+        """One forward at start-up (each stage's), so the first real image does not pay for allocations."""
+        for stage in (self, self.second):
+            if stage is not None:
+                size = stage.info.spec.size
+                stage.nailong_scores(np.zeros((1, 3, size, size), dtype=np.float32))
+
+
+def _second_stage(path: Path, info: ModelInfo, providers: list[str] | None,
+                  threads: int) -> tuple[CascadeSpec | None, Classifier | None]:
+    """The cascade a model's metadata names, its second model loaded (checksum required), or (None, None)."""
+    if CASCADE_KEY not in info.metadata:
+        return None, None
+    try:
+        cascade = CascadeSpec.from_metadata(info.metadata[CASCADE_KEY])
+    except (ValueError, TypeError, KeyError) as error:
+        raise ModelError(f"级联元数据无法解析 / unreadable cascade metadata in {path}: {error}") from error
+    second_path = path.with_name(cascade.model)
+    if second_path.is_file():
+        verify_checksum(second_path, required=True)
+    second = Classifier(second_path, providers=providers, threads=threads, as_second_stage=True)
+    if second.info.labels != info.labels or second.info.positive_index != info.positive_index:
+        raise ModelError(f"级联的两个模型类别不同 / the cascade's models have different labels: {second_path}")
+    return cascade, second

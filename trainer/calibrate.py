@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -22,50 +21,14 @@ import onnx
 
 from nailong_vision.decode import ImageDecodeError
 
-from .checkpoint import Checkpoint, Validation
+from .checkpoint import Checkpoint
 from .config import TrainConfig
-from .data import ImageRecord, load_records, wild_records
+from .data import ImageRecord, wild_records
 from .metrics import summarize
 from .scoring import Scorer, load_scorer
+from .thresholds import REVIEW_RULE, THRESHOLD_DECIMALS, review_floor, validation_hard_threshold, wild_threshold
 
 log = logging.getLogger(__name__)
-
-THRESHOLD_DECIMALS = 4  # the metadata stores the threshold with four decimals
-# Validation recall at the review floor: about one nailong in a hundred scores below it.
-REVIEW_RECALL = 0.99
-
-
-def wild_threshold(other_scores: np.ndarray, max_fpr: float, decimals: int = THRESHOLD_DECIMALS) -> float:
-    """The lowest threshold (to ``decimals``) at which at most ``max_fpr`` of ``other_scores`` reach it.
-
-    A hit is ``score >= threshold``, as in the plugin. With ``n`` negatives, ``floor(max_fpr · n)`` may
-    reach it; the threshold is the next step above the highest score that must stay below."""
-    scores = np.sort(np.asarray(other_scores, dtype=np.float64))[::-1]
-    if len(scores) == 0:
-        raise ValueError("the wild set has no other images / 野外集没有负样本")
-    allowed = math.floor(max_fpr * len(scores) + 1e-9)
-    if allowed >= len(scores):
-        return 0.0
-    must_miss = scores[allowed]  # the highest score that has to stay under the threshold
-    step = 10.0 ** -decimals
-    threshold = round(math.floor(must_miss / step) * step, decimals)
-    while threshold <= must_miss:  # the smallest value of that many decimals strictly above it
-        threshold = round(threshold + step, decimals)
-    return min(threshold, 1.0)
-
-
-def review_floor(nailong_scores: np.ndarray, target_recall: float = REVIEW_RECALL,
-                 decimals: int = THRESHOLD_DECIMALS) -> float:
-    """The highest threshold (to ``decimals``) at which at least ``target_recall`` of ``nailong_scores``
-    reach it (a hit is ``score >= threshold``). With ``n`` nailong, ``floor((1 - target_recall) · n)`` may
-    stay below; the floor is the step at or under the lowest score that has to reach it."""
-    scores = np.sort(np.asarray(nailong_scores, dtype=np.float64))
-    if len(scores) == 0:
-        raise ValueError("no nailong scores to set the review floor on / 没有奶龙样本的得分")
-    allowed = math.floor((1.0 - target_recall) * len(scores) + 1e-9)
-    must_reach = scores[min(allowed, len(scores) - 1)]
-    step = 10.0 ** -decimals
-    return max(0.0, round(math.floor(must_reach / step) * step, decimals))
 
 
 def score_records(scorer: Scorer, records: list[ImageRecord]) -> tuple[list[ImageRecord], np.ndarray]:
@@ -107,21 +70,6 @@ def wild_report(records: list[ImageRecord], scores: np.ndarray, threshold: float
                                  if hit[i] and not is_positive[i]],
         "missed_nailong": [(records[i].source, float(scores[i])) for i in order if is_positive[i] and not hit[i]],
     }
-
-
-def validation_hard_threshold(validation: Validation, labels: list[str], cfg: TrainConfig, positive: str) -> float:
-    """The lowest threshold with at most ``val_hard_max_fpr`` of the validation's hard-tagged negatives
-    reaching it (scores stored in the checkpoint, tags from the data folders' MANIFEST)."""
-    tags = {r.source: r.tag for r in load_records(cfg)}
-    scores = validation.probs[:, labels.index(positive)]
-    hard = np.array([tags.get(source) == "hard" for source in validation.sources])
-    hard &= validation.targets != labels.index(positive)
-    if not hard.any():
-        raise ValueError("no hard-tagged negatives in the validation split / 验证集里没有难负样本")
-    return wild_threshold(scores[hard], cfg.val_hard_max_fpr)
-
-
-REVIEW_RULE = f"review floor: highest threshold with validation nailong recall ≥ {REVIEW_RECALL:.0%}"
 
 
 def calibrate_model(model_path: str | Path, cfg: TrainConfig, checkpoint: Checkpoint | None = None) -> dict:

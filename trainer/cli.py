@@ -1,4 +1,4 @@
-"""Command line: ``python -m trainer train|search|evaluate|export|predict`` in a checkout; installed from the
+"""Command line: ``python -m trainer train|search|evaluate|export|predict|frame-rule`` in a checkout; installed from the
 wheel, the package is ``nailong_trainer`` (``nailong-trainer``, ``python -m nailong_trainer``)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ DESCRIPTION = """奶龙识别模型训练工具 / nailong model trainer
   mine      挖掘难负样本：给图片池打分、出编号缩略图、把标注变成数据目录 / hard-negative mining
   refresh   用管理员的纠错更新模型（带检查）/ learn the admins' corrections, gated
   review-floor  由模型自己的验证集评估写入复核下限 / write the review floor from the model's own evaluation
+  frame-rule    在留出家族上比较动图的帧规则 / compare animation frame rules on held-out sticker families
 """
 
 
@@ -59,6 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--data", nargs="+", help="ImageFolder 目录 / folders (<label>/*.jpg)")
     source.add_argument("--val-of", metavar="CONFIG", help="训练配置的验证集（按近重复分组）/ the grouped validation split of a training config")
     source.add_argument("--wild-of", metavar="CONFIG", help="训练配置的野外集（wild_sources，从不训练）/ the wild set of a training config")
+    source.add_argument("--families", nargs="+", metavar="DIR",
+                        help="留出的表情包家族目录（MANIFEST 的 family 列）：按家族统计误判 / held-out sticker families "
+                             "(MANIFEST family column): false positives per family, mean and worst decile, the 10 worst")
+    evaluate.add_argument("--max-fpr", type=float, default=0.01,
+                          help="与 --families 一起：家族集误判率 ≤ 此值的最低阈值 / with --families: the threshold rule's "
+                               "family-set false-positive rate (0.01)")
+    evaluate.add_argument("--wild-line", metavar="CONFIG",
+                          help="与 --families 一起：该配置的野外集作第二条线 / with --families: that config's wild set as the "
+                               "second line")
+    evaluate.add_argument("--val-line", metavar="CONFIG",
+                          help="与 --families 一起：该配置的分组验证集（从未训练的奶龙的召回率）/ with --families: that "
+                               "config's grouped validation (recall on nailong never trained on)")
     evaluate.add_argument("--out", default="runs/evaluate", help="报告目录 / report directory")
     evaluate.add_argument("--threshold", type=float, help="判定阈值，默认取模型推荐值 / threshold (default: the model's)")
 
@@ -133,6 +146,26 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--threads", type=int, help="CPU 线程数 / CPU threads (default: torch's)")
     refresh.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="设备 / device (auto)")
     refresh.add_argument("--seed", type=int, default=0, help="随机种子 / seed")
+    frame_rule = commands.add_parser(
+        "frame-rule", help="比较帧规则 / compare frame rules",
+        description="每张图的帧只打分一次，再按各帧规则（max、mean、trimmed_mean:T、k_of_n:K）得出整图分数，在留出家族上比较："
+                    "家族集误判率 ≤ --max-fpr 的最低阈值下的召回率与家族误判率。选中的规则经配置项 frame_rule 导出。/ "
+                    "Score every image's frames once, then compare the frame rules on held-out families: recall and "
+                    "family FPR at each rule's own threshold (lowest with family-set FPR ≤ --max-fpr). The chosen rule "
+                    "ships through the config key frame_rule.")
+    frame_rule.add_argument("--model", required=True, help="model.onnx 或 / or checkpoint .pt")
+    frame_rule.add_argument("--families", nargs="+", required=True, metavar="DIR",
+                            help="留出家族目录（及来源不相交的奶龙目录）/ held-out family folders (and source-disjoint nailong)")
+    frame_rule.add_argument("--out", required=True, help="报告目录 / report directory")
+    frame_rule.add_argument("--rules", nargs="+", help="候选规则 / candidate rules (default: max mean trimmed_mean:0.25 "
+                                                       "k_of_n:2 k_of_n:3)")
+    frame_rule.add_argument("--max-fpr", type=float, default=0.01, help="家族集误判率上限 / family-set FPR of the rule (0.01)")
+    frame_rule.add_argument("--write", action="store_true",
+                            help="把选中的规则写进 --model（.onnx 的元数据与旁边的 .pt）/ write the chosen rule into --model "
+                                 "(the .onnx metadata and the .pt beside it)")
+    frame_rule.add_argument("--nailong-of", metavar="CONFIG",
+                            help="加入该配置分组验证集中的奶龙图片计算召回率 / add the nailong images of that config's "
+                                 "grouped validation to the recall")
     return parser
 
 
@@ -154,6 +187,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    from .data import DataMissing
+
+    try:
+        return run_command(args)
+    except DataMissing as error:
+        print(error, file=sys.stderr)
+        return 2
+
+
+def run_command(args: argparse.Namespace) -> int:
     if args.command == "train":
         from .config import load_config
         from .loop import train
@@ -174,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "evaluate":
         from .evaluate import evaluate_command
 
-        evaluate_command(args.model, args.data, args.out, args.threshold, args.val_of, args.wild_of)
+        evaluate_command(args.model, args.data, args.out, args.threshold, args.val_of, args.wild_of, args.families,
+                         args.wild_line, args.max_fpr, args.val_line)
     elif args.command == "export":
         from .export import export_command
 
@@ -202,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         review_floor_from_evaluation(args.model, args.evaluation)
     elif args.command == "refresh":
         return refresh_command(args)
+    elif args.command == "frame-rule":
+        from .frame_rules import frame_rule_command
+
+        frame_rule_command(args.model, args.families, args.out, args.rules, args.max_fpr, args.nailong_of, args.write)
     return 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from nailong_vision import frame_rule
 from nailong_vision.preprocess import PreprocessSpec
 
 
@@ -46,11 +47,18 @@ class TrainConfig:
     image_size: int = 160
     train_frames: int = 4  # frames an animated training image contributes
     eval_frames: int = PreprocessSpec.frames  # frames the plugin samples: written into the model's metadata
+    # How an animation's frames make its score (nailong_vision/frame_rule.py): max, mean, trimmed_mean:T, k_of_n:K.
+    # Validation and export use it; the exported model's metadata carries it to the plugin.
+    frame_rule: str = frame_rule.DEFAULT_RULE.name
     val_fraction: float = 0.2
     # Its own seed, so a new training seed or a fine-tune never moves training images into validation.
     split_seed: int = 1337
     group_distance: int = 6  # pHash bits: images closer than this stay on one side of the split
     holdout_families: list[str] = field(default_factory=list)  # source folders kept for validation
+    # Leave-family-out runs: with family_folds = k ≥ 2, whole families are dealt into k folds and fold
+    # family_fold is the validation (instead of val_fraction, holdout_families and keep_split_of).
+    family_folds: int = 0
+    family_fold: int = 0
     # MANIFEST source repositories that are one family each (a desk pet's frames, one artist's series).
     repo_families: list[str] = field(default_factory=list)
     # Labels whose image-search downloads (baidu733758-12.jpg) are grouped by query: a query for a look-alike
@@ -130,6 +138,11 @@ class TrainConfig:
     precision_target: float = 0.99  # the recommended threshold aims for this nailong precision
     # Validation report: subsets reported apart, by name → file-path or source-path substrings.
     report_subsets: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        frame_rule.parse(self.frame_rule)  # a misspelt rule fails at load, not after training
+        if self.family_folds and not 0 <= self.family_fold < self.family_folds:
+            raise ValueError(f"family_fold must be in 0..{self.family_folds - 1}: {self.family_fold}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,5 +1,6 @@
 """evaluate: a model on labelled folders → confusion matrix, per-class P/R/F1, the nailong PR
-curve and a threshold table, written as JSON, Markdown and PNG plots."""
+curve and a threshold table, written as JSON, Markdown and PNG plots; on a held-out family set, the
+family yardstick (trainer/families.py) with the wild set as its second line."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import numpy as np
 
 from nailong_vision.decode import ImageDecodeError
 
+from . import families as family_yardstick
+from .calibrate import score_records, wild_report
 from .config import TrainConfig, load_config
 from .data import ImageRecord, load_records, prepare_data, scan_imagefolder, wild_records
 from .metrics import binary_at, confusion_matrix, per_class, pr_curve
@@ -30,7 +33,12 @@ def validation_records(cfg: TrainConfig) -> list[ImageRecord]:
 
 
 def evaluate_command(model: str, data_dirs: list[str] | None, out: str, threshold: float | None = None,
-                     val_of: str | None = None, wild_of: str | None = None) -> dict:
+                     val_of: str | None = None, wild_of: str | None = None, families: list[str] | None = None,
+                     wild_line: str | None = None, max_fpr: float = family_yardstick.DEFAULT_MAX_FPR,
+                     val_line: str | None = None) -> dict:
+    """``families``: held-out family folders (MANIFEST ``family`` column) → the family yardstick, with
+    ``wild_line`` (a config whose wild set is scored too) as its second line and ``val_line`` (a config whose
+    grouped validation is scored: recall on nailong never trained on) beside it."""
     scorer = load_scorer(model)
     threshold = scorer.threshold if threshold is None else threshold
     subsets: dict[str, list[str]] = {}
@@ -40,6 +48,8 @@ def evaluate_command(model: str, data_dirs: list[str] | None, out: str, threshol
     elif wild_of:
         cfg = load_config(wild_of)
         records, data_dirs = wild_records(cfg), [f"wild set of {wild_of}: {', '.join(cfg.wild_sources)}"]
+    elif families:
+        records, data_dirs = [r for root in families for r in scan_imagefolder(root)], [f"families: {', '.join(families)}"]
     else:
         records = [r for root in data_dirs for r in scan_imagefolder(root)]
     positive = scorer.labels[scorer.positive_index]
@@ -91,6 +101,21 @@ def evaluate_command(model: str, data_dirs: list[str] | None, out: str, threshol
     }
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if families:
+        report["families"] = family_yardstick.family_report(kept, score, threshold, positive, max_fpr)
+        family_yardstick.worst_families_sheet(out_dir / "worst_families.png", kept, score, report["families"], positive)
+        if wild_line:
+            wild, wild_scores = score_records(scorer, wild_records(load_config(wild_line)))
+            report["wild_line"] = {"config": wild_line,
+                                   "at_threshold": wild_report(wild, wild_scores, threshold, positive),
+                                   "at_rule_threshold": wild_report(wild, wild_scores,
+                                                                    report["families"]["rule_threshold"], positive)}
+        if val_line:
+            validation, val_scores = score_records(scorer, validation_records(load_config(val_line)))
+            report["val_line"] = {"config": val_line,
+                                  "at_threshold": wild_report(validation, val_scores, threshold, positive),
+                                  "at_rule_threshold": wild_report(validation, val_scores,
+                                                                   report["families"]["rule_threshold"], positive)}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     (out_dir / "report.md").write_text(markdown(report), encoding="utf-8")
     plot(out_dir, matrix, classes, precision, recall, thresholds, threshold)
@@ -199,6 +224,19 @@ def markdown(report: dict) -> str:
                   "| family | images | nailong | hit rate |", "|---|---|---|---|"]
         for family, row in report["per_family"].items():
             lines.append(f"| {family} | {row['images']} | {row['nailong']} | {row['hit_rate']:.3f} |")
+    if "families" in report:
+        lines += family_yardstick.markdown(report["families"])
+        lines += ["", "![worst families](worst_families.png)"]
+    for key, title in (("wild_line", "第二条线：野外集 / Second line: the wild set"),
+                       ("val_line", "分组验证集 / The grouped validation")):
+        if key in report:
+            lines += ["", f"## {title} of {report[key]['config']}", "",
+                      "| threshold | other | false positives | FPR | hard FPR | nailong | recall |",
+                      "|---|---|---|---|---|---|---|"]
+            for row in (report[key]["at_threshold"], report[key]["at_rule_threshold"]):
+                lines.append(f"| {row['threshold']:.4f} | {row['other']} | {row['false_positives']} | "
+                             f"{rate(row['false_positive_rate'])} | {rate(row['hard']['false_positive_rate'])} | "
+                             f"{row['nailong']} | {rate(row['recall'])} |")
     for title, key in (("误判 / False positives", "false_positives"), ("漏判 / False negatives", "false_negatives")):
         lines += ["", f"## {title} ({len(report[key])})", ""] + [f"- {s}" for s in report[key][:50]]
     lines += ["", "![confusion](confusion.png) ![pr](pr_curve.png)", ""]

@@ -19,12 +19,16 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from nailong_vision import frame_rule
 from nailong_vision.classifier import Classifier, softmax
 
+from .calibrate import calibrate_model
 from .checkpoint import Checkpoint, load_model
+from .config import load_config
 from .data import prepare_data, val_batches
-from .loop import predict_validation
-from .metrics import per_file_probs, summarize, threshold_for_precision
+from .loop import validation_scores
+from .metrics import per_file_probs, summarize
+from .thresholds import recommended_threshold
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,7 @@ def build_metadata(checkpoint: Checkpoint, threshold: float, metrics: dict, vers
         "labels": json.dumps(checkpoint.labels),
         "positive_label": checkpoint.positive_label,
         **spec.to_metadata(),
+        frame_rule.METADATA_KEY: frame_rule.parse(cfg.frame_rule).name,
         "threshold": f"{threshold:.4f}",
         "model_name": f"nailong-{cfg.model}-{spec.size}",
         "version": version,
@@ -86,36 +91,6 @@ def build_metadata(checkpoint: Checkpoint, threshold: float, metrics: dict, vers
     if checkpoint.lineage is not None:
         metadata["lineage"] = json.dumps(checkpoint.lineage, ensure_ascii=False)
     return metadata
-
-
-def validation_scores(model: torch.nn.Module, checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
-    """Per-file validation probabilities and targets: stored in a best.pt, else computed now
-    from the checkpoint's own config (same grouped split, same plugin preprocessing)."""
-    if checkpoint.validation is not None:
-        return checkpoint.validation.probs, checkpoint.validation.targets
-    data = prepare_data(checkpoint.config)
-    return predict_validation(model, data, torch.device("cpu"), checkpoint.config), data.val_file_targets()
-
-
-def recommended_threshold(checkpoint: Checkpoint, precision_target: float,
-                          scores: tuple[np.ndarray, np.ndarray]) -> tuple[float, dict]:
-    """Threshold for the precision target on the validation files, and the metrics there."""
-    probs, targets = scores
-    positive = checkpoint.positive_index
-    threshold = threshold_for_precision(targets == positive, probs[:, positive], precision_target)
-    return threshold, headline_metrics(probs, targets, checkpoint.labels, positive, threshold, precision_target)
-
-
-def headline_metrics(probs: np.ndarray, targets: np.ndarray, labels: list[str], positive: int, threshold: float,
-                     precision_target: float) -> dict:
-    """The metrics written into an exported model's metadata."""
-    metrics = summarize(probs, targets, labels, positive, threshold)
-    headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "nailong_precision", "nailong_recall",
-                                        "nailong_f1", "nailong_fpr", "nailong_best_f1",
-                                        "nailong_best_f1_threshold", "average_precision")}
-    headline["precision_target"] = precision_target
-    headline["validation_images"] = int(len(targets))
-    return headline
 
 
 def export_onnx(model: torch.nn.Module, checkpoint: Checkpoint, out_path: Path, metadata: dict[str, str],
@@ -144,9 +119,6 @@ def export_command(checkpoint_path: str, out: str, opset: int = 20, precision_ta
     difference = export_onnx(model, exported, out_path, build_metadata(checkpoint, threshold, metrics, version), opset)
     if wild_of:
         # The shipped threshold comes from images of sources never trained on, scored by the exported model.
-        from .calibrate import calibrate_model
-        from .config import load_config
-
         report = calibrate_model(out_path, load_config(wild_of), checkpoint)
         out_path.with_name(out_path.stem + ".calibration.json").write_text(
             json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -179,7 +151,8 @@ def export_int8(fp32_path: Path, checkpoint: Checkpoint) -> Path | None:
     for path in (fp32_path, int8_path):
         classifier = Classifier(path, providers=["CPUExecutionProvider"], threads=0)
         frame_probs = np.concatenate([softmax(classifier.logits(b.numpy())) for b in val_batches(data, 64)])
-        file_probs = per_file_probs(frame_probs, data.val_file, len(data.val_sources), positive)
+        file_probs = per_file_probs(frame_probs, data.val_file, len(data.val_sources), positive,
+                                    classifier.info.frame_rule)
         f1[path] = summarize(file_probs, data.val_file_targets(), data.labels, positive)["nailong_best_f1"]
     drop = f1[fp32_path] - f1[int8_path]
     if drop > INT8_MAX_F1_DROP:

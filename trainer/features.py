@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from nailong_vision.frame_rule import parse as parse_frame_rule
+
 from .config import TrainConfig
 from .data import PreparedData, prepare_data
 from .loop import RunState, save_checkpoint
@@ -144,7 +146,8 @@ def run_features(cfg: TrainConfig, l2: float = 1e-3, data: PreparedData | None =
         head.weight.copy_(weight)
         head.bias.copy_(bias)
     frame_probs = (torch.from_numpy(val_features) @ weight.T + bias).softmax(1).numpy()
-    file_probs = per_file_probs(frame_probs, data.val_file, len(data.val_sources), data.positive_index)
+    file_probs = per_file_probs(frame_probs, data.val_file, len(data.val_sources), data.positive_index,
+                                parse_frame_rule(cfg.frame_rule))
     metrics = summarize(file_probs, data.val_file_targets(), data.labels, data.positive_index)
     log.info("frozen %s features, linear head (l2 %g): nailong best-threshold F1 %.4f AP %.4f", cfg.model, l2,
              metrics["nailong_best_f1"], metrics["average_precision"])

@@ -21,6 +21,8 @@ import torch.distributed as dist
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from nailong_vision.frame_rule import parse as parse_frame_rule
+
 from .augment import mix
 from .checkpoint import Checkpoint, Validation
 from .config import TrainConfig
@@ -40,6 +42,19 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
         return cfg.min_lr
     progress = (step - cfg.warmup_iters) / max(1, cfg.lr_decay_iters - cfg.warmup_iters)
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.AdamW:
+    """AdamW over :func:`~trainer.model.parameter_groups`: decay on weights only, the backbone at
+    ``backbone_lr_scale`` of the head's rate (applied by :func:`set_learning_rate`)."""
+    return torch.optim.AdamW(parameter_groups(model, cfg.weight_decay, cfg.backbone_lr_scale), lr=cfg.learning_rate,
+                             betas=tuple(cfg.betas), eps=cfg.eps, fused=fused)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float, frozen_backbone: bool = False) -> None:
+    """This step's rate on every group: the head at ``lr``, the backbone at ``lr × lr_scale`` (0 while frozen)."""
+    for group in optimizer.param_groups:
+        group["lr"] = 0.0 if frozen_backbone and group["backbone"] else lr * group["lr_scale"]
 
 
 def seed_everything(seed: int) -> None:
@@ -100,7 +115,18 @@ def predict_validation(model: torch.nn.Module, data: PreparedData, device: torch
             logits = model(batch.to(device).contiguous(memory_format=torch.channels_last))
         probs.append(logits.float().softmax(1).cpu().numpy())
     model.train(was_training)
-    return per_file_probs(np.concatenate(probs), data.val_file, len(data.val_sources), data.positive_index)
+    return per_file_probs(np.concatenate(probs), data.val_file, len(data.val_sources), data.positive_index,
+                          parse_frame_rule(cfg.frame_rule))
+
+
+def validation_scores(model: torch.nn.Module, checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
+    """Per-file validation probabilities and targets: stored in a best.pt, else computed now
+    from the checkpoint's own config (same grouped split, same plugin preprocessing)."""
+    if checkpoint.validation is not None:
+        return checkpoint.validation.probs, checkpoint.validation.targets
+    data = prepare_data(checkpoint.config)
+    return predict_validation(model, data, torch.device("cpu"), checkpoint.config), data.val_file_targets()
+
 
 
 @dataclass
@@ -158,10 +184,7 @@ def train(cfg: TrainConfig, data: PreparedData | None = None, on_eval=None) -> R
     # ---- model, optimizer, AMP
     model = build_initialised_model(cfg, len(data.labels))
     model = model.to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, cfg.weight_decay, cfg.backbone_lr_scale), lr=cfg.learning_rate,
-        betas=tuple(cfg.betas), eps=cfg.eps, fused=device.type == "cuda",
-    )
+    optimizer = build_optimizer(model, cfg, fused=device.type == "cuda")
     teacher = TeacherEnsemble(cfg.teacher, data.labels, data.spec, device) if cfg.teacher else None
     # A GradScaler only matters for float16; bf16 has the range of float32.
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.enable_amp and cfg.amp_dtype == "float16"
@@ -211,9 +234,7 @@ def train(cfg: TrainConfig, data: PreparedData | None = None, on_eval=None) -> R
         while state.step < cfg.max_steps:
             lr = get_lr(state.step, cfg)
             # While the backbone is frozen its learning rate is 0: weights fixed, BatchNorm statistics adapt.
-            frozen = state.step < cfg.freeze_backbone_steps
-            for group in optimizer.param_groups:
-                group["lr"] = 0.0 if frozen and group["backbone"] else lr * group["lr_scale"]
+            set_learning_rate(optimizer, lr, frozen_backbone=state.step < cfg.freeze_backbone_steps)
             for micro in range(cfg.gradient_accumulation_steps):
                 images, targets = next(batches)
                 images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)

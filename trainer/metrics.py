@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from nailong_vision.frame_rule import DEFAULT_RULE, FrameRule
 
-def per_file_probs(frame_probs: np.ndarray, frame_file: np.ndarray, n_files: int, positive: int) -> np.ndarray:
-    """Each file takes the probabilities of its frame most likely to be nailong — the plugin acts
-    when any sampled frame is a hit."""
-    best = np.full(n_files, -1.0)
+
+def per_file_probs(frame_probs: np.ndarray, frame_file: np.ndarray, n_files: int, positive: int,
+                   rule: FrameRule = DEFAULT_RULE) -> np.ndarray:
+    """Each file's class probabilities from its frames', by the plugin's frame rule (``max``: the frame
+    most likely to be nailong — the plugin acts when any sampled frame is a hit)."""
     out = np.zeros((n_files, frame_probs.shape[1]), dtype=np.float64)
-    for frame, file in enumerate(frame_file):
-        if frame_probs[frame, positive] > best[file]:
-            best[file] = frame_probs[frame, positive]
-            out[file] = frame_probs[frame]
+    order = np.argsort(frame_file, kind="stable")
+    files, starts = np.unique(frame_file[order], return_index=True)
+    for file, rows in zip(files, np.split(order, starts[1:])):
+        out[file] = rule.combine(frame_probs[rows], positive)
     return out
 
 
@@ -80,16 +82,6 @@ def best_f1_threshold(is_positive: np.ndarray, score: np.ndarray) -> tuple[float
     return float(f1[best]), float(thresholds[best])
 
 
-def threshold_for_precision(is_positive: np.ndarray, score: np.ndarray, target: float) -> float:
-    """The lowest threshold whose nailong precision reaches ``target`` (most recall at that
-    precision); if none does, the threshold with the best F1."""
-    precision, recall, thresholds, _ = pr_curve(is_positive, score)
-    reaching = np.nonzero(precision >= target)[0]
-    if len(reaching):
-        return float(thresholds[reaching[-1]])
-    return best_f1_threshold(is_positive, score)[1]
-
-
 def summarize(file_probs: np.ndarray, file_targets: np.ndarray, labels: list[str], positive: int,
               threshold: float | None = None) -> dict:
     """Headline metrics per file: accuracy and macro F1 by argmax, nailong P/R/F1 at ``threshold``
@@ -116,3 +108,15 @@ def summarize(file_probs: np.ndarray, file_targets: np.ndarray, labels: list[str
         "confusion_matrix": matrix.tolist(),
         "per_class": classes,
     }
+
+
+def headline_metrics(probs: np.ndarray, targets: np.ndarray, labels: list[str], positive: int, threshold: float,
+                     precision_target: float) -> dict:
+    """The metrics written into an exported model's metadata."""
+    metrics = summarize(probs, targets, labels, positive, threshold)
+    headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "nailong_precision", "nailong_recall",
+                                        "nailong_f1", "nailong_fpr", "nailong_best_f1",
+                                        "nailong_best_f1_threshold", "average_precision")}
+    headline["precision_target"] = precision_target
+    headline["validation_images"] = int(len(targets))
+    return headline

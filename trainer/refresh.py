@@ -38,6 +38,7 @@ from PIL import Image
 
 from nailong_vision.classifier import Classifier, ModelError
 from nailong_vision.decode import ImageDecodeError
+from nailong_vision.frame_rule import parse as parse_frame_rule
 from nailong_vision.handoff import (
     CHECKPOINT_FILE,
     MODEL_FILE,
@@ -55,11 +56,11 @@ from .checkpoint import Checkpoint
 from .config import TrainConfig, load_config
 from .data import UNLABELED, DecodedImage, PreparedData, decode_record, load_records, prepare_data
 from .evaluate import in_subset
-from .export import build_metadata, export_onnx, headline_metrics, sha256_file
+from .export import build_metadata, export_onnx, sha256_file
 from .feedback import CorrectionFile, FeedbackError, read_corrections, read_recent
 from .gate import check_agreement, check_corrections, check_validation, reasons_for, summary, write_report
-from .loop import pick_device, predict_validation, set_train_mode
-from .metrics import per_file_probs
+from .loop import build_optimizer, get_lr, pick_device, predict_validation, set_learning_rate, set_train_mode
+from .metrics import headline_metrics, per_file_probs
 from .model import preprocess_spec
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ CHANGED_DIR = "changed"
 TRAIN_FRAMES = 4
 MAX_CHANGED_SAVED = 200
 MIN_TRAINING_SHARE = 0.5
+FINAL_LR_SHARE = 0.1  # the schedule ends at a tenth of the peak rate
 
 
 class RefreshInputError(ValueError):
@@ -253,7 +255,7 @@ def fingerprint(inputs: Inputs, base_dir: Path, settings: RefreshSettings) -> st
 @torch.no_grad()
 def score_images(model: torch.nn.Module, images: list[DecodedImage], base: Checkpoint, device: torch.device,
                  batch: int = 64) -> np.ndarray:
-    """P(positive) per image: its frame most likely to be positive, preprocessed like the plugin."""
+    """P(positive) per image from its frames by the model's frame rule, preprocessed like the plugin."""
     if not images:
         return np.empty(0)
     frames = np.concatenate([image.eval_frames for image in images])
@@ -262,7 +264,8 @@ def score_images(model: torch.nn.Module, images: list[DecodedImage], base: Check
     for start in range(0, len(frames), batch):
         inputs = torch.from_numpy(normalize(frames[start : start + batch], base.spec)).to(device)
         probs.append(model(inputs).float().softmax(1).cpu().numpy())
-    return per_file_probs(np.concatenate(probs), owner, len(images), base.positive_index)[:, base.positive_index]
+    rule = parse_frame_rule(base.config.frame_rule)
+    return per_file_probs(np.concatenate(probs), owner, len(images), base.positive_index, rule)[:, base.positive_index]
 
 
 def score_pool(model: torch.nn.Module, pool: Pool, base: Checkpoint, device: torch.device,
@@ -373,12 +376,12 @@ def plan_steps(budget_seconds: float, spent_seconds: float, step_seconds: float,
     return max(1, min(max_steps, math.floor(left / max(step_seconds, 1e-6))))
 
 
-def learning_rate_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warmup, then cosine decay to a tenth."""
-    if step < warmup:
-        return (step + 1) / (warmup + 1)
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.1 + 0.45 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+def optimisation(settings: RefreshSettings, total_steps: int) -> TrainConfig:
+    """The refresh's optimiser and schedule in ``train``'s terms: the head at ``head_lr``, the backbone at
+    ``backbone_lr``; linear warmup, then cosine decay to a tenth at the last step."""
+    return TrainConfig(learning_rate=settings.head_lr, backbone_lr_scale=settings.backbone_lr / settings.head_lr,
+                       weight_decay=settings.weight_decay, warmup_iters=settings.warmup_steps,
+                       lr_decay_iters=total_steps, min_lr=settings.head_lr * FINAL_LR_SHARE)
 
 
 def next_version(base_version: str) -> str:
@@ -415,11 +418,7 @@ def refresh(base_dir: str | Path, feedback_dir: str | Path, out_dir: str | Path,
     if progress.weights is not None:
         model.load_state_dict(progress.weights)
         log.info("从第 %d 步继续 / resuming at step %d of %d", progress.step, progress.step, progress.planned_steps)
-    head = {id(p) for p in model.get_classifier().parameters()}
-    optimizer = torch.optim.AdamW(
-        [{"params": [p for p in model.parameters() if id(p) not in head], "lr_peak": settings.backbone_lr},
-         {"params": [p for p in model.parameters() if id(p) in head], "lr_peak": settings.head_lr}],
-        lr=settings.head_lr, weight_decay=settings.weight_decay)
+    optimizer = build_optimizer(model, optimisation(settings, settings.max_steps))
     if progress.optimizer is not None:
         optimizer.load_state_dict(progress.optimizer)
 
@@ -497,9 +496,7 @@ def set_train_mode_frozen_bn(model: torch.nn.Module) -> None:
 def train_step(model, base_model, optimizer, make_batch: BatchMaker, progress: Progress, settings: RefreshSettings,
                device: torch.device) -> None:
     total = progress.planned_steps or settings.max_steps
-    factor = learning_rate_factor(progress.step, total, settings.warmup_steps)
-    for group in optimizer.param_groups:
-        group["lr"] = group["lr_peak"] * factor
+    set_learning_rate(optimizer, get_lr(progress.step, optimisation(settings, total)))
     views, targets, corrections, recent = make_batch(progress.step)
     views, targets = views.to(device), targets.to(device)
     base_probs = None

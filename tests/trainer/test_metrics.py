@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from trainer.metrics import best_f1_threshold, binary_at, per_file_probs, pr_curve, summarize, threshold_for_precision
+from trainer.metrics import best_f1_threshold, binary_at, per_file_probs, pr_curve, summarize
+from trainer.thresholds import threshold_for_precision
 
 TRUTH = np.array([True, True, True, False, False, False, False])
 SCORE = np.array([0.95, 0.9, 0.4, 0.8, 0.3, 0.2, 0.1])

@@ -1,6 +1,10 @@
 """The plugin and the trainer must feed the model identical inputs and get identical scores."""
 
+import dataclasses
+import shutil
+
 import numpy as np
+import pytest
 import torch
 
 from nailong_vision.classifier import Classifier
@@ -8,6 +12,7 @@ from nailong_vision.decode import decode_frames
 from nailong_vision.preprocess import preprocess
 from trainer.data import prepare_data, scan_imagefolder, val_batches
 from trainer.checkpoint import load_model
+from trainer.export import write_metadata
 from trainer.loop import predict_validation
 
 
@@ -42,3 +47,22 @@ def test_plugin_scores_equal_the_trainers_validation_scores(trained):
         frames = decode_frames(open(source, "rb").read(), max_frames=cfg.eval_frames, draft_size=cfg.image_size)
         plugin_score = classifier.nailong_scores(preprocess(frames, classifier.info.spec)).max()
         assert abs(plugin_score - trainer_probs[file_index]) < 1e-4, source
+
+
+@pytest.mark.parametrize("rule", ["mean", "k_of_n:2", "trimmed_mean:0.25"])
+def test_plugin_and_trainer_apply_the_same_frame_rule(trained, tmp_path, rule):
+    """With the rule written into the model, the plugin's image score equals the trainer's validation score
+    under the same config key."""
+    cfg, best, onnx_path = trained
+    data = prepare_data(cfg)
+    model, _ = load_model(best)
+    trainer_probs = predict_validation(model, data, torch.device("cpu"), dataclasses.replace(cfg, frame_rule=rule))
+    ruled = tmp_path / "ruled.onnx"
+    shutil.copy(onnx_path, ruled)
+    write_metadata(ruled, {**Classifier(onnx_path).info.metadata, "frame_rule": rule})
+    classifier = Classifier(ruled, providers=["CPUExecutionProvider"])
+    assert classifier.info.frame_rule.name == rule
+    for file_index, source in enumerate(data.val_sources):
+        frames = decode_frames(open(source, "rb").read(), max_frames=cfg.eval_frames, draft_size=cfg.image_size)
+        assert classifier.image_score(frames) == pytest.approx(trainer_probs[file_index, data.positive_index],
+                                                               abs=1e-4), source

@@ -274,3 +274,20 @@ def test_checkpoint_round_trip(tmp_path):
     rebuilt = loaded.build_model()
     assert all(torch.equal(rebuilt.state_dict()[k], v) for k, v in model.state_dict().items())
     assert not rebuilt.training
+
+
+def test_refresh_uses_the_optimiser_and_schedule_of_train():
+    """The backbone learns at backbone_lr and the head at head_lr, warmed up, then decayed by cosine to a
+    tenth at the last step: train's factories (build_optimizer, get_lr) with the refresh's settings."""
+    from trainer.loop import get_lr, set_learning_rate
+
+    settings = RefreshSettings(backbone_lr=3e-5, head_lr=1e-4, warmup_steps=5)
+    model = build_model("convnext_atto", 2)
+    optimizer = refresh_module.build_optimizer(model, refresh_module.optimisation(settings, 50))
+    head = {id(p) for p in model.get_classifier().parameters()}
+    for step, factor in ((0, 1 / 6), (4, 5 / 6), (5, 1.0), (50, 0.1), (80, 0.1)):
+        set_learning_rate(optimizer, get_lr(step, refresh_module.optimisation(settings, 50)))
+        rates = {(id(p) in head): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+        assert rates[True] == pytest.approx(1e-4 * factor)
+        assert rates[False] == pytest.approx(3e-5 * factor)
+    assert all(group["weight_decay"] == 0.0 for group in optimizer.param_groups)

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from trainer.calibrate import review_floor
+from trainer.thresholds import review_floor
 
 
 def test_the_floor_keeps_the_recall_and_is_the_highest_that_does():

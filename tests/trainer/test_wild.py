@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from tests.trainer.conftest import encode, make_imagefolder, nailong_like, other_like, tiny_config
-from trainer import data as data_module
-from trainer.calibrate import wild_threshold
+from trainer.data import sources as data_sources
+from trainer.thresholds import wild_threshold
 from trainer.data import (
     fetch_package,
     file_factors,
@@ -69,11 +69,11 @@ def test_a_registry_package_is_fetched_by_name_and_version_with_npm_pack(tmp_pat
         calls.append(command)
         destination = command[command.index("--pack-destination") + 1]
         (tmp_path / "cache" / "packages").mkdir(parents=True, exist_ok=True)
-        (data_module.Path(destination) / "lobehub-fluent-emoji-3d-1.1.0.tgz").write_bytes(emoji_package.read_bytes())
+        (data_sources.Path(destination) / "lobehub-fluent-emoji-3d-1.1.0.tgz").write_bytes(emoji_package.read_bytes())
         return subprocess.CompletedProcess(command, 0, json.dumps([{"filename": "lobehub-fluent-emoji-3d-1.1.0.tgz"}]), "")
 
-    monkeypatch.setattr(data_module.shutil, "which", lambda name: "/usr/bin/npm")
-    monkeypatch.setattr(data_module.subprocess, "run", fake_npm)
+    monkeypatch.setattr(data_sources.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(data_sources.subprocess, "run", fake_npm)
     root = fetch_package("@lobehub/fluent-emoji-3d@1.1.0", tmp_path / "cache")
     assert calls == [["npm", "pack", "@lobehub/fluent-emoji-3d@1.1.0", "--pack-destination",
                       str(tmp_path / "cache" / "packages"), "--json"]]
@@ -203,7 +203,8 @@ def test_the_wild_threshold_needs_negatives():
 def test_export_sets_the_threshold_on_the_wild_set(trained, tmp_path, image_root, negatives_root):
     import onnx
 
-    from trainer.calibrate import review_floor, score_records
+    from trainer.calibrate import score_records
+    from trainer.thresholds import review_floor
     from trainer.checkpoint import Checkpoint
     from trainer.export import export_command, sha256_file
     from trainer.scoring import load_scorer
@@ -257,7 +258,7 @@ def test_evaluate_reports_the_wild_set_by_source_and_tag_with_a_sheet_of_mistake
 
 
 def test_the_validation_hard_negatives_can_raise_the_threshold(tmp_path, image_root, negatives_root):
-    from trainer.calibrate import validation_hard_threshold
+    from trainer.thresholds import validation_hard_threshold
     from trainer.checkpoint import Validation
 
     cfg = tiny_config(tmp_path, image_root, f"data=['{negatives_root}']", "val_hard_max_fpr=0.0")

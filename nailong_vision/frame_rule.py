@@ -1,0 +1,97 @@
+"""Frame rule: the sampled frames' P(nailong) → one score for the image. The plugin and the trainer both
+score animations through here, so a model is calibrated with the rule it runs with.
+
+Every rule is a weighting of the frames ordered by P(nailong), so it applies to the frames' whole class
+probabilities as well (the trainer's reports) and a still image (one frame) keeps its own score under all:
+
+- ``max``: the highest frame — one nailong-ish frame of a bear's dance acts (the rule of every model
+  exported without the ``frame_rule`` metadata key);
+- ``mean``: the mean of the frames;
+- ``trimmed_mean:T``: the mean after dropping the highest and the lowest ``floor(T·n)`` frames;
+- ``k_of_n:K``: the K-th highest frame (the image is a hit when K frames are), all frames' minimum when
+  fewer than K were sampled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+METADATA_KEY = "frame_rule"
+KINDS = ("max", "mean", "trimmed_mean", "k_of_n")
+
+
+@dataclass(frozen=True)
+class FrameRule:
+    kind: str = "max"
+    parameter: float = 0.0  # trimmed_mean: the share trimmed at each end; k_of_n: K
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown frame rule {self.kind!r}; expected one of {list(KINDS)} / 未知的帧规则")
+        if self.kind == "trimmed_mean" and not 0.0 <= self.parameter < 0.5:
+            raise ValueError(f"trimmed_mean needs a share in [0, 0.5): {self.parameter}")
+        if self.kind == "k_of_n" and (self.parameter < 1 or self.parameter != int(self.parameter)):
+            raise ValueError(f"k_of_n needs a whole K ≥ 1: {self.parameter}")
+
+    @property
+    def name(self) -> str:
+        """The rule as written in the metadata (``parse`` reads it back)."""
+        if self.kind == "trimmed_mean":
+            return f"trimmed_mean:{self.parameter:g}"
+        if self.kind == "k_of_n":
+            return f"k_of_n:{int(self.parameter)}"
+        return self.kind
+
+    def weights(self, scores: np.ndarray) -> np.ndarray:
+        """How much each frame counts (non-negative, summing to 1), from the frames' P(nailong)."""
+        n = len(scores)
+        if n == 0:
+            raise ValueError("no frames to score / 没有帧")
+        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")  # highest first
+        weights = np.zeros(n, dtype=np.float64)
+        if self.kind == "max":
+            weights[order[0]] = 1.0
+        elif self.kind == "mean":
+            weights[:] = 1.0 / n
+        elif self.kind == "trimmed_mean":
+            cut = math.floor(self.parameter * n)
+            kept = order[cut:n - cut]
+            weights[kept] = 1.0 / len(kept)
+        else:
+            weights[order[min(int(self.parameter), n) - 1]] = 1.0
+        return weights
+
+    def score(self, scores: np.ndarray) -> float:
+        """The image's P(nailong) from its frames'."""
+        scores = np.asarray(scores, dtype=np.float64)
+        return float(self.weights(scores) @ scores)
+
+    def combine(self, frame_probs: np.ndarray, positive: int) -> np.ndarray:
+        """The image's class probabilities from its frames' ([F, C] → [C]), weighted as its P(nailong) is."""
+        frame_probs = np.asarray(frame_probs, dtype=np.float64)
+        return self.weights(frame_probs[:, positive]) @ frame_probs
+
+
+DEFAULT_RULE = FrameRule("max")
+
+
+def parse(text: str) -> FrameRule:
+    """``max`` · ``mean`` · ``trimmed_mean:0.25`` · ``k_of_n:2`` → the rule; raises ValueError otherwise."""
+    kind, _, parameter = text.strip().partition(":")
+    if kind not in KINDS:
+        raise ValueError(f"unknown frame rule {text!r}; expected one of {list(KINDS)} / 未知的帧规则")
+    if kind in ("max", "mean"):
+        if parameter:
+            raise ValueError(f"{kind} takes no parameter: {text!r}")
+        return FrameRule(kind)
+    if not parameter:
+        raise ValueError(f"{kind} needs a parameter, e.g. trimmed_mean:0.25 or k_of_n:2 / 帧规则缺少参数")
+    return FrameRule(kind, float(parameter))
+
+
+def from_metadata(metadata: dict[str, str]) -> FrameRule:
+    """The rule an exported model was calibrated with; today's (``max``) for a model without the key."""
+    return parse(metadata[METADATA_KEY]) if METADATA_KEY in metadata else DEFAULT_RULE
