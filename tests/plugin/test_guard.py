@@ -318,22 +318,23 @@ async def test_same_bytes_under_another_name_skip_inference(guard, image_server)
     assert results[1].data == data  # the act step still has the bytes
 
 
-async def test_decision_made_across_a_correction_does_not_refill_the_cache(app: App, guard, image_server) -> None:
+async def test_decision_made_across_a_correction_does_not_refill_the_cache(
+    app: App, guard, image_server, monkeypatch
+) -> None:
     loop = asyncio.get_running_loop()
+    model_score = guard.decider.classifier.image_score
 
     async def clear_cache() -> None:
         guard.cache.clear()
 
-    def correction_lands_meanwhile(data, frames):
+    def correction_lands_meanwhile(frames):
         # An admin's correction clears the cache on the event loop while this image is in the worker.
         asyncio.run_coroutine_threadsafe(clear_cache(), loop).result(timeout=5)
-        return None
+        return model_score(frames)
 
-    guard.decider.overrides.insert(0, correction_lands_meanwhile)
-    try:
-        url = image_server.add("racing.png", still(BLUE, "PNG"))
-        async with app.test_matcher() as ctx:
-            ctx.receive_event(connect(ctx), group_event([image_segment(url, file="racing.png")], message_id=21))
-    finally:
-        guard.decider.overrides.remove(correction_lands_meanwhile)
+    monkeypatch.setattr(guard.decider.classifier, "image_score", correction_lands_meanwhile)
+    url = image_server.add("racing.png", still(BLUE, "PNG"))
+    async with app.test_matcher() as ctx:
+        ctx.receive_event(connect(ctx), group_event([image_segment(url, file="racing.png")], message_id=21))
+    monkeypatch.undo()
     assert len(guard.cache) == 0
