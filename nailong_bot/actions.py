@@ -13,7 +13,7 @@ from nonebot.log import logger
 from .i18n import Lang
 from .images import CheckedImage
 from .storage import GroupSettings
-from .warning import render, strike_note
+from .warning import placeholders_in, render, strike_note
 
 
 class WarningCooldown:
@@ -89,10 +89,12 @@ async def act(
         logger.info(f"警告冷却中，本次不回复 / warning skipped, group cooling down: {where}")
         reply = False
     if reply:
-        message = MessageSegment.reply(event.message_id) + render(
-            settings.reply_text, user_id=event.user_id, score=hit.decision.score, strikes=strike
-        )
-        if settings.mute.mutes:
+        message = render(settings.reply_text, user_id=event.user_id, score=hit.decision.score, strikes=strike)
+        if not recalled:
+            # Quoted only while it can be seen: a recalled message shows as nothing, so the @ says who.
+            message = MessageSegment.reply(event.message_id) + message
+        # The group's own warning may say which strike it is; then it is not said twice.
+        if settings.mute.mutes and "strikes" not in placeholders_in(settings.reply_text):
             note = strike_note(
                 lang, strike, window_seconds=strike_window, mute_after=settings.mute.after, muted_seconds=muted
             )

@@ -1,16 +1,14 @@
 """Decide: image bytes → P(nailong), the one step every image goes through.
 
-Overrides run on the decoded frames before the model; the first one that returns a decision wins.
-Admins' corrections are not one: they depend on the group, so they are applied after the decision
-cache (``Corrections.apply``), on the image identity every decision carries.
+Only the model decides here. Admins' corrections depend on the group, so they are applied after the
+decision cache (``Corrections.apply``), on the image identity every decision carries.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from PIL import Image
 
@@ -28,9 +26,9 @@ PREVIEW_SIZE = 480
 class Decision:
     # P(nailong); for an animated image its sampled frames' by the model's frame rule (the highest by default).
     score: float
-    # Who decided: "model", "cache", or the name an override gives itself.
+    # Who decided: "model", "cache", or what was applied after the cache (a correction).
     source: str
-    # What the model said, kept through the cache; None when an override decided without the model.
+    # What the model said, kept through the cache.
     model_score: float | None = None
     # Frames decoded and looked at (an animated image's sampled frames).
     frames: int = 0
@@ -42,11 +40,6 @@ class Decision:
     phash: int | None = None
     # The first frame, small (PREVIEW_SIZE), for the thumbnail; never cached, not part of the decision.
     preview: Image.Image | None = field(default=None, compare=False, repr=False)
-
-
-# (image bytes, decoded RGB frames) → a decision, or None to let the next step decide.
-# Called in the decider's worker thread, so it may do CPU work and must be thread-safe.
-Override = Callable[[bytes, list[Image.Image]], Decision | None]
 
 
 class Decider:
@@ -66,7 +59,6 @@ class Decider:
         ``budget``: the decode budget shared with the rest of the plugin (None: unbounded).
         ``classifier`` may be replaced by one with the same input spec (the models' hot swap)."""
         self.classifier = classifier
-        self.overrides: list[Override] = []
         spec = classifier.info.spec
         self.frames = spec.frames if max_frames is None else min(max_frames, spec.frames)
         self.max_pixels = max_pixels
@@ -102,22 +94,16 @@ class Decider:
             max_pixels=self.max_pixels,
             draft_size=classifier.info.spec.size,
         ) as frames:
-            decision = self._decide_frames(classifier, data, frames)
-            return replace(
-                decision,
+            score = classifier.image_score(frames)
+            return Decision(
+                score=score,
+                source="model",
+                model_score=score,
                 frames=len(frames),
                 model_version=classifier.info.version,
                 phash=frame_hash(frames[0]),
                 preview=_preview(frames[0]),
             )
-
-    def _decide_frames(self, classifier: Classifier, data: bytes, frames: list[Image.Image]) -> Decision:
-        for override in self.overrides:
-            decision = override(data, frames)
-            if decision is not None:
-                return decision
-        score = classifier.image_score(frames)
-        return Decision(score=score, source="model", model_score=score)
 
 
 def _preview(frame: Image.Image) -> Image.Image:

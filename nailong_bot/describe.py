@@ -11,6 +11,29 @@ from .refresh import RefreshRecord
 from .storage import Action, GroupSettings
 
 
+# Where each setting's global value is set, when a group has not set its own.
+GLOBAL_SETTING = {
+    "enabled": "NAILONG_DEFAULT_ENABLED",
+    "threshold": "NAILONG_THRESHOLD",
+    "action": "NAILONG_RECALL / NAILONG_REPLY",
+    "exempt_admins": "NAILONG_EXEMPT_ADMINS",
+    "allowed": "—",
+    "mute": "NAILONG_MUTE_AFTER / NAILONG_MUTE_SECONDS",
+    "reply_text": "NAILONG_REPLY_TEXT",
+    "review_floor": "NAILONG_REVIEW_FLOOR",
+}
+
+
+def source_text(lang: Lang, name: str, *, overridden: bool, from_model: bool = False) -> str:
+    """Where a group's value of setting ``name`` comes from: the group itself, the global setting in
+    `.env`, or (the threshold, when `.env` sets none) the model's recommendation."""
+    if overridden:
+        return lang("source", "group")
+    if from_model:
+        return lang("source", "model")
+    return lang("source", "global", setting=GLOBAL_SETTING[name])
+
+
 def format_threshold(value: float) -> str:
     """0.85 → "0.85", 0.99999 → "0.99999", 0 → "0.0": a plain decimal, never scientific notation."""
     text = f"{value:.10f}".rstrip("0")
@@ -45,6 +68,11 @@ def review_text(lang: Lang, settings: GroupSettings, waiting: int) -> str:
 
 def time_text(seconds: float) -> str:
     return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M")
+
+
+def clock_text(seconds: float) -> str:
+    """The server's local time of day, as a group reads it: "16:20"."""
+    return datetime.fromtimestamp(seconds).strftime("%H:%M")
 
 
 def lineage_text(lang: Lang, origin: dict | None) -> str:

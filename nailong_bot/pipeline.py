@@ -212,6 +212,7 @@ async def _remember(
     """Keep the decided images for corrections; called after acting, so it never delays a recall.
     A failed write is logged: it costs the chance to correct this message, nothing else."""
     recent = runtime.recent
+    sender = {"sender": event.user_id, "sender_name": event.sender.card or event.sender.nickname}
 
     def remember_all() -> None:
         for image in checked:
@@ -226,9 +227,10 @@ async def _remember(
                     model_version=image.decision.model_version,
                     hit=hit,
                     preview=image.decision.preview,
+                    **sender,
                 )
             elif image.ref.key is not None:
-                recent.remember_repost(event.message_id, event.group_id, image_key=image.ref.key, hit=hit)
+                recent.remember_repost(event.message_id, event.group_id, image_key=image.ref.key, hit=hit, **sender)
         if warning_id is not None:
             recent.link_reply(warning_id, event.message_id)
 

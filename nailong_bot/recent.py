@@ -41,6 +41,7 @@ _MIN_COMPACT_LINES = 64
 DEFAULT_MAX_IMAGES = 500
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 DEFAULT_MAX_AGE = 3 * 24 * 3600.0
+_NAME_KEPT = 32
 
 
 def make_thumbnail(frame: Image.Image) -> bytes:
@@ -65,6 +66,9 @@ class RecentImage:
     model_version: str
     hit: bool  # decided as nailong
     stored_at: float  # wall-clock seconds (the store outlives restarts)
+    # Who posted it: QQ number, and the group card or nickname then (None: not known, as in older entries).
+    sender: int | None = None
+    sender_name: str | None = None
 
 
 class RecentImages:
@@ -113,6 +117,8 @@ class RecentImages:
         model_version: str,
         hit: bool,
         preview: Image.Image | None = None,
+        sender: int | None = None,
+        sender_name: str | None = None,
     ) -> None:
         """Store a decided image, and its thumbnail made from ``preview`` (its decoded first frame) if
         none is stored yet; the same (message, image_key) remembered again replaces the old one."""
@@ -129,6 +135,8 @@ class RecentImages:
             model_version=model_version,
             hit=hit,
             stored_at=self._clock(),
+            sender=sender,
+            sender_name=_short(sender_name),
         )
         new_thumbnail = preview is not None and not (self._thumbnails_dir / sha256).exists()
         thumbnail = make_thumbnail(preview) if new_thumbnail else None  # outside the lock: ~ms of CPU
@@ -140,7 +148,16 @@ class RecentImages:
                 persist.write_atomically(self._thumbnails_dir / sha256, thumbnail, durable=False)
             self._add(entry)
 
-    def remember_repost(self, message_id: int, group_id: int, *, image_key: str, hit: bool) -> bool:
+    def remember_repost(
+        self,
+        message_id: int,
+        group_id: int,
+        *,
+        image_key: str,
+        hit: bool,
+        sender: int | None = None,
+        sender_name: str | None = None,
+    ) -> bool:
         """Store an image that was decided without its bytes (a repost the cache knew by
         ``image_key``) under its new message, sharing the latest stored copy with that key.
         False when no copy is stored any more."""
@@ -150,7 +167,10 @@ class RecentImages:
             earlier = next((e for e in reversed(self._entries) if e.image_key == image_key), None)
             if earlier is None:
                 return False
-            again = replace(earlier, message_id=message_id, group_id=group_id, hit=hit, stored_at=self._clock())
+            again = replace(
+                earlier, message_id=message_id, group_id=group_id, hit=hit, stored_at=self._clock(),
+                sender=sender, sender_name=_short(sender_name),
+            )  # fmt: skip
             self._add(again)
             return True
 
@@ -170,12 +190,13 @@ class RecentImages:
                 found = self._images_of(self._warnings[message_id])
             return found
 
-    def latest_hit(self, group_id: int) -> list[RecentImage]:
-        """The images of this group's newest message decided as nailong — in a group where hits are
-        only recalled, nothing is left to reply to, so admins correct it by this."""
+    def hits(self, group_id: int, limit: int) -> list[list[RecentImage]]:
+        """The images of this group's newest messages decided as nailong, newest message first (at most
+        ``limit`` messages; past max_age: none). In a group where hits are only recalled, nothing is left
+        to reply to, so admins correct them by these."""
         with self._lock:
-            newest = next((e for e in reversed(self._entries) if e.group_id == group_id and e.hit), None)
-            return [] if newest is None else self._images_of(newest.message_id)  # past max_age: none
+            messages = dict.fromkeys(e.message_id for e in reversed(self._entries) if e.group_id == group_id and e.hit)
+            return [found for message in list(messages)[:limit] if (found := self._images_of(message))]
 
     def newest(self, limit: int) -> list[RecentImage]:
         """The kept images, newest first."""
@@ -310,6 +331,11 @@ class RecentImages:
         text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
         persist.write_atomically(self._index_path, text.encode("utf-8"), durable=False)
         self._journal_lines = len(records)
+
+
+def _short(name: str | None) -> str | None:
+    """A nickname is whatever the member chose: kept short."""
+    return (name or "")[:_NAME_KEPT] or None
 
 
 class ActedHits:

@@ -233,6 +233,11 @@ class SettingsStore:
             review_floor=defaults.review_floor if overrides.review_floor is None else overrides.review_floor,
         )
 
+    def overridden(self, group_id: int) -> frozenset[str]:
+        """The names of the settings this group's admins set (the others follow the global settings)."""
+        overrides = self._groups.get(group_id, GroupOverrides())
+        return frozenset(f.name for f in fields(GroupOverrides) if getattr(overrides, f.name) is not None)
+
     def groups(self) -> set[int]:
         """The groups whose admins changed a setting."""
         return set(self._groups)

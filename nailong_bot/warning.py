@@ -57,11 +57,20 @@ def parse_template(template: str) -> list[tuple[str, str]]:
     return parts
 
 
+def placeholders_in(template: str) -> set[str]:
+    """The placeholders a checked template uses."""
+    return {value for kind, value in parse_template(template) if kind == "field"}
+
+
 def render(template: str, *, user_id: int, score: float, strikes: int) -> Message:
-    """The warning's segments (a checked template; an unusable one raises TemplateError)."""
+    """The warning's segments (a checked template; an unusable one raises TemplateError). It always
+    @s the sender: first, unless the template places ``{user}`` itself."""
     values = {"score": f"{score:.2f}", "strikes": str(strikes)}
     message, text = Message(), ""
-    for kind, value in parse_template(template):
+    parts = parse_template(template)
+    if ("field", "user") not in parts:
+        parts = [("field", "user"), ("text", " "), *parts]
+    for kind, value in parts:
         if kind == "field" and value == "user":
             if text:
                 message.append(MessageSegment.text(text))

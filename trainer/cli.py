@@ -187,6 +187,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    from .data import DataMissing
+
+    try:
+        return run_command(args)
+    except DataMissing as error:
+        print(error, file=sys.stderr)
+        return 2
+
+
+def run_command(args: argparse.Namespace) -> int:
     if args.command == "train":
         from .config import load_config
         from .loop import train

@@ -89,7 +89,9 @@ class RefreshSettings:
 
     budget_seconds: float = 600.0  # the whole run: reading, training, gate, export
     max_steps: int = 160  # a cap for fast machines (CUDA): more steps drift further from the base
-    corrections_per_batch: int = 4
+    # Views of the corrections in each batch, every correction in turn (see correction_items): a few labels teach a
+    # family through many augmented views of each, not through one view of four of them now and then.
+    corrections_per_batch: int = 8
     replay_per_batch: int = 20
     backbone_lr: float = 3e-5
     head_lr: float = 1e-4
@@ -340,8 +342,9 @@ class BatchMaker:
         recent images (targets UNLABELED: the base model labels them), then the folders' images."""
         rng = np.random.default_rng([self.settings.seed, step])
         views, targets = [], []
-        for _ in range(self.settings.corrections_per_batch):
-            view, target = self.pool_view(self.inputs.corrected, rng)
+        for item in correction_items(len(self.inputs.corrected), self.settings.corrections_per_batch, step,
+                                     self.settings.seed):
+            view, target = self.pool_view(self.inputs.corrected, rng, np.array([item]))
             views.append(view)
             targets.append(target)
         for slot in range(self.recent_count):
@@ -355,6 +358,14 @@ class BatchMaker:
             views.append(self.view(folders.train_pixels[row], target == folders.positive_index, rng))
             targets.append(target)
         return torch.stack(views), torch.tensor(targets), self.settings.corrections_per_batch, self.recent_count
+
+
+def correction_items(count: int, per_batch: int, step: int, seed: int) -> list[int]:
+    """Which of ``count`` corrections step ``step``'s ``per_batch`` views show: all of them in turn, in an
+    order shuffled once per run, so that each label gets the same share of views step after step (drawn at
+    random, one of five would often go unseen for several of the few steps a busy box allows)."""
+    order = np.random.default_rng([seed]).permutation(count)
+    return [int(order[(step * per_batch + slot) % count]) for slot in range(per_batch)]
 
 
 def refresh_loss(logits: torch.Tensor, targets: torch.Tensor, base_probs: torch.Tensor | None) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..admin import ACTION_WORDS, Refused, form_changes
+from ..admin import ACTION_WORDS, CONFIRM_FIELD, SAFE_THRESHOLD_FLOOR, Refused, form_changes
 from ..describe import format_threshold, mute_text
 from ..i18n import Lang
 from ..runtime import Runtime
@@ -29,7 +29,7 @@ def _options(choices: list[tuple[str, str]], selected: str) -> Html:
 
 # The form's fields, each with the inputs it posts (the mute is two: from which strike, and for how long).
 FIELDS = {
-    "enabled": ("enabled",), "threshold": ("threshold",), "action": ("action",),
+    "enabled": ("enabled",), "threshold": ("threshold", CONFIRM_FIELD), "action": ("action",),
     "exempt_admins": ("exempt_admins",), "allowed": ("allowed",), "mute": ("mute_after", "mute_duration"),
     "reply_text": ("reply_text",),
 }  # fmt: skip
@@ -110,6 +110,7 @@ def settings_form(
         '<select id="s$group-enabled" name="enabled"$enabled_attributes>$enabled</select>$enabled_error</div>'
         '<div class="field"><label for="s$group-threshold">$l_threshold</label>'
         '<input id="s$group-threshold" name="threshold" value="$threshold" inputmode="decimal"$threshold_attributes>'
+        '<label class="confirm"><input type="checkbox" name="$confirm_field" value="yes"$confirmed> $l_confirm</label>'
         "$threshold_error</div>"
         '<div class="field"><label for="s$group-action">$l_action</label>'
         '<select id="s$group-action" name="action"$action_attributes>$action</select>$action_error</div>'
@@ -136,6 +137,9 @@ def settings_form(
         heading=words("form", "heading", group=group_id),
         l_enabled=words("form", "enabled"),
         l_threshold=words("form", "threshold"),
+        l_confirm=words("form", "confirm_threshold", floor=SAFE_THRESHOLD_FLOOR),
+        confirm_field=CONFIRM_FIELD,
+        confirmed=Html(" checked") if CONFIRM_FIELD in entered else "",
         l_action=words("form", "action"),
         l_exempt=words("form", "exempt_admins"),
         l_allowed=words("form", "allowed"),

@@ -47,7 +47,7 @@ async def test_reply_to_the_warning_corrects_the_image(onebot: FakeOneBot, image
             "message_id": WARNING_ID,
             "real_id": WARNING_ID,
             "sender": {"user_id": 42, "nickname": "bot"},
-            "message": [{"type": "reply", "data": {"id": "6001"}}, text_segment("检测到奶龙图片")],
+            "message": [{"type": "at", "data": {"qq": "5"}}, text_segment(" 检测到奶龙图片")],
         },
     )
     reply = [{"type": "reply", "data": {"id": str(WARNING_ID)}}, {"type": "at", "data": {"qq": "42"}}]

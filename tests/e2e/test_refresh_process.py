@@ -109,7 +109,8 @@ class Chat:
         await self.onebot.wait_for("delete_msg", timeout=60, message_id=message_id)
         await asyncio.sleep(1.0)  # kept among the recent images right after the recall
         (answer,) = await self.command("/奶龙 误判", user_id=SUPERUSER)
-        assert answer.startswith("已记录：这不是奶龙") and f"消息 {message_id}" in answer, answer
+        # The answer names the sender and the time (the corrected hit is the latest one not corrected yet).
+        assert answer.startswith("已记录：这不是奶龙") and "（本群最近一次未纠错的命中：tester " in answer, answer
 
 
 async def test_corrections_refresh_gate_hot_swap_and_rollback(tmp_path, image_server) -> None:

@@ -51,7 +51,7 @@ async def test_images_in_a_forwarded_message(onebot: FakeOneBot, image_server) -
         await onebot.wait_for("get_forward_msg", id="e2e-forward-1")
         await onebot.wait_for("delete_msg", message_id=5041)
         _, params = await onebot.wait_for("send_group_msg", group_id=125)
-        assert params["message"][0] == {"type": "reply", "data": {"id": "5041"}}
+        assert params["message"][0] == {"type": "at", "data": {"qq": "5"}}  # recalled: @ its sender, no quote
     finally:
         del onebot.responses["get_forward_msg"]
 

@@ -53,7 +53,7 @@ async def post(
         ctx.receive_event(connect(ctx), event)
         if acted_on:
             ctx.should_call_api("delete_msg", {"message_id": message_id}, result=None)
-            warning = Message([MessageSegment.reply(message_id), MessageSegment.text(WARNING)])
+            warning = Message([MessageSegment.at(5), MessageSegment.text(" " + WARNING)])
             ctx.should_call_api(
                 "send_group_msg",
                 {"group_id": group_id, "message": warning},

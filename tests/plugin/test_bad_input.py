@@ -27,7 +27,7 @@ async def test_bad_input_then_a_good_image(app: App, start_guard, image_server, 
         ctx.receive_event(bot, group_event([image_segment(bad_url)], message_id=41))
         ctx.receive_event(bot, group_event([image_segment(good_url)], message_id=42))
         ctx.should_call_api("delete_msg", {"message_id": 42}, result=None)
-        reply = Message([MessageSegment.reply(42), MessageSegment.text("检测到奶龙图片")])
+        reply = Message([MessageSegment.at(5), MessageSegment.text(" 检测到奶龙图片")])
         ctx.should_call_api("send_group_msg", {"group_id": 1, "message": reply}, result={"message_id": 1})
     assert time.monotonic() - started < 5
 
@@ -72,7 +72,7 @@ async def test_segment_fields_that_are_not_strings(app: App, guard, image_server
         bot = ctx.create_bot(base=Bot, adapter=ctx.create_adapter(base=Adapter), self_id="42")
         ctx.receive_event(bot, group_event(odd, message_id=44))
         ctx.should_call_api("delete_msg", {"message_id": 44}, result=None)
-        reply = Message([MessageSegment.reply(44), MessageSegment.text("检测到奶龙图片")])
+        reply = Message([MessageSegment.at(5), MessageSegment.text(" 检测到奶龙图片")])
         ctx.should_call_api("send_group_msg", {"group_id": 1, "message": reply}, result={"message_id": 1})
     assert not any("| ERROR " in line for line in caplog_loguru)
     assert guard.stats.over_days(1, 1).checked == 1

@@ -312,21 +312,18 @@ async def test_pixel_cap_rejects_before_decoding(tmp_path) -> None:
     decider.shutdown()
 
 
-async def test_override_decides_before_the_model(tmp_path) -> None:
-    from nailong_bot.decision import Decision
-
+async def test_the_model_runs_in_a_worker_thread_off_the_event_loop(tmp_path, monkeypatch) -> None:
     decider = Decider(
         Classifier(build_tiny_model(tmp_path / "m.onnx")), workers=1, max_frames=8, max_pixels=40_000_000
     )
-    seen = []
+    model_score, threads = decider.classifier.image_score, []
 
-    def corrections(data: bytes, frames: list) -> Decision | None:
-        seen.append((len(data), len(frames), threading.current_thread().name))
-        return Decision(score=0.0, source="correction") if frames[0].getpixel((0, 0))[2] < 100 else None
+    def recording_thread(frames: list) -> float:
+        threads.append(threading.current_thread().name)
+        return model_score(frames)
 
-    decider.overrides.append(corrections)
-    assert await decider.decide(still(YELLOW)) == Decision(0.0, "correction", frames=1, model_version="0.0.1")
-    assert (await decider.decide(still(BLUE))).source == "model"
-    assert len(seen) == 2
-    assert all(thread.startswith("nailong") for *_, thread in seen)  # in the worker, off the event loop
+    monkeypatch.setattr(decider.classifier, "image_score", recording_thread)
+    decision = await decider.decide(still(YELLOW))
+    assert (decision.source, decision.model_score, decision.frames) == ("model", decision.score, 1)
+    assert len(threads) == 1 and threads[0].startswith("nailong")
     decider.shutdown()

@@ -104,7 +104,14 @@ async def test_english_commands_answer_in_english(app: App, guard) -> None:
 async def test_threshold(app: App, guard) -> None:
     await run_command(app, command("/nailong threshold 0.85"), "Threshold set to 0.85")
     assert guard.store.get(1).threshold == 0.85
-    await run_command(app, command("/nailong threshold 0"), "Threshold set to 0.0")
+    answer = await run_command(app, command("/nailong threshold 0"))
+    assert answer.splitlines() == [
+        "Nothing changed: a threshold of 0.0 is below the safe floor of 0.3, where ordinary images are taken for "
+        "nailong.",
+        "To set it anyway, send: /nailong threshold 0 confirm",
+    ]
+    assert guard.store.get(1).threshold == 0.85
+    await run_command(app, command("/nailong threshold 0 confirm"), "Threshold set to 0.0")
 
 
 async def test_threshold_is_kept_as_given(app: App, guard) -> None:
@@ -140,7 +147,7 @@ async def test_action(app: App, guard, name: str, stored: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "answer"),
-    [("/nailong action delete", "Unknown action: delete"), ("/nailong action", "Usage: /nailong action"),
+    [("/nailong action delete", "Unknown action: delete"), ("/nailong action a b", "Usage: /nailong action"),
      ("/奶龙 动作 踢出", "未知的动作：踢出")],
 )  # fmt: skip
 async def test_unknown_action_changes_nothing(app: App, guard, text: str, answer: str) -> None:
@@ -183,10 +190,11 @@ async def test_help_and_unknown_subcommand(app: App, guard) -> None:
     from nailong_bot.i18n import lang
 
     english = help_text(lang("en-US"))
-    assert await run_command(app, command("/nailong help")) == english
-    assert await run_command(app, command("/nailong")) == english
+    assert await run_command(app, command("/nailong help all")) == english
+    assert await run_command(app, command("/nailong help")) == help_text(lang("en-US"), everything=False)
+    assert await run_command(app, command("/nailong")) == help_text(lang("en-US"), everything=False)
     answer = await run_command(app, command("/nailong explode"))
-    assert answer.startswith("Unknown sub-command: explode")
+    assert answer == "No such sub-command: explode. Send /nailong help for the list."
     usages = ["on", "off", "threshold 0.85", "action recall|reply|both|observe", "status"]
     usages += ["exempt-admins on|off", "allow @member|QQ", "disallow", "allowed", "mute 3 10m", "text <warning>"]
     usages += ["wrong", "miss", "undo", "feedback", "help"]
@@ -197,8 +205,7 @@ async def test_help_and_unknown_subcommand(app: App, guard) -> None:
 
 async def test_an_unknown_sub_command_is_echoed_cut_short(app: App, guard) -> None:
     answer = await run_command(app, command("/nailong " + "x" * 50_000))
-    first = answer.splitlines()[0]
-    assert first == "Unknown sub-command: " + "x" * 32 + "…"
+    assert answer == "No such sub-command: " + "x" * 32 + "…. Send /nailong help for the list."
 
 
 async def test_settings_survive_a_restart(app: App, start_guard, tmp_path) -> None:

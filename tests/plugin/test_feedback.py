@@ -24,9 +24,13 @@ from nailong_testkit import (
 )
 from nonebug_chat import WARNING, ask, connect, post
 
+from nailong_bot.describe import clock_text
+from nailong_bot.i18n import lang
+
 REFUSAL = "Only the group owner, admins and superusers can use this."
-SUPERUSER_REFUSAL = "Only superusers can use this."
-SUPERUSER_REFUSAL_ZH = "只有超级用户可以使用这个命令。"
+# What a superuser is and how to become one follows (test_chat_input.py).
+SUPERUSER_REFUSAL = lang("en-US")("chat", "superusers_only")
+SUPERUSER_REFUSAL_ZH = lang("zh-CN")("chat", "superusers_only")
 NOT_NAILONG = "Recorded: not nailong; from now on such images are let through."
 NOT_NAILONG_ZH = "已记录：这不是奶龙，以后相同的图片不再处理。"
 # A hit said not to be nailong takes back the strike it cost its sender (user 5 posts every image here).
@@ -43,7 +47,7 @@ CONFIRMED_ZH = "已确认 1 条纠错，现在对所有群生效。"
 UNDONE = "Correction undone: the model decides again."
 UNDONE_ZH = "已撤销纠错，重新由模型判断。"
 NO_RECENT_HIT = (
-    "No image in this group was taken for nailong lately; or send this as a reply to the image's message or the "
+    "No hit in this group lately that is not corrected yet; or send this as a reply to the image's message or the "
     "bot's warning."
 )
 NOT_FOUND = "No checked image of that message is kept (only recent ones are)."
@@ -176,7 +180,7 @@ async def test_only_the_contradicted_image_of_a_message_is_corrected(app: App, g
     async with app.test_matcher() as ctx:
         ctx.receive_event(connect(ctx), event)
         ctx.should_call_api("delete_msg", {"message_id": 141}, result=None)
-        warning = Message([MessageSegment.reply(141), MessageSegment.text(WARNING)])
+        warning = Message([MessageSegment.at(5), MessageSegment.text(" " + WARNING)])
         ctx.should_call_api("send_group_msg", {"group_id": 1, "message": warning}, result={"message_id": 1141})
     assert await ask(app, "/nailong wrong", reply_to=1141) == WRONG
     assert [c.label for c in guard.corrections.pending(10)] == ["other"]
@@ -247,8 +251,9 @@ async def test_wrong_without_a_reply_corrects_the_groups_latest_hit(app: App, gu
     await post(app, other_group, message_id=193, group_id=2, acted_on=True)
 
     answer = await ask(app, "/奶龙 误判", reply_to=None)
+    posted_at = clock_text(guard.recent.lookup(191)[0].stored_at)
     assert answer == (
-        f"{NOT_NAILONG_ZH}{HERE_ZH}\n（本群最近一次命中，消息 191）{STRIKE_BACK_ZH.format(0)}"
+        f"{NOT_NAILONG_ZH}{HERE_ZH}\n（本群最近一次未纠错的命中：tester {posted_at} 发的图片）{STRIKE_BACK_ZH.format(0)}"
     )
     correction = guard.corrections.lookup(None, image_id=image_id(NAILONG), group_id=1)
     assert correction is not None and correction.label == "other" and correction.group_id == 1

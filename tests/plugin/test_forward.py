@@ -25,7 +25,7 @@ def node(*content: dict) -> dict:
 
 def acted_on(ctx, message_id: int) -> None:
     ctx.should_call_api("delete_msg", {"message_id": message_id}, result=None)
-    warning = Message([MessageSegment.reply(message_id), MessageSegment.text(WARNING)])
+    warning = Message([MessageSegment.at(5), MessageSegment.text(" " + WARNING)])
     ctx.should_call_api("send_group_msg", {"group_id": 1, "message": warning}, result={"message_id": 99})
 
 

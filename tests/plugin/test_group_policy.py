@@ -270,7 +270,7 @@ async def test_allow_list_by_mention_and_number(app: App, guard) -> None:
     assert await ask(app, "/nailong disallow 999999") == "Not on the allow-list: 999999"
     assert await ask(app, "/奶龙 豁免名单") == "豁免名单（2 人）：123456, 654321"
     assert (await ask(app, "/nailong allow abc")).startswith("Nothing changed: not a QQ number: abc")
-    assert (await ask(app, "/nailong allow")).startswith("At-mention members or write their QQ numbers.\nUsage:")
+    assert (await ask(app, "/nailong allow")).startswith("Allow-list (2): 123456, 654321\nUsage: /nailong allow")
     assert guard.store.get(1).allowed == {123456, 654321}
     assert await ask(app, "/nailong allowed", group_id=2) == "The allow-list is empty."
 
@@ -347,7 +347,9 @@ async def test_warning_text(app: App, guard) -> None:
     assert guard.store.get(1).reply_text == "{user}  请不要发奶龙（第 {strikes} 次，{score}）"
     assert await ask(app, "/奶龙 文案 重置") == f"警告已恢复默认：{WARNING}"
     assert guard.store.get(1).reply_text == WARNING
-    assert (await ask(app, "/nailong text")).startswith("Usage: /nailong text")
+    assert (await ask(app, "/nailong text")).startswith(
+        f"Now: {WARNING} (the global default, NAILONG_REPLY_TEXT in .env)\nUsage: /nailong text"
+    )
 
 
 async def test_observe_action(app: App, guard) -> None:
@@ -409,7 +411,7 @@ async def test_admins_are_checked_when_the_group_says_so(app: App, guard, image_
     async with app.test_matcher() as ctx:
         ctx.receive_event(connect(ctx), group_event([image_segment(url)], role="admin", message_id=61))
         ctx.should_call_api("delete_msg", {"message_id": 61}, result=None)
-        warning = Message([MessageSegment.reply(61), MessageSegment.text(WARNING)])
+        warning = Message([MessageSegment.at(5), MessageSegment.text(" " + WARNING)])
         ctx.should_call_api("send_group_msg", {"group_id": 1, "message": warning}, result={"message_id": 1})
 
 
@@ -433,8 +435,14 @@ async def test_observe_decides_counts_and_does_nothing(app: App, guard, image_se
     assert [entry.hit for entry in guard.recent.lookup(62)] == [True]  # shown in the console
 
 
-async def test_third_strike_mutes_with_the_groups_words(app: App, guard, image_server) -> None:
-    await guard.store.update(1, mute=MutePolicy(3, 600), reply_text="{user} 第 {strikes} 次（{score}）")
+@pytest.mark.parametrize(
+    ("template", "says_strikes"), [("{user} 第 {strikes} 次（{score}）", True), ("{user} 别发（{score}）", False)],
+    ids=["template-says-the-strike", "strike-line-added"],
+)
+async def test_third_strike_mutes_with_the_groups_words(
+    app: App, guard, image_server, template: str, says_strikes: bool
+) -> None:
+    await guard.store.update(1, mute=MutePolicy(3, 600), reply_text=template)
     url = image_server.add("strikes.jpg", still(YELLOW))
     async with app.test_matcher() as ctx:
         bot = connect(ctx)
@@ -446,9 +454,11 @@ async def test_third_strike_mutes_with_the_groups_words(app: App, guard, image_s
                 note = "（24 小时内第 3 次，已禁言 10 分钟）"
             else:
                 note = f"（24 小时内第 {strike} 次，第 3 次起禁言）"
-            warning = MessageSegment.reply(message_id) + Message(
-                [MessageSegment.at(8), MessageSegment.text(f" 第 {strike} 次（1.00）"), MessageSegment.text(note)]
-            )
+            # Recalled, so not quoted; the group's own words say which strike, or the strike line does (once).
+            words = f" 第 {strike} 次（1.00）" if says_strikes else " 别发（1.00）"
+            warning = Message([MessageSegment.at(8), MessageSegment.text(words)])
+            if not says_strikes:
+                warning += MessageSegment.text(note)
             sent = {"message_id": 1000 + message_id}
             ctx.should_call_api("send_group_msg", {"group_id": 1, "message": warning}, result=sent)
     assert guard.strikes.top(1) == [(8, 3)]

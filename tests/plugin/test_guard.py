@@ -30,11 +30,12 @@ from nonebug_chat import connect
 WARNING = "检测到奶龙图片"
 
 
-def warning_reply(group_id: int, message_id: int) -> dict:
-    return {
-        "group_id": group_id,
-        "message": Message([MessageSegment.reply(message_id), MessageSegment.text(WARNING)]),
-    }
+def warning_reply(group_id: int, *, quoting: int | None = None, user_id: int = 5) -> dict:
+    """The default warning: it @s the sender, and quotes the message only when it was not recalled."""
+    message = Message([MessageSegment.at(user_id), MessageSegment.text(" " + WARNING)])
+    if quoting is not None:
+        message.insert(0, MessageSegment.reply(quoting))
+    return {"group_id": group_id, "message": message}
 
 
 async def test_hit_recalls_and_replies(app: App, guard, image_server) -> None:
@@ -43,7 +44,7 @@ async def test_hit_recalls_and_replies(app: App, guard, image_server) -> None:
     async with app.test_matcher() as ctx:
         ctx.receive_event(connect(ctx), event)
         ctx.should_call_api("delete_msg", {"message_id": 11}, result=None)
-        ctx.should_call_api("send_group_msg", warning_reply(1, 11), result={"message_id": 99})
+        ctx.should_call_api("send_group_msg", warning_reply(1), result={"message_id": 99})
     assert guard.stats.over_days(1, 1) == Counts(checked=1, hits=1, recalls=1)
 
 
@@ -84,7 +85,7 @@ async def test_reply_only(app: App, guard, image_server) -> None:
     url = image_server.add("reply-only.jpg", still(YELLOW))
     async with app.test_matcher() as ctx:
         ctx.receive_event(connect(ctx), group_event([image_segment(url)], message_id=14))
-        ctx.should_call_api("send_group_msg", warning_reply(1, 14), result={"message_id": 99})
+        ctx.should_call_api("send_group_msg", warning_reply(1, quoting=14), result={"message_id": 99})
 
 
 async def test_failed_recall_falls_back_to_reply(app: App, start_guard, image_server) -> None:
@@ -95,7 +96,7 @@ async def test_failed_recall_falls_back_to_reply(app: App, start_guard, image_se
     async with app.test_matcher() as ctx:
         ctx.receive_event(connect(ctx), group_event([image_segment(url)], message_id=15))
         ctx.should_call_api("delete_msg", {"message_id": 15}, exception=failure)
-        ctx.should_call_api("send_group_msg", warning_reply(1, 15), result={"message_id": 99})
+        ctx.should_call_api("send_group_msg", warning_reply(1, quoting=15), result={"message_id": 99})
     assert guard.stats.over_days(1, 1) == Counts(checked=1, hits=1, failed_recalls=1)
 
 
@@ -114,7 +115,7 @@ async def test_mute_when_configured(app: App, start_guard, image_server) -> None
             ctx.should_call_api("delete_msg", {"message_id": message_id}, result=None)
             ban = {"group_id": 1, "user_id": 7, "duration": 600 * strike}
             ctx.should_call_api("set_group_ban", ban, result=None)
-            warning = warning_reply(1, message_id)
+            warning = warning_reply(1, user_id=7)
             warning["message"] += MessageSegment.text(notes[strike])
             ctx.should_call_api("send_group_msg", warning, result={"message_id": 99})
 
@@ -127,7 +128,7 @@ async def test_warning_cooldown_keeps_recalling_without_flooding(app: App, start
         bot = connect(ctx)
         ctx.receive_event(bot, group_event([image_segment(url)], group_id=1, message_id=31))
         ctx.should_call_api("delete_msg", {"message_id": 31}, result=None)
-        ctx.should_call_api("send_group_msg", warning_reply(1, 31), result={"message_id": 99})
+        ctx.should_call_api("send_group_msg", warning_reply(1), result={"message_id": 99})
         # Within the minute: recalled, not warned again, even when the recall fails.
         ctx.receive_event(bot, group_event([image_segment(url)], group_id=1, user_id=6, message_id=32))
         ctx.should_call_api("delete_msg", {"message_id": 32}, result=None)
@@ -136,7 +137,7 @@ async def test_warning_cooldown_keeps_recalling_without_flooding(app: App, start
         # Another group has its own cooldown.
         ctx.receive_event(bot, group_event([image_segment(url)], group_id=2, message_id=34))
         ctx.should_call_api("delete_msg", {"message_id": 34}, result=None)
-        ctx.should_call_api("send_group_msg", warning_reply(2, 34), result={"message_id": 98})
+        ctx.should_call_api("send_group_msg", warning_reply(2), result={"message_id": 98})
 
 
 def test_warning_cooldown_starts_over_at_each_warning() -> None:
@@ -183,7 +184,7 @@ async def test_segment_without_url_asks_get_image(app: App, guard, image_server)
         ctx.receive_event(connect(ctx), event)
         ctx.should_call_api("get_image", {"file": "ABCDEF.image"}, result={"file": "/nowhere", "url": url})
         ctx.should_call_api("delete_msg", {"message_id": 18}, result=None)
-        ctx.should_call_api("send_group_msg", warning_reply(1, 18), result={"message_id": 99})
+        ctx.should_call_api("send_group_msg", warning_reply(1), result={"message_id": 99})
 
 
 async def test_get_image_answering_with_a_local_path(app: App, guard, tmp_path, caplog_loguru) -> None:
@@ -195,7 +196,7 @@ async def test_get_image_answering_with_a_local_path(app: App, guard, tmp_path, 
         ctx.receive_event(bot, group_event([image_segment(None, file="B0B0.image")], message_id=22))
         ctx.should_call_api("get_image", {"file": "B0B0.image"}, result={"file": str(saved)})
         ctx.should_call_api("delete_msg", {"message_id": 22}, result=None)
-        ctx.should_call_api("send_group_msg", warning_reply(1, 22), result={"message_id": 99})
+        ctx.should_call_api("send_group_msg", warning_reply(1), result={"message_id": 99})
         # Where the implementation runs elsewhere the path is not here: skipped, logged, no action.
         ctx.receive_event(bot, group_event([image_segment(None, file="C0C0.image")], message_id=23))
         ctx.should_call_api("get_image", {"file": "C0C0.image"}, result={"file": str(tmp_path / "gone.jpg")})
@@ -214,7 +215,7 @@ async def test_local_reads_only_in_the_configured_folders(app: App, start_guard,
         ctx.receive_event(bot, group_event([image_segment(None, file="D0D0.image")], message_id=24))
         ctx.should_call_api("get_image", {"file": "D0D0.image"}, result={"file": str(allowed / "D0D0.jpg")})
         ctx.should_call_api("delete_msg", {"message_id": 24}, result=None)
-        ctx.should_call_api("send_group_msg", warning_reply(1, 24), result={"message_id": 99})
+        ctx.should_call_api("send_group_msg", warning_reply(1), result={"message_id": 99})
         ctx.receive_event(bot, group_event([image_segment(None, file="E0E0.image")], message_id=25))
         ctx.should_call_api("get_image", {"file": "E0E0.image"}, result={"file": str(tmp_path / "E0E0.jpg")})
     assert guard.stats.over_days(1, 1).checked == 1
@@ -245,10 +246,10 @@ async def test_sticker_and_mface_are_checked(app: App, guard, image_server) -> N
         bot = connect(ctx)
         ctx.receive_event(bot, group_event([image_segment(sticker, sub_type=1)], message_id=19))
         ctx.should_call_api("delete_msg", {"message_id": 19}, result=None)
-        ctx.should_call_api("send_group_msg", warning_reply(1, 19), result={"message_id": 99})
+        ctx.should_call_api("send_group_msg", warning_reply(1), result={"message_id": 99})
         ctx.receive_event(bot, group_event([mface_segment(mface)], message_id=20))
         ctx.should_call_api("delete_msg", {"message_id": 20}, result=None)
-        ctx.should_call_api("send_group_msg", warning_reply(1, 20), result={"message_id": 99})
+        ctx.should_call_api("send_group_msg", warning_reply(1), result={"message_id": 99})
 
 
 async def test_animated_hit_on_any_sampled_frame(app: App, guard, image_server) -> None:
@@ -257,7 +258,7 @@ async def test_animated_hit_on_any_sampled_frame(app: App, guard, image_server) 
     async with app.test_matcher() as ctx:
         ctx.receive_event(connect(ctx), group_event([image_segment(url)], message_id=21))
         ctx.should_call_api("delete_msg", {"message_id": 21}, result=None)
-        ctx.should_call_api("send_group_msg", warning_reply(1, 21), result={"message_id": 99})
+        ctx.should_call_api("send_group_msg", warning_reply(1), result={"message_id": 99})
 
 
 async def test_several_images_act_once(app: App, guard, image_server) -> None:
@@ -267,7 +268,7 @@ async def test_several_images_act_once(app: App, guard, image_server) -> None:
     async with app.test_matcher() as ctx:
         ctx.receive_event(connect(ctx), group_event([image_segment(u) for u in urls], message_id=22))
         ctx.should_call_api("delete_msg", {"message_id": 22}, result=None)
-        ctx.should_call_api("send_group_msg", warning_reply(1, 22), result={"message_id": 99})
+        ctx.should_call_api("send_group_msg", warning_reply(1), result={"message_id": 99})
     assert guard.stats.over_days(1, 1).checked == 3 and guard.stats.over_days(1, 1).hits == 1
 
 
@@ -280,7 +281,7 @@ async def test_repost_is_decided_from_cache(app: App, guard, image_server) -> No
         for message_id in (23, 24):
             ctx.receive_event(bot, group_event([segment], message_id=message_id))
             ctx.should_call_api("delete_msg", {"message_id": message_id}, result=None)
-            ctx.should_call_api("send_group_msg", warning_reply(1, message_id), result={"message_id": 99})
+            ctx.should_call_api("send_group_msg", warning_reply(1), result={"message_id": 99})
     assert image_server.requests["/img/repost.jpg"] == 1
 
 
@@ -317,22 +318,23 @@ async def test_same_bytes_under_another_name_skip_inference(guard, image_server)
     assert results[1].data == data  # the act step still has the bytes
 
 
-async def test_decision_made_across_a_correction_does_not_refill_the_cache(app: App, guard, image_server) -> None:
+async def test_decision_made_across_a_correction_does_not_refill_the_cache(
+    app: App, guard, image_server, monkeypatch
+) -> None:
     loop = asyncio.get_running_loop()
+    model_score = guard.decider.classifier.image_score
 
     async def clear_cache() -> None:
         guard.cache.clear()
 
-    def correction_lands_meanwhile(data, frames):
+    def correction_lands_meanwhile(frames):
         # An admin's correction clears the cache on the event loop while this image is in the worker.
         asyncio.run_coroutine_threadsafe(clear_cache(), loop).result(timeout=5)
-        return None
+        return model_score(frames)
 
-    guard.decider.overrides.insert(0, correction_lands_meanwhile)
-    try:
-        url = image_server.add("racing.png", still(BLUE, "PNG"))
-        async with app.test_matcher() as ctx:
-            ctx.receive_event(connect(ctx), group_event([image_segment(url, file="racing.png")], message_id=21))
-    finally:
-        guard.decider.overrides.remove(correction_lands_meanwhile)
+    monkeypatch.setattr(guard.decider.classifier, "image_score", correction_lands_meanwhile)
+    url = image_server.add("racing.png", still(BLUE, "PNG"))
+    async with app.test_matcher() as ctx:
+        ctx.receive_event(connect(ctx), group_event([image_segment(url, file="racing.png")], message_id=21))
+    monkeypatch.undo()
     assert len(guard.cache) == 0

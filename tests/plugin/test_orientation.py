@@ -68,5 +68,5 @@ async def test_a_rotated_nailong_photo_is_acted_on(app: App, start_guard, tmp_pa
         bot = ctx.create_bot(base=Bot, adapter=ctx.create_adapter(base=Adapter), self_id="42")
         ctx.receive_event(bot, group_event([image_segment(url)], message_id=601))
         ctx.should_call_api("delete_msg", {"message_id": 601}, result=None)
-        warning = Message([MessageSegment.reply(601), MessageSegment.text("检测到奶龙图片")])
+        warning = Message([MessageSegment.at(5), MessageSegment.text(" 检测到奶龙图片")])
         ctx.should_call_api("send_group_msg", {"group_id": 1, "message": warning}, result={"message_id": 1})

@@ -70,13 +70,13 @@ async def test_corrupted_file_at_startup_does_not_stop_the_bot(
         ctx.should_call_api("delete_msg", {"message_id": 31}, result=None)
         ctx.should_call_api(
             "send_group_msg",
-            {"group_id": 1, "message": _warning(31)},
+            {"group_id": 1, "message": _warning()},
             result={"message_id": 1},
         )
     assert guard.store.get(1).enabled
 
 
-def _warning(message_id: int):
+def _warning():
     from nonebot.adapters.onebot.v11 import Message, MessageSegment
 
-    return Message([MessageSegment.reply(message_id), MessageSegment.text("检测到奶龙图片")])
+    return Message([MessageSegment.at(5), MessageSegment.text(" 检测到奶龙图片")])

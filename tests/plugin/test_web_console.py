@@ -269,7 +269,7 @@ async def test_group_settings_are_edited_like_the_chat_commands(signed_in, csrf,
     }  # fmt: skip
     assert entry["after"]["action"] == "observe" and entry["after"]["allowed"] == [123456, 654321]
 
-    bad = {**form, "reply_text": "{user.__class__}", "threshold": "0.2"}
+    bad = {**form, "reply_text": "{user.__class__}", "threshold": "0.4"}
     refused = await signed_in.post("/nailong/settings", data=bad)
     assert refused.status_code == 400 and "未知的占位符 {user.__class__}" in refused.text
     assert guard.store.get(9) == settings
@@ -279,6 +279,24 @@ async def test_group_settings_are_edited_like_the_chat_commands(signed_in, csrf,
     assert cleared.status_code == 303
     assert not guard.store.get(9).mute.mutes and guard.store.get(9).reply_text == guard.store.defaults.reply_text
     assert (await signed_in.post("/nailong/settings", data={**form, "group_id": "abc"})).status_code == 400
+
+
+async def test_a_threshold_below_the_floor_needs_the_forms_checkbox(signed_in, csrf, guard) -> None:
+    guard.stats.add(9, checked=1)
+    page = (await signed_in.get("/nailong/")).text
+    assert '<input type="checkbox" name="confirm_threshold" value="yes"> 低于 0.3 也要设置</label>' in page
+    form = {"csrf": csrf, "group_id": "9", "threshold": "0.2"}
+    refused = await signed_in.post("/nailong/settings", data=form)
+    assert refused.status_code == 400
+    assert re.search(r'<p class="field-error" id="s9-threshold-error">[^<]*阈值 0.2 低于安全下限 0.3', refused.text)
+    assert guard.store.get(9).threshold == 0.7 and guard.audit.latest(5) == []
+    # Confirmed, but another field refused: the box stays ticked and the threshold has no error of its own.
+    other_bad = await signed_in.post("/nailong/settings", data={**form, "confirm_threshold": "yes", "reply_text": "{"})
+    shown = settings_form_of(other_bad.text, 9)
+    assert other_bad.status_code == 400 and 'value="yes" checked>' in shown and "s9-threshold-error" not in shown
+    confirmed = await signed_in.post("/nailong/settings", data={**form, "confirm_threshold": "yes"})
+    assert confirmed.status_code == 303 and guard.store.get(9).threshold == 0.2
+    assert len(guard.audit.latest(5)) == 1
 
 
 async def test_settings_need_the_login(browser) -> None:

@@ -13,6 +13,15 @@ def test_each_command_has_help(command, capsys):
     assert "/" in capsys.readouterr().out  # Chinese / English help text
 
 
+def test_a_missing_data_folder_is_one_clear_message_not_a_traceback(tmp_path, capsys):
+    config = tmp_path / "missing.yaml"
+    config.write_text(f"data: [{str(tmp_path / 'not-here')!r}]\npositive_label: nailong\n")
+    assert main(["train", "--config", str(config), f"checkpoint_dir={tmp_path / 'checkpoints'}"]) == 2
+    error = capsys.readouterr().err
+    assert "找不到数据目录" in error and "not-here" in error and "mine --rebuild" in error
+    assert "Traceback" not in error
+
+
 def test_predict_prints_a_verdict_per_file_and_flags_bad_files(trained, tmp_path, capsys, image_root):
     _, _, onnx_path = trained
     bad = tmp_path / "not-an-image.jpg"

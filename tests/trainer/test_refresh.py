@@ -41,7 +41,14 @@ from trainer.export import sha256_file
 from trainer.feedback import FeedbackError, read_corrections
 from trainer.gate import check_agreement, reasons_for
 from trainer.model import build_model
-from trainer.refresh import RefreshInterrupted, RefreshSettings, next_version, plan_steps, refresh
+from trainer.refresh import (
+    RefreshInterrupted,
+    RefreshSettings,
+    correction_items,
+    next_version,
+    plan_steps,
+    refresh,
+)
 from trainer.scoring import load_scorer
 
 STEPS = 25
@@ -251,6 +258,18 @@ def test_the_budget_decides_the_steps():
     assert plan_steps(600, 590, 4.0, 60, max_steps=1000) == 75
     assert plan_steps(600, 0, 1000.0, 60, max_steps=1000) == 1  # never none
     assert plan_steps(60, 5, 0.05, 10, max_steps=100000) == 900
+
+
+def test_every_correction_gets_its_share_of_views_in_every_step():
+    # Five labels, eight views a step: each label in every step, all equally often over five steps (drawn at
+    # random, one label went unseen in some of the first steps).
+    steps = [correction_items(5, 8, step, seed=0) for step in range(5)]
+    assert all(set(items) == set(range(5)) for items in steps)
+    assert np.bincount(np.concatenate(steps), minlength=5).tolist() == [8] * 5
+    assert steps == [correction_items(5, 8, step, seed=0) for step in range(5)]  # a resumed run: the same views
+    # More labels than views: each comes round in turn.
+    assert sorted(correction_items(20, 8, 0, seed=0) + correction_items(20, 8, 1, seed=0)
+                  + correction_items(20, 8, 2, seed=0)[:4]) == list(range(20))
 
 
 def test_versions_count_refreshes():

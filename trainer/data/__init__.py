@@ -17,6 +17,7 @@ from .sources import (
     IMAGE_SUFFIXES,
     PACKAGE_DEFAULT_LABEL,
     PACKAGE_PREFIX,
+    DataMissing,
     ImageRecord,
     excluded,
     family_from_source_path,
@@ -36,7 +37,7 @@ from .sources import (
 from .split import earlier_sides, family_folds, grouped_split, near_duplicate_groups
 
 __all__ = [
-    "CACHE_SCALE", "IMAGE_SUFFIXES", "PACKAGE_DEFAULT_LABEL", "PACKAGE_PREFIX", "UNLABELED", "DecodedImage",
+    "CACHE_SCALE", "DataMissing", "IMAGE_SUFFIXES", "PACKAGE_DEFAULT_LABEL", "PACKAGE_PREFIX", "UNLABELED", "DecodedImage",
     "ImageRecord", "PreparedData", "SampleStream", "TrainSet", "decode_all", "decode_record", "earlier_sides",
     "excluded", "family_folds", "family_from_source_path", "fetch_package", "file_factors", "grouped_split", "is_wild",
     "load_all_records", "load_hf_records", "load_records", "near_duplicate_groups", "parse_package_source",

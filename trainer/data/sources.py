@@ -62,6 +62,20 @@ def family_from_source_path(source_path: str, by_search_query: bool = False) -> 
     return f"clip:{_FRAME_SUFFIX.sub('', stem)}"
 
 
+class DataMissing(FileNotFoundError):
+    """A data folder the config names is not on this machine: the CLI says so in one message, no traceback."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(
+            f"找不到数据目录 / data folder not found: {root}\n"
+            "  配置的 data: 列出了它。共享数据集应在项目旁边的 ../shared/datasets/；datasets/ 下只有清单的数据，"
+            "先用 python -m trainer mine --rebuild datasets/<名字>/MANIFEST.csv --out <目录> 重建。\n"
+            "  The config's data: lists it. Shared datasets live beside the checkout in ../shared/datasets/; "
+            "folders kept as manifests under datasets/ are rebuilt first with trainer mine --rebuild."
+        )
+        self.root = root
+
+
 def scan_imagefolder(root: str | Path, repo_families: list[str] = (),
                      search_query_families: list[str] = ()) -> list[ImageRecord]:
     """Images under ``root/<label>/``; a ``MANIFEST.csv`` (file, source_repo, source_path) adds family
@@ -71,7 +85,7 @@ def scan_imagefolder(root: str | Path, repo_families: list[str] = (),
     from the source path (:func:`family_from_source_path`)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data folder not found / 找不到数据目录: {root}")
+        raise DataMissing(root)
     families: dict[str, str] = {}
     provenance: dict[str, str] = {}
     tags: dict[str, str] = {}
@@ -103,7 +117,7 @@ def scan_unlabeled(root: str | Path) -> list[ImageRecord]:
     """Every image under ``root``, in any folder layout, without a label (distillation inputs)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data folder not found / 找不到数据目录: {root}")
+        raise DataMissing(root)
     records = [ImageRecord(str(path), "", origin=str(root)) for path in sorted(root.rglob("*"))
                if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
     if not records:
