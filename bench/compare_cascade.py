@@ -53,8 +53,8 @@ def main() -> None:
         except (ImageDecodeError, OSError):
             continue
         records.append(record)
-        first_scores.append(first.rule.score(first.frame_probs(frames)[:, first.positive_index]))
-        second_scores.append(second.rule.score(second.frame_probs(frames)[:, second.positive_index]))
+        first_scores.append(first.image_probs(frames)[first.positive_index])
+        second_scores.append(second.image_probs(frames)[second.positive_index])
     first_scores, second_scores = np.array(first_scores), np.array(second_scores)
 
     candidates = {f"first alone ({first.name})": (first_scores, 0.0),

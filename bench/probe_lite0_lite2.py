@@ -15,7 +15,8 @@ from trainer.model import build_initialised_model, preprocess_spec
 from trainer.metrics import per_file_probs, summarize
 from trainer.thresholds import wild_threshold
 from nailong_vision.decode import decode_frames
-from nailong_vision.preprocess import resize_rgb
+from nailong_vision.frame_rule import flat_frames
+from nailong_vision.preprocess import normalize, resize_rgb
 
 base = load_config("configs/lite0-wild.yaml")
 ck = torch.load("runs/lite0-wild-ft/checkpoints/best.pt", map_location="cpu", weights_only=False)
@@ -56,7 +57,8 @@ for m, size in sizes.items():
         feats = {p: extract_features(model, np.stack(frames[m][p]), d, forward=fwd) for p in owners}
     for l2 in (1e-4, 1e-3):
         w, b = fit_linear_head(feats["train"], ytrain, weights, 2, l2)
-        vp, wp = (per_file_probs((torch.from_numpy(feats[p]) @ w.T + b).softmax(1).numpy(), np.array(owners[p]), n, 0)[:, 0]
+        vp, wp = (per_file_probs((torch.from_numpy(feats[p]) @ w.T + b).softmax(1).numpy(), np.array(owners[p]), n, 0,
+                                   flat=flat_frames(normalize(np.stack(frames[m][p]), specs[m])))[:, 0]
                   for p, n in (("val", len(val)), ("wild", len(wild))))
         m_ = summarize(np.stack([vp, 1 - vp], 1), (~vt).astype(int), labels, 0)
         t = wild_threshold(wp[wo], 0.005)

@@ -213,8 +213,10 @@ class Classifier:
         return softmax(self.logits(batch).astype(np.float64))[:, self.info.positive_index]
 
     def first_stage_score(self, frames: list[Image.Image]) -> float:
-        """P(nailong) of an image from its decoded frames, by this model alone and its frame rule."""
-        return self.info.frame_rule.score(self.nailong_scores(preprocess(frames, self.info.spec)))
+        """P(nailong) of an image from its decoded frames, by this model alone and its frame rule (which
+        leaves blank frames out)."""
+        batch = preprocess(frames, self.info.spec)
+        return self.info.frame_rule.score(self.nailong_scores(batch), frame_rule.flat_frames(batch))
 
     def image_score(self, frames: list[Image.Image]) -> float:
         """P(nailong) of an image from its decoded frames: this model's, or, inside a cascade's

@@ -10,6 +10,11 @@ probabilities as well (the trainer's reports) and a still image (one frame) keep
 - ``trimmed_mean:T``: the mean after dropping the highest and the lowest ``floor(T·n)`` frames;
 - ``k_of_n:K``: the K-th highest frame (the image is a hit when K frames are), all frames' minimum when
   fewer than K were sampled.
+
+Every rule first drops the blank frames (``flat_frames``): a frame with no content — a solid colour, or a
+fully transparent one composited on white — carries no evidence of nailong, yet the models score one
+(the bundled model gives a white frame 0.65, above its threshold), so a blank image or an animation that
+starts or ends on an empty frame would act. An image whose frames are all blank scores 0.
 """
 
 from __future__ import annotations
@@ -21,6 +26,16 @@ import numpy as np
 
 METADATA_KEY = "frame_rule"
 KINDS = ("max", "mean", "trimmed_mean", "k_of_n")
+# A frame is blank when every channel of its model input spreads less than this (standard deviation in
+# normalised units; one grey level is ≈ 0.017 of them under ImageNet's std): a solid frame is exactly 0.
+FLAT_STD = 0.01
+
+
+def flat_frames(batch: np.ndarray) -> np.ndarray:
+    """Which frames of a model input batch (N×C×H×W, as ``preprocess`` makes it) are blank."""
+    batch = np.asarray(batch)
+    spread = batch.reshape(batch.shape[0], batch.shape[1], -1).std(axis=2, dtype=np.float64)
+    return (spread < FLAT_STD).all(axis=1)
 
 
 @dataclass(frozen=True)
@@ -45,12 +60,20 @@ class FrameRule:
             return f"k_of_n:{int(self.parameter)}"
         return self.kind
 
-    def weights(self, scores: np.ndarray) -> np.ndarray:
-        """How much each frame counts (non-negative, summing to 1), from the frames' P(nailong)."""
-        n = len(scores)
-        if n == 0:
+    def weights(self, scores: np.ndarray, flat: np.ndarray | None = None) -> np.ndarray:
+        """How much each frame counts, from the frames' P(nailong): non-negative, summing to 1 over the
+        frames that are not ``flat`` (blank frames count 0; all zeros when every frame is blank)."""
+        if len(scores) == 0:
             raise ValueError("no frames to score / 没有帧")
-        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")  # highest first
+        weights = np.zeros(len(scores), dtype=np.float64)
+        content = np.ones(len(scores), dtype=bool) if flat is None else ~np.asarray(flat, dtype=bool)
+        if content.any():
+            weights[content] = self._weights(np.asarray(scores, dtype=np.float64)[content])
+        return weights
+
+    def _weights(self, scores: np.ndarray) -> np.ndarray:
+        n = len(scores)
+        order = np.argsort(-scores, kind="stable")  # highest first
         weights = np.zeros(n, dtype=np.float64)
         if self.kind == "max":
             weights[order[0]] = 1.0
@@ -64,15 +87,24 @@ class FrameRule:
             weights[order[min(int(self.parameter), n) - 1]] = 1.0
         return weights
 
-    def score(self, scores: np.ndarray) -> float:
-        """The image's P(nailong) from its frames'."""
+    def score(self, scores: np.ndarray, flat: np.ndarray | None = None) -> float:
+        """The image's P(nailong) from its frames' (0 when every frame is ``flat``)."""
         scores = np.asarray(scores, dtype=np.float64)
-        return float(self.weights(scores) @ scores)
+        return float(self.weights(scores, flat) @ scores)
 
-    def combine(self, frame_probs: np.ndarray, positive: int) -> np.ndarray:
-        """The image's class probabilities from its frames' ([F, C] → [C]), weighted as its P(nailong) is."""
+    def combine(self, frame_probs: np.ndarray, positive: int, flat: np.ndarray | None = None) -> np.ndarray:
+        """The image's class probabilities from its frames' ([F, C] → [C]), weighted as its P(nailong) is;
+        when every frame is ``flat``: P(nailong) 0, the rest shared as the frames' other classes are."""
         frame_probs = np.asarray(frame_probs, dtype=np.float64)
-        return self.weights(frame_probs[:, positive]) @ frame_probs
+        weights = self.weights(frame_probs[:, positive], flat)
+        if weights.any():
+            return weights @ frame_probs
+        others = frame_probs.mean(axis=0)
+        others[positive] = 0.0
+        if others.sum() == 0.0:  # the frames gave nailong everything: the other labels share alike
+            others = np.ones_like(others)
+            others[positive] = 0.0
+        return others / others.sum()
 
 
 DEFAULT_RULE = FrameRule("max")

@@ -152,7 +152,7 @@ def export_int8(fp32_path: Path, checkpoint: Checkpoint) -> Path | None:
         classifier = Classifier(path, providers=["CPUExecutionProvider"], threads=0)
         frame_probs = np.concatenate([softmax(classifier.logits(b.numpy())) for b in val_batches(data, 64)])
         file_probs = per_file_probs(frame_probs, data.val_file, len(data.val_sources), positive,
-                                    classifier.info.frame_rule)
+                                    classifier.info.frame_rule, flat=data.val_flat())
         f1[path] = summarize(file_probs, data.val_file_targets(), data.labels, positive)["nailong_best_f1"]
     drop = f1[fp32_path] - f1[int8_path]
     if drop > INT8_MAX_F1_DROP:

@@ -147,7 +147,7 @@ def run_features(cfg: TrainConfig, l2: float = 1e-3, data: PreparedData | None =
         head.bias.copy_(bias)
     frame_probs = (torch.from_numpy(val_features) @ weight.T + bias).softmax(1).numpy()
     file_probs = per_file_probs(frame_probs, data.val_file, len(data.val_sources), data.positive_index,
-                                parse_frame_rule(cfg.frame_rule))
+                                parse_frame_rule(cfg.frame_rule), flat=data.val_flat())
     metrics = summarize(file_probs, data.val_file_targets(), data.labels, data.positive_index)
     log.info("frozen %s features, linear head (l2 %g): nailong best-threshold F1 %.4f AP %.4f", cfg.model, l2,
              metrics["nailong_best_f1"], metrics["average_precision"])

@@ -42,28 +42,30 @@ CANDIDATES = ("max", "mean", "trimmed_mean:0.25", "k_of_n:2", "k_of_n:3")
 PARTLY_NAILONG = np.array([0.95, 0.95, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05])
 
 
-def frame_scores(scorer: Scorer, records: list[ImageRecord]) -> tuple[list[ImageRecord], list[np.ndarray]]:
-    """P(nailong) of each sampled frame of each readable record (unreadable ones are left out)."""
+def frame_scores(scorer: Scorer, records: list[ImageRecord]
+                 ) -> tuple[list[ImageRecord], list[tuple[np.ndarray, np.ndarray]]]:
+    """P(nailong) of each sampled frame of each readable record and which frames are blank (unreadable
+    records are left out)."""
     kept, scores = [], []
     for record in records:
         try:
-            probs = scorer.frame_probs(scorer.decode(record.read()))
+            probs, flat = scorer.frame_probs(scorer.decode(record.read()))
         except (ImageDecodeError, OSError) as error:
             log.warning("skipped unreadable image %s: %s", record.source, error)
             continue
         kept.append(record)
-        scores.append(probs[:, scorer.positive_index])
+        scores.append((probs[:, scorer.positive_index], flat))
     return kept, scores
 
 
-def compare_rules(records: list[ImageRecord], frames: list[np.ndarray], rules: list[str], positive: str,
+def compare_rules(records: list[ImageRecord], frames: list[tuple[np.ndarray, np.ndarray]], rules: list[str], positive: str,
                   threshold: float, max_fpr: float = DEFAULT_MAX_FPR) -> dict[str, dict]:
     """Per rule: the family yardstick at the model's threshold and at the rule's own, with animated slices."""
-    animated = np.array([len(f) > 1 for f in frames], dtype=bool)
+    animated = np.array([len(scores) > 1 for scores, _ in frames], dtype=bool)
     results = {}
     for name in rules:
         rule = parse_frame_rule(name)
-        scores = np.array([rule.score(f) for f in frames])
+        scores = np.array([rule.score(f, flat) for f, flat in frames])
         report = family_report(records, scores, threshold, positive, max_fpr)
         moving = [r for r, a in zip(records, animated) if a]
         report["animated_at_rule_threshold"] = (at_threshold(moving, scores[animated], report["rule_threshold"], positive)

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from nailong_vision.frame_rule import flat_frames
 from nailong_vision.frame_rule import parse as parse_frame_rule
 
 from .augment import mix
@@ -109,14 +110,15 @@ def predict_validation(model: torch.nn.Module, data: PreparedData, device: torch
     """P(class) per validation file, frames decoded and preprocessed exactly like the plugin."""
     was_training = model.training
     model.eval()
-    probs = []
+    probs, flat = [], []
     for batch in val_batches(data, cfg.batch_size * 2):
+        flat.append(flat_frames(batch.numpy()))
         with amp_context(device, cfg):
             logits = model(batch.to(device).contiguous(memory_format=torch.channels_last))
         probs.append(logits.float().softmax(1).cpu().numpy())
     model.train(was_training)
     return per_file_probs(np.concatenate(probs), data.val_file, len(data.val_sources), data.positive_index,
-                          parse_frame_rule(cfg.frame_rule))
+                          parse_frame_rule(cfg.frame_rule), flat=np.concatenate(flat))
 
 
 def validation_scores(model: torch.nn.Module, checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:

@@ -8,14 +8,14 @@ from nailong_vision.frame_rule import DEFAULT_RULE, FrameRule
 
 
 def per_file_probs(frame_probs: np.ndarray, frame_file: np.ndarray, n_files: int, positive: int,
-                   rule: FrameRule = DEFAULT_RULE) -> np.ndarray:
-    """Each file's class probabilities from its frames', by the plugin's frame rule (``max``: the frame
-    most likely to be nailong — the plugin acts when any sampled frame is a hit)."""
+                   rule: FrameRule = DEFAULT_RULE, *, flat: np.ndarray) -> np.ndarray:
+    """Each file's class probabilities from its frames', by the plugin's frame rule, blank frames
+    (``flat``, from ``frame_rule.flat_frames`` of the model input) left out as the plugin leaves them."""
     out = np.zeros((n_files, frame_probs.shape[1]), dtype=np.float64)
     order = np.argsort(frame_file, kind="stable")
     files, starts = np.unique(frame_file[order], return_index=True)
     for file, rows in zip(files, np.split(order, starts[1:])):
-        out[file] = rule.combine(frame_probs[rows], positive)
+        out[file] = rule.combine(frame_probs[rows], positive, flat[rows])
     return out
 
 

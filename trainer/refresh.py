@@ -38,6 +38,7 @@ from PIL import Image
 
 from nailong_vision.classifier import Classifier, ModelError
 from nailong_vision.decode import ImageDecodeError
+from nailong_vision.frame_rule import flat_frames
 from nailong_vision.frame_rule import parse as parse_frame_rule
 from nailong_vision.handoff import (
     CHECKPOINT_FILE,
@@ -262,12 +263,14 @@ def score_images(model: torch.nn.Module, images: list[DecodedImage], base: Check
         return np.empty(0)
     frames = np.concatenate([image.eval_frames for image in images])
     owner = np.concatenate([np.full(len(image.eval_frames), k) for k, image in enumerate(images)])
-    probs = []
+    probs, flat = [], []
     for start in range(0, len(frames), batch):
-        inputs = torch.from_numpy(normalize(frames[start : start + batch], base.spec)).to(device)
-        probs.append(model(inputs).float().softmax(1).cpu().numpy())
+        inputs = normalize(frames[start : start + batch], base.spec)
+        flat.append(flat_frames(inputs))
+        probs.append(model(torch.from_numpy(inputs).to(device)).float().softmax(1).cpu().numpy())
     rule = parse_frame_rule(base.config.frame_rule)
-    return per_file_probs(np.concatenate(probs), owner, len(images), base.positive_index, rule)[:, base.positive_index]
+    return per_file_probs(np.concatenate(probs), owner, len(images), base.positive_index, rule,
+                          flat=np.concatenate(flat))[:, base.positive_index]
 
 
 def score_pool(model: torch.nn.Module, pool: Pool, base: Checkpoint, device: torch.device,

@@ -15,7 +15,7 @@ from PIL import Image
 
 from nailong_vision.classifier import CascadeSpec, Classifier, softmax
 from nailong_vision.decode import decode_frames
-from nailong_vision.frame_rule import DEFAULT_RULE, FrameRule
+from nailong_vision.frame_rule import DEFAULT_RULE, FrameRule, flat_frames
 from nailong_vision.frame_rule import parse as parse_frame_rule
 from nailong_vision.preprocess import PreprocessSpec, preprocess
 
@@ -47,16 +47,21 @@ class Scorer:
         """The frames the plugin samples and decodes."""
         return decode_frames(data, max_frames=self.spec.frames, draft_size=self.spec.size)
 
-    def frame_probs(self, frames: list[Image.Image]) -> np.ndarray:
-        """Class probabilities of each frame ([F, C]), by this model alone."""
-        return self.probabilities(preprocess(frames, self.spec))
+    def frame_probs(self, frames: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities of each frame ([F, C]), by this model alone, and which frames are blank."""
+        batch = preprocess(frames, self.spec)
+        return self.probabilities(batch), flat_frames(batch)
+
+    def image_probs(self, frames: list[Image.Image]) -> np.ndarray:
+        """The image's class probabilities by this model alone and its frame rule (blank frames left out)."""
+        probs, flat = self.frame_probs(frames)
+        return self.rule.combine(probs, self.positive_index, flat)
 
     def score_frames(self, frames: list[Image.Image]) -> np.ndarray:
-        """The image's class probabilities: its frames' by the frame rule; inside a cascade's uncertain
-        band, the second model's."""
-        probs = self.rule.combine(self.frame_probs(frames), self.positive_index)
+        """The image's class probabilities: this model's; inside a cascade's uncertain band, the second's."""
+        probs = self.image_probs(frames)
         if self.second is not None and self.cascade.uncertain(probs[self.positive_index]):
-            return self.second.rule.combine(self.second.frame_probs(frames), self.positive_index)
+            return self.second.image_probs(frames)
         return probs
 
     def score_bytes(self, data: bytes) -> np.ndarray:

@@ -25,7 +25,7 @@ def recalled(onebot: FakeOneBot, message_ids: range) -> list[int]:
 async def test_a_slow_host_does_not_delay_another_group(onebot: FakeOneBot, image_server) -> None:
     with ImageServer(host="127.0.0.2") as slow_host:  # another address: per-host limits go by address
         # A 43-byte nailong GIF sent a byte every 0.1 s: never a read time-out, 4 s a download.
-        slow = slow_host.add("e2e-slow.gif", still(YELLOW, "GIF", size=(1, 1)), "image/gif")
+        slow = slow_host.add("e2e-slow.gif", still(YELLOW, "GIF", size=(4, 4)), "image/gif")
         slow = slow.replace("/img/", "/trickle/") + "?every=0.1"
         for i in range(6):
             await onebot.post(image_event(f"{slow}&n={i}", group_id=121, message_id=5021 + i))

@@ -10,7 +10,7 @@ from PIL import Image
 
 from nailong_bot.decision import Decider
 from nailong_vision.classifier import Classifier, ModelError
-from nailong_testkit import BLUE, WHITE, YELLOW, build_tiny_model, still, write_checksum
+from nailong_testkit import BLUE, WHITE, YELLOW, build_tiny_model, framed, still, write_checksum
 
 BAND = (0.3, 0.9)
 # P(nailong) by the tiny model: yellow ≈ 0.995, white and blue ≈ 0, these two ≈ 0.66 and 0.61 (uncertain),
@@ -28,7 +28,7 @@ def cascade_pair(tmp_path, band=BAND, second: str = "second.onnx"):
 
 
 def frames_of(colour) -> list[Image.Image]:
-    return [Image.new("RGB", (64, 64), colour)]
+    return [framed(colour, (64, 64))]
 
 
 def test_outside_the_band_the_cascade_decides_as_the_first_model_alone_and_the_second_never_runs(tmp_path) -> None:

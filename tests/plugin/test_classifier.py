@@ -24,6 +24,7 @@ from nailong_testkit import (
     YELLOW,
     animated_gif,
     build_tiny_model,
+    framed,
     still,
     write_checksum,
 )
@@ -225,7 +226,7 @@ def encoded(image: Image.Image, fmt: str, **options) -> bytes:
 
 
 def yellow_cmyk_jpeg() -> bytes:
-    return encoded(Image.new("RGB", (64, 64), YELLOW).convert("CMYK"), "JPEG")
+    return encoded(framed(YELLOW, (64, 64)).convert("CMYK"), "JPEG")
 
 
 def hidden_yellow_png() -> bytes:
@@ -240,7 +241,7 @@ def sticker_png() -> bytes:
 
 
 def palette_png(color) -> bytes:
-    return encoded(Image.new("RGB", (64, 64), color).convert("P", palette=Image.Palette.ADAPTIVE), "PNG")
+    return encoded(framed(color, (64, 64)).convert("P", palette=Image.Palette.ADAPTIVE), "PNG")
 
 
 def transparent_palette_gif() -> bytes:
@@ -251,7 +252,7 @@ def transparent_palette_gif() -> bytes:
 
 
 def animated_webp(colors) -> bytes:
-    frames = [Image.new("RGB", (64, 64), color) for color in colors]
+    frames = [framed(color, (64, 64)) for color in colors]
     return encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=50, lossless=True)
 
 

@@ -82,3 +82,22 @@ async def test_a_partly_nailong_animation_is_caught_under_the_shipped_rule(tmp_p
         scores[name] = decision.score
     assert scores["shipped"] >= TINY_THRESHOLD, scores
     assert scores["mean"] < TINY_THRESHOLD, scores
+
+
+@pytest.mark.parametrize("rule", ["max", "mean", "trimmed_mean:0.25", "k_of_n:2"])
+def test_blank_frames_are_left_out(rule: str) -> None:
+    """A blank frame carries no evidence: the rule scores the other frames, and 0 when all are blank."""
+    scores = np.array([0.65, 0.9, 0.8, 0.65])
+    flat = np.array([True, False, False, True])
+    assert parse(rule).score(scores, flat) == parse(rule).score(scores[~flat])
+    assert parse(rule).score(scores, np.ones(4, dtype=bool)) == 0.0
+    combined = parse(rule).combine(np.array([[0.65, 0.35], [0.7, 0.3]]), 0, np.array([True, True]))
+    assert combined.tolist() == [0.0, 1.0]
+
+
+def test_flat_frames_are_those_without_spread() -> None:
+    batch = np.zeros((3, 3, 8, 8), dtype=np.float32)
+    batch[0] = [[[2.2]], [[2.4]], [[2.6]]]  # solid white, normalised: the channels differ, no pixel does
+    batch[1, :, 3, 3] = 1.0  # one bright pixel is content
+    batch[2] = np.random.default_rng(0).normal(0.0, 0.001, (3, 8, 8))  # noise far below one grey level
+    assert frame_rule.flat_frames(batch).tolist() == [True, False, True]

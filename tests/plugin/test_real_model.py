@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 import pytest
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageSequence
 
 from nailong_bot.config import Config
 from nailong_bot.decision import Decider
@@ -52,4 +52,45 @@ async def test_a_nailong_photo_saved_rotated_is_a_hit(decider) -> None:
     buffer = io.BytesIO()
     stored.save(buffer, "JPEG", quality=90, exif=exif)
     decision = await decider.decide(buffer.getvalue())
+    assert decision.score >= decider.classifier.info.threshold, decision
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("blank", [
+    Image.new("RGB", (240, 240), (255, 255, 255)),
+    Image.new("RGB", (240, 240), (0, 0, 0)),
+    Image.new("RGBA", (240, 240), (0, 0, 0, 0)),  # composited on white, as stickers are
+], ids=["white", "black", "transparent"])
+async def test_a_blank_image_is_not_a_hit(decider, blank: Image.Image) -> None:
+    """The bundled model scores a blank frame 0.65, above its threshold: a blank frame counts for nothing."""
+    decision = await decider.decide(png(blank))
+    assert decision.score < decider.classifier.info.threshold, decision
+
+
+def framed_by_blanks(frames: list[Image.Image]) -> bytes:
+    """A GIF of ``frames`` that starts and ends on a blank white frame."""
+    blank = Image.new("RGB", frames[0].size, (255, 255, 255))
+    buffer = io.BytesIO()
+    blank.save(buffer, "GIF", save_all=True, append_images=[*frames, blank], duration=80, loop=0)
+    return buffer.getvalue()
+
+
+async def test_an_animation_that_starts_and_ends_blank_is_scored_by_its_content(decider) -> None:
+    """Two blank frames would be two hits under k_of_n:2; an ordinary picture between them is not nailong."""
+    with Image.open(FIXTURES / "other-anime-girl.jpg") as image:
+        decision = await decider.decide(framed_by_blanks([image.convert("RGB")]))
+    assert decision.frames == 3
+    assert decision.score < decider.classifier.info.threshold, decision
+
+
+async def test_a_nailong_animation_that_starts_and_ends_blank_is_a_hit(decider) -> None:
+    with Image.open(FIXTURES / "nailong-animated.gif") as gif:
+        frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(gif)]
+    decision = await decider.decide(framed_by_blanks(frames))
+    assert decision.frames == 8
     assert decision.score >= decider.classifier.info.threshold, decision

@@ -126,7 +126,7 @@ async def test_a_slow_server_does_not_delay_another_group(start_guard) -> None:
     )
     bot = RecordingBot()
     with ImageServer() as server, ImageServer(host="127.0.0.2") as slow_server:
-        slow_image = slow_server.add("slow.gif", still(YELLOW, "GIF", size=(1, 1)), "image/gif")
+        slow_image = slow_server.add("slow.gif", still(YELLOW, "GIF", size=(4, 4)), "image/gif")
         # The slow host, at another address, sending the image a byte at a time.
         slow_url = slow_image.replace("/img/", "/trickle/") + "?every=0.1"
         slow = [

@@ -177,6 +177,7 @@ def test_the_frame_rule_comparison_scores_each_rule_on_the_family_yardstick():
     for k in range(10):  # nailong in two frames of eight
         records.append(ImageRecord(f"nailong-{k}.gif", "nailong", "nailong"))
         frames.append(np.array([0.95, 0.9] + [0.1] * 6))
+    frames = [(scores, np.zeros(len(scores), dtype=bool)) for scores in frames]  # no blank frames
     results = compare_rules(records, frames, ["max", "mean", "k_of_n:2"], "nailong", threshold=0.5)
     assert results["max"]["at_threshold"]["max_family_fpr"] == 1.0  # the whole bear series acts
     assert results["max"]["at_rule_threshold"]["recall"] == 0.0  # …and pushes max's own threshold above nailong

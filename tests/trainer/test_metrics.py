@@ -28,7 +28,7 @@ def test_thresholds_for_precision_and_best_f1():
 
 def test_files_take_their_most_nailong_frame():
     frames = np.array([[0.2, 0.8], [0.7, 0.3], [0.1, 0.9]])
-    files = per_file_probs(frames, np.array([0, 0, 1]), 2, positive=0)
+    files = per_file_probs(frames, np.array([0, 0, 1]), 2, positive=0, flat=np.zeros(3, dtype=bool))
     assert files.tolist() == [[0.7, 0.3], [0.1, 0.9]]
     report = summarize(files, np.array([0, 1]), ["nailong", "other"], 0)
     assert report["accuracy"] == 1.0 and report["confusion_matrix"] == [[1, 0], [0, 1]]

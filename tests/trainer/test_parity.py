@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from nailong_vision.classifier import Classifier
 from nailong_vision.decode import decode_frames
@@ -66,3 +67,29 @@ def test_plugin_and_trainer_apply_the_same_frame_rule(trained, tmp_path, rule):
         frames = decode_frames(open(source, "rb").read(), max_frames=cfg.eval_frames, draft_size=cfg.image_size)
         assert classifier.image_score(frames) == pytest.approx(trainer_probs[file_index, data.positive_index],
                                                                abs=1e-4), source
+
+
+def test_plugin_and_trainer_leave_out_the_same_blank_frames(trained, tmp_path):
+    """Blank frames (every other validation frame made solid white) count for nothing on both sides: a
+    file whose frames are all blank scores 0, the others by their remaining frames."""
+    cfg, best, onnx_path = trained
+    data = prepare_data(cfg)
+    pixels = data.val_pixels.copy()
+    pixels[::2] = 255
+    blanked = dataclasses.replace(data, val_pixels=pixels)
+    model, _ = load_model(best)
+    rule = "k_of_n:2"
+    trainer_probs = predict_validation(model, blanked, torch.device("cpu"), dataclasses.replace(cfg, frame_rule=rule))
+    ruled = tmp_path / "ruled.onnx"
+    shutil.copy(onnx_path, ruled)
+    write_metadata(ruled, {**Classifier(onnx_path).info.metadata, "frame_rule": rule})
+    classifier = Classifier(ruled, providers=["CPUExecutionProvider"])
+    all_blank = 0
+    for file_index in range(len(data.val_sources)):
+        frames = pixels[data.val_file == file_index]
+        score = classifier.image_score([Image.fromarray(frame) for frame in frames])
+        assert score == pytest.approx(trainer_probs[file_index, data.positive_index], abs=1e-4)
+        blank = bool((frames == 255).all())
+        assert score == 0.0 or not blank
+        all_blank += blank
+    assert all_blank and all_blank < len(data.val_sources)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nailong_vision.frame_rule import flat_frames
 from nailong_vision.preprocess import PreprocessSpec, normalize
 
 from ..augment import augment
@@ -74,6 +75,10 @@ class PreparedData:
     @property
     def positive_index(self) -> int:
         return self.labels.index("nailong") if "nailong" in self.labels else 0
+
+    def val_flat(self, batch_size: int = 256) -> np.ndarray:
+        """Which validation frames are blank, judged on the plugin's model input (``frame_rule.flat_frames``)."""
+        return np.concatenate([flat_frames(batch.numpy()) for batch in val_batches(self, batch_size)])
 
     def val_file_targets(self) -> np.ndarray:
         targets = np.zeros(len(self.val_sources), dtype=np.int64)
