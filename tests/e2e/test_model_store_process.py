@@ -15,12 +15,13 @@ import hashlib
 import json
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
 from bot_process import ROOT, running_bot
-from nailong_testkit import SUPERUSER, FakeOneBot, build_tiny_model, group_message_payload, text_segment, write_checksum
+from nailong_testkit import (
+    SUPERUSER, FakeOneBot, build_tiny_model, group_message_payload, live_members, text_segment, write_checksum,
+)
 from nailong_vision.handoff import CHECKPOINT_FILE, MODEL_FILE
 
 GROUP = 501
@@ -43,19 +44,6 @@ async def command(onebot: FakeOneBot, text: str, answers: int = 1, timeout: floa
         assert time.monotonic() < deadline, f"no answer to {text!r} within {timeout}s"
         await asyncio.sleep(0.2)
     return ["".join(s["data"].get("text", "") for s in p["message"]) for _, p in onebot.actions("send_msg")[seen:]]
-
-
-def live_members(group: int) -> list[int]:
-    """The live (not zombie) processes of a process group, from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == group and fields[0] not in "ZX":
-            members.append(int(stat.parent.name))
-    return members
 
 
 async def test_a_damaged_store_and_a_hung_trainer(tmp_path) -> None:

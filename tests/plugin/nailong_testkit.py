@@ -618,6 +618,19 @@ class FakeOneBot:
         return [(a, p) for _, a, p in self.calls if name is None or a == name]
 
 
+def live_members(group: int) -> list[int]:
+    """The live (not zombie) processes of a process group, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] not in "ZX":
+            members.append(int(stat.parent.name))
+    return members
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

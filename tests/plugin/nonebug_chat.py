@@ -23,13 +23,15 @@ async def ask(
     user_id: int = 5,
     group_id: int = 1,
     mentions: tuple[int, ...] = (),
+    to_me: bool = False,
 ) -> str:
-    """Send a command (as a reply to message ``reply_to``, followed by at-mentions of ``mentions``) and
-    return the bot's answer."""
+    """Send a command (as a reply to message ``reply_to``, followed by at-mentions of ``mentions``; ``to_me``
+    as the adapter marks a message it removed a leading @ of the bot from) and return the bot's answer."""
     from nailong_bot.commands import nailong_command
 
     segments = [text_segment(text)] + [{"type": "at", "data": {"qq": str(qq)}} for qq in mentions]
     event = group_event(segments, role=role, user_id=user_id, group_id=group_id, reply_to=reply_to)
+    event.to_me = to_me
     answers: list[str] = []
     async with app.test_matcher(nailong_command) as ctx:
         bot = connect(ctx)

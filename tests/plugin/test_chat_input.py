@@ -111,21 +111,7 @@ async def test_no_space_after_the_command_word_switches_on(app: App, guard) -> N
 
 
 async def test_an_at_mention_of_the_bot_is_answered(app: App, guard) -> None:
-    from nailong_bot.commands import nailong_command
-
-    event = group_event([text_segment("奶龙 状态")], role="admin")
-    event.to_me = True  # as the adapter leaves it once it has removed the leading @ of the bot
-    answers: list[str] = []
-    async with app.test_matcher(nailong_command) as ctx:
-        bot = connect(ctx)
-        ctx.receive_event(bot, event)
-
-        async def capture(event, message, **kwargs):
-            answers.append(str(message))
-
-        bot.send = capture  # type: ignore[method-assign]
-        ctx.should_finished(nailong_command)
-    assert answers[0].startswith("奶龙检测：已开启")
+    assert (await ask(app, "奶龙 状态", to_me=True)).startswith("奶龙检测：已开启")
 
 
 async def test_text_that_only_looks_like_it_is_left_to_others(app: App, guard) -> None:

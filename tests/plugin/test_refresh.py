@@ -22,7 +22,9 @@ from nailong_bot.cache import versioned_key
 from nailong_bot.corrections import Corrections
 from nailong_bot.pipeline import decide_bytes
 from nailong_vision.handoff import CHECKPOINT_FILE, GATE_FILE, GATE_MARKDOWN_FILE, MODEL_FILE
-from nailong_testkit import SUPERUSER, YELLOW, build_tiny_model, group_event, patterned, text_segment, write_checksum
+from nailong_testkit import (
+    SUPERUSER, YELLOW, build_tiny_model, group_event, live_members, patterned, text_segment, write_checksum,
+)
 
 HERE = Path(__file__).parent
 API_TOKEN = "refresh-api-token-0123456789"
@@ -560,19 +562,6 @@ async def test_a_malformed_gate_report_is_shown_as_unreadable_never_an_error_pag
     assert status.status_code == 200 and status.json()["refresh"]["last"]["outcome"] == "error"
 
 
-def group_members(group: int) -> list[int]:
-    """The live (not zombie) processes of a process group, from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == group and fields[0] not in "ZX":
-            members.append(int(stat.parent.name))
-    return members
-
-
 async def test_a_hung_trainer_is_killed_with_its_group_and_a_new_refresh_can_start(learner, fake_trainer, monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(refresh, "STOP_SECONDS", 0.5, raising=False)
     refresher = learner.refresher
@@ -584,7 +573,7 @@ async def test_a_hung_trainer_is_killed_with_its_group_and_a_new_refresh_can_sta
     assert record.outcome == "timed_out" and "was stopped" in record.message
     hung = json.loads((Path(record.folder) / "hung.json").read_text())
     assert hung["group"] == hung["trainer"] != os.getpgrp()  # a group of its own
-    assert group_members(hung["group"]) == []  # the trainer and its child: gone
+    assert live_members(hung["group"]) == []  # the trainer and its child: gone
     assert refresher.running_trigger is None and not refresher.is_running()
     saved = json.loads((tmp_path / "data" / "models" / "last_refresh.json").read_text())
     assert saved["outcome"] == "timed_out"
