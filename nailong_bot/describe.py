@@ -129,8 +129,10 @@ def gate_lines(lang: Lang, record: RefreshRecord) -> list[str]:
 
 
 def rolled_back_note(lang: Lang, record: RefreshRecord, in_use: str) -> str | None:
-    """Where the model a refresh swapped in no longer runs (a rollback since), the one that does."""
-    if record.outcome == "passed" and record.version is not None and record.version != in_use:
+    """Where the model a refresh left running (the one it swapped in, or the one it kept) no longer runs
+    (a rollback since), the one that does."""
+    left_running = record.version if record.outcome == "passed" else record.base_version
+    if left_running is not None and left_running != in_use:
         return lang("refresh", "rolled_back_since", version=in_use)
     return None
 

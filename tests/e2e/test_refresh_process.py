@@ -189,6 +189,8 @@ async def test_corrections_refresh_gate_hot_swap_and_rollback(tmp_path, image_se
 
         (rolled,) = await chat.command("/nailong rollback", user_id=SUPERUSER)
         assert rolled.startswith("Rolled back: ") and rolled.endswith(" → 2026.01.01.1"), rolled
+        (model,) = await chat.command("/奶龙 模型", user_id=SUPERUSER)
+        assert "此后已回退，现在使用 2026.01.01.1" in model, model  # the model in use, not the refresh's result
         # Back on the base: the family is recalled again (the corrected images themselves stay corrected).
         assert await chat.recalled(learnt[0])
         assert onebot.process.poll() is None

@@ -273,6 +273,21 @@ async def chat(app: App, text: str, *, user_id: int = SUPERUSER, role: str = "me
     return answers
 
 
+async def test_after_a_failed_refresh_and_a_rollback_the_model_named_is_the_one_in_use(
+    app: App, learner, fake_trainer
+) -> None:
+    correct(learner.corrections, 2)
+    assert (await learner.refresher.start("test")).outcome == "passed"
+    fake_trainer(exit=3)  # the next candidate fails its gate: r1 stays
+    correct(learner.corrections, 1)
+    assert (await learner.refresher.start("test")).outcome == "failed"
+    (rolled,) = await chat(app, "/nailong rollback")
+    assert rolled == "Rolled back: 0.0.1+r1 → 0.0.1"
+    (model,) = await chat(app, "/奶龙 模型")
+    assert model.startswith("当前模型：tiny-test 0.0.1（")
+    assert "此后已回退，现在使用 0.0.1" in model  # not only "kept 0.0.1+r1" from the failed refresh
+
+
 async def test_refresh_model_and_rollback_commands(app: App, learner) -> None:
     correct(learner.corrections, 2)
     (model,) = await chat(app, "/nailong model")
