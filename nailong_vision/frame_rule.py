@@ -27,8 +27,9 @@ import numpy as np
 METADATA_KEY = "frame_rule"
 KINDS = ("max", "mean", "trimmed_mean", "k_of_n")
 # A frame is blank when every channel of its model input spreads less than this (standard deviation in
-# normalised units; one grey level is ≈ 0.017 of them under ImageNet's std): a solid frame is exactly 0.
-FLAT_STD = 0.01
+# normalised units; one grey level is ≈ 0.008–0.017 of them). A solid frame is exactly 0 (JPEG included), so
+# this only leaves room for rounding: an image with a faint mark of a grey level or two is content.
+FLAT_STD = 0.001
 
 
 def flat_frames(batch: np.ndarray) -> np.ndarray:
