@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench_review_family.py --family anyliew/meme_emoji --budget 600 --threads 2
     .venv/bin/python bench/bench_review_family.py --mined <rounds>/*/to_label.csv \
         --family pleroma-custom/static/emoji/spinny --pick top       # a mined family the model acts on more
+    .venv/bin/python bench/bench_review_family.py --folder .cache/datasets/family-negatives \
+        --family zalo-stickers/noc-kute-game-i-ca,zalo-stickers/ai-ca-hong --pick top   # a rebuilt family folder
 
 A family held out of training (a wild source of `nailong-negatives`, never trained on) is scored with the bundled
 model; 5 of its images that the bot would act on or queue for review are labelled `other` (as an admin on the
@@ -24,6 +26,11 @@ trained on): pleroma-custom/static/emoji/spinny, 87 GIFs, its 5 highest-scoring 
 box (load 3.5–7.5), one run each: the other 82 acted on 22.0 % → 0.0 % both before the refresh change (4 random
 correction views a batch: 19 steps, 358 s, gate failed at 97.8 % agreement) and after it (8 views, every correction
 in turn: 30 steps, 684 s, gate passed at 98.8 %); recall on 250 nailong 0.98 → 0.98 both times. The README has it.
+
+A family of a rebuilt family folder (``--folder``: ``trainer mine --rebuild datasets/family-negatives/MANIFEST.csv``),
+on an idle box (load 1.2–1.7), 2026-12-07: Zalo's green pufferfish mascot
+(``--family zalo-stickers/noc-kute-game-i-ca,zalo-stickers/ai-ca-hong --pick top``, 44 images), the other 39 acted on
+20.5 % → 0 % and queued 46.2 % → 0 % in 376 s (86 steps, gate passed at 99.4 %), nailong 0.980 → 0.972.
 """
 
 from __future__ import annotations
@@ -65,6 +72,10 @@ def main() -> None:
                         help="a source of nailong-negatives, or with --mined a family column of the mined CSVs")
     parser.add_argument("--mined", type=Path, nargs="*", default=[],
                         help="mined to_label.csv files (number,score,label,family,…,path) to take the family from")
+    parser.add_argument("--folder", type=Path,
+                        help="a rebuilt family folder (trainer mine --rebuild datasets/family-*/MANIFEST.csv) to take "
+                             "the family from: --family is then its manifest's family column, or several joined by "
+                             "commas (one character in several packs)")
     parser.add_argument("--pick", choices=("random", "top"), default="random",
                         help="which flagged images get the labels: a random few, or the highest-scoring (the ones "
                              "an admin sees recalled first)")
@@ -78,8 +89,12 @@ def main() -> None:
     rng = random.Random(args.seed)
     negatives = args.datasets / "nailong-negatives"
     manifest = list(csv.DictReader((negatives / "MANIFEST.csv").open(encoding="utf-8")))
-    family = _mined_family(args.mined, args.family) if args.mined else [
-        negatives / r["file"] for r in manifest if r["source_repo"] == args.family and r["label"] == "other"]
+    if args.folder:
+        family = _folder_family(args.folder, args.family)
+    elif args.mined:
+        family = _mined_family(args.mined, args.family)
+    else:
+        family = [negatives / r["file"] for r in manifest if r["source_repo"] == args.family and r["label"] == "other"]
     model = ROOT / "models" / "nailong.onnx"
     scorer = load_scorer(model)
     threshold, floor = scorer.threshold, _floor(model)
@@ -143,6 +158,16 @@ def _mined_family(files: list[Path], family: str) -> list[Path]:
     assert rows, f"no rows of {family} in {files}"
     assert all(row["label"] in ("", "other") for row in rows), f"{family} has nailong labels: not a negative family"
     return sorted({Path(row["path"]) for row in rows})
+
+
+def _folder_family(folder: Path, family: str) -> list[Path]:
+    """The family's images in a rebuilt family folder (its MANIFEST's family column, or several comma-separated;
+    all of them "other")."""
+    names = set(family.split(","))
+    rows = [row for row in csv.DictReader((folder / "MANIFEST.csv").open(encoding="utf-8")) if row["family"] in names]
+    assert rows, f"no rows of {family} in {folder}"
+    assert all(row["label"] == "other" for row in rows), f"{family} has nailong labels: not a negative family"
+    return sorted(folder / row["file"] for row in rows)
 
 
 def _floor(model: Path) -> float:

@@ -221,3 +221,18 @@ def test_a_rule_that_loses_partly_nailong_animations_is_never_chosen():
                "max": {"at_threshold": {**row, "false_positives": 9}, "catches_partly_nailong": True}}
     assert choose(results) == "max"
     assert PARTLY_NAILONG.mean() < 0.5 < np.sort(PARTLY_NAILONG)[-2]
+
+
+def test_family_cap_keeps_at_most_cap_images_of_each_named_family_and_the_same_ones_every_time(tmp_path):
+    root = family_folder(tmp_path / "d", families=3, per_family=6)
+    capped = load_records(tiny_config(tmp_path, root, "family_cap=4"))
+    counts = {}
+    for record in capped:
+        counts[record.family] = counts.get(record.family, 0) + 1
+    assert {counts[f"family:series-{n}"] for n in range(3)} == {4}
+    # Images without a manifest family (the folder's own nailong and other) are never capped.
+    everything = load_records(tiny_config(tmp_path, root))
+    unnamed = [r.source for r in everything if not r.family.startswith("family:")]
+    assert unnamed and set(unnamed) <= {r.source for r in capped}
+    again = load_records(tiny_config(tmp_path, root, "family_cap=4"))
+    assert [r.source for r in again] == [r.source for r in capped]

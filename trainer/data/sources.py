@@ -223,7 +223,19 @@ def load_all_records(cfg: TrainConfig) -> list[ImageRecord]:
         records.extend(scan_source(entry, cfg))
     if cfg.hf_dataset:
         records.extend(load_hf_records(cfg.hf_dataset, cfg.hf_data_dir))
-    return records
+    return cap_families(records, cfg.family_cap) if cfg.family_cap else records
+
+
+def cap_families(records: list[ImageRecord], cap: int) -> list[ImageRecord]:
+    """At most ``cap`` images of each family a MANIFEST names (``family:…``); the kept ones are those whose file
+    names hash lowest, so the choice is stable across runs and independent of order."""
+    by_family: dict[str, list[ImageRecord]] = {}
+    for record in records:
+        if record.family.startswith("family:"):
+            by_family.setdefault(record.family, []).append(record)
+    dropped = {id(r) for members in by_family.values() if len(members) > cap
+               for r in sorted(members, key=lambda r: hashlib.sha1(Path(r.source).name.encode()).digest())[cap:]}
+    return [r for r in records if id(r) not in dropped]
 
 
 def load_records(cfg: TrainConfig) -> list[ImageRecord]:
