@@ -123,6 +123,7 @@ def export_command(checkpoint_path: str, out: str, opset: int = 20, precision_ta
         out_path.with_name(out_path.stem + ".calibration.json").write_text(
             json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         write_checksum(out_path)  # calibration rewrote the threshold in the metadata
+        threshold = report["wild"]["threshold"]
     log.info("exported %s (%.1f MB, max |Δlogit| %.1e, threshold %.4f, %.1fs)", out_path,
              out_path.stat().st_size / 1e6, difference, threshold, time.perf_counter() - started)
     if int8:

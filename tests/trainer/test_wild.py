@@ -200,7 +200,9 @@ def test_the_wild_threshold_needs_negatives():
         wild_threshold(np.array([]), 0.005)
 
 
-def test_export_sets_the_threshold_on_the_wild_set(trained, tmp_path, image_root, negatives_root):
+def test_export_sets_the_threshold_on_the_wild_set(trained, tmp_path, image_root, negatives_root, caplog):
+    import logging
+
     import onnx
 
     from trainer.calibrate import score_records
@@ -214,11 +216,14 @@ def test_export_sets_the_threshold_on_the_wild_set(trained, tmp_path, image_root
                            "wild_sources=[wild/stickers]", "wild_max_fpr=0.25")
     config_path = tmp_path / "wild.yaml"
     config_path.write_text(yaml.safe_dump(json.loads(json.dumps(wild_cfg.to_dict()))), encoding="utf-8")
-    out = export_command(str(best), str(tmp_path / "model.onnx"), version="test", wild_of=str(config_path))
+    with caplog.at_level(logging.INFO, logger="trainer.export"):
+        out = export_command(str(best), str(tmp_path / "model.onnx"), version="test", wild_of=str(config_path))
 
     scorer = load_scorer(out)
     _, scores = score_records(scorer, wild_records(wild_cfg))
     assert scorer.threshold == pytest.approx(wild_threshold(scores, 0.25))
+    # The export's last line names the threshold the model ships with, not the precision target's.
+    assert f"threshold {scorer.threshold:.4f}" in caplog.records[-1].getMessage()
     assert np.mean(scores >= scorer.threshold) <= 0.25
     assert (tmp_path / "model.onnx.sha256").read_text().strip() == sha256_file(out)
     report = json.loads((tmp_path / "model.calibration.json").read_text(encoding="utf-8"))
