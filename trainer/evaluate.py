@@ -131,19 +131,20 @@ MISTAKES_ON_SHEET = 32
 def mistakes_sheet(out_dir: Path, records: list[ImageRecord], score: np.ndarray, is_positive: np.ndarray,
                    threshold: float) -> None:
     """The images it still gets wrong, as one small contact sheet (mistakes.png): false positives from the
-    highest score down, then missed nailong from the lowest up; numbered as in mistakes.csv."""
+    highest score down, then missed nailong from the lowest up; numbered as in mistakes.csv, whose ``folder`` says
+    which data folder each came from (a MANIFEST names the repositories behind it, the folder where we took it)."""
     from .mine import write_csv, write_sheets
 
     wrong = [i for i in np.argsort(-score) if not is_positive[i] and score[i] >= threshold]
     wrong += [i for i in np.argsort(score) if is_positive[i] and score[i] < threshold]
     rows = [{"number": k + 1, "score": float(score[i]), "label": records[i].label, "path": records[i].source,
-             "source": records[i].provenance or records[i].source, "tag": records[i].tag}
+             "folder": records[i].origin, "source": records[i].provenance or records[i].source, "tag": records[i].tag}
             for k, i in enumerate(wrong[:MISTAKES_ON_SHEET])]
     sheet_dir = out_dir / "mistakes"
     shutil.rmtree(sheet_dir, ignore_errors=True)
     if rows:
         write_sheets(rows, sheet_dir, thumb=64)
-        write_csv(sheet_dir / "mistakes.csv", ["number", "score", "label", "tag", "source"], rows)
+        write_csv(sheet_dir / "mistakes.csv", ["number", "score", "label", "tag", "folder", "source"], rows)
 
 
 def in_subset(record: ImageRecord, patterns: list[str]) -> bool:

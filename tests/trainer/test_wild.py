@@ -258,6 +258,7 @@ def test_evaluate_reports_the_wild_set_by_source_and_tag_with_a_sheet_of_mistake
         mistakes = list(csv.DictReader(handle))
     assert sorted(row["number"] for row in mistakes) == ["1", "2", "3", "4"]
     assert {row["tag"] for row in mistakes} == {"hard", "sticker"}
+    assert {row["folder"] for row in mistakes} == {str(negatives_root)}  # where each came from, beside its source
     assert (out / "mistakes" / "sheet-001.png").stat().st_size > 0
     assert "按标签 / By tag" in (out / "report.md").read_text(encoding="utf-8")
 
