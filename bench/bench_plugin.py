@@ -52,6 +52,7 @@ from nailong_bot.actions import WarningCooldown, act  # noqa: E402
 from nailong_bot.decision import Decision  # noqa: E402
 from nailong_bot.fetch import Fetcher  # noqa: E402
 from nailong_bot.images import CheckedImage, image_refs  # noqa: E402
+from nailong_bot.i18n import lang  # noqa: E402
 from nailong_bot.storage import Action, GroupSettings  # noqa: E402
 from nailong_vision.classifier import Classifier, ModelError, bundled_model_path  # noqa: E402
 from nailong_vision.decode import decode_frames  # noqa: E402
@@ -166,7 +167,7 @@ def stages(classifier: Classifier, threads: int, server: ImageServer, idle_repea
             timed_async(
                 lambda: act(
                     StubBot(), event, hit, settings=settings, strike=1, mute_seconds=0, strike_window=86400,
-                    cooldown=WarningCooldown(0),
+                    cooldown=WarningCooldown(0), lang=lang("zh-CN"),
                 ),
                 200,
             )
