@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from nailong_vision.classifier import Classifier, bundled_model_path  # noqa: E402
 from nailong_vision.decode import ImageDecodeError, decode_frames  # noqa: E402
 from nailong_vision.preprocess import preprocess  # noqa: E402
+from timing import summary, timed  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "plugin" / "fixtures"
 LITE2 = ROOT / ".cache" / "bench" / "tf_efficientnet_lite2-260-untrained.onnx"
@@ -72,16 +72,6 @@ def with_cascade(first: Path, second: Path, band: tuple[float, float], workdir: 
     return path
 
 
-def timed(function, repeat: int) -> list[float]:
-    function()
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
 def interleaved(functions: list, repeat: int) -> list[list[float]]:
     """Samples of each function taken in turn, so drift on a shared CPU falls on all of them alike."""
     for function in functions:
@@ -96,10 +86,8 @@ def interleaved(functions: list, repeat: int) -> list[list[float]]:
 
 
 def row(name: str, samples: list[float]) -> None:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-    print(f"  {name:<52} median {statistics.median(ordered) * 1000:8.2f} ms   p95 {p95 * 1000:8.2f} ms   "
-          f"(n={len(samples)})")
+    median, p95, _ = summary(samples)
+    print(f"  {name:<52} median {median:8.2f} ms   p95 {p95:8.2f} ms   (n={len(samples)})")
 
 
 def main() -> None:

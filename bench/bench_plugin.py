@@ -57,18 +57,12 @@ from nailong_bot.storage import Action, GroupSettings  # noqa: E402
 from nailong_vision.classifier import Classifier, ModelError, bundled_model_path  # noqa: E402
 from nailong_vision.decode import decode_frames  # noqa: E402
 from nailong_vision.preprocess import preprocess  # noqa: E402
+from timing import summary, timed  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "plugin" / "fixtures"
 STILL = FIXTURES / "nailong-still-3.jpg"
 ANIMATED = FIXTURES / "nailong-animated.gif"
 GROUPS = 5
-
-
-def summary(samples: list[float]) -> tuple[float, float, float]:
-    """(median, p95, max) in milliseconds."""
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-    return statistics.median(ordered) * 1000, p95 * 1000, ordered[-1] * 1000
 
 
 def row(name: str, samples: list[float]) -> tuple[float, float]:
@@ -77,16 +71,6 @@ def row(name: str, samples: list[float]) -> tuple[float, float]:
         f"  {name:<44} median {median:9.3f} ms   p95 {p95:9.3f} ms   max {longest:9.3f} ms   (n={len(samples)})"
     )
     return median, p95
-
-
-def timed(function: Callable[[], object], repeat: int) -> list[float]:
-    function()  # warm-up
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - started)
-    return samples
 
 
 async def timed_async(function: Callable[[], Awaitable[object]], repeat: int) -> list[float]:
