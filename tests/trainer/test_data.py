@@ -178,3 +178,15 @@ def test_image_search_queries_and_whole_repositories_are_families_only_where_con
     assert records["nailong02.png"].family == records["other02.png"].family == "repo:b/desk-pet"
     assert records["other00.png"].provenance == "a/searches train/0/baidu540324-3.jpeg"
     assert family_from_source_path("train/0/baidu540324-3.jpeg") == "clip:baidu540324-3"
+
+
+def test_the_decode_cache_concatenates_frames_as_numpy_does_and_lets_each_images_frames_go():
+    from trainer.data.cache import DecodedImage, concatenate_releasing
+
+    rng = np.random.default_rng(0)
+    images = [DecodedImage(eval_frames=rng.integers(0, 255, (n, 4, 4, 3), dtype=np.uint8),
+                           train_frames=rng.integers(0, 255, (1, 5, 5, 3), dtype=np.uint8), hash=n) for n in (1, 3, 2)]
+    expected = np.concatenate([image.eval_frames for image in images])
+    assert np.array_equal(concatenate_releasing(images, "eval_frames"), expected)
+    assert all(image.eval_frames.size == 0 and image.eval_frames.base is None for image in images)
+    assert [len(image.train_frames) for image in images] == [1, 1, 1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,3 +237,16 @@ def test_family_cap_keeps_at_most_cap_images_of_each_named_family_and_the_same_o
     assert unnamed and set(unnamed) <= {r.source for r in capped}
     again = load_records(tiny_config(tmp_path, root, "family_cap=4"))
     assert [r.source for r in again] == [r.source for r in capped]
+
+
+def test_family_cap_counts_each_data_folder_apart_so_a_later_rounds_hardest_images_come_on_top(tmp_path):
+    first = family_folder(tmp_path / "round1", families=2, per_family=6)
+    later = family_folder(tmp_path / "round2", families=2, per_family=3)
+    capped = load_records(tiny_config(tmp_path, first, "family_cap=4", f"data=['{first}', '{later}']"))
+    counts = {}
+    for record in capped:
+        if record.family.startswith("family:"):
+            key = (Path(record.source).parent.parent.name, record.family)
+            counts[key] = counts.get(key, 0) + 1
+    assert counts == {("round1", "family:series-0"): 4, ("round1", "family:series-1"): 4,
+                      ("round2", "family:series-0"): 3, ("round2", "family:series-1"): 3}

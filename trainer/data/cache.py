@@ -62,6 +62,20 @@ def _cache_key(records: list[ImageRecord], cfg: TrainConfig, spec: PreprocessSpe
     return digest.hexdigest()[:16]
 
 
+def concatenate_releasing(decoded: list[DecodedImage], field: str) -> np.ndarray:
+    """``np.concatenate`` of one frame field of every image, dropping each image's frames once copied: the
+    decoded frames and the result never both sit in memory whole, so a cache of N GB needs N, not 2N."""
+    first = getattr(decoded[0], field)
+    out = np.empty((sum(len(getattr(d, field)) for d in decoded), *first.shape[1:]), dtype=first.dtype)
+    position = 0
+    for image in decoded:
+        frames = getattr(image, field)
+        out[position:position + len(frames)] = frames
+        position += len(frames)
+        setattr(image, field, np.empty((0, *frames.shape[1:]), dtype=frames.dtype))  # a view would keep it alive
+    return out
+
+
 def decode_all(records: list[ImageRecord], cfg: TrainConfig, spec: PreprocessSpec) -> dict:
     """Decode every record once (in worker processes) into arrays cached on disk."""
     cache = Path(cfg.cache_dir) / f"decoded-{_cache_key(records, cfg, spec)}.npz"
@@ -78,14 +92,15 @@ def decode_all(records: list[ImageRecord], cfg: TrainConfig, spec: PreprocessSpe
     for failure in (r for r in results if isinstance(r, str)):
         log.warning("skipped undecodable image: %s", failure)
     decoded = [results[i] for i in ok]
+    del results
     arrays = {
         "ok": np.array(ok, dtype=np.int64),
         "hash": np.array([d.hash for d in decoded], dtype=np.uint64),
-        "eval_pixels": np.concatenate([d.eval_frames for d in decoded]),
         "eval_owner": np.concatenate([np.full(len(d.eval_frames), k) for k, d in enumerate(decoded)]),
-        "train_pixels": np.concatenate([d.train_frames for d in decoded]),
         "train_owner": np.concatenate([np.full(len(d.train_frames), k) for k, d in enumerate(decoded)]),
     }
+    arrays["eval_pixels"] = concatenate_releasing(decoded, "eval_frames")
+    arrays["train_pixels"] = concatenate_releasing(decoded, "train_frames")
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.with_suffix(".tmp.npz")
     np.savez(partial, **arrays)

@@ -227,12 +227,14 @@ def load_all_records(cfg: TrainConfig) -> list[ImageRecord]:
 
 
 def cap_families(records: list[ImageRecord], cap: int) -> list[ImageRecord]:
-    """At most ``cap`` images of each family a MANIFEST names (``family:…``); the kept ones are those whose file
-    names hash lowest, so the choice is stable across runs and independent of order."""
-    by_family: dict[str, list[ImageRecord]] = {}
+    """At most ``cap`` images of each family a MANIFEST names (``family:…``) from each data folder; the kept ones
+    are those whose file names hash lowest, so the choice is stable across runs and independent of order. Per
+    folder, because a later mining round's folder holds the family's hardest images, picked to come on top of
+    the first round's sample."""
+    by_family: dict[tuple[str, str], list[ImageRecord]] = {}
     for record in records:
         if record.family.startswith("family:"):
-            by_family.setdefault(record.family, []).append(record)
+            by_family.setdefault((record.origin, record.family), []).append(record)
     dropped = {id(r) for members in by_family.values() if len(members) > cap
                for r in sorted(members, key=lambda r: hashlib.sha1(Path(r.source).name.encode()).digest())[cap:]}
     return [r for r in records if id(r) not in dropped]
