@@ -1,5 +1,6 @@
 """The committed family manifests (issue 22) keep their promises: the held-out families are in no other manifest,
-no image is listed twice, and every row says its family and whether it is animated."""
+no image is listed twice, every row says its family and whether it is animated, a later round's hardest images
+belong to families already mined, and the source-disjoint nailong come from sources no other manifest names."""
 
 from __future__ import annotations
 
@@ -7,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from trainer.config import load_config
+from trainer.data import ImageRecord
+from trainer.data.sources import cap_families
 from trainer.mine import MANIFEST_COLUMNS, read_manifest
 
 DATASETS = Path(__file__).resolve().parents[2] / "datasets"
-FAMILY_SETS = ("family-wild", "family-yardstick", "family-negatives")
+HELD_OUT = ("family-wild", "family-wild-r2")
+TRAINABLE = ("family-yardstick", "family-negatives", "family-negatives-r2")
+HARDEST = "family-hard-r2"  # more images of TRAINABLE's round-1 families
+FAMILY_SETS = HELD_OUT + TRAINABLE + (HARDEST,)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +41,34 @@ def test_held_out_families_and_images_are_in_no_other_manifest(manifests):
     for name in FAMILY_SETS:
         assert len(images[name]) == len(set(images[name])), f"{name} lists an image twice"
         for other in FAMILY_SETS:
-            if other != name:
+            if other != name and HARDEST not in (name, other):
                 assert not families[name] & families[other], (name, other)
                 assert not set(images[name]) & set(images[other]), (name, other)
+    for name in HELD_OUT:
+        assert not families[name] & families[HARDEST] and not set(images[name]) & set(images[HARDEST]), name
+
+
+def test_a_later_rounds_hardest_images_are_those_round_one_left_out_of_its_families(manifests):
+    round_one = ("family-yardstick", "family-negatives")
+    earlier = {row["family"] for name in round_one for row in manifests[name]}
+    assert manifests[HARDEST] and {row["family"] for row in manifests[HARDEST]} <= earlier
+    records = [ImageRecord(f"{name}/{row['file']}", row["label"], f"family:{row['family']}", origin=name)
+               for name in round_one for row in manifests[name]]
+    cap = load_config(str(DATASETS.parent / "configs" / "lite0-families-r1.yaml"), []).family_cap
+    sampled = {Path(r.source).name for r in cap_families(records, cap)}
+    assert not sampled & {Path(row["file"]).name for row in manifests[HARDEST]}
+
+
+def test_source_disjoint_nailong_come_from_sources_no_other_manifest_names():
+    disjoint = read_manifest(DATASETS / "nailong-disjoint" / "MANIFEST.csv")
+    assert sum(row["label"] == "nailong" for row in disjoint) >= 100
+
+    def repos(rows):
+        return {part.removeprefix("github:").split("@")[0] for row in rows for part in row["source_repo"].split(";")}
+
+    others = repos([row for path in DATASETS.glob("*/MANIFEST.csv") if path.parent.name != "nailong-disjoint"
+                    for row in read_manifest(path)])
+    assert not repos(disjoint) & others
 
 
 def test_the_held_out_set_is_large_enough_to_choose_a_threshold_on(manifests):
