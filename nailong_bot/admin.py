@@ -60,8 +60,8 @@ ACTION_WORDS = {
     "observe": Action.OBSERVE, "观察": Action.OBSERVE,
 }  # fmt: skip
 RESET_WORDS = ("reset", "重置", "默认")
-# Below this a threshold asks to be confirmed. The bundled model recommends 0.637; at 0.3 its validation
-# false-positive rate is already 3.7 % against 1.4 % (models/evaluation/report.json, threshold_table) for
+# Below this a threshold asks to be confirmed. The bundled model recommends 0.7194; at 0.3 its validation
+# false-positive rate is already 4.4 % against 1.5 % (models/evaluation/report.json, threshold_table) for
 # recall 0.98 against 0.95, and at 0 every image is "nailong": `/奶龙 阈值 0` (a typo, or 5 % written as
 # 0.05) once recalled the next ordinary photo. Down to 0.3 a group may still be far stricter than advised.
 SAFE_THRESHOLD_FLOOR = 0.3
