@@ -59,9 +59,9 @@ class TrainConfig:
     # family_fold is the validation (instead of val_fraction, holdout_families and keep_split_of).
     family_folds: int = 0
     family_fold: int = 0
-    # At most this many images of one manifest family in each data folder (0: all): a mined emoji set of 8,000 images then weighs and
-    # costs (the cache holds every training image) no more than a sticker series of 40. Which ones is fixed by
-    # the file names, not the seed, so every run and fold of a config sees the same images.
+    # At most this many images of one manifest family in each data folder (0: all): a mined emoji set of 8,000
+    # images then weighs and costs (the cache holds every training image) no more than a sticker series of 40.
+    # Which ones is fixed by the file names, not the seed, so every run and fold of a config sees the same images.
     family_cap: int = 0
     # MANIFEST source repositories that are one family each (a desk pet's frames, one artist's series).
     repo_families: list[str] = field(default_factory=list)
