@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from trainer.config import load_config
 from trainer.data import ImageRecord
@@ -14,7 +15,7 @@ from trainer.data.sources import cap_families
 from trainer.mine import MANIFEST_COLUMNS, read_manifest
 
 DATASETS = Path(__file__).resolve().parents[2] / "datasets"
-HELD_OUT = ("family-wild", "family-wild-r2")
+HELD_OUT = ("family-wild", "family-wild-r2", "family-wild-r3")
 TRAINABLE = ("family-yardstick", "family-negatives", "family-negatives-r2")
 HARDEST = "family-hard-r2"  # more images of TRAINABLE's round-1 families
 FAMILY_SETS = HELD_OUT + TRAINABLE + (HARDEST,)
@@ -69,6 +70,14 @@ def test_source_disjoint_nailong_come_from_sources_no_other_manifest_names():
     others = repos([row for path in DATASETS.glob("*/MANIFEST.csv") if path.parent.name != "nailong-disjoint"
                     for row in read_manifest(path)])
     assert not repos(disjoint) & others
+
+
+def test_no_training_config_trains_or_validates_on_a_held_out_set():
+    evaluation_only = HELD_OUT + ("nailong-disjoint",)
+    for path in sorted((DATASETS.parent / "configs").glob("*.yaml")):
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))  # space.yaml is a search space, not a config
+        named = {Path(entry).name for entry in values.get("data", []) + values.get("unlabeled", [])}
+        assert not named & set(evaluation_only), (path.name, named & set(evaluation_only))
 
 
 def test_the_held_out_set_is_large_enough_to_choose_a_threshold_on(manifests):
