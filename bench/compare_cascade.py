@@ -10,7 +10,8 @@ Every image is decoded once, as the plugin decodes it for the first model, and s
 with its own frame rule; a cascade's score is the first model's outside the band and the second's inside
 (nailong_vision.classifier). Each candidate gets the threshold the shipping rule gives on its own scores —
 the lowest with the wild set's false-positive rate ≤ ``wild_max_fpr`` and the validation's hard-tagged
-negatives' ≤ ``val_hard_max_fpr`` (both from --line's config) — and is judged there on:
+negatives' ≤ ``val_hard_max_fpr`` (both from --line's config) — and the review floor the export would write (validation nailong recall ≥ 99 %
+below it), and is judged at the threshold on:
 - the held-out families (--families): false-positive rate, worst family, worst-decile family;
 - source-disjoint nailong (--nailong): recall;
 - the grouped validation (the files of --val-checkpoint's split, which neither model trained on): recall,
@@ -43,7 +44,7 @@ from trainer.evaluate import in_subset  # noqa: E402
 from trainer.families import at_threshold  # noqa: E402
 from trainer.metrics import pr_curve  # noqa: E402
 from trainer.scoring import Scorer, load_scorer  # noqa: E402
-from trainer.thresholds import wild_threshold  # noqa: E402
+from trainer.thresholds import review_floor, wild_threshold  # noqa: E402
 
 BANDS = [(0.2355, 0.95), (0.3, 0.9), (0.5, 0.9), (0.1, 0.99)]
 AI_RENDERED = "AI"  # the report subset of the line's config whose name holds this: AI-rendered nailong sources
@@ -108,6 +109,7 @@ def judge(records: dict[str, list[ImageRecord]], scores: dict[str, np.ndarray], 
     ai_rendered = is_nailong & np.array([in_subset(r, ai_patterns) for r in records["validation"]], dtype=bool)
     return {
         "threshold": threshold,
+        "review_floor": review_floor(scores["validation"][is_nailong]),
         "families": at_threshold(records["families"], scores["families"], threshold, positive),
         "disjoint_nailong": rate(hits["nailong"], labels("nailong")),
         "validation": {"recall": rate(hits["validation"], is_nailong),
@@ -122,12 +124,12 @@ def judge(records: dict[str, list[ImageRecord]], scores: dict[str, np.ndarray], 
 def markdown(results: dict, sizes: dict[str, int]) -> str:
     lines = [f"# Cascade comparison ({', '.join(f'{name} {n}' for name, n in sizes.items())} images)", "",
              "Each candidate at its own threshold by the shipping rule (wild set FPR and validation hard negatives).",
-             "", "| candidate | threshold | held-out family FPR | worst family | worst decile | source-disjoint nailong "
-             "| val recall | val AP | AI-rendered | wild FPR (hard) | reach 2nd |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "", "| candidate | threshold | review floor | held-out family FPR | worst family | worst decile | source-disjoint nailong "
+             "| val recall | val AP | AI-rendered | wild FPR (hard) | reach 2nd |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         fam, val, wild = r["families"], r["validation"], r["wild"]
         lines.append(
-            f"| {name} | {r['threshold']:.4f} | {fam['false_positive_rate']:.2%} ({fam['false_positives']}) | "
+            f"| {name} | {r['threshold']:.4f} | {r['review_floor']:.4f} | {fam['false_positive_rate']:.2%} ({fam['false_positives']}) | "
             f"{fam['max_family_fpr']:.1%} | {fam['worst_decile_family_fpr']:.2%} | "
             f"{r['disjoint_nailong']['hits']}/{r['disjoint_nailong']['of']} | "
             f"{val['recall']['hits']}/{val['recall']['of']} | {val['average_precision']:.4f} | "
