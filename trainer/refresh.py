@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nailong_vision.classifier import Classifier, ModelError
+from nailong_vision.classifier import CASCADE_KEY, Classifier, ModelError
 from nailong_vision.decode import ImageDecodeError
 from nailong_vision.frame_rule import flat_frames
 from nailong_vision.frame_rule import parse as parse_frame_rule
@@ -163,6 +163,12 @@ def read_inputs(base_dir: Path, feedback_dir: Path, recent_dir: Path | None, con
         info = Classifier(onnx_path, providers=["CPUExecutionProvider"], threads=1).info
     except ModelError as error:
         raise RefreshInputError(str(error)) from error
+    if CASCADE_KEY in info.metadata:
+        # The refresh fine-tunes the first model alone while the threshold it keeps was set on the cascade's
+        # scores: the result would act on the first model's scores at a threshold chosen for others.
+        raise RefreshInputError(f"{onnx_path} 是级联模型，不能自动更新：更新只训练第一个模型，而阈值是按级联的分数定的 / "
+                                f"is a cascade: a refresh retrains its first model alone, and the threshold was set on "
+                                f"the cascade's scores; refresh the first model on its own, then rebuild the cascade")
     base = Checkpoint.load(checkpoint_path)
     if list(info.labels) != base.labels or info.spec != base.spec:
         raise RefreshInputError(f"{onnx_path} 与 {checkpoint_path} 不是同一个模型 / are not the same model "

@@ -200,6 +200,28 @@ def test_bad_input_exits_with_code_2(base, bot_data, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_cascade_base_is_refused_instead_of_refreshed_into_its_first_model_alone(base, bot_data, tmp_path):
+    """A refresh retrains the first model only and keeps the base's threshold, which a cascade set on its mixed
+    scores: the result would decide on the first model's scores at the cascade's threshold. It is refused."""
+    cascade_base = tmp_path / "cascade"
+    cascade_base.mkdir()
+    for name in (MODEL_FILE, MODEL_FILE + ".sha256", CHECKPOINT_FILE):
+        (cascade_base / name).write_bytes((base / name).read_bytes())
+    (cascade_base / "second.onnx").write_bytes((base / MODEL_FILE).read_bytes())
+    (cascade_base / "second.onnx.sha256").write_text(sha256_file(cascade_base / "second.onnx") + "\n")
+    first = cascade_base / MODEL_FILE
+    model = onnx.load(str(first))
+    model.metadata_props.add(key="cascade", value=json.dumps({"model": "second.onnx", "band": [0.1, 0.99]}))
+    onnx.save(model, str(first))
+    (cascade_base / (MODEL_FILE + ".sha256")).write_text(sha256_file(first) + "\n")
+    assert Classifier(first).second is not None  # a working cascade, not a broken model
+    root, _ = bot_data
+    out = tmp_path / "out"
+    assert main(["refresh", "--base", str(cascade_base), "--feedback", str(root / "feedback"),
+                 "--recent", str(root / "recent"), "--out", str(out), *FIXED]) == 2
+    assert not out.exists()
+
+
 def test_the_scores_the_bot_recorded_with_the_base_model_are_not_computed_again(base, tmp_path, monkeypatch):
     images = ordinary_images(4, seed=9)
     write_corrections(tmp_path / "feedback", [(lookalikes(1, seed=2)[0], "other")])
